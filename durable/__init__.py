@@ -1,0 +1,74 @@
+"""durable: Python-native durable workflows on nothing but Postgres."""
+
+from ._activity import ActivityContext, ActivityInfo, activity_context
+from ._client import (
+    Client,
+    HistoryEvent,
+    PendingActivity,
+    WorkflowDescription,
+    WorkflowHandle,
+)
+from ._context import ChildWorkflowHandle, WorkflowContext, WorkflowInfo
+from ._definitions import (
+    ActivityDefinition,
+    RetryPolicy,
+    WorkflowDefinition,
+    activity,
+    workflow,
+)
+from ._errors import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    DurableError,
+    NondeterminismError,
+    PayloadError,
+    QueryError,
+    TimeoutError,
+    UpdateError,
+    WorkflowAlreadyStartedError,
+    WorkflowCancelledError,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTerminatedError,
+)
+from ._worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivityContext",
+    "ActivityDefinition",
+    "ActivityError",
+    "ActivityInfo",
+    "ApplicationError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
+    "Client",
+    "DurableError",
+    "HistoryEvent",
+    "NondeterminismError",
+    "PayloadError",
+    "PendingActivity",
+    "QueryError",
+    "RetryPolicy",
+    "TimeoutError",
+    "UpdateError",
+    "Worker",
+    "WorkflowAlreadyStartedError",
+    "WorkflowCancelledError",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowDescription",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "WorkflowTerminatedError",
+    "__version__",
+    "activity",
+    "activity_context",
+    "workflow",
+]

@@ -1,0 +1,103 @@
+"""What a running activity sees (activity_context()) and how an activity function is run."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._definitions import ActivityDefinition
+from ._errors import WorkflowError
+from ._serialization import decode, encode
+
+_current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("durable_activity")
+
+
+@dataclass(frozen=True)
+class ActivityInfo:
+    workflow_id: str
+    run_id: str
+    activity_id: str
+    activity_name: str
+    attempt: int
+    idempotency_key: str
+    deadline: datetime | None
+    task_queue: str
+    is_local: bool = False
+
+
+class ActivityContext:
+    """Handed to a running activity through ``durable.activity_context()``."""
+
+    def __init__(self, info: ActivityInfo, heartbeat_details: bytes | None) -> None:
+        self.info = info
+        self._last_details = heartbeat_details
+        self._pending: bytes | None = None
+        self._dirty = False
+        self._cancelled = threading.Event()
+        self._cancelled_async = asyncio.Event()
+
+    @property
+    def heartbeat_details(self) -> tuple[Any, ...] | None:
+        """The details of the last heartbeat recorded, possibly by an earlier attempt."""
+        if self._last_details is None:
+            return None
+        return tuple(decode(self._last_details))
+
+    def heartbeat(self, *details: Any) -> None:
+        """Report progress; keeps a heartbeat_timeout from firing, and brings cancellation."""
+        payload = encode(list(details))
+        self._last_details = payload
+        self._pending = payload
+        self._dirty = True
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    async def wait_cancelled(self) -> None:
+        await self._cancelled_async.wait()
+
+    # -- used by the worker --------------------------------------------------------------
+    def take_heartbeat(self) -> tuple[bool, bytes | None]:
+        dirty, payload = self._dirty, self._pending
+        self._dirty, self._pending = False, None
+        return dirty, payload
+
+    def mark_cancelled(self) -> None:
+        self._cancelled.set()
+        self._cancelled_async.set()
+
+
+def activity_context() -> ActivityContext:
+    """The context of the activity running in this task or thread."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise WorkflowError(
+            "durable.activity_context() was called outside a running activity"
+        ) from None
+
+
+async def run_activity_function(
+    definition: ActivityDefinition[Any, Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    context: ActivityContext,
+    executor: concurrent.futures.Executor,
+) -> Any:
+    """Run the user's function with its context set: async in this loop, sync in a thread."""
+    token = _current.set(context)
+    try:
+        if definition.is_async:
+            return await definition.fn(*args, **kwargs)
+        call: Callable[[], Any] = functools.partial(definition.fn, *args, **kwargs)
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(executor, ctx.run, call)
+    finally:
+        _current.reset(token)

@@ -1,0 +1,460 @@
+"""The client: start workflows and talk to them (signal, query, update, cancel, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar, overload
+
+import asyncpg
+
+from ._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
+from ._embedded import embedded_dsn, resolve_dsn
+from ._errors import (
+    DurableError,
+    QueryError,
+    TimeoutError,
+    UpdateError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTerminatedError,
+)
+from ._events import PAYLOAD_KEYS, Event
+from ._failures import from_failure
+from ._serialization import decode, encode_args, return_hint
+from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, _unpack
+
+R = TypeVar("R")
+
+ID_REUSE_POLICIES = ("allow_duplicate", "allow_failed_only", "reject_duplicate")
+ID_CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
+STATUSES = (
+    "pending", "running", "completed", "failed", "cancelled", "terminated",
+    "continued_as_new", "timed_out", "paused",
+)
+
+
+@dataclass(frozen=True)
+class PendingActivity:
+    activity_id: str
+    activity_name: str
+    attempt: int
+    state: str
+    scheduled_at: datetime
+    next_attempt_at: datetime | None
+    last_failure: str | None
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    task_queue: str
+    status: str
+    started_at: datetime
+    closed_at: datetime | None
+    attributes: dict[str, Any]
+    parent_workflow_id: str | None
+    history_length: int
+    last_error: str | None
+    pending_activities: list[PendingActivity] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One recorded event: ``.seq``, ``.type``, ``.timestamp`` and its fields as attributes."""
+
+    seq: int
+    type: str
+    timestamp: datetime
+    fields: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(f"{self.type} event has no field {name!r}") from None
+
+
+def _history_event(event: Event) -> HistoryEvent:
+    fields = {
+        key: decode(value) if key in PAYLOAD_KEYS and isinstance(value, bytes) else value
+        for key, value in event.attrs.items()
+    }
+    return HistoryEvent(event.seq, event.type.name, event.timestamp, fields)
+
+
+def _check_id(arg: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 1000:
+        raise ValueError(f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}")
+    return value
+
+
+def _check_choice(arg: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return str(value)
+
+
+def _check_timedelta(arg: str, value: Any) -> timedelta | None:
+    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise ValueError(f"{arg} must be a non-negative datetime.timedelta or None, got {value!r}")
+    return value
+
+
+def _check_attributes(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"attributes must be a dict with string keys, got {value!r}")
+    for key, item in value.items():
+        scalars = (str, int, float, bool, type(None))
+        if not isinstance(item, scalars) and not (
+            isinstance(item, list) and all(isinstance(i, scalars) for i in item)
+        ):
+            raise ValueError(
+                f"attribute {key!r} must be str, int, float, bool, None or a list of those, "
+                f"got {item!r}"
+            )
+    return dict(value)
+
+
+class Client:
+    """A connection to the durable database. Create it with ``await Client.connect()``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    async def connect(cls, dsn: str | None = None, *, max_connections: int = 10) -> Client:
+        """Connect (and migrate the schema if needed).
+
+        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database.
+        """
+        resolved = resolve_dsn(dsn) or await asyncio.to_thread(embedded_dsn)
+        try:
+            store = await Store.connect(resolved, max_connections=max_connections)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise DurableError(
+                f"cannot connect to Postgres at {_redact(resolved)}: {exc}; check the dsn "
+                "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
+            ) from exc
+        return cls(store)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ starting
+    @overload
+    async def start(
+        self, workflow: WorkflowDefinition[Any, R], *args: Any, id: str | None = None,
+        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self, workflow: str, *args: Any, id: str | None = None,
+        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    async def start(
+        self, workflow: WorkflowDefinition[Any, Any] | str, *args: Any, id: str | None = None,
+        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Start a workflow (by function or registered name) and return its handle."""
+        request, hint = await self._start_request(
+            workflow, args, id, task_queue, id_reuse_policy, id_conflict_policy,
+            start_delay, execution_timeout, attributes,
+        )
+        run_id, _ = await self.store.start_workflow(request)
+        return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    @overload
+    async def execute(
+        self, workflow: WorkflowDefinition[Any, R], *args: Any, **options: Any
+    ) -> R: ...
+    @overload
+    async def execute(self, workflow: str, *args: Any, **options: Any) -> Any: ...
+    async def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
+        """Start a workflow and wait for its result."""
+        handle = await self.start(workflow, *args, **options)
+        return await handle.result()
+
+    async def signal_with_start(
+        self, workflow: WorkflowDefinition[Any, R] | str, *args: Any, id: str, signal: str,
+        signal_args: tuple[Any, ...] = (), task_queue: str | None = None,
+        start_delay: timedelta | None = None, execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[R]:
+        """Signal the running workflow ``id``, or start it and signal it, atomically."""
+        _check_id("signal", signal)
+        payload = encode_args(tuple(signal_args), {})
+        request, hint = await self._start_request(
+            workflow, args, _check_id("id", id), task_queue, "allow_duplicate", "use_existing",
+            start_delay, execution_timeout, attributes,
+        )
+        run_id, _ = await self.store.start_workflow(request, signal=(signal, payload))
+        return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    async def _start_request(
+        self, workflow: Any, args: tuple[Any, ...], id: str | None, task_queue: str | None,
+        id_reuse_policy: str, id_conflict_policy: str, start_delay: timedelta | None,
+        execution_timeout: timedelta | None, attributes: Mapping[str, Any] | None,
+    ) -> tuple[StartRequest, Any]:
+        name = workflow_name(workflow)
+        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        workflow_id = _check_id("id", id if id is not None else (
+            definition.id if definition and definition.id else str(uuid.uuid4())))
+        if task_queue is not None:
+            _check_id("task_queue", task_queue)
+        request = StartRequest(
+            workflow_id=workflow_id,
+            workflow_name=name,
+            task_queue="",
+            args=encode_args(args, {}),
+            id_reuse_policy=_check_choice("id_reuse_policy", id_reuse_policy, ID_REUSE_POLICIES),
+            id_conflict_policy=_check_choice(
+                "id_conflict_policy", id_conflict_policy, ID_CONFLICT_POLICIES
+            ),
+            start_delay=_check_timedelta("start_delay", start_delay),
+            execution_timeout=_check_timedelta("execution_timeout", execution_timeout),
+            attributes=_check_attributes(attributes),
+        )
+        queue = task_queue or (definition.task_queue if definition else None)
+        if definition is None:
+            registered = await self.store.registered_task_queue(name)
+            if registered is None:
+                raise WorkflowNotFoundError(
+                    f"no worker has registered a workflow named {name!r}; check the name, or "
+                    "start a worker that serves it first (or pass the workflow function)"
+                )
+            queue = queue or registered
+        request = dataclasses.replace(request, task_queue=queue or DEFAULT_TASK_QUEUE)
+        return request, return_hint(definition.fn) if definition else Any
+
+    # ------------------------------------------------------------------ handles and listing
+    def get_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle[Any]:
+        """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given)."""
+        return WorkflowHandle(self, _check_id("workflow_id", workflow_id), run_id, Any)
+
+    async def list(
+        self,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        started_after: datetime | None = None,
+    ) -> AsyncIterator[WorkflowDescription]:
+        """Workflow runs matching every filter given, oldest first."""
+        if status is not None:
+            _check_choice("status", status, STATUSES)
+        if started_after is not None and (
+            not isinstance(started_after, datetime) or started_after.tzinfo is None
+        ):
+            raise ValueError(f"started_after must be a timezone-aware datetime, got {started_after!r}")
+        filters = _check_attributes(attributes)
+        after: tuple[datetime, str, str] | None = None
+        while True:
+            rows = await self.store.list_workflows(
+                status=status, workflow_name=workflow_name, attributes=filters,
+                started_after=started_after, after=after, limit=200,
+            )
+            for row in rows:
+                yield _description(row, [])
+            if len(rows) < 200:
+                return
+            last = rows[-1]
+            after = (last["started_at"], last["workflow_id"], str(last["run_id"]))
+
+
+class WorkflowHandle(Generic[R]):
+    """A workflow by id (and, when it came from start, the run it started)."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None, hint: Any) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self._hint = hint
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id} run={self.run_id}>"
+
+    @property
+    def _store(self) -> Store:
+        return self.client.store
+
+    async def result(self, timeout: float | timedelta | None = None) -> R:
+        """Wait for the workflow to close (following continue-as-new) and return its result."""
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        try:
+            async with asyncio.timeout(seconds):
+                return await self._wait_result()
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"workflow {self.workflow_id!r} did not finish within {seconds} s"
+            ) from None
+
+    async def _wait_result(self) -> R:
+        closed = asyncio.Event()
+        key = "c" + self.workflow_id
+        await self._store.listener.subscribe(key, closed)
+        try:
+            run_id = self.run_id
+            while True:
+                closed.clear()
+                row = await self._run(run_id)
+                if row["status"] == "continued_as_new":
+                    run_id = str(row["continued_run_id"])
+                    continue
+                if row["closed_at"] is not None:
+                    return self._outcome(row)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(closed.wait(), 1.0)
+        finally:
+            self._store.listener.unsubscribe(key, closed)
+
+    async def _run(self, run_id: str | None) -> asyncpg.Record:
+        if run_id is None:
+            return await self._store.latest_run(self.workflow_id)
+        row = await self._store.run_row(self.workflow_id, run_id)
+        if row is None:
+            raise WorkflowNotFoundError(f"no run {run_id} of workflow {self.workflow_id!r}")
+        return row
+
+    def _outcome(self, row: asyncpg.Record) -> R:
+        status = row["status"]
+        if status == "completed":
+            value: R = decode(row["result"], self._hint)
+            return value
+        failure = _unpack(row["failure"]) or {}
+        message = failure.get("message") or status
+        if status == "cancelled":
+            raise WorkflowCancelledError(f"workflow {self.workflow_id!r} was cancelled")
+        if status == "terminated":
+            raise WorkflowTerminatedError(f"workflow {self.workflow_id!r} was terminated: {message}")
+        raise WorkflowFailedError(
+            f"workflow {self.workflow_id!r} {status}: {message}", from_failure(failure)
+        )
+
+    async def signal(self, name: str, *args: Any) -> None:
+        """Send signal ``name``; raises WorkflowNotFoundError unless the workflow is running."""
+        await self._store.signal(self.workflow_id, _check_id("name", name), encode_args(args, {}))
+
+    async def query(self, name: str, *args: Any, timeout: float = 30.0) -> Any:
+        """Ask a worker to run the workflow's query handler ``name``."""
+        call_id = await self._store.create_call(
+            KIND_QUERY, self.workflow_id, _check_id("name", name), encode_args(args, {})
+        )
+        row = await self._await_call(call_id, timeout, "query")
+        if row["failure"] is not None:
+            failure = _unpack(row["failure"])
+            raise QueryError(failure.get("message", "query failed"))
+        return decode(row["result"])
+
+    async def update(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Run the workflow's update handler ``name`` and return its result."""
+        call_id = await self._store.create_call(
+            KIND_UPDATE, self.workflow_id, _check_id("name", name), encode_args(args, {})
+        )
+        row = await self._await_call(call_id, timeout, "update")
+        if row["failure"] is not None:
+            failure = _unpack(row["failure"])
+            raise UpdateError(f"update {name!r} failed: {failure.get('message')}",
+                              from_failure(failure))
+        return decode(row["result"])
+
+    async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
+        answered = asyncio.Event()
+        key = "r" + call_id
+        await self._store.listener.subscribe(key, answered)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    answered.clear()
+                    row = await self._store.call_outcome(call_id)
+                    if row is not None:
+                        return row
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(answered.wait(), 1.0)
+        except asyncio.TimeoutError:
+            await self._store.forget_call(call_id)
+            raise TimeoutError(
+                f"no worker answered the {what} to workflow {self.workflow_id!r} within "
+                f"{timeout} s; is a worker for its task queue running?"
+            ) from None
+        finally:
+            self._store.listener.unsubscribe(key, answered)
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Ask the workflow to cancel: it sees CancelledError and may clean up."""
+        await self._store.request_cancel(self.workflow_id, reason)
+
+    async def terminate(self, reason: str | None = None) -> None:
+        """Stop the workflow at once; no workflow code runs any more."""
+        await self._store.terminate(self.workflow_id, reason)
+
+    async def describe(self) -> WorkflowDescription:
+        row = await self._run(self.run_id)
+        pending = await self._store.pending_activities(self.workflow_id, str(row["run_id"]))
+        return _description(row, pending)
+
+    async def history(self) -> list[HistoryEvent]:
+        row = await self._run(self.run_id)
+        events = await self._store.load_history(self.workflow_id, str(row["run_id"]))
+        return [_history_event(e) for e in events]
+
+
+def _description(row: asyncpg.Record, pending: list[asyncpg.Record]) -> WorkflowDescription:
+    return WorkflowDescription(
+        workflow_id=row["workflow_id"],
+        run_id=str(row["run_id"]),
+        workflow_name=row["workflow_name"],
+        task_queue=row["task_queue"],
+        status=row["status"],
+        started_at=row["started_at"],
+        closed_at=row["closed_at"],
+        attributes=dict(row["attributes"]),
+        parent_workflow_id=row["parent_workflow_id"],
+        history_length=row["next_seq"] - 1,
+        last_error=row["last_error"],
+        pending_activities=[
+            PendingActivity(
+                activity_id=str(p["seq"]),
+                activity_name=p["activity_name"],
+                attempt=p["attempt"],
+                state="running" if p["running"] else ("backoff" if p["attempt"] else "scheduled"),
+                scheduled_at=p["scheduled_at"],
+                next_attempt_at=None if p["running"] else p["visible_at"],
+                last_failure=(_unpack(p["last_failure"]) or {}).get("message")
+                if p["last_failure"] else None,
+            )
+            for p in pending
+        ],
+    )
+
+
+def _redact(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else dsn
+    return dsn
+

@@ -1,0 +1,293 @@
+"""WorkflowContext: everything workflow code may use. It delegates to a WorkflowRuntime,
+the one seam between workflow code and the engine (the replayer implements it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._definitions import (
+    ActivityDefinition,
+    ActivityOptions,
+    RetryPolicy,
+    WorkflowDefinition,
+    activity_name,
+    workflow_name,
+)
+from ._errors import WorkflowError
+from ._serialization import encode_args, return_hint
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    task_queue: str
+    attempt: int
+    started_at: datetime
+    parent_workflow_id: str | None
+
+
+class ChildWorkflowHandle(Awaitable[R]):
+    """A started child workflow: await it for its result, signal or cancel it."""
+
+    def __init__(self, runtime: WorkflowRuntime, seq: int, workflow_id: str, task: asyncio.Task[R]):
+        self._runtime = runtime
+        self._seq = seq
+        self.workflow_id = workflow_id
+        self._task = task
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._task.__await__()
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def signal(self, name: str, *args: Any) -> None:
+        self._runtime.signal_child(self._seq, name, encode_args(args, {}))
+
+    def cancel(self) -> None:
+        """Ask the child to cancel; awaiting the handle then raises ChildWorkflowError."""
+        self._runtime.cancel_child(self._seq)
+
+
+class WorkflowRuntime(Protocol):
+    """What a WorkflowContext needs from the engine."""
+
+    info: WorkflowInfo
+    logger: logging.LoggerAdapter[logging.Logger]
+
+    @property
+    def is_replaying(self) -> bool: ...
+    def now(self) -> datetime: ...
+    def random(self) -> random.Random: ...
+    def start_activity(
+        self, name: str, args: bytes, options: ActivityOptions, hint: Any
+    ) -> asyncio.Task[Any]: ...
+    def local_activity(
+        self, definition: ActivityDefinition[Any, Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], retry: RetryPolicy,
+    ) -> asyncio.Future[Any]: ...
+    def start_child(
+        self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
+    ) -> ChildWorkflowHandle[Any]: ...
+    def signal_child(self, seq: int, name: str, args: bytes) -> None: ...
+    def cancel_child(self, seq: int) -> None: ...
+    def wait_signal(self, name: str) -> asyncio.Future[Any]: ...
+    def on_signal(self, name: str, handler: Callable[..., Any]) -> None: ...
+    def on_query(self, name: str, handler: Callable[..., Any]) -> None: ...
+    def on_update(
+        self, name: str, handler: Callable[..., Any], validator: Callable[..., Any] | None
+    ) -> None: ...
+    def wait_until(self, predicate: Callable[[], bool]) -> asyncio.Future[None]: ...
+    def side_effect(self, fn: Callable[[], Any]) -> Any: ...
+    def patched(self, change_id: str, *, deprecated: bool) -> bool: ...
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None: ...
+    def continue_as_new(self, args: bytes) -> NoReturn: ...
+
+
+def _seconds(value: float | timedelta, arg: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"{arg} must be seconds (int/float) or a timedelta, got {value!r}")
+
+
+class WorkflowContext:
+    """The first argument of every workflow function."""
+
+    def __init__(self, runtime: WorkflowRuntime) -> None:
+        self._runtime = runtime
+
+    # -- information ------------------------------------------------------------------
+    @property
+    def info(self) -> WorkflowInfo:
+        return self._runtime.info
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._runtime.logger
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._runtime.is_replaying
+
+    def now(self) -> datetime:
+        """The workflow's deterministic current time (UTC)."""
+        return self._runtime.now()
+
+    def random(self) -> random.Random:
+        """A random generator seeded from history: the same numbers on every replay."""
+        return self._runtime.random()
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self._runtime.random().getrandbits(128), version=4)
+
+    # -- activities -----------------------------------------------------------------------
+    @overload
+    def start_activity(
+        self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> asyncio.Task[R]: ...
+    @overload
+    def start_activity(self, fn: str, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]: ...
+    def start_activity(self, fn: Any, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """Schedule an activity and return a task for its result (cancel it to cancel the activity)."""
+        name = activity_name(fn)
+        options = fn.options if isinstance(fn, ActivityDefinition) else ActivityOptions()
+        hint = return_hint(fn.fn) if isinstance(fn, ActivityDefinition) else Any
+        return self._runtime.start_activity(name, encode_args(args, kwargs), options, hint)
+
+    @overload
+    async def activity(
+        self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def activity(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    async def activity(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run an activity and wait for its result; raises ActivityError when it fails for good."""
+        return await self.start_activity(fn, *args, **kwargs)
+
+    async def local_activity(
+        self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run ``fn`` in this worker process, recording only its result (at least once)."""
+        if not isinstance(fn, ActivityDefinition):
+            raise TypeError(
+                f"ctx.local_activity needs an @activity function, got {fn!r}; "
+                "decorate it with @durable.activity"
+            )
+        encode_args(args, kwargs)  # refuse unserializable arguments at the call site
+        retry = fn.options.retry or RetryPolicy()
+        result: R = await self._runtime.local_activity(fn, args, dict(kwargs), retry)
+        return result
+
+    # -- timers -------------------------------------------------------------------------
+    async def sleep(self, duration: float | timedelta) -> None:
+        """A durable timer: survives worker restarts."""
+        seconds = _seconds(duration, "duration")
+        if seconds < 0:
+            raise ValueError(f"duration must not be negative, got {duration!r}")
+        await asyncio.sleep(seconds)
+
+    async def sleep_until(self, when: datetime) -> None:
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise TypeError(f"when must be a timezone-aware datetime, got {when!r}")
+        await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
+
+    # -- signals, queries, updates, conditions ------------------------------------------------
+    async def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
+        """The next payload of signal ``name``; raises asyncio.TimeoutError on timeout."""
+        future = self._runtime.wait_signal(name)
+        if timeout is None:
+            return await future
+        return await asyncio.wait_for(future, _seconds(timeout, "timeout"))
+
+    def on_signal(self, name: str, handler: Callable[..., Any]) -> None:
+        self._runtime.on_signal(name, _callable(handler, "handler"))
+
+    def on_query(self, name: str, fn: Callable[..., Any]) -> None:
+        self._runtime.on_query(name, _callable(fn, "fn"))
+
+    def on_update(
+        self,
+        name: str,
+        handler: Callable[..., Any],
+        validator: Callable[..., Any] | None = None,
+    ) -> None:
+        if validator is not None:
+            _callable(validator, "validator")
+        self._runtime.on_update(name, _callable(handler, "handler"), validator)
+
+    async def wait_until(
+        self, predicate: Callable[[], bool], timeout: float | timedelta | None = None
+    ) -> None:
+        """Resume once ``predicate()`` is true (checked after every event)."""
+        future = self._runtime.wait_until(_callable(predicate, "predicate"))
+        if timeout is None:
+            await future
+        else:
+            await asyncio.wait_for(future, _seconds(timeout, "timeout"))
+
+    # -- child workflows -------------------------------------------------------------------
+    def start_child(
+        self, workflow: WorkflowDefinition[P, R] | str, /, *args: Any, **kwargs: Any
+    ) -> ChildWorkflowHandle[R]:
+        """Start a child workflow; returns a handle at once.
+
+        Options (id, task_queue) come from ``workflow.with_options(...)``.
+        """
+        if kwargs:
+            raise TypeError(
+                "child workflows take positional arguments only; "
+                f"got keyword arguments {sorted(kwargs)}"
+            )
+        name = workflow_name(workflow)
+        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        hint = return_hint(definition.fn) if definition else Any
+        return self._runtime.start_child(
+            name,
+            definition.id if definition else None,
+            definition.task_queue if definition else None,
+            encode_args(args, {}),
+            hint,
+        )
+
+    async def child(self, workflow: WorkflowDefinition[P, R] | str, /, *args: Any) -> R:
+        """Run a child workflow and wait for its result; raises ChildWorkflowError."""
+        return await self.start_child(workflow, *args)
+
+    # -- recorded values, versioning ------------------------------------------------------
+    async def side_effect(self, fn: Callable[[], R]) -> R:
+        """Run ``fn()`` once, record its value, and return the recorded value on replay."""
+        result: R = self._runtime.side_effect(_callable(fn, "fn"))
+        return result
+
+    def patched(self, change_id: str) -> bool:
+        return self._runtime.patched(_name(change_id, "change_id"), deprecated=False)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        self._runtime.patched(_name(change_id, "change_id"), deprecated=True)
+
+    def set_attributes(self, **attributes: Any) -> None:
+        """Searchable key/values, for ``client.list(attributes=...)``."""
+        self._runtime.set_attributes(attributes)
+
+    def continue_as_new(self, *args: Any) -> NoReturn:
+        """End this run and start a fresh run of the same workflow id with a new history."""
+        self._runtime.continue_as_new(encode_args(args, {}))
+
+
+def _callable(fn: Any, arg: str) -> Any:
+    if not callable(fn):
+        raise TypeError(f"{arg} must be callable, got {fn!r}")
+    return fn
+
+
+def _name(value: Any, arg: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{arg} must be a non-empty string, got {value!r}")
+    return value
+
+
+def utc_from_timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def require_workflow(where: str) -> None:
+    from ._loop import in_workflow
+
+    if not in_workflow():
+        raise WorkflowError(f"{where} can only be used inside workflow code")

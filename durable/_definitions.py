@@ -1,0 +1,314 @@
+"""What users declare: @workflow, @activity, their options and RetryPolicy."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._errors import WorkflowError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+DEFAULT_TASK_QUEUE = "default"
+
+
+def _check_duration(arg: str, value: timedelta | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{arg} must be a datetime.timedelta or None, got {value!r}")
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
+        raise ValueError(f"{arg} must be a positive timedelta, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed activity is retried: exponential backoff, optionally bounded."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff_coefficient: float = 2.0
+    maximum_interval: timedelta | None = None
+    maximum_attempts: int = 0
+    non_retryable_error_types: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        _check_duration("RetryPolicy.initial_interval", self.initial_interval, allow_zero=True)
+        _check_duration("RetryPolicy.maximum_interval", self.maximum_interval, allow_zero=True)
+        if not isinstance(self.backoff_coefficient, int | float) or self.backoff_coefficient < 1:
+            raise ValueError(
+                "RetryPolicy.backoff_coefficient must be a number >= 1, "
+                f"got {self.backoff_coefficient!r}"
+            )
+        if not isinstance(self.maximum_attempts, int) or self.maximum_attempts < 0:
+            raise ValueError(
+                "RetryPolicy.maximum_attempts must be an int >= 0 (0 means unlimited), "
+                f"got {self.maximum_attempts!r}"
+            )
+        if isinstance(self.non_retryable_error_types, str):
+            raise TypeError(
+                "RetryPolicy.non_retryable_error_types must be a sequence of type names, "
+                f"got the string {self.non_retryable_error_types!r}; wrap it in a tuple"
+            )
+        object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = the first retry)."""
+        initial = self.initial_interval.total_seconds()
+        cap = (
+            self.maximum_interval.total_seconds()
+            if self.maximum_interval is not None
+            else 100 * initial
+        )
+        return float(min(cap, initial * self.backoff_coefficient ** max(0, attempt - 2)))
+
+    def allows_attempt(self, attempt: int) -> bool:
+        return self.maximum_attempts == 0 or attempt <= self.maximum_attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "initial_interval": self.initial_interval.total_seconds(),
+            "backoff_coefficient": self.backoff_coefficient,
+            "maximum_interval": (
+                self.maximum_interval.total_seconds() if self.maximum_interval else None
+            ),
+            "maximum_attempts": self.maximum_attempts,
+            "non_retryable_error_types": list(self.non_retryable_error_types),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+        maximum = data.get("maximum_interval")
+        return cls(
+            initial_interval=timedelta(seconds=data["initial_interval"]),
+            backoff_coefficient=data["backoff_coefficient"],
+            maximum_interval=timedelta(seconds=maximum) if maximum is not None else None,
+            maximum_attempts=data["maximum_attempts"],
+            non_retryable_error_types=tuple(data["non_retryable_error_types"]),
+        )
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    task_queue: str | None = None
+    retry: RetryPolicy | None = None
+    start_to_close_timeout: timedelta | None = None
+    schedule_to_close_timeout: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("task_queue", self.task_queue, optional=True)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a durable.RetryPolicy or None, got {self.retry!r}")
+        for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
+            _check_duration(arg, getattr(self, arg))
+
+
+def _check_name(arg: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value or len(value) > 1000:
+        raise ValueError(f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}")
+
+
+class ActivityDefinition(Generic[P, R]):
+    """An activity function registered under a name, with default options."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, options: ActivityOptions) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        from ._loop import in_workflow
+
+        if in_workflow():
+            raise WorkflowError(
+                f"activity {self.name!r} was called directly inside a workflow; "
+                f"use `await ctx.activity({self.fn.__name__}, ...)` so it is recorded and retried"
+            )
+        return self.fn(*args, **kwargs)
+
+    def with_options(
+        self,
+        *,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        name: str | None = None,
+    ) -> ActivityDefinition[P, R]:
+        """A copy with some options replaced, for one call."""
+        changes = {
+            key: value
+            for key, value in {
+                "task_queue": task_queue,
+                "retry": retry,
+                "start_to_close_timeout": start_to_close_timeout,
+                "schedule_to_close_timeout": schedule_to_close_timeout,
+                "heartbeat_timeout": heartbeat_timeout,
+            }.items()
+            if value is not None
+        }
+        _check_name("name", name, optional=True)
+        return ActivityDefinition(
+            self.fn, name or self.name, dataclasses.replace(self.options, **changes)
+        )
+
+    def __repr__(self) -> str:
+        return f"<activity {self.name}>"
+
+
+class WorkflowDefinition(Generic[P, R]):
+    """A workflow function registered under a name; its first parameter is the context."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        task_queue: str | None,
+        id: str | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"@workflow needs an `async def` function, got {fn!r}; make it `async def`"
+            )
+        if not inspect.signature(fn).parameters:
+            raise TypeError(
+                f"workflow {name!r} must take the WorkflowContext as its first parameter"
+            )
+        self.fn = fn
+        self.name = name
+        self.task_queue = task_queue
+        self.id = id
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def with_options(
+        self, *, name: str | None = None, task_queue: str | None = None, id: str | None = None
+    ) -> WorkflowDefinition[P, R]:
+        _check_name("name", name, optional=True)
+        _check_name("task_queue", task_queue, optional=True)
+        _check_name("id", id, optional=True)
+        return WorkflowDefinition(
+            self.fn, name or self.name, task_queue or self.task_queue, id or self.id
+        )
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+
+class _ActivityDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> ActivityDefinition[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> ActivityDefinition[P, R]: ...
+
+
+@overload
+def activity(fn: Callable[P, Awaitable[R]], /) -> ActivityDefinition[P, R]: ...
+@overload
+def activity(fn: Callable[P, R], /) -> ActivityDefinition[P, R]: ...
+@overload
+def activity(
+    *,
+    name: str | None = None,
+    task_queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> _ActivityDecorator: ...
+def activity(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    task_queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> Any:
+    """Declare an activity: a function with side effects, run by a worker and retried."""
+    _check_name("name", name, optional=True)
+    options = ActivityOptions(
+        task_queue=task_queue,
+        retry=retry,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+    )
+
+    def decorate(f: Callable[..., Any]) -> ActivityDefinition[Any, Any]:
+        if not callable(f):
+            raise TypeError(f"@activity decorates a function, got {f!r}")
+        return ActivityDefinition(f, name or f.__qualname__, options)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+class _WorkflowDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[Concatenate[Any, P], Awaitable[R]], /
+    ) -> WorkflowDefinition[P, R]: ...
+
+
+@overload
+def workflow(
+    fn: Callable[Concatenate[Any, P], Awaitable[R]], /
+) -> WorkflowDefinition[P, R]: ...
+@overload
+def workflow(*, name: str | None = None, task_queue: str | None = None) -> _WorkflowDecorator: ...
+def workflow(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    task_queue: str | None = None,
+) -> Any:
+    """Declare a workflow: a deterministic async function whose every await is recorded."""
+    _check_name("name", name, optional=True)
+    _check_name("task_queue", task_queue, optional=True)
+
+    def decorate(f: Callable[..., Awaitable[Any]]) -> WorkflowDefinition[Any, Any]:
+        return WorkflowDefinition(f, name or f.__qualname__, task_queue)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+ActivityRef = ActivityDefinition[Any, Any] | str
+WorkflowRef = WorkflowDefinition[Any, Any] | str
+
+
+def activity_name(ref: object) -> str:
+    if isinstance(ref, ActivityDefinition):
+        return ref.name
+    if isinstance(ref, str) and ref:
+        return ref
+    raise TypeError(
+        f"expected an @activity function or an activity name, got {ref!r}; "
+        "decorate the function with @durable.activity"
+    )
+
+
+def workflow_name(ref: object) -> str:
+    if isinstance(ref, WorkflowDefinition):
+        return ref.name
+    if isinstance(ref, str) and ref:
+        return ref
+    raise TypeError(
+        f"expected a @workflow function or a workflow name, got {ref!r}; "
+        "decorate the function with @durable.workflow"
+    )

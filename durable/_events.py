@@ -1,0 +1,130 @@
+"""History events: the append-only record that replay follows.
+
+An event is either a *command* (issued by workflow code and matched on replay at the
+same position) or *incoming* (something that happened to the workflow; on replay it
+is delivered at the position where it was originally delivered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from ._errors import PayloadError
+
+
+class EventType(IntEnum):
+    WORKFLOW_STARTED = 1
+    WORKFLOW_COMPLETED = 2
+    WORKFLOW_FAILED = 3
+    WORKFLOW_CANCELLED = 4
+    WORKFLOW_CONTINUED_AS_NEW = 5
+    WORKFLOW_TERMINATED = 6
+    WORKFLOW_TIMED_OUT = 7
+    ACTIVITY_SCHEDULED = 10
+    ACTIVITY_COMPLETED = 11
+    ACTIVITY_FAILED = 12
+    ACTIVITY_CANCEL_REQUESTED = 13
+    LOCAL_ACTIVITY_COMPLETED = 14
+    LOCAL_ACTIVITY_FAILED = 15
+    TIMER_STARTED = 20
+    TIMER_FIRED = 21
+    TIMER_CANCELLED = 22
+    SIGNAL_RECEIVED = 30
+    CANCEL_REQUESTED = 31
+    UPDATE_ACCEPTED = 32
+    UPDATE_COMPLETED = 33
+    CHILD_SCHEDULED = 40
+    CHILD_COMPLETED = 41
+    CHILD_FAILED = 42
+    CHILD_CANCEL_REQUESTED = 43
+    CHILD_SIGNALED = 44
+    SIDE_EFFECT = 50
+    PATCH = 51
+    ATTRIBUTES_SET = 52
+
+    @property
+    def is_command(self) -> bool:
+        return self in COMMANDS
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+COMMANDS = frozenset(
+    {
+        EventType.WORKFLOW_COMPLETED,
+        EventType.WORKFLOW_FAILED,
+        EventType.WORKFLOW_CANCELLED,
+        EventType.WORKFLOW_CONTINUED_AS_NEW,
+        EventType.ACTIVITY_SCHEDULED,
+        EventType.ACTIVITY_CANCEL_REQUESTED,
+        EventType.TIMER_STARTED,
+        EventType.TIMER_CANCELLED,
+        EventType.UPDATE_COMPLETED,
+        EventType.CHILD_SCHEDULED,
+        EventType.CHILD_CANCEL_REQUESTED,
+        EventType.CHILD_SIGNALED,
+        EventType.SIDE_EFFECT,
+        EventType.PATCH,
+        EventType.ATTRIBUTES_SET,
+    }
+)
+
+TERMINAL = frozenset(
+    {
+        EventType.WORKFLOW_COMPLETED,
+        EventType.WORKFLOW_FAILED,
+        EventType.WORKFLOW_CANCELLED,
+        EventType.WORKFLOW_CONTINUED_AS_NEW,
+        EventType.WORKFLOW_TERMINATED,
+        EventType.WORKFLOW_TIMED_OUT,
+    }
+)
+
+# Attributes that identify a command: replay compares them to detect changed code.
+IDENTITY_KEYS: dict[EventType, tuple[str, ...]] = {
+    EventType.ACTIVITY_SCHEDULED: ("name",),
+    EventType.ACTIVITY_CANCEL_REQUESTED: ("scheduled",),
+    EventType.TIMER_CANCELLED: ("started",),
+    EventType.UPDATE_COMPLETED: ("update_id",),
+    EventType.CHILD_SCHEDULED: ("name", "workflow_id"),
+    EventType.CHILD_CANCEL_REQUESTED: ("scheduled",),
+    EventType.CHILD_SIGNALED: ("scheduled", "name"),
+    EventType.PATCH: ("change_id",),
+}
+
+# Attributes holding encoded payloads (bytes), decoded for people reading a history.
+PAYLOAD_KEYS = frozenset({"args", "result", "value", "details"})
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    type: EventType
+    timestamp: datetime
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        keys = IDENTITY_KEYS.get(self.type, ())
+        shown = ", ".join(f"{k}={self.attrs.get(k)!r}" for k in keys)
+        return f"{self.type.name}({shown}) at seq {self.seq}"
+
+
+def pack_attrs(attrs: dict[str, Any]) -> bytes:
+    return msgpack.packb(attrs, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_attrs(body: bytes) -> dict[str, Any]:
+    try:
+        attrs = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise PayloadError(f"corrupt history event body ({len(body)} bytes): {exc}") from exc
+    if not isinstance(attrs, dict):
+        raise PayloadError(f"corrupt history event body: expected a map, got {type(attrs).__name__}")
+    return attrs

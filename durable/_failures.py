@@ -1,0 +1,117 @@
+"""Exceptions <-> failure records (plain dicts stored in history and in the workflow row)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import traceback
+from typing import Any
+
+from ._errors import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    PayloadError,
+    TimeoutError,
+    WorkflowCancelledError,
+    WorkflowTerminatedError,
+)
+from ._serialization import decode, encode
+
+Failure = dict[str, Any]
+
+
+def _encode_details(details: tuple[Any, ...]) -> bytes:
+    try:
+        return encode(list(details))
+    except PayloadError:
+        return encode([repr(d) for d in details])
+
+
+def to_failure(exc: BaseException) -> Failure:
+    """Describe an exception as a failure record that survives serialization."""
+    failure: Failure = {
+        "kind": "application",
+        "message": str(exc),
+        "type": type(exc).__name__,
+        "non_retryable": False,
+        "details": None,
+        "traceback": "".join(traceback.format_exception(exc)) if exc.__traceback__ else None,
+        "cause": None,
+    }
+    if isinstance(exc, ApplicationError):
+        failure.update(
+            message=exc.message,
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+            details=_encode_details(exc.details) if exc.details else None,
+        )
+        if exc.remote_traceback and not failure["traceback"]:
+            failure["traceback"] = exc.remote_traceback
+    elif isinstance(exc, ActivityError):
+        failure.update(kind="activity", activity_name=exc.activity_name, attempt=exc.attempt)
+    elif isinstance(exc, ChildWorkflowError):
+        failure.update(kind="child", workflow_id=exc.workflow_id)
+    elif isinstance(exc, asyncio.CancelledError | WorkflowCancelledError):
+        failure.update(kind="cancelled", message=str(exc) or "cancelled")
+    elif isinstance(exc, WorkflowTerminatedError):
+        failure.update(kind="terminated")
+    elif isinstance(exc, builtins.TimeoutError):
+        failure.update(kind="timeout", message=str(exc) or "timed out")
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        failure["cause"] = to_failure(cause)
+    return failure
+
+
+def from_failure(failure: Failure) -> BaseException:
+    """Rebuild the exception a failure record describes (never imports code by name)."""
+    kind = failure.get("kind", "application")
+    message = failure.get("message", "")
+    cause = from_failure(failure["cause"]) if failure.get("cause") else None
+    exc: BaseException
+    if kind == "activity":
+        exc = ActivityError(
+            message,
+            cause,
+            activity_name=failure.get("activity_name", ""),
+            attempt=failure.get("attempt", 0),
+        )
+    elif kind == "child":
+        exc = ChildWorkflowError(message, cause, workflow_id=failure.get("workflow_id", ""))
+    elif kind == "cancelled":
+        exc = WorkflowCancelledError(message)
+    elif kind == "terminated":
+        exc = WorkflowTerminatedError(message)
+    elif kind == "timeout":
+        exc = TimeoutError(message)
+    else:
+        details = decode(failure["details"]) if failure.get("details") else []
+        app = ApplicationError(
+            message,
+            *details,
+            type=failure.get("type"),
+            non_retryable=bool(failure.get("non_retryable")),
+        )
+        app.remote_traceback = failure.get("traceback")
+        exc = app
+    return exc
+
+
+def is_retryable(failure: Failure, non_retryable_types: tuple[str, ...]) -> bool:
+    if failure.get("non_retryable"):
+        return False
+    return failure.get("type") not in non_retryable_types
+
+
+def activity_failure(name: str, attempt: int, cause: Failure) -> Failure:
+    """The failure a workflow sees when an activity fails for good, wrapping the last cause."""
+    return {
+        "kind": "activity",
+        "message": f"activity {name!r} failed on attempt {attempt}: {cause.get('message', '')}",
+        "type": "ActivityError",
+        "non_retryable": True,
+        "activity_name": name,
+        "attempt": attempt,
+        "cause": cause,
+    }

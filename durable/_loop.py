@@ -1,0 +1,191 @@
+"""A deterministic asyncio event loop for workflow code.
+
+Its clock comes from history, ``call_at``/``call_later`` become durable timers, and it
+runs only when the engine drives it: ready callbacks run in FIFO order until none is
+left. No I/O, no threads, no wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar
+
+from ._errors import WorkflowError
+
+_T = TypeVar("_T")
+logger = logging.getLogger("durable.workflow")
+
+
+class TimerSink(Protocol):
+    """What the loop reports durable timers to (the workflow instance)."""
+
+    def timer_started(self, handle: DurableTimerHandle) -> None: ...
+    def timer_cancelled(self, handle: DurableTimerHandle) -> None: ...
+
+
+class DurableTimerHandle(asyncio.TimerHandle):
+    """A timer whose firing is recorded in history; ``seq`` is its TIMER_STARTED event."""
+
+    __slots__ = ("seq",)
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: WorkflowEventLoop,
+        context: contextvars.Context | None,
+    ) -> None:
+        super().__init__(when, callback, args, loop, context)
+        self.seq = 0
+
+
+def in_workflow() -> bool:
+    """True when called from workflow code (running on a WorkflowEventLoop)."""
+    return isinstance(asyncio._get_running_loop(), WorkflowEventLoop)
+
+
+class WorkflowEventLoop(asyncio.AbstractEventLoop):
+    def __init__(self, sink: TimerSink, now: float) -> None:
+        self._sink = sink
+        self._now = now
+        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._running = False
+        self._closed = False
+        self._exception_handler: Any = None
+        self.unhandled: list[BaseException] = []
+
+    # -- driving -------------------------------------------------------------------
+    def advance_to(self, now: float) -> None:
+        """Move the clock forward (never backward) to a recorded event's time."""
+        self._now = max(self._now, now)
+
+    def run_until_idle(self) -> None:
+        """Run ready callbacks (and what they schedule) until nothing is ready."""
+        previous = asyncio._get_running_loop()
+        asyncio._set_running_loop(self)
+        self._running = True
+        try:
+            while self._ready:
+                handle = self._ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            self._running = False
+            asyncio._set_running_loop(previous)
+
+    def fire(self, handle: DurableTimerHandle) -> None:
+        if not handle._cancelled:
+            self.advance_to(handle.when())
+            self._ready.append(handle)
+
+    # -- the asyncio API workflow code uses ---------------------------------------
+    def time(self) -> float:
+        return self._now
+
+    def call_soon(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        return self.call_at(self._now + delay, callback, *args, context=context)
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        handle = DurableTimerHandle(when, callback, args, self, context)
+        if when <= self._now:
+            self._ready.append(handle)
+        else:
+            self._sink.timer_started(handle)
+        return handle
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        if isinstance(handle, DurableTimerHandle) and handle.seq:
+            self._sink.timer_cancelled(handle)
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(  # type: ignore[override]
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[_T]:
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def set_debug(self, enabled: bool) -> None:
+        pass
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+
+    async def shutdown_asyncgens(self) -> None:
+        pass
+
+    def get_exception_handler(self) -> Any:
+        return self._exception_handler
+
+    def set_exception_handler(self, handler: Any) -> None:
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        exception = context.get("exception")
+        if isinstance(exception, BaseException):
+            self.unhandled.append(exception)
+        logger.debug("workflow loop: %s", context.get("message"), exc_info=exception)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        if self._exception_handler is not None:
+            self._exception_handler(self, context)
+        else:
+            self.default_exception_handler(context)
+
+    # -- everything else is I/O or threads: not allowed in workflow code ----------
+    def _not_in_workflow(self, *args: Any, **kwargs: Any) -> Any:
+        raise WorkflowError(
+            "I/O, threads and subprocesses cannot be used in workflow code (it must be "
+            "deterministic); move this into an activity and call it with ctx.activity(...)"
+        )
+
+    run_forever = run_until_complete = stop = _not_in_workflow  # type: ignore[assignment]
+    call_soon_threadsafe = run_in_executor = set_default_executor = _not_in_workflow  # type: ignore[assignment]
+    getaddrinfo = getnameinfo = create_connection = create_server = _not_in_workflow  # type: ignore[assignment]
+    create_unix_connection = create_unix_server = create_datagram_endpoint = _not_in_workflow  # type: ignore[assignment]
+    sock_recv = sock_sendall = sock_connect = sock_accept = _not_in_workflow  # type: ignore[assignment]
+    add_reader = add_writer = remove_reader = remove_writer = _not_in_workflow  # type: ignore[assignment]
+    subprocess_exec = subprocess_shell = add_signal_handler = _not_in_workflow  # type: ignore[assignment]
+    connect_read_pipe = connect_write_pipe = sendfile = start_tls = _not_in_workflow  # type: ignore[assignment]
+    shutdown_default_executor = _not_in_workflow  # type: ignore[assignment]

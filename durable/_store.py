@@ -1,0 +1,1117 @@
+"""The Postgres store: every SQL statement of durable lives in this module.
+
+Invariants kept here:
+- a history event is written in the same transaction as the state change it causes;
+- only the worker that owns a workflow (owner + fence) appends to its history, except
+  terminate, which bumps the fence so that the owner's next commit fails;
+- an outcome reaches a workflow through its inbox and becomes history only when the
+  owner has delivered it to the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import msgpack
+
+from ._definitions import RetryPolicy
+from ._errors import DurableError, WorkflowAlreadyStartedError, WorkflowNotFoundError
+from ._events import Event, EventType, pack_attrs, unpack_attrs
+from ._failures import Failure, activity_failure, is_retryable
+
+E = EventType
+_log = logging.getLogger("durable.store")
+CHANNEL = "durable"
+_MIGRATION_LOCK = 0x6475726162  # "durab"
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+TERMINAL_STATUS = {
+    E.WORKFLOW_COMPLETED: "completed",
+    E.WORKFLOW_FAILED: "failed",
+    E.WORKFLOW_CANCELLED: "cancelled",
+    E.WORKFLOW_CONTINUED_AS_NEW: "continued_as_new",
+    E.WORKFLOW_TERMINATED: "terminated",
+    E.WORKFLOW_TIMED_OUT: "timed_out",
+}
+CLOSED_STATUSES = frozenset(TERMINAL_STATUS.values())
+FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
+KIND_QUERY, KIND_UPDATE = 1, 2
+
+
+class LostOwnership(DurableError):
+    """Another worker took the workflow over (or it was terminated) while we ran it."""
+
+
+@dataclass(frozen=True)
+class WorkflowTask:
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    fence: int
+    next_seq: int
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    id: int
+    type: EventType
+    attrs: dict[str, Any]
+
+
+@dataclass
+class ActivityTask:
+    workflow_id: str
+    run_id: str
+    seq: int
+    task_queue: str
+    activity_name: str
+    args: bytes
+    attempt: int
+    retry: RetryPolicy
+    heartbeat_timeout: float | None
+    deadline: datetime | None
+    heartbeat_details: bytes | None
+    schedule_deadline: datetime | None
+
+
+@dataclass(frozen=True)
+class QueryCall:
+    id: str
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    name: str
+    args: bytes
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    workflow_id: str
+    workflow_name: str
+    task_queue: str
+    args: bytes
+    id_reuse_policy: str = "allow_duplicate"
+    id_conflict_policy: str = "fail"
+    start_delay: timedelta | None = None
+    execution_timeout: timedelta | None = None
+    attributes: dict[str, Any] | None = None
+    parent: tuple[str, str, int] | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes | None) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False) if data is not None else None
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+class Listener:
+    """One LISTEN connection fanning notifications out to waiting asyncio.Events."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._lock = asyncio.Lock()
+
+    async def subscribe(self, key: str, event: asyncio.Event) -> None:
+        self._waiters.setdefault(key, set()).add(event)
+        await self._ensure_connected()
+
+    def unsubscribe(self, key: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[key]
+
+    async def _ensure_connected(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                await conn.add_listener(CHANNEL, self._on_notification)
+                conn.add_termination_listener(self._on_lost)
+                self._conn = conn
+            except (OSError, asyncpg.PostgresError) as exc:
+                _log.warning("LISTEN connection failed (%s); falling back to polling", exc)
+            self._wake_all()  # whatever was missed while disconnected gets polled
+
+    def _on_notification(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        for event in self._waiters.get(payload, ()):
+            event.set()
+
+    def _on_lost(self, conn: Any) -> None:
+        self._conn = None
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def reconnect_if_lost(self) -> None:
+        if self._waiters:
+            await self._ensure_connected()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.listener = Listener(dsn)
+
+    @classmethod
+    async def connect(cls, dsn: str, *, max_connections: int = 10, migrate: bool = True) -> Store:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_connections, init=_init_connection
+        )
+        store = cls(pool, dsn)
+        if migrate:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+        return store
+
+    async def close(self) -> None:
+        await self.listener.close()
+        await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def _retrying(self, work: Callable[[asyncpg.Connection], Any]) -> Any:
+        """Run ``work`` in a transaction, again if Postgres aborted it for a deadlock."""
+        for attempt in range(5):
+            try:
+                async with self._transaction() as conn:
+                    return await work(conn)
+            except _RETRYABLE:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ workers
+    async def register_worker(
+        self, worker_id: str, task_queue: str, identity: str, ttl: float, workflow_names: Sequence[str]
+    ) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO durable.workers (worker_id, task_queue, identity, expires_at) "
+                "VALUES ($1, $2, $3, now() + make_interval(secs => $4)) "
+                "ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                worker_id, task_queue, identity, ttl,
+            )
+            await conn.execute(
+                "INSERT INTO durable.workflow_types (name, task_queue) "
+                "SELECT unnest($1::text[]), $2 "
+                "ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()",
+                list(workflow_names), task_queue,
+            )
+            await conn.execute(
+                "DELETE FROM durable.workers WHERE expires_at < now() - interval '1 hour'"
+            )
+
+    async def renew_worker(self, worker_id: str, ttl: float) -> bool:
+        status = await self.pool.execute(
+            "UPDATE durable.workers SET expires_at = now() + make_interval(secs => $2) "
+            "WHERE worker_id = $1 AND expires_at > now()",
+            worker_id, ttl,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE durable.workflows SET owner = NULL WHERE owner = $1", worker_id
+            )
+            await conn.execute(
+                "UPDATE durable.calls SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by = $1 AND NOT done",
+                worker_id,
+            )
+            await conn.execute("DELETE FROM durable.workers WHERE worker_id = $1", worker_id)
+
+    async def registered_task_queue(self, workflow_name: str) -> str | None:
+        rows = await self.pool.fetch(
+            "SELECT task_queue FROM durable.workflow_types WHERE name = $1 "
+            "ORDER BY seen_at DESC", workflow_name,
+        )
+        return rows[0]["task_queue"] if rows else None
+
+    # ------------------------------------------------------------------ starting
+    async def start_workflow(
+        self, request: StartRequest, signal: tuple[str, bytes] | None = None
+    ) -> tuple[str, bool]:
+        """Start a run (or, per the conflict policy, use the open one). Returns (run_id, started)."""
+
+        async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
+            run_id, started = await _start_in(conn, request)
+            if signal is not None:
+                await _post(conn, request.workflow_id, run_id, E.SIGNAL_RECEIVED,
+                            {"name": signal[0], "args": signal[1]})
+            return run_id, started
+
+        try:
+            result: tuple[str, bool] = await self._retrying(work)
+        except asyncpg.exceptions.UniqueViolationError:
+            # a concurrent start of the same id won the race
+            if request.id_conflict_policy == "use_existing" or signal is not None:
+                return await self.start_workflow(request, signal)
+            raise WorkflowAlreadyStartedError(
+                f"workflow {request.workflow_id!r} is already running",
+                workflow_id=request.workflow_id,
+            ) from None
+        return result
+
+    # ------------------------------------------------------------------ client operations
+    async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
+        async with self._transaction() as conn:
+            run = await _open_run(conn, workflow_id)
+            await _post(conn, workflow_id, run["run_id"], E.SIGNAL_RECEIVED,
+                        {"name": name, "args": args})
+
+    async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
+        async with self._transaction() as conn:
+            run = await _latest_run(conn, workflow_id)
+            if run["closed_at"] is None:
+                await _post(conn, workflow_id, run["run_id"], E.CANCEL_REQUESTED, {"reason": reason})
+
+    async def terminate(self, workflow_id: str, reason: str | None) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            run = await _latest_run(conn, workflow_id, lock=True)
+            if run["closed_at"] is None:
+                await _terminate_run(conn, workflow_id, str(run["run_id"]), reason)
+
+        await self._retrying(work)
+
+    async def latest_run(self, workflow_id: str) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            return await _latest_run(conn, workflow_id)
+
+    async def run_row(self, workflow_id: str, run_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2",
+            workflow_id, run_id,
+        )
+
+    async def pending_activities(self, workflow_id: str, run_id: str) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
+            "visible_at, last_failure FROM durable.activity_tasks "
+            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+            workflow_id, run_id,
+        ))
+
+    async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
+        rows = await self.pool.fetch(
+            "SELECT seq, kind, ts, body FROM durable.history "
+            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+            workflow_id, run_id,
+        )
+        return [Event(r["seq"], E(r["kind"]), r["ts"], unpack_attrs(r["body"])) for r in rows]
+
+    async def list_workflows(
+        self,
+        *,
+        status: str | None,
+        workflow_name: str | None,
+        attributes: dict[str, Any] | None,
+        started_after: datetime | None,
+        after: tuple[datetime, str, str] | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT * FROM durable.workflows WHERE "
+            "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
+            "AND ($3::jsonb IS NULL OR attributes @> $3) "
+            "AND ($4::timestamptz IS NULL OR started_at > $4) "
+            "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
+            "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
+            status, workflow_name, attributes, started_after,
+            after[0] if after else None, after[1] if after else None, after[2] if after else None,
+            limit,
+        ))
+
+    async def create_call(
+        self, kind: int, workflow_id: str, name: str, args: bytes
+    ) -> str:
+        """Insert a query or update request; an update also goes to the workflow's inbox."""
+        call_id = str(uuid.uuid4())
+        async with self._transaction() as conn:
+            if kind == KIND_UPDATE:
+                run = await _open_run(conn, workflow_id)
+            else:
+                run = await _latest_run(conn, workflow_id)
+            await conn.execute(
+                "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                call_id, workflow_id, run["run_id"], kind, run["task_queue"], name, args,
+            )
+            if kind == KIND_UPDATE:
+                await _post(conn, workflow_id, run["run_id"], E.UPDATE_ACCEPTED,
+                            {"update_id": call_id, "name": name, "args": args})
+            else:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
+        return call_id
+
+    async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
+        """The answer to a call once it is done (and then forget the call)."""
+        return await self.pool.fetchrow(
+            "DELETE FROM durable.calls WHERE id = $1 AND done RETURNING result, failure", call_id
+        )
+
+    async def forget_call(self, call_id: str) -> None:
+        await self.pool.execute("DELETE FROM durable.calls WHERE id = $1", call_id)
+
+    # ------------------------------------------------------------------ workflow tasks
+    async def claim_workflow_tasks(
+        self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str], limit: int
+    ) -> list[WorkflowTask]:
+        rows = await self.pool.fetch(
+            "WITH picked AS ("
+            " SELECT w.workflow_id, w.run_id FROM durable.workflows w"
+            " WHERE w.task_queue = $1 AND w.ready_at <= now() AND w.workflow_name = ANY($3)"
+            "  AND NOT (w.run_id = ANY($4::uuid[]))"
+            "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
+            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))"
+            " ORDER BY w.ready_at LIMIT $5 FOR UPDATE OF w SKIP LOCKED) "
+            "UPDATE durable.workflows w SET "
+            " fence = CASE WHEN w.owner IS DISTINCT FROM $2 THEN w.fence + 1 ELSE w.fence END,"
+            " owner = $2,"
+            " status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END "
+            "FROM picked WHERE w.workflow_id = picked.workflow_id AND w.run_id = picked.run_id "
+            "RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq",
+            task_queue, worker_id, list(names), list(busy), limit,
+        )
+        return [
+            WorkflowTask(r["workflow_id"], str(r["run_id"]), r["workflow_name"], r["fence"], r["next_seq"])
+            for r in rows
+        ]
+
+    async def next_ready_at(
+        self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str]
+    ) -> datetime | None:
+        value: datetime | None = await self.pool.fetchval(
+            "SELECT min(w.ready_at) FROM durable.workflows w"
+            " WHERE w.task_queue = $1 AND w.ready_at IS NOT NULL AND w.workflow_name = ANY($3)"
+            "  AND NOT (w.run_id = ANY($4::uuid[]))"
+            "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
+            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))",
+            task_queue, worker_id, list(names), list(busy),
+        )
+        return value
+
+    async def load_inbox(self, workflow_id: str, run_id: str) -> list[InboxMessage]:
+        rows = await self.pool.fetch(
+            "SELECT id, kind, body FROM durable.inbox "
+            "WHERE workflow_id = $1 AND run_id = $2 AND visible_at <= now() "
+            "ORDER BY visible_at, id",
+            workflow_id, run_id,
+        )
+        return [InboxMessage(r["id"], E(r["kind"]), unpack_attrs(r["body"])) for r in rows]
+
+    async def commit_workflow_task(
+        self,
+        task: WorkflowTask,
+        worker_id: str,
+        events: Sequence[Event],
+        consumed: Sequence[int],
+        rejected_updates: Sequence[tuple[str, Failure]],
+        eager_slots: int,
+        eager_activities: frozenset[tuple[str, str]],
+    ) -> list[ActivityTask]:
+        """Append the events of one workflow task and apply what they cause, atomically.
+
+        Activities this worker serves (``eager_activities``: (task queue, name) pairs), up to
+        ``eager_slots`` of them, are created already claimed by it and returned, to run at once.
+        """
+
+        async def work(conn: asyncpg.Connection) -> list[ActivityTask]:
+            first_seq = events[0].seq if events else None
+            row = await conn.fetchrow(
+                "SELECT next_seq, parent_workflow_id, parent_run_id, parent_seq, workflow_name,"
+                " task_queue, attributes FROM durable.workflows "
+                "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4 "
+                "AND closed_at IS NULL FOR UPDATE",
+                task.workflow_id, task.run_id, worker_id, task.fence,
+            )
+            if row is None or (first_seq is not None and row["next_seq"] != first_seq):
+                raise LostOwnership(f"workflow {task.workflow_id} is no longer ours")
+            effects = _Effects(conn, task.workflow_id, task.run_id, worker_id, eager_slots,
+                               eager_activities)
+            await _insert_history(conn, task.workflow_id, task.run_id, events)
+            if consumed:
+                await conn.execute(
+                    "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
+                    "AND id = ANY($3::bigint[])",
+                    task.workflow_id, task.run_id, list(consumed),
+                )
+            for event in events:
+                await effects.apply(event, row)
+            await effects.flush()
+            for update_id, failure in rejected_updates:
+                await _answer_call(conn, update_id, None, failure)
+            next_seq = events[-1].seq + 1 if events else row["next_seq"]
+            if effects.closing is None:
+                await conn.execute(
+                    "UPDATE durable.workflows SET next_seq = $3, task_failures = 0, last_error = NULL,"
+                    " attributes = attributes || $4::jsonb,"
+                    " ready_at = (SELECT min(visible_at) FROM durable.inbox i"
+                    "   WHERE i.workflow_id = $1 AND i.run_id = $2) "
+                    "WHERE workflow_id = $1 AND run_id = $2",
+                    task.workflow_id, task.run_id, next_seq, effects.attributes,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE durable.workflows SET next_seq = $3, attributes = attributes || $4::jsonb "
+                    "WHERE workflow_id = $1 AND run_id = $2",
+                    task.workflow_id, task.run_id, next_seq, effects.attributes,
+                )
+                await _close_run(conn, task.workflow_id, task.run_id, effects.closing, row)
+            return effects.eager
+
+        result: list[ActivityTask] = await self._retrying(work)
+        return result
+
+    async def release_workflow(
+        self, task: WorkflowTask, worker_id: str, error: str, retry_in: float
+    ) -> None:
+        """Give a workflow task back after it failed (e.g. nondeterminism), to retry later."""
+        await self.pool.execute(
+            "UPDATE durable.workflows SET owner = NULL, task_failures = task_failures + 1,"
+            " last_error = $5, ready_at = now() + make_interval(secs => $6) "
+            "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4",
+            task.workflow_id, task.run_id, worker_id, task.fence, error[:8000], retry_in,
+        )
+
+    # ------------------------------------------------------------------ activity tasks
+    async def claim_activity_tasks(
+        self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
+    ) -> list[ActivityTask]:
+        rows = await self.pool.fetch(
+            "WITH picked AS ("
+            " SELECT workflow_id, run_id, seq FROM durable.activity_tasks"
+            " WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()"
+            "  AND activity_name = ANY($3)"
+            " ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            f"UPDATE durable.activity_tasks t SET {_CLAIM_ACTIVITY_SET} "
+            "FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id"
+            " AND t.seq = picked.seq RETURNING t.*",
+            task_queue, worker_id, list(names), limit,
+        )
+        return [_activity_task(r) for r in rows]
+
+    async def next_activity_visible_at(self, task_queue: str, names: Sequence[str]) -> datetime | None:
+        value: datetime | None = await self.pool.fetchval(
+            "SELECT min(visible_at) FROM durable.activity_tasks "
+            "WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)",
+            task_queue, list(names),
+        )
+        return value
+
+    async def complete_activity(self, task: ActivityTask, worker_id: str, result: bytes) -> bool:
+        return await self._finish_activity(
+            task, worker_id, E.ACTIVITY_COMPLETED, {"scheduled": task.seq, "result": result}
+        )
+
+    async def fail_activity(self, task: ActivityTask, worker_id: str, failure: Failure) -> str:
+        """Retry or fail for good; returns "retry", "failed" or "lost"."""
+
+        async def work(conn: asyncpg.Connection) -> str:
+            owned = await conn.fetchval(
+                "SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
+                "AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE",
+                task.workflow_id, task.run_id, task.seq, task.attempt, worker_id,
+            )
+            if owned is None:
+                return "lost"
+            return await _retry_or_fail(conn, task, failure)
+
+        outcome: str = await self._retrying(work)
+        return outcome
+
+    async def _finish_activity(
+        self, task: ActivityTask, worker_id: str, etype: EventType, attrs: dict[str, Any]
+    ) -> bool:
+        async def work(conn: asyncpg.Connection) -> bool:
+            deleted = await conn.fetchval(
+                "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
+                "AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1",
+                task.workflow_id, task.run_id, task.seq, task.attempt, worker_id,
+            )
+            if deleted is None:
+                return False
+            await _post(conn, task.workflow_id, task.run_id, etype, attrs)
+            return True
+
+        finished: bool = await self._retrying(work)
+        return finished
+
+    async def heartbeat_activity(
+        self, task: ActivityTask, worker_id: str, details: bytes | None
+    ) -> bool | None:
+        """Record a heartbeat; returns whether cancellation was requested, None if lost."""
+        row = await self.pool.fetchrow(
+            "UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),"
+            " deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,"
+            "   now() + make_interval(secs => heartbeat_timeout)) "
+            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5 "
+            "RETURNING cancel_requested, deadline",
+            task.workflow_id, task.run_id, task.seq, task.attempt, worker_id, details,
+        )
+        if row is None:
+            return None
+        task.deadline = row["deadline"]
+        return bool(row["cancel_requested"])
+
+    async def reap_activities(self, task_queue: str) -> int:
+        """Time out activities past their deadline or held by dead workers; retry or fail them."""
+
+        async def work(conn: asyncpg.Connection) -> int:
+            rows = await conn.fetch(
+                "SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND ("
+                " t.deadline < now() OR (t.owner IS NOT NULL AND NOT EXISTS ("
+                "  SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner"
+                "  AND k.expires_at > now()))) "
+                "LIMIT 100 FOR UPDATE SKIP LOCKED",
+                task_queue,
+            )
+            for row in rows:
+                await _retry_or_fail(conn, _activity_task(row), _timeout_failure(row))
+            return len(rows)
+
+        reaped: int = await self._retrying(work)
+        return reaped
+
+    # ------------------------------------------------------------------ queries
+    async def claim_queries(
+        self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
+    ) -> list[QueryCall]:
+        rows = await self.pool.fetch(
+            "WITH picked AS ("
+            " SELECT c.id, w.workflow_name FROM durable.calls c JOIN durable.workflows w"
+            "  ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id"
+            " WHERE c.task_queue = $1 AND c.kind = 1 AND NOT c.done"
+            "  AND (c.claimed_until IS NULL OR c.claimed_until < now())"
+            "  AND w.workflow_name = ANY($3)"
+            "  AND (w.owner IS NULL OR w.owner = $2 OR w.closed_at IS NOT NULL OR NOT EXISTS ("
+            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))"
+            " ORDER BY c.created_at LIMIT $4 FOR UPDATE OF c SKIP LOCKED) "
+            "UPDATE durable.calls c SET claimed_by = $2, claimed_until = now() + interval '30 seconds' "
+            "FROM picked WHERE c.id = picked.id "
+            "RETURNING c.id, c.workflow_id, c.run_id, picked.workflow_name, c.name, c.args",
+            task_queue, worker_id, list(names), limit,
+        )
+        return [
+            QueryCall(str(r["id"]), r["workflow_id"], str(r["run_id"]), r["workflow_name"],
+                      r["name"], r["args"])
+            for r in rows
+        ]
+
+    async def answer_call(self, call_id: str, result: bytes | None, failure: Failure | None) -> None:
+        async with self.pool.acquire() as conn:
+            await _answer_call(conn, call_id, result, failure)
+
+
+# ====================================================================== statements in a transaction
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
+    """Apply the numbered migrations not yet applied; safe to run from many processes at once."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA IF NOT EXISTS durable;"
+            "CREATE TABLE IF NOT EXISTS durable.schema_migrations ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")}
+        done = []
+        for version, sql in _migration_files():
+            if version in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO durable.schema_migrations (version) VALUES ($1)", version
+                )
+            done.append(version)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+def _migration_files() -> list[tuple[int, str]]:
+    folder = resources.files("durable") / "_migrations"
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(int(f.name.split("_", 1)[0]), f.read_text()) for f in files]
+
+
+async def _latest_run(
+    conn: asyncpg.Connection, workflow_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT * FROM durable.workflows WHERE workflow_id = $1 "
+        "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1"
+        + (" FOR UPDATE" if lock else ""),
+        workflow_id,
+    )
+    if row is None:
+        raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+    return row
+
+
+async def _open_run(conn: asyncpg.Connection, workflow_id: str) -> asyncpg.Record:
+    row = await _latest_run(conn, workflow_id)
+    if row["closed_at"] is not None:
+        raise WorkflowNotFoundError(
+            f"workflow {workflow_id!r} is not running (its latest run is {row['status']})"
+        )
+    return row
+
+
+async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[str, bool]:
+    existing = await conn.fetchrow(
+        "SELECT run_id, status, closed_at FROM durable.workflows WHERE workflow_id = $1 "
+        "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE",
+        request.workflow_id,
+    )
+    if existing is not None and existing["closed_at"] is None:
+        if request.id_conflict_policy == "use_existing":
+            return str(existing["run_id"]), False
+        if request.id_conflict_policy == "terminate_existing":
+            await _terminate_run(conn, request.workflow_id, str(existing["run_id"]),
+                                 "terminated by a new start (id_conflict_policy)")
+        else:
+            raise WorkflowAlreadyStartedError(
+                f"workflow {request.workflow_id!r} is already running (run {existing['run_id']}); "
+                "pass id_conflict_policy='use_existing' to get its handle instead",
+                workflow_id=request.workflow_id, run_id=str(existing["run_id"]),
+            )
+    elif existing is not None:
+        policy = request.id_reuse_policy
+        if policy == "reject_duplicate" or (
+            policy == "allow_failed_only" and existing["status"] not in FAILED_STATUSES
+        ):
+            raise WorkflowAlreadyStartedError(
+                f"workflow id {request.workflow_id!r} was already used (last run "
+                f"{existing['status']}) and id_reuse_policy={policy!r} forbids reusing it",
+                workflow_id=request.workflow_id, run_id=str(existing["run_id"]),
+            )
+    run_id = str(uuid.uuid4())
+    await _insert_run(conn, request, run_id)
+    return run_id, True
+
+
+async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: str) -> None:
+    parent_id, parent_run, parent_seq = request.parent or (None, None, None)
+    delay = request.start_delay.total_seconds() if request.start_delay else 0.0
+    await conn.execute(
+        "INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,"
+        " parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at) "
+        "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8::jsonb, now() + make_interval(secs => $9))",
+        request.workflow_id, run_id, request.workflow_name, request.task_queue,
+        parent_id, parent_run, parent_seq, request.attributes or {}, delay,
+    )
+    started = Event(1, E.WORKFLOW_STARTED, _utcnow(), {
+        "name": request.workflow_name,
+        "task_queue": request.task_queue,
+        "args": request.args,
+        "parent_workflow_id": parent_id,
+        "attempt": 1,
+    })
+    await _insert_history(conn, request.workflow_id, run_id, [started])
+    if request.execution_timeout is not None:
+        await conn.execute(
+            "INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body) "
+            "VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
+            request.workflow_id, run_id, int(E.WORKFLOW_TIMED_OUT),
+            request.execution_timeout.total_seconds(), pack_attrs({}),
+        )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "w" + request.task_queue)
+
+
+async def _insert_history(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str, events: Sequence[Event]
+) -> None:
+    if not events:
+        return
+    await conn.execute(
+        "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body) "
+        "SELECT $1, $2, s, k, t, b FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
+        " $6::bytea[]) AS x(s, k, t, b)",
+        workflow_id, run_id,
+        [e.seq for e in events], [int(e.type) for e in events],
+        [e.timestamp for e in events], [pack_attrs(e.attrs) for e in events],
+    )
+
+
+async def _post(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: Any,
+    etype: EventType,
+    attrs: dict[str, Any],
+) -> bool:
+    """Put a message into an open run's inbox and wake its workers. False if the run closed."""
+    posted = await conn.fetchval(
+        "WITH target AS ("
+        " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now())"
+        " WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL"
+        " RETURNING workflow_id, run_id, task_queue), "
+        "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
+        " SELECT workflow_id, run_id, $3, $4 FROM target RETURNING 1) "
+        "SELECT pg_notify($5, 'w' || task_queue) IS NOT NULL FROM target",
+        workflow_id, run_id, int(etype), pack_attrs(attrs), CHANNEL,
+    )
+    return bool(posted)
+
+
+async def _answer_call(
+    conn: asyncpg.Connection, call_id: str, result: bytes | None, failure: Failure | None
+) -> None:
+    await conn.execute(
+        "WITH answered AS (UPDATE durable.calls SET done = true, result = $2, failure = $3"
+        " WHERE id = $1 AND NOT done RETURNING id) "
+        "SELECT pg_notify($4, 'r' || id::text) FROM answered",
+        call_id, result, _pack(failure) if failure is not None else None, CHANNEL,
+    )
+
+
+_CLAIM_ACTIVITY_SET = (
+    "owner = $2, attempt = t.attempt + 1, started_at = now(),"
+    " deadline = LEAST(now() + make_interval(secs => t.start_to_close), t.schedule_deadline,"
+    "  now() + make_interval(secs => t.heartbeat_timeout))"
+)
+
+
+def _activity_task(row: asyncpg.Record) -> ActivityTask:
+    retry = _unpack(row["retry"])
+    return ActivityTask(
+        workflow_id=row["workflow_id"],
+        run_id=str(row["run_id"]),
+        seq=row["seq"],
+        task_queue=row["task_queue"],
+        activity_name=row["activity_name"],
+        args=row["args"],
+        attempt=row["attempt"],
+        retry=RetryPolicy.from_dict(retry) if retry else RetryPolicy(),
+        heartbeat_timeout=row["heartbeat_timeout"],
+        deadline=row["deadline"],
+        heartbeat_details=row["heartbeat_details"],
+        schedule_deadline=row["schedule_deadline"],
+    )
+
+
+def _timeout_failure(row: asyncpg.Record) -> Failure:
+    if row["owner"] is None:
+        what = "schedule_to_close timeout"
+    elif row["deadline"] is not None and row["deadline"] < _utcnow():
+        what = "start_to_close/heartbeat timeout"
+    else:
+        what = "lost worker (the worker running it stopped heartbeating)"
+    return {"kind": "timeout", "message": f"activity {row['activity_name']!r} timed out: {what}",
+            "type": "TimeoutError", "non_retryable": row["owner"] is None}
+
+
+async def _retry_or_fail(conn: asyncpg.Connection, task: ActivityTask, failure: Failure) -> str:
+    """Under the row lock: schedule the next attempt, or post the final failure."""
+    next_attempt = task.attempt + 1
+    delay = task.retry.delay_before(next_attempt)
+    too_late = task.schedule_deadline is not None and (
+        _utcnow() + timedelta(seconds=delay) >= task.schedule_deadline
+    )
+    if (
+        task.retry.allows_attempt(next_attempt)
+        and is_retryable(failure, tuple(task.retry.non_retryable_error_types))
+        and not too_late
+    ):
+        await conn.execute(
+            "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
+            " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"
+            " last_failure = $5 WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+            task.workflow_id, task.run_id, task.seq, delay, _pack(failure),
+        )
+        return "retry"
+    await conn.execute(
+        "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+        task.workflow_id, task.run_id, task.seq,
+    )
+    await _post(conn, task.workflow_id, task.run_id, E.ACTIVITY_FAILED, {
+        "scheduled": task.seq,
+        "failure": activity_failure(task.activity_name, task.attempt, failure),
+    })
+    return "failed"
+
+
+class _Effects:
+    """Turns the events of one workflow task into the rows they imply."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        workflow_id: str,
+        run_id: str,
+        worker_id: str,
+        eager_slots: int,
+        eager_activities: frozenset[tuple[str, str]],
+    ) -> None:
+        self.conn = conn
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self.eager_slots = eager_slots
+        self.eager_activities = eager_activities
+        self.attributes: dict[str, Any] = {}
+        self.closing: Event | None = None
+        self.eager: list[ActivityTask] = []
+        self._activities: list[Event] = []
+        self._timers: list[Event] = []
+
+    async def apply(self, event: Event, row: asyncpg.Record) -> None:
+        t, attrs = event.type, event.attrs
+        if t is E.ACTIVITY_SCHEDULED:
+            self._activities.append(event)
+        elif t is E.TIMER_STARTED:
+            self._timers.append(event)
+        elif t is E.TIMER_CANCELLED:
+            await self.conn.execute(
+                "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
+                "AND kind = $3 AND ref = $4",
+                self.workflow_id, self.run_id, int(E.TIMER_FIRED), attrs["started"],
+            )
+            self._timers = [e for e in self._timers if e.seq != attrs["started"]]
+        elif t is E.ACTIVITY_CANCEL_REQUESTED:
+            await self._cancel_activity(attrs["scheduled"])
+        elif t is E.CHILD_SCHEDULED:
+            await self._start_child(event, row)
+        elif t is E.CHILD_CANCEL_REQUESTED:
+            await self._post_to_child(attrs["scheduled"], E.CANCEL_REQUESTED,
+                                      {"reason": "parent requested cancellation"})
+        elif t is E.CHILD_SIGNALED:
+            await self._post_to_child(attrs["scheduled"], E.SIGNAL_RECEIVED,
+                                      {"name": attrs["name"], "args": attrs["args"]})
+        elif t is E.UPDATE_COMPLETED:
+            await _answer_call(self.conn, attrs["update_id"], attrs.get("result"),
+                               attrs.get("failure"))
+        elif t is E.ATTRIBUTES_SET:
+            self.attributes.update(attrs["attributes"])
+        if t.is_terminal:
+            self.closing = event
+
+    async def flush(self) -> None:
+        if self._timers:
+            await self.conn.execute(
+                "INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body) "
+                "SELECT $1, $2, $3, r, to_timestamp(f), b FROM unnest($4::int[], $5::float8[],"
+                " $6::bytea[]) AS x(r, f, b)",
+                self.workflow_id, self.run_id, int(E.TIMER_FIRED),
+                [e.seq for e in self._timers], [e.attrs["fire_at"] for e in self._timers],
+                [pack_attrs({"started": e.seq}) for e in self._timers],
+            )
+        if self._activities and self.closing is None:
+            await self._schedule_activities()
+
+    async def _schedule_activities(self) -> None:
+        events = self._activities
+        eager = [
+            i < self.eager_slots and (e.attrs["task_queue"], e.attrs["name"]) in self.eager_activities
+            for i, e in enumerate(events)
+        ]
+        rows = await self.conn.fetch(
+            "INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,"
+            " args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline,"
+            " owner, attempt, started_at) "
+            "SELECT $1, $2, s, q, n, a, r, stc, hb, now() + make_interval(secs => sch),"
+            " CASE WHEN e THEN LEAST(now() + make_interval(secs => stc), now() + make_interval("
+            "  secs => sch), now() + make_interval(secs => hb)) ELSE now() + make_interval(secs => sch) END,"
+            " CASE WHEN e THEN $3::uuid END, CASE WHEN e THEN 1 ELSE 0 END,"
+            " CASE WHEN e THEN now() END "
+            "FROM unnest($4::int[], $5::text[], $6::text[], $7::bytea[], $8::bytea[],"
+            " $9::float8[], $10::float8[], $11::float8[], $12::bool[])"
+            " AS x(s, q, n, a, r, stc, hb, sch, e) "
+            "RETURNING *",
+            self.workflow_id, self.run_id, self.worker_id,
+            [e.seq for e in events], [e.attrs["task_queue"] for e in events],
+            [e.attrs["name"] for e in events], [e.attrs["args"] for e in events],
+            [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in events],
+            [e.attrs.get("start_to_close") for e in events],
+            [e.attrs.get("heartbeat") for e in events],
+            [e.attrs.get("schedule_to_close") for e in events],
+            eager,
+        )
+        self.eager.extend(_activity_task(r) for r in rows if r["owner"] is not None)
+        for queue in sorted({r["task_queue"] for r in rows if r["owner"] is None}):
+            await self.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "a" + queue)
+
+    async def _cancel_activity(self, seq: int) -> None:
+        self._activities = [e for e in self._activities if e.seq != seq]
+        await self.conn.execute(
+            "WITH gone AS (DELETE FROM durable.activity_tasks WHERE workflow_id = $1"
+            " AND run_id = $2 AND seq = $3 AND owner IS NULL RETURNING 1) "
+            "UPDATE durable.activity_tasks SET cancel_requested = true "
+            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND owner IS NOT NULL",
+            self.workflow_id, self.run_id, seq,
+        )
+
+    async def _start_child(self, event: Event, row: asyncpg.Record) -> None:
+        attrs = event.attrs
+        request = StartRequest(
+            workflow_id=attrs["workflow_id"],
+            workflow_name=attrs["name"],
+            task_queue=attrs["task_queue"],
+            args=attrs["args"],
+            parent=(self.workflow_id, self.run_id, event.seq),
+        )
+        try:
+            async with self.conn.transaction():  # a savepoint: a failed start leaves the rest
+                await _start_in(self.conn, request)
+        except (WorkflowAlreadyStartedError, asyncpg.exceptions.UniqueViolationError) as exc:
+            await self.conn.execute(
+                "INSERT INTO durable.inbox (workflow_id, run_id, kind, body) VALUES ($1, $2, $3, $4)",
+                self.workflow_id, self.run_id, int(E.CHILD_FAILED), pack_attrs({
+                    "scheduled": event.seq,
+                    "workflow_id": attrs["workflow_id"],
+                    "reason": "could not start",
+                    "failure": {"kind": "application", "type": "WorkflowAlreadyStartedError",
+                                "message": str(exc), "non_retryable": True},
+                }),
+            )
+
+    async def _post_to_child(self, scheduled: int, etype: EventType, attrs: dict[str, Any]) -> None:
+        child = await self.conn.fetchrow(
+            "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
+            " AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL",
+            self.workflow_id, self.run_id, scheduled,
+        )
+        if child is not None:
+            await _post(self.conn, child["workflow_id"], child["run_id"], etype, attrs)
+
+
+async def _close_run(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str, closing: Event, row: asyncpg.Record
+) -> None:
+    """Close a run: status, result, parent notification, cleanup, continue-as-new."""
+    status = TERMINAL_STATUS[closing.type]
+    attrs = closing.attrs
+    failure = attrs.get("failure")
+    if closing.type is E.WORKFLOW_CANCELLED:
+        failure = {"kind": "cancelled", "message": "workflow was cancelled"}
+    elif closing.type is E.WORKFLOW_TERMINATED:
+        failure = {"kind": "terminated", "message": attrs.get("reason") or "workflow was terminated"}
+    elif closing.type is E.WORKFLOW_TIMED_OUT:
+        failure = {"kind": "timeout", "message": "workflow execution timed out"}
+    new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
+    await conn.execute(
+        "UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,"
+        " result = $4, failure = $5, continued_run_id = $6 "
+        "WHERE workflow_id = $1 AND run_id = $2",
+        workflow_id, run_id, status, attrs.get("result"),
+        _pack(failure) if failure is not None else None, new_run_id,
+    )
+    await conn.execute(
+        "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2",
+        workflow_id, run_id,
+    )
+    if new_run_id is not None:
+        await _insert_run(conn, StartRequest(
+            workflow_id=workflow_id,
+            workflow_name=row["workflow_name"],
+            task_queue=row["task_queue"],
+            args=attrs["args"],
+            attributes=dict(row["attributes"]),
+            parent=(row["parent_workflow_id"], str(row["parent_run_id"]), row["parent_seq"])
+            if row["parent_workflow_id"] else None,
+        ), new_run_id)
+        await conn.execute(
+            "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2"
+            " AND kind = ANY($4::smallint[])",
+            workflow_id, run_id, new_run_id, [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)],
+        )
+        await conn.execute(
+            "UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done",
+            workflow_id, run_id, new_run_id,
+        )
+        await conn.execute(
+            "UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2",
+            workflow_id, new_run_id,
+        )
+    await conn.execute(
+        "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2", workflow_id, run_id
+    )
+    await conn.execute(
+        "UPDATE durable.calls SET done = true, failure = $3 "
+        "WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done",
+        workflow_id, run_id,
+        _pack({"kind": "application", "type": "UpdateError",
+               "message": f"workflow {workflow_id!r} closed ({status}) before the update completed"}),
+    )
+    if new_run_id is None and row["parent_workflow_id"]:
+        outcome = (
+            {"scheduled": row["parent_seq"], "result": attrs["result"]}
+            if closing.type is E.WORKFLOW_COMPLETED
+            else {"scheduled": row["parent_seq"], "workflow_id": workflow_id,
+                  "reason": status, "failure": failure}
+        )
+        await _post(conn, row["parent_workflow_id"], row["parent_run_id"],
+                    E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
+                    outcome)
+    if new_run_id is None:
+        children = await conn.fetch(
+            "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
+            " AND parent_run_id = $2 AND closed_at IS NULL FOR UPDATE",
+            workflow_id, run_id,
+        )
+        for child in children:
+            await _terminate_run(conn, child["workflow_id"], str(child["run_id"]),
+                                 f"parent workflow {workflow_id!r} closed ({status})")
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "c" + workflow_id)
+
+
+async def _terminate_run(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str, reason: str | None
+) -> None:
+    row = await conn.fetchrow(
+        "UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL "
+        "WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL "
+        "RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,"
+        " workflow_name, task_queue, attributes",
+        workflow_id, run_id,
+    )
+    if row is None:
+        return
+    event = Event(row["seq"], E.WORKFLOW_TERMINATED, _utcnow(), {"reason": reason})
+    await _insert_history(conn, workflow_id, run_id, [event])
+    await _close_run(conn, workflow_id, run_id, event, row)

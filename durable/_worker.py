@@ -1,0 +1,512 @@
+"""The worker: claims workflow tasks, activity tasks and queries for one task queue.
+
+Workflows it runs stay cached in memory under sticky ownership, so a new event costs
+one step instead of a replay. Whatever it holds when it dies is taken over by another
+worker once its lease (the ``workers`` row) expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ._activity import ActivityContext, ActivityInfo, run_activity_function
+from ._client import Client
+from ._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, RetryPolicy, WorkflowDefinition
+from ._errors import NondeterminismError
+from ._events import EventType
+from ._failures import Failure, activity_failure, is_retryable, to_failure
+from ._replayer import LocalActivityCall, WorkflowInstance
+from ._serialization import decode_args, encode
+from ._store import ActivityTask, LostOwnership, QueryCall, Store, WorkflowTask
+
+E = EventType
+_log = logging.getLogger("durable.worker")
+
+
+class Worker:
+    """Runs workflows and activities of one task queue. Any number may serve the same queue."""
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        workflows: Sequence[WorkflowDefinition[Any, Any]] = (),
+        activities: Sequence[ActivityDefinition[Any, Any]] = (),
+        max_concurrent_activities: int = 100,
+        max_concurrent_workflow_tasks: int = 100,
+        *,
+        max_cached_workflows: int = 10_000,
+        lease_ttl: timedelta = timedelta(seconds=10),
+        poll_interval: timedelta = timedelta(seconds=1),
+        shutdown_grace: timedelta = timedelta(seconds=10),
+        identity: str | None = None,
+    ) -> None:
+        self.client = client
+        self.task_queue = _check_str("task_queue", task_queue)
+        self._workflows = _index("workflows", workflows, WorkflowDefinition)
+        self._activities = _index("activities", activities, ActivityDefinition)
+        if not self._workflows and not self._activities:
+            raise ValueError("a Worker needs at least one workflow or activity to run")
+        for name, value in (
+            ("max_concurrent_activities", max_concurrent_activities),
+            ("max_concurrent_workflow_tasks", max_concurrent_workflow_tasks),
+            ("max_cached_workflows", max_cached_workflows),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.max_concurrent_activities = max_concurrent_activities
+        self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks
+        self.max_cached_workflows = max_cached_workflows
+        self.lease_ttl = lease_ttl.total_seconds()
+        self.poll_interval = poll_interval.total_seconds()
+        self.shutdown_grace = shutdown_grace.total_seconds()
+        self.worker_id = str(uuid.uuid4())
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
+        self._cache: collections.OrderedDict[str, tuple[int, WorkflowInstance]] = (
+            collections.OrderedDict()
+        )
+        self._busy: set[str] = set()
+        self._workflow_tasks: set[asyncio.Task[None]] = set()
+        self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
+        self._wake_workflows = asyncio.Event()
+        self._wake_activities = asyncio.Event()
+        self._wake_queries = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrent_activities, thread_name_prefix="durable-activity"
+        )
+        self._running: asyncio.Task[None] | None = None
+        self._eager = frozenset((self.task_queue, name) for name in self._activities)
+
+    @property
+    def _store(self) -> Store:
+        return self.client.store
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Run until cancelled or SIGTERM/SIGINT, then hand back or finish what it holds."""
+        removers = self._install_signal_handlers()
+        try:
+            await self._serve()
+        finally:
+            for remove in removers:
+                remove()
+
+    async def __aenter__(self) -> Worker:
+        self._running = asyncio.create_task(self._serve(), name=f"durable-worker-{self.task_queue}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self._stopping.set()
+        if self._running is not None:
+            await self._running
+
+    def _install_signal_handlers(self) -> list[Callable[[], None]]:
+        loop = asyncio.get_running_loop()
+        removers: list[Callable[[], None]] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stopping.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            removers.append(lambda s=sig: loop.remove_signal_handler(s))
+        return removers
+
+    async def _serve(self) -> None:
+        store = self._store
+        await store.register_worker(
+            self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
+        )
+        queue = self.task_queue
+        await store.listener.subscribe("w" + queue, self._wake_workflows)
+        await store.listener.subscribe("a" + queue, self._wake_activities)
+        await store.listener.subscribe("q" + queue, self._wake_queries)
+        loops = [
+            asyncio.create_task(self._lease_loop(), name="durable-lease"),
+        ]
+        if self._workflows:
+            loops.append(asyncio.create_task(self._workflow_loop(), name="durable-workflows"))
+            loops.append(asyncio.create_task(self._query_loop(), name="durable-queries"))
+        if self._activities:
+            loops.append(asyncio.create_task(self._activity_loop(), name="durable-activities"))
+        _log.info("worker %s serving task queue %r", self.identity, queue)
+        try:
+            stop = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait([stop, *loops], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self._stopping.set()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._drain()
+            for key, event in (("w", self._wake_workflows), ("a", self._wake_activities),
+                               ("q", self._wake_queries)):
+                store.listener.unsubscribe(key + queue, event)
+            with contextlib.suppress(Exception):
+                await store.unregister_worker(self.worker_id)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._cache.clear()
+            _log.info("worker %s stopped", self.identity)
+
+    async def _drain(self) -> None:
+        """Let in-flight work finish within the grace period; hand back the rest."""
+        pending = [*self._workflow_tasks, *self._activity_tasks]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _lease_loop(self) -> None:
+        interval = self.lease_ttl / 3
+        while True:
+            await asyncio.sleep(min(interval, 1.0))
+            try:
+                if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
+                    # our lease lapsed (we were stalled): whatever we cached may be someone else's
+                    _log.warning("worker lease lapsed; dropping cached workflows")
+                    self._cache.clear()
+                    await self._store.register_worker(
+                        self.worker_id, self.task_queue, self.identity, self.lease_ttl,
+                        list(self._workflows),
+                    )
+                if self._activities:
+                    await self._store.reap_activities(self.task_queue)
+                await self._store.listener.reconnect_if_lost()
+            except (OSError, asyncio.TimeoutError) as exc:
+                _log.warning("lease renewal failed: %s", exc)
+            except Exception as exc:  # keep renewing through database hiccups
+                _log.warning("lease renewal failed: %r", exc)
+
+    async def _poll(
+        self,
+        wake: asyncio.Event,
+        capacity: Callable[[], int],
+        claim: Callable[[int], Awaitable[int]],
+        next_due: Callable[[], Awaitable[datetime | None]],
+    ) -> None:
+        """Claim work whenever notified, due or at the fallback poll interval."""
+        while True:
+            wake.clear()
+            free = capacity()
+            if free > 0:
+                try:
+                    if await claim(free):
+                        continue
+                    due = await next_due()
+                except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                    _log.warning("polling failed: %s", exc)
+                    due = None
+                except Exception as exc:
+                    _log.warning("polling failed: %r", exc)
+                    due = None
+            else:
+                due = None
+            timeout = self.poll_interval
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+
+    # ------------------------------------------------------------------ workflow tasks
+    async def _workflow_loop(self) -> None:
+        names = list(self._workflows)
+
+        async def claim(limit: int) -> int:
+            tasks = await self._store.claim_workflow_tasks(
+                self.task_queue, self.worker_id, names, list(self._busy), limit
+            )
+            for task in tasks:
+                self._busy.add(task.run_id)
+                self._track(self._workflow_tasks, self._run_workflow_task(task))
+            return len(tasks)
+
+        await self._poll(
+            self._wake_workflows,
+            lambda: self.max_concurrent_workflow_tasks - len(self._workflow_tasks),
+            claim,
+            lambda: self._store.next_ready_at(self.task_queue, self.worker_id, names, list(self._busy)),
+        )
+
+    def _track(self, group: set[asyncio.Task[None]], coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        group.add(task)
+        task.add_done_callback(group.discard)
+
+    async def _run_workflow_task(self, task: WorkflowTask) -> None:
+        try:
+            instance = await self._instance_for(task)
+            messages = await self._store.load_inbox(task.workflow_id, task.run_id)
+            consumed = []
+            for message in messages:
+                if instance.closed:
+                    break
+                instance.deliver(message.type, message.attrs)
+                consumed.append(message.id)
+            await self._commit(task, instance, consumed)
+            await self._run_local_activities(task, instance)
+        except NondeterminismError as exc:
+            _log.error("%s", exc)
+            await self._give_back(task, exc)
+        except LostOwnership:
+            _log.info("workflow %s was taken over by another worker", task.workflow_id)
+            self._cache.pop(task.run_id, None)
+        except asyncio.CancelledError:
+            self._cache.pop(task.run_id, None)
+            raise
+        except Exception as exc:
+            _log.exception("workflow task of %s failed", task.workflow_id)
+            await self._give_back(task, exc)
+        finally:
+            self._busy.discard(task.run_id)
+            self._wake_workflows.set()
+
+    async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
+        self._cache.pop(task.run_id, None)
+        with contextlib.suppress(Exception):
+            await self._store.release_workflow(
+                task, self.worker_id, f"{type(exc).__name__}: {exc}", retry_in=2.0
+            )
+
+    async def _instance_for(self, task: WorkflowTask) -> WorkflowInstance:
+        cached = self._cache.get(task.run_id)
+        if cached is not None:
+            fence, instance = cached
+            if fence == task.fence and instance.next_seq == task.next_seq:
+                self._cache.move_to_end(task.run_id)
+                return instance
+        self._cache.pop(task.run_id, None)
+        history = await self._store.load_history(task.workflow_id, task.run_id)
+        instance = WorkflowInstance(
+            self._workflows[task.workflow_name], task.workflow_id, task.run_id, history
+        )
+        instance.replay()
+        self._cache[task.run_id] = (task.fence, instance)
+        while len(self._cache) > self.max_cached_workflows:
+            self._cache.popitem(last=False)
+        return instance
+
+    async def _commit(self, task: WorkflowTask, instance: WorkflowInstance, consumed: list[int]) -> None:
+        events, rejected = instance.take_new_events()
+        if not events and not consumed and not rejected:
+            return
+        eager = await self._store.commit_workflow_task(
+            task, self.worker_id, events, consumed, rejected,
+            eager_slots=self.max_concurrent_activities - len(self._activity_tasks),
+            eager_activities=self._eager,
+        )
+        for activity_task in eager:
+            self._start_activity(activity_task)
+        if instance.closed:
+            self._cache.pop(task.run_id, None)
+
+    async def _run_local_activities(self, task: WorkflowTask, instance: WorkflowInstance) -> None:
+        running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall] = {}
+        while not instance.closed:
+            for call in instance.unstarted_local_activities():
+                running[asyncio.create_task(self._local_activity(instance, call))] = call
+            if not running:
+                return
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for finished in sorted(done, key=lambda t: running[t].local_id):
+                call = running.pop(finished)
+                outcome = finished.result()
+                etype = E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
+                instance.deliver(etype, {"local_id": call.local_id, "name": call.definition.name,
+                                         **outcome})
+            await self._commit(task, instance, [])
+        for leftover in running:
+            leftover.cancel()
+
+    async def _local_activity(
+        self, instance: WorkflowInstance, call: LocalActivityCall
+    ) -> dict[str, Any]:
+        attempt = 0
+        timeout = call.definition.options.start_to_close_timeout
+        while True:
+            attempt += 1
+            info = ActivityInfo(
+                workflow_id=instance.info.workflow_id, run_id=instance.info.run_id,
+                activity_id=f"local-{call.local_id}", activity_name=call.definition.name,
+                attempt=attempt,
+                idempotency_key=f"{instance.info.workflow_id}/{instance.info.run_id}/local-{call.local_id}",
+                deadline=None, task_queue=self.task_queue, is_local=True,
+            )
+            try:
+                run = run_activity_function(
+                    call.definition, list(call.args), dict(call.kwargs),
+                    ActivityContext(info, None), self._executor,
+                )
+                result = await (asyncio.wait_for(run, timeout.total_seconds()) if timeout else run)
+                return {"result": encode(result)}
+            except Exception as exc:
+                failure = to_failure(exc)
+                if not _should_retry(call.retry, attempt, failure):
+                    return {"failure": activity_failure(call.definition.name, attempt, failure)}
+                await asyncio.sleep(call.retry.delay_before(attempt + 1))
+
+    # ------------------------------------------------------------------ activity tasks
+    async def _activity_loop(self) -> None:
+        names = list(self._activities)
+
+        async def claim(limit: int) -> int:
+            tasks = await self._store.claim_activity_tasks(
+                self.task_queue, self.worker_id, names, limit
+            )
+            for task in tasks:
+                self._start_activity(task)
+            return len(tasks)
+
+        await self._poll(
+            self._wake_activities,
+            lambda: self.max_concurrent_activities - len(self._activity_tasks),
+            claim,
+            lambda: self._store.next_activity_visible_at(self.task_queue, names),
+        )
+
+    def _start_activity(self, task: ActivityTask) -> None:
+        runner = asyncio.create_task(self._execute_activity(task))
+        self._activity_tasks[runner] = task
+        runner.add_done_callback(lambda t: self._activity_finished(t))
+
+    def _activity_finished(self, runner: asyncio.Task[None]) -> None:
+        self._activity_tasks.pop(runner, None)
+        self._wake_activities.set()
+
+    async def _execute_activity(self, task: ActivityTask) -> None:
+        definition = self._activities[task.activity_name]
+        info = ActivityInfo(
+            workflow_id=task.workflow_id, run_id=task.run_id, activity_id=str(task.seq),
+            activity_name=task.activity_name, attempt=task.attempt,
+            idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.seq}",
+            deadline=task.deadline, task_queue=task.task_queue,
+        )
+        context = ActivityContext(info, task.heartbeat_details)
+        work = asyncio.create_task(self._call_activity(definition, task, context))
+        beats = asyncio.create_task(self._heartbeats(task, context, work))
+        try:
+            outcome = await work
+        except asyncio.CancelledError:
+            if not context.is_cancelled():
+                raise  # the worker is shutting down: the task is retried after its lease
+            outcome = {"failure": to_failure(asyncio.CancelledError("activity cancelled"))}
+        finally:
+            beats.cancel()
+        try:
+            if "result" in outcome:
+                await self._store.complete_activity(task, self.worker_id, outcome["result"])
+            else:
+                await self._store.fail_activity(task, self.worker_id, outcome["failure"])
+        except Exception:
+            _log.exception("recording the outcome of activity %s failed", task.activity_name)
+
+    async def _call_activity(
+        self, definition: ActivityDefinition[Any, Any], task: ActivityTask, context: ActivityContext
+    ) -> dict[str, Any]:
+        try:
+            args, kwargs = decode_args(task.args, definition.fn)
+            run = run_activity_function(definition, args, kwargs, context, self._executor)
+            if task.deadline is not None:
+                remaining = (task.deadline - datetime.now(timezone.utc)).total_seconds()
+                run = asyncio.wait_for(run, max(remaining, 0.001))
+            return {"result": encode(await run)}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return {"failure": to_failure(exc)}
+
+    async def _heartbeats(
+        self, task: ActivityTask, context: ActivityContext, work: asyncio.Task[Any]
+    ) -> None:
+        interval = min(task.heartbeat_timeout / 2, 2.0) if task.heartbeat_timeout else 2.0
+        while not work.done():
+            await asyncio.sleep(interval)
+            dirty, details = context.take_heartbeat()
+            if not dirty:
+                continue
+            try:
+                cancel = await self._store.heartbeat_activity(task, self.worker_id, details)
+            except Exception as exc:
+                _log.warning("heartbeat of %s failed: %r", task.activity_name, exc)
+                continue
+            if cancel is None or cancel:
+                context.mark_cancelled()
+                if self._activities[task.activity_name].is_async:
+                    work.cancel()
+                return
+
+    # ------------------------------------------------------------------ queries
+    async def _query_loop(self) -> None:
+        names = list(self._workflows)
+
+        async def claim(limit: int) -> int:
+            calls = await self._store.claim_queries(self.task_queue, self.worker_id, names, limit)
+            for call in calls:
+                await self._answer_query(call)
+            return len(calls)
+
+        async def nothing_due() -> None:
+            return None
+
+        await self._poll(self._wake_queries, lambda: 10, claim, nothing_due)
+
+    async def _answer_query(self, call: QueryCall) -> None:
+        try:
+            cached = self._cache.get(call.run_id)
+            if cached is not None:
+                instance = cached[1]
+            else:
+                history = await self._store.load_history(call.workflow_id, call.run_id)
+                instance = WorkflowInstance(
+                    self._workflows[call.workflow_name], call.workflow_id, call.run_id, history
+                )
+                instance.replay()
+            result = instance.query(call.name, call.args)
+        except Exception as exc:
+            await self._store.answer_call(call.id, None, to_failure(exc))
+        else:
+            await self._store.answer_call(call.id, result, None)
+
+
+def _should_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
+    return retry.allows_attempt(attempt + 1) and is_retryable(
+        failure, tuple(retry.non_retryable_error_types)
+    )
+
+
+def _check_str(arg: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{arg} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _index(arg: str, items: Iterable[Any], kind: type) -> dict[str, Any]:
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise TypeError(f"{arg} must be a list, got {items!r}")
+    index: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, kind):
+            decorator = "@durable.workflow" if kind is WorkflowDefinition else "@durable.activity"
+            raise TypeError(f"{arg} must hold functions decorated with {decorator}, got {item!r}")
+        if item.name in index and index[item.name].fn is not item.fn:
+            raise ValueError(f"two {arg} are registered under the same name {item.name!r}")
+        index[item.name] = item
+    return index
+
