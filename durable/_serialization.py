@@ -160,11 +160,12 @@ def _encode_date(obj: date, depth: int) -> Any:
 
 
 # Checked in order with issubclass, for classes msgpack does not pack natively (strict_types).
-_BY_BASE: list[tuple[type, Encoder]] = [
+_BY_BASE: list[tuple[type | tuple[type, ...], Encoder]] = [
     (int, _encode_int),
     (float, lambda obj, depth: float.__float__(obj)),
     (str, lambda obj, depth: str.__str__(obj)),
     (bytes, lambda obj, depth: bytes(obj)),
+    ((bytearray, memoryview), lambda obj, depth: bytes(obj)),  # packed natively unless subclassed
     (list, lambda obj, depth: [*obj]),
     (dict, lambda obj, depth: {**obj}),
     (tuple, _ext_items(EXT_TUPLE)),
@@ -371,13 +372,14 @@ def _decode_tz(data: bytes, size: int) -> timezone | None:
 
 
 def _decode_datetime(data: bytes, depth: int) -> datetime:
-    *fields, fold = _DATETIME.unpack_from(data)
-    return datetime(*fields, tzinfo=_decode_tz(data, _DATETIME.size), fold=fold)
+    year, month, day, hour, minute, second, microsecond, fold = _DATETIME.unpack_from(data)
+    tz = _decode_tz(data, _DATETIME.size)
+    return datetime(year, month, day, hour, minute, second, microsecond, tz, fold=fold)
 
 
 def _decode_time(data: bytes, depth: int) -> time:
-    *fields, fold = _TIME.unpack_from(data)
-    return time(*fields, tzinfo=_decode_tz(data, _TIME.size), fold=fold)
+    hour, minute, second, microsecond, fold = _TIME.unpack_from(data)
+    return time(hour, minute, second, microsecond, _decode_tz(data, _TIME.size), fold=fold)
 
 
 def _decode_uuid(data: bytes, depth: int) -> uuid.UUID:
@@ -537,7 +539,7 @@ def _compile_class(cls: type, args: tuple[Any, ...]) -> Converter:
         return _compile_dataclass(cls, args)
     if _is_pydantic_model(cls):
         return _compile_pydantic(cls)
-    if typing.is_typeddict(cls):
+    if _is_typeddict(cls):
         return _compile_typeddict(cls)
     if issubclass(cls, tuple) and hasattr(cls, "_fields"):
         return _compile_namedtuple(cls)
@@ -554,6 +556,11 @@ def _compile_class(cls: type, args: tuple[Any, ...]) -> Converter:
     except TypeError:  # e.g. a Protocol that is not runtime-checkable: nothing to check against
         return _identity
     return _compile_instance(cls)
+
+
+def _is_typeddict(cls: type) -> bool:
+    # Duck-typed so that typing_extensions.TypedDict classes are recognised too.
+    return issubclass(cls, dict) and hasattr(cls, "__required_keys__")
 
 
 def _compile_instance(cls: type) -> Converter:
@@ -738,10 +745,11 @@ def _compile_dataclass(cls: type, args: tuple[Any, ...]) -> Converter:
         bindings = dict(zip(getattr(cls, "__parameters__", ()), args, strict=False))
         fields = [f for f in dataclasses.fields(cls) if f.init]
         required = [f.name for f in fields if _is_required(f)]
-        hint_of = (lambda f: _substitute(hints.get(f.name, Any), bindings)) if args else None
-        return [
-            (f.name, _converter(hint_of(f) if hint_of else hints.get(f.name, Any))) for f in fields
-        ]
+        plan = []
+        for f in fields:
+            hint = hints.get(f.name, Any)
+            plan.append((f.name, _converter(_substitute(hint, bindings) if bindings else hint)))
+        return plan
 
     def convert(value: Any) -> Any:
         nonlocal plan
@@ -852,8 +860,8 @@ def _field_names(hint: object) -> tuple[frozenset[str], frozenset[str]] | None:
         fields = [f for f in dataclasses.fields(cls) if f.init]
         required = frozenset(f.name for f in fields if _is_required(f))
         return frozenset(f.name for f in fields), required
-    if typing.is_typeddict(cls):
-        return frozenset(typing.get_type_hints(cls)), cls.__required_keys__  # type: ignore[attr-defined]
+    if _is_typeddict(cls):
+        return frozenset(cls.__annotations__), typing.cast(Any, cls).__required_keys__
     if _is_pydantic_model(cls):
         model_fields = typing.cast(Any, cls).model_fields
         aliases = (f.alias for f in model_fields.values() if f.alias)

@@ -1,0 +1,72 @@
+"""Workflows used by the multi-process tests; run as a worker with
+``python tests/steps_app.py DSN [LEASE_SECONDS]``. Each activity execution is counted
+in the table ``step_runs`` of the same database, so tests can tell how often it ran."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+
+import asyncpg
+
+import durable
+from durable import WorkflowContext, activity, workflow
+
+STEP_SECONDS = float(os.environ.get("STEP_SECONDS", "0.1"))
+
+
+async def ensure_table(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS step_runs (workflow_id text, step int, pid int,"
+            " runs int NOT NULL DEFAULT 1, PRIMARY KEY (workflow_id, step, pid))"
+        )
+    finally:
+        await conn.close()
+
+
+@activity
+async def record_step(step: int) -> int:
+    info = durable.activity_context().info
+    await asyncio.sleep(STEP_SECONDS)
+    conn = await asyncpg.connect(os.environ["STEPS_DSN"])
+    try:
+        await conn.execute(
+            "INSERT INTO step_runs (workflow_id, step, pid) VALUES ($1, $2, $3) "
+            "ON CONFLICT (workflow_id, step, pid) DO UPDATE SET runs = step_runs.runs + 1",
+            info.workflow_id, step, os.getpid(),
+        )
+    finally:
+        await conn.close()
+    return step * step
+
+
+@workflow
+async def steps(ctx: WorkflowContext, count: int) -> int:
+    total = 0
+    for step in range(count):
+        total += await ctx.activity(record_step, step)
+    return total
+
+
+def make_worker(client: durable.Client, lease_seconds: float = 1.0) -> durable.Worker:
+    return durable.Worker(
+        client, workflows=[steps], activities=[record_step],
+        lease_ttl=timedelta(seconds=lease_seconds), poll_interval=timedelta(milliseconds=200),
+    )
+
+
+async def _serve(dsn: str, lease_seconds: float) -> None:
+    os.environ["STEPS_DSN"] = dsn
+    client = await durable.Client.connect(dsn)
+    try:
+        await make_worker(client, lease_seconds).run()
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 1.0))
