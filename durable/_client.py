@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import uuid
@@ -35,8 +36,15 @@ R = TypeVar("R")
 ID_REUSE_POLICIES = ("allow_duplicate", "allow_failed_only", "reject_duplicate")
 ID_CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
 STATUSES = (
-    "pending", "running", "completed", "failed", "cancelled", "terminated",
-    "continued_as_new", "timed_out", "paused",
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "continued_as_new",
+    "timed_out",
+    "paused",
 )
 
 
@@ -93,7 +101,9 @@ def _history_event(event: Event) -> HistoryEvent:
 
 def _check_id(arg: str, value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 1000:
-        raise ValueError(f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}")
+        raise ValueError(
+            f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}"
+        )
     return value
 
 
@@ -138,7 +148,9 @@ class Client:
 
         ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database.
         """
-        resolved = resolve_dsn(dsn) or await asyncio.to_thread(embedded_dsn)
+        resolved = resolve_dsn(dsn)
+        if resolved is None:
+            resolved = await asyncio.to_thread(embedded_dsn)
         try:
             store = await Store.connect(resolved, max_connections=max_connections)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
@@ -160,28 +172,53 @@ class Client:
     # ------------------------------------------------------------------ starting
     @overload
     async def start(
-        self, workflow: WorkflowDefinition[Any, R], *args: Any, id: str | None = None,
-        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
-        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+        self,
+        workflow: WorkflowDefinition[Any, R],
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
-        self, workflow: str, *args: Any, id: str | None = None,
-        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
-        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+        self,
+        workflow: str,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start(
-        self, workflow: WorkflowDefinition[Any, Any] | str, *args: Any, id: str | None = None,
-        task_queue: str | None = None, id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail", start_delay: timedelta | None = None,
-        execution_timeout: timedelta | None = None, attributes: Mapping[str, Any] | None = None,
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a workflow (by function or registered name) and return its handle."""
         request, hint = await self._start_request(
-            workflow, args, id, task_queue, id_reuse_policy, id_conflict_policy,
-            start_delay, execution_timeout, attributes,
+            workflow,
+            args,
+            id,
+            task_queue,
+            id_reuse_policy,
+            id_conflict_policy,
+            start_delay,
+            execution_timeout,
+            attributes,
         )
         run_id, _ = await self.store.start_workflow(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
@@ -198,30 +235,54 @@ class Client:
         return await handle.result()
 
     async def signal_with_start(
-        self, workflow: WorkflowDefinition[Any, R] | str, *args: Any, id: str, signal: str,
-        signal_args: tuple[Any, ...] = (), task_queue: str | None = None,
-        start_delay: timedelta | None = None, execution_timeout: timedelta | None = None,
+        self,
+        workflow: WorkflowDefinition[Any, R] | str,
+        *args: Any,
+        id: str,
+        signal: str,
+        signal_args: tuple[Any, ...] = (),
+        task_queue: str | None = None,
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[R]:
         """Signal the running workflow ``id``, or start it and signal it, atomically."""
         _check_id("signal", signal)
         payload = encode_args(tuple(signal_args), {})
         request, hint = await self._start_request(
-            workflow, args, _check_id("id", id), task_queue, "allow_duplicate", "use_existing",
-            start_delay, execution_timeout, attributes,
+            workflow,
+            args,
+            _check_id("id", id),
+            task_queue,
+            "allow_duplicate",
+            "use_existing",
+            start_delay,
+            execution_timeout,
+            attributes,
         )
         run_id, _ = await self.store.start_workflow(request, signal=(signal, payload))
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
 
     async def _start_request(
-        self, workflow: Any, args: tuple[Any, ...], id: str | None, task_queue: str | None,
-        id_reuse_policy: str, id_conflict_policy: str, start_delay: timedelta | None,
-        execution_timeout: timedelta | None, attributes: Mapping[str, Any] | None,
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        id: str | None,
+        task_queue: str | None,
+        id_reuse_policy: str,
+        id_conflict_policy: str,
+        start_delay: timedelta | None,
+        execution_timeout: timedelta | None,
+        attributes: Mapping[str, Any] | None,
     ) -> tuple[StartRequest, Any]:
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
-        workflow_id = _check_id("id", id if id is not None else (
-            definition.id if definition and definition.id else str(uuid.uuid4())))
+        workflow_id = _check_id(
+            "id",
+            id
+            if id is not None
+            else (definition.id if definition and definition.id else str(uuid.uuid4())),
+        )
         if task_queue is not None:
             _check_id("task_queue", task_queue)
         request = StartRequest(
@@ -267,13 +328,19 @@ class Client:
         if started_after is not None and (
             not isinstance(started_after, datetime) or started_after.tzinfo is None
         ):
-            raise ValueError(f"started_after must be a timezone-aware datetime, got {started_after!r}")
+            raise ValueError(
+                f"started_after must be a timezone-aware datetime, got {started_after!r}"
+            )
         filters = _check_attributes(attributes)
         after: tuple[datetime, str, str] | None = None
         while True:
             rows = await self.store.list_workflows(
-                status=status, workflow_name=workflow_name, attributes=filters,
-                started_after=started_after, after=after, limit=200,
+                status=status,
+                workflow_name=workflow_name,
+                attributes=filters,
+                started_after=started_after,
+                after=after,
+                limit=200,
             )
             for row in rows:
                 yield _description(row, [])
@@ -305,7 +372,7 @@ class WorkflowHandle(Generic[R]):
         try:
             async with asyncio.timeout(seconds):
                 return await self._wait_result()
-        except asyncio.TimeoutError:
+        except builtins.TimeoutError:
             raise TimeoutError(
                 f"workflow {self.workflow_id!r} did not finish within {seconds} s"
             ) from None
@@ -347,7 +414,9 @@ class WorkflowHandle(Generic[R]):
         if status == "cancelled":
             raise WorkflowCancelledError(f"workflow {self.workflow_id!r} was cancelled")
         if status == "terminated":
-            raise WorkflowTerminatedError(f"workflow {self.workflow_id!r} was terminated: {message}")
+            raise WorkflowTerminatedError(
+                f"workflow {self.workflow_id!r} was terminated: {message}"
+            )
         raise WorkflowFailedError(
             f"workflow {self.workflow_id!r} {status}: {message}", from_failure(failure)
         )
@@ -375,8 +444,9 @@ class WorkflowHandle(Generic[R]):
         row = await self._await_call(call_id, timeout, "update")
         if row["failure"] is not None:
             failure = _unpack(row["failure"])
-            raise UpdateError(f"update {name!r} failed: {failure.get('message')}",
-                              from_failure(failure))
+            raise UpdateError(
+                f"update {name!r} failed: {failure.get('message')}", from_failure(failure)
+            )
         return decode(row["result"])
 
     async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
@@ -392,7 +462,7 @@ class WorkflowHandle(Generic[R]):
                         return row
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(answered.wait(), 1.0)
-        except asyncio.TimeoutError:
+        except builtins.TimeoutError:
             await self._store.forget_call(call_id)
             raise TimeoutError(
                 f"no worker answered the {what} to workflow {self.workflow_id!r} within "
@@ -442,7 +512,8 @@ def _description(row: asyncpg.Record, pending: list[asyncpg.Record]) -> Workflow
                 scheduled_at=p["scheduled_at"],
                 next_attempt_at=None if p["running"] else p["visible_at"],
                 last_failure=(_unpack(p["last_failure"]) or {}).get("message")
-                if p["last_failure"] else None,
+                if p["last_failure"]
+                else None,
             )
             for p in pending
         ],
@@ -457,4 +528,3 @@ def _redact(dsn: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in credentials else dsn
     return dsn
-

@@ -9,7 +9,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -66,8 +66,10 @@ class ChildWorkflowHandle(Awaitable[R]):
 class WorkflowRuntime(Protocol):
     """What a WorkflowContext needs from the engine."""
 
-    info: WorkflowInfo
-    logger: logging.LoggerAdapter[logging.Logger]
+    @property
+    def info(self) -> WorkflowInfo: ...
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
 
     @property
     def is_replaying(self) -> bool: ...
@@ -77,8 +79,11 @@ class WorkflowRuntime(Protocol):
         self, name: str, args: bytes, options: ActivityOptions, hint: Any
     ) -> asyncio.Task[Any]: ...
     def local_activity(
-        self, definition: ActivityDefinition[Any, Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], retry: RetryPolicy,
+        self,
+        definition: ActivityDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy,
     ) -> asyncio.Future[Any]: ...
     def start_child(
         self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
@@ -283,7 +288,7 @@ def _name(value: Any, arg: str) -> str:
 
 
 def utc_from_timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def require_workflow(where: str) -> None:

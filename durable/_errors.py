@@ -116,5 +116,5 @@ class WorkflowError(DurableError):
     """Workflow code used the API in a way that cannot work (a programming error)."""
 
 
-class TimeoutError(DurableError, builtins.TimeoutError):  # noqa: A001 - part of the API
+class TimeoutError(DurableError, builtins.TimeoutError):
     """An operation timed out; also an ``asyncio.TimeoutError``."""

@@ -126,5 +126,7 @@ def unpack_attrs(body: bytes) -> dict[str, Any]:
     except Exception as exc:
         raise PayloadError(f"corrupt history event body ({len(body)} bytes): {exc}") from exc
     if not isinstance(attrs, dict):
-        raise PayloadError(f"corrupt history event body: expected a map, got {type(attrs).__name__}")
+        raise PayloadError(
+            f"corrupt history event body: expected a map, got {type(attrs).__name__}"
+        )
     return attrs

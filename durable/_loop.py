@@ -87,7 +87,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     def time(self) -> float:
         return self._now
 
-    def call_soon(
+    def call_soon(  # type: ignore[override]
         self,
         callback: Callable[..., object],
         *args: Any,
@@ -97,7 +97,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._ready.append(handle)
         return handle
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self,
         delay: float,
         callback: Callable[..., object],
@@ -106,7 +106,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.TimerHandle:
         return self.call_at(self._now + delay, callback, *args, context=context)
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self,
         when: float,
         callback: Callable[..., object],
@@ -127,7 +127,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
         *,
@@ -180,12 +180,18 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             "deterministic); move this into an activity and call it with ctx.activity(...)"
         )
 
-    run_forever = run_until_complete = stop = _not_in_workflow  # type: ignore[assignment]
-    call_soon_threadsafe = run_in_executor = set_default_executor = _not_in_workflow  # type: ignore[assignment]
-    getaddrinfo = getnameinfo = create_connection = create_server = _not_in_workflow  # type: ignore[assignment]
-    create_unix_connection = create_unix_server = create_datagram_endpoint = _not_in_workflow  # type: ignore[assignment]
-    sock_recv = sock_sendall = sock_connect = sock_accept = _not_in_workflow  # type: ignore[assignment]
-    add_reader = add_writer = remove_reader = remove_writer = _not_in_workflow  # type: ignore[assignment]
-    subprocess_exec = subprocess_shell = add_signal_handler = _not_in_workflow  # type: ignore[assignment]
-    connect_read_pipe = connect_write_pipe = sendfile = start_tls = _not_in_workflow  # type: ignore[assignment]
-    shutdown_default_executor = _not_in_workflow  # type: ignore[assignment]
+    run_forever = run_until_complete = stop = _not_in_workflow
+    call_soon_threadsafe = run_in_executor = _not_in_workflow  # type: ignore[assignment]
+    set_default_executor = _not_in_workflow
+    getaddrinfo = getnameinfo = create_connection = create_server = _not_in_workflow
+    create_unix_connection = create_unix_server = create_datagram_endpoint = _not_in_workflow
+    sock_recv = sock_sendall = sock_connect = sock_accept = _not_in_workflow
+    sock_recv_into = sock_recvfrom = sock_recvfrom_into = sock_sendto = _not_in_workflow
+    sock_sendfile = connect_accepted_socket = _not_in_workflow
+    add_reader = add_writer = _not_in_workflow  # type: ignore[assignment]
+    remove_reader = remove_writer = _not_in_workflow
+    subprocess_exec = subprocess_shell = _not_in_workflow
+    add_signal_handler = _not_in_workflow  # type: ignore[assignment]
+    remove_signal_handler = _not_in_workflow
+    connect_read_pipe = connect_write_pipe = sendfile = start_tls = _not_in_workflow
+    shutdown_default_executor = set_task_factory = get_task_factory = _not_in_workflow

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ._context import ChildWorkflowHandle, WorkflowContext, WorkflowInfo
@@ -26,9 +26,9 @@ from ._errors import (
     ChildWorkflowError,
     NondeterminismError,
     PayloadError,
+    QueryError,
     UpdateError,
     WorkflowError,
-    QueryError,
 )
 from ._events import IDENTITY_KEYS, Event, EventType
 from ._failures import Failure, from_failure, to_failure
@@ -44,7 +44,7 @@ class _ContinueAsNew(BaseException):
 
     def __init__(self, args: bytes) -> None:
         super().__init__("continue as new")
-        self.args = args
+        self.payload = args
 
 
 @dataclass
@@ -81,7 +81,7 @@ class _UpdateHandler:
     validator: Callable[..., Any] | None
 
 
-class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
     def __init__(self, instance: WorkflowInstance) -> None:
         super().__init__(_log, {})
         self._instance = instance
@@ -97,7 +97,7 @@ class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 def _now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _signal_value(args: list[Any]) -> Any:
@@ -264,7 +264,7 @@ class WorkflowInstance:
         return event
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.loop.time(), tz=timezone.utc)
+        return datetime.fromtimestamp(self.loop.time(), tz=UTC)
 
     def random(self) -> random.Random:
         if self._random is None:
@@ -313,7 +313,12 @@ class WorkflowInstance:
         self._local_count += 1
         future = self.loop.create_future()
         self._locals[self._local_count] = LocalActivityCall(
-            self._local_count, definition, args, kwargs, retry, future,
+            self._local_count,
+            definition,
+            args,
+            kwargs,
+            retry,
+            future,
             return_hint(definition.fn),
         )
         return future
@@ -330,7 +335,9 @@ class WorkflowInstance:
         self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
     ) -> ChildWorkflowHandle[Any]:
         self._child_count += 1
-        child_id = workflow_id or f"{self.info.workflow_id}/{self.info.run_id[:8]}/{self._child_count}"
+        child_id = (
+            workflow_id or f"{self.info.workflow_id}/{self.info.run_id[:8]}/{self._child_count}"
+        )
         attrs = {
             "name": name,
             "workflow_id": child_id,
@@ -486,7 +493,7 @@ class WorkflowInstance:
         if isinstance(exc, NondeterminismError):
             self._nondeterminism = exc
         elif isinstance(exc, _ContinueAsNew):
-            self._close(E.WORKFLOW_CONTINUED_AS_NEW, {"args": exc.args})
+            self._close(E.WORKFLOW_CONTINUED_AS_NEW, {"args": exc.payload})
         elif isinstance(exc, asyncio.CancelledError):
             self._close(E.WORKFLOW_CANCELLED, {})
         elif exc is not None:
@@ -547,7 +554,9 @@ class WorkflowInstance:
     def _on_local_activity_done(self, attrs: dict[str, Any]) -> None:
         local_id = attrs["local_id"]
         call = self._locals.pop(local_id, None)
-        if local_id > self._local_count or (call is not None and call.definition.name != attrs["name"]):
+        if local_id > self._local_count or (
+            call is not None and call.definition.name != attrs["name"]
+        ):
             self._nondeterminism = NondeterminismError(
                 f"history has a result of local activity #{local_id} {attrs['name']!r} that the "
                 "workflow code did not run at this point"
@@ -671,4 +680,3 @@ def _seconds_or_none(value: Any) -> float | None:
 
 def _is_json_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
-

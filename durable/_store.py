@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -109,7 +109,7 @@ class StartRequest:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _pack(value: Any) -> bytes:
@@ -121,9 +121,7 @@ def _unpack(data: bytes | None) -> Any:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 class Listener:
@@ -225,20 +223,29 @@ class Store:
 
     # ------------------------------------------------------------------ workers
     async def register_worker(
-        self, worker_id: str, task_queue: str, identity: str, ttl: float, workflow_names: Sequence[str]
+        self,
+        worker_id: str,
+        task_queue: str,
+        identity: str,
+        ttl: float,
+        workflow_names: Sequence[str],
     ) -> None:
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO durable.workers (worker_id, task_queue, identity, expires_at) "
                 "VALUES ($1, $2, $3, now() + make_interval(secs => $4)) "
                 "ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-                worker_id, task_queue, identity, ttl,
+                worker_id,
+                task_queue,
+                identity,
+                ttl,
             )
             await conn.execute(
                 "INSERT INTO durable.workflow_types (name, task_queue) "
                 "SELECT unnest($1::text[]), $2 "
                 "ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()",
-                list(workflow_names), task_queue,
+                list(workflow_names),
+                task_queue,
             )
             await conn.execute(
                 "DELETE FROM durable.workers WHERE expires_at < now() - interval '1 hour'"
@@ -248,7 +255,8 @@ class Store:
         status = await self.pool.execute(
             "UPDATE durable.workers SET expires_at = now() + make_interval(secs => $2) "
             "WHERE worker_id = $1 AND expires_at > now()",
-            worker_id, ttl,
+            worker_id,
+            ttl,
         )
         return bool(status == "UPDATE 1")
 
@@ -266,8 +274,8 @@ class Store:
 
     async def registered_task_queue(self, workflow_name: str) -> str | None:
         rows = await self.pool.fetch(
-            "SELECT task_queue FROM durable.workflow_types WHERE name = $1 "
-            "ORDER BY seen_at DESC", workflow_name,
+            "SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at DESC",
+            workflow_name,
         )
         return rows[0]["task_queue"] if rows else None
 
@@ -280,8 +288,13 @@ class Store:
         async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
             run_id, started = await _start_in(conn, request)
             if signal is not None:
-                await _post(conn, request.workflow_id, run_id, E.SIGNAL_RECEIVED,
-                            {"name": signal[0], "args": signal[1]})
+                await _post(
+                    conn,
+                    request.workflow_id,
+                    run_id,
+                    E.SIGNAL_RECEIVED,
+                    {"name": signal[0], "args": signal[1]},
+                )
             return run_id, started
 
         try:
@@ -300,14 +313,17 @@ class Store:
     async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
         async with self._transaction() as conn:
             run = await _open_run(conn, workflow_id)
-            await _post(conn, workflow_id, run["run_id"], E.SIGNAL_RECEIVED,
-                        {"name": name, "args": args})
+            await _post(
+                conn, workflow_id, run["run_id"], E.SIGNAL_RECEIVED, {"name": name, "args": args}
+            )
 
     async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
         async with self._transaction() as conn:
             run = await _latest_run(conn, workflow_id)
             if run["closed_at"] is None:
-                await _post(conn, workflow_id, run["run_id"], E.CANCEL_REQUESTED, {"reason": reason})
+                await _post(
+                    conn, workflow_id, run["run_id"], E.CANCEL_REQUESTED, {"reason": reason}
+                )
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
@@ -324,22 +340,27 @@ class Store:
     async def run_row(self, workflow_id: str, run_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2",
-            workflow_id, run_id,
+            workflow_id,
+            run_id,
         )
 
     async def pending_activities(self, workflow_id: str, run_id: str) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(
-            "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
-            "visible_at, last_failure FROM durable.activity_tasks "
-            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
-            workflow_id, run_id,
-        ))
+        return list(
+            await self.pool.fetch(
+                "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
+                "visible_at, last_failure FROM durable.activity_tasks "
+                "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+                workflow_id,
+                run_id,
+            )
+        )
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(
             "SELECT seq, kind, ts, body FROM durable.history "
             "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
-            workflow_id, run_id,
+            workflow_id,
+            run_id,
         )
         return [Event(r["seq"], E(r["kind"]), r["ts"], unpack_attrs(r["body"])) for r in rows]
 
@@ -353,21 +374,26 @@ class Store:
         after: tuple[datetime, str, str] | None,
         limit: int,
     ) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(
-            "SELECT * FROM durable.workflows WHERE "
-            "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
-            "AND ($3::jsonb IS NULL OR attributes @> $3) "
-            "AND ($4::timestamptz IS NULL OR started_at > $4) "
-            "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
-            "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
-            status, workflow_name, attributes, started_after,
-            after[0] if after else None, after[1] if after else None, after[2] if after else None,
-            limit,
-        ))
+        return list(
+            await self.pool.fetch(
+                "SELECT * FROM durable.workflows WHERE "
+                "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
+                "AND ($3::jsonb IS NULL OR attributes @> $3) "
+                "AND ($4::timestamptz IS NULL OR started_at > $4) "
+                "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
+                "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
+                status,
+                workflow_name,
+                attributes,
+                started_after,
+                after[0] if after else None,
+                after[1] if after else None,
+                after[2] if after else None,
+                limit,
+            )
+        )
 
-    async def create_call(
-        self, kind: int, workflow_id: str, name: str, args: bytes
-    ) -> str:
+    async def create_call(self, kind: int, workflow_id: str, name: str, args: bytes) -> str:
         """Insert a query or update request; an update also goes to the workflow's inbox."""
         call_id = str(uuid.uuid4())
         async with self._transaction() as conn:
@@ -378,11 +404,22 @@ class Store:
             await conn.execute(
                 "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                call_id, workflow_id, run["run_id"], kind, run["task_queue"], name, args,
+                call_id,
+                workflow_id,
+                run["run_id"],
+                kind,
+                run["task_queue"],
+                name,
+                args,
             )
             if kind == KIND_UPDATE:
-                await _post(conn, workflow_id, run["run_id"], E.UPDATE_ACCEPTED,
-                            {"update_id": call_id, "name": name, "args": args})
+                await _post(
+                    conn,
+                    workflow_id,
+                    run["run_id"],
+                    E.UPDATE_ACCEPTED,
+                    {"update_id": call_id, "name": name, "args": args},
+                )
             else:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
         return call_id
@@ -414,10 +451,16 @@ class Store:
             " status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END "
             "FROM picked WHERE w.workflow_id = picked.workflow_id AND w.run_id = picked.run_id "
             "RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq",
-            task_queue, worker_id, list(names), list(busy), limit,
+            task_queue,
+            worker_id,
+            list(names),
+            list(busy),
+            limit,
         )
         return [
-            WorkflowTask(r["workflow_id"], str(r["run_id"]), r["workflow_name"], r["fence"], r["next_seq"])
+            WorkflowTask(
+                r["workflow_id"], str(r["run_id"]), r["workflow_name"], r["fence"], r["next_seq"]
+            )
             for r in rows
         ]
 
@@ -430,7 +473,10 @@ class Store:
             "  AND NOT (w.run_id = ANY($4::uuid[]))"
             "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
             "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))",
-            task_queue, worker_id, list(names), list(busy),
+            task_queue,
+            worker_id,
+            list(names),
+            list(busy),
         )
         return value
 
@@ -439,7 +485,8 @@ class Store:
             "SELECT id, kind, body FROM durable.inbox "
             "WHERE workflow_id = $1 AND run_id = $2 AND visible_at <= now() "
             "ORDER BY visible_at, id",
-            workflow_id, run_id,
+            workflow_id,
+            run_id,
         )
         return [InboxMessage(r["id"], E(r["kind"]), unpack_attrs(r["body"])) for r in rows]
 
@@ -466,18 +513,24 @@ class Store:
                 " task_queue, attributes FROM durable.workflows "
                 "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4 "
                 "AND closed_at IS NULL FOR UPDATE",
-                task.workflow_id, task.run_id, worker_id, task.fence,
+                task.workflow_id,
+                task.run_id,
+                worker_id,
+                task.fence,
             )
             if row is None or (first_seq is not None and row["next_seq"] != first_seq):
                 raise LostOwnership(f"workflow {task.workflow_id} is no longer ours")
-            effects = _Effects(conn, task.workflow_id, task.run_id, worker_id, eager_slots,
-                               eager_activities)
+            effects = _Effects(
+                conn, task.workflow_id, task.run_id, worker_id, eager_slots, eager_activities
+            )
             await _insert_history(conn, task.workflow_id, task.run_id, events)
             if consumed:
                 await conn.execute(
                     "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
                     "AND id = ANY($3::bigint[])",
-                    task.workflow_id, task.run_id, list(consumed),
+                    task.workflow_id,
+                    task.run_id,
+                    list(consumed),
                 )
             for event in events:
                 await effects.apply(event, row)
@@ -492,13 +545,19 @@ class Store:
                     " ready_at = (SELECT min(visible_at) FROM durable.inbox i"
                     "   WHERE i.workflow_id = $1 AND i.run_id = $2) "
                     "WHERE workflow_id = $1 AND run_id = $2",
-                    task.workflow_id, task.run_id, next_seq, effects.attributes,
+                    task.workflow_id,
+                    task.run_id,
+                    next_seq,
+                    effects.attributes,
                 )
             else:
                 await conn.execute(
                     "UPDATE durable.workflows SET next_seq = $3, attributes = attributes || $4::jsonb "
                     "WHERE workflow_id = $1 AND run_id = $2",
-                    task.workflow_id, task.run_id, next_seq, effects.attributes,
+                    task.workflow_id,
+                    task.run_id,
+                    next_seq,
+                    effects.attributes,
                 )
                 await _close_run(conn, task.workflow_id, task.run_id, effects.closing, row)
             return effects.eager
@@ -514,7 +573,12 @@ class Store:
             "UPDATE durable.workflows SET owner = NULL, task_failures = task_failures + 1,"
             " last_error = $5, ready_at = now() + make_interval(secs => $6) "
             "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4",
-            task.workflow_id, task.run_id, worker_id, task.fence, error[:8000], retry_in,
+            task.workflow_id,
+            task.run_id,
+            worker_id,
+            task.fence,
+            error[:8000],
+            retry_in,
         )
 
     # ------------------------------------------------------------------ activity tasks
@@ -530,15 +594,21 @@ class Store:
             f"UPDATE durable.activity_tasks t SET {_CLAIM_ACTIVITY_SET} "
             "FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id"
             " AND t.seq = picked.seq RETURNING t.*",
-            task_queue, worker_id, list(names), limit,
+            task_queue,
+            worker_id,
+            list(names),
+            limit,
         )
         return [_activity_task(r) for r in rows]
 
-    async def next_activity_visible_at(self, task_queue: str, names: Sequence[str]) -> datetime | None:
+    async def next_activity_visible_at(
+        self, task_queue: str, names: Sequence[str]
+    ) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(
             "SELECT min(visible_at) FROM durable.activity_tasks "
             "WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)",
-            task_queue, list(names),
+            task_queue,
+            list(names),
         )
         return value
 
@@ -554,7 +624,11 @@ class Store:
             owned = await conn.fetchval(
                 "SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
                 "AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE",
-                task.workflow_id, task.run_id, task.seq, task.attempt, worker_id,
+                task.workflow_id,
+                task.run_id,
+                task.seq,
+                task.attempt,
+                worker_id,
             )
             if owned is None:
                 return "lost"
@@ -570,7 +644,11 @@ class Store:
             deleted = await conn.fetchval(
                 "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
                 "AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1",
-                task.workflow_id, task.run_id, task.seq, task.attempt, worker_id,
+                task.workflow_id,
+                task.run_id,
+                task.seq,
+                task.attempt,
+                worker_id,
             )
             if deleted is None:
                 return False
@@ -590,7 +668,12 @@ class Store:
             "   now() + make_interval(secs => heartbeat_timeout)) "
             "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5 "
             "RETURNING cancel_requested, deadline",
-            task.workflow_id, task.run_id, task.seq, task.attempt, worker_id, details,
+            task.workflow_id,
+            task.run_id,
+            task.seq,
+            task.attempt,
+            worker_id,
+            details,
         )
         if row is None:
             return None
@@ -633,20 +716,32 @@ class Store:
             "UPDATE durable.calls c SET claimed_by = $2, claimed_until = now() + interval '30 seconds' "
             "FROM picked WHERE c.id = picked.id "
             "RETURNING c.id, c.workflow_id, c.run_id, picked.workflow_name, c.name, c.args",
-            task_queue, worker_id, list(names), limit,
+            task_queue,
+            worker_id,
+            list(names),
+            limit,
         )
         return [
-            QueryCall(str(r["id"]), r["workflow_id"], str(r["run_id"]), r["workflow_name"],
-                      r["name"], r["args"])
+            QueryCall(
+                str(r["id"]),
+                r["workflow_id"],
+                str(r["run_id"]),
+                r["workflow_name"],
+                r["name"],
+                r["args"],
+            )
             for r in rows
         ]
 
-    async def answer_call(self, call_id: str, result: bytes | None, failure: Failure | None) -> None:
+    async def answer_call(
+        self, call_id: str, result: bytes | None, failure: Failure | None
+    ) -> None:
         async with self.pool.acquire() as conn:
             await _answer_call(conn, call_id, result, failure)
 
 
 # ====================================================================== statements in a transaction
+
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     """Apply the numbered migrations not yet applied; safe to run from many processes at once."""
@@ -657,7 +752,9 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
             "CREATE TABLE IF NOT EXISTS durable.schema_migrations ("
             " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        applied = {r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")}
+        applied = {
+            r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")
+        }
         done = []
         for version, sql in _migration_files():
             if version in applied:
@@ -675,7 +772,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
 
 def _migration_files() -> list[tuple[int, str]]:
     folder = resources.files("durable") / "_migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(int(f.name.split("_", 1)[0]), f.read_text()) for f in files]
 
 
@@ -712,13 +809,18 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
         if request.id_conflict_policy == "use_existing":
             return str(existing["run_id"]), False
         if request.id_conflict_policy == "terminate_existing":
-            await _terminate_run(conn, request.workflow_id, str(existing["run_id"]),
-                                 "terminated by a new start (id_conflict_policy)")
+            await _terminate_run(
+                conn,
+                request.workflow_id,
+                str(existing["run_id"]),
+                "terminated by a new start (id_conflict_policy)",
+            )
         else:
             raise WorkflowAlreadyStartedError(
                 f"workflow {request.workflow_id!r} is already running (run {existing['run_id']}); "
                 "pass id_conflict_policy='use_existing' to get its handle instead",
-                workflow_id=request.workflow_id, run_id=str(existing["run_id"]),
+                workflow_id=request.workflow_id,
+                run_id=str(existing["run_id"]),
             )
     elif existing is not None:
         policy = request.id_reuse_policy
@@ -728,7 +830,8 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
             raise WorkflowAlreadyStartedError(
                 f"workflow id {request.workflow_id!r} was already used (last run "
                 f"{existing['status']}) and id_reuse_policy={policy!r} forbids reusing it",
-                workflow_id=request.workflow_id, run_id=str(existing["run_id"]),
+                workflow_id=request.workflow_id,
+                run_id=str(existing["run_id"]),
             )
     run_id = str(uuid.uuid4())
     await _insert_run(conn, request, run_id)
@@ -742,23 +845,38 @@ async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: s
         "INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,"
         " parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at) "
         "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8::jsonb, now() + make_interval(secs => $9))",
-        request.workflow_id, run_id, request.workflow_name, request.task_queue,
-        parent_id, parent_run, parent_seq, request.attributes or {}, delay,
+        request.workflow_id,
+        run_id,
+        request.workflow_name,
+        request.task_queue,
+        parent_id,
+        parent_run,
+        parent_seq,
+        request.attributes or {},
+        delay,
     )
-    started = Event(1, E.WORKFLOW_STARTED, _utcnow(), {
-        "name": request.workflow_name,
-        "task_queue": request.task_queue,
-        "args": request.args,
-        "parent_workflow_id": parent_id,
-        "attempt": 1,
-    })
+    started = Event(
+        1,
+        E.WORKFLOW_STARTED,
+        _utcnow(),
+        {
+            "name": request.workflow_name,
+            "task_queue": request.task_queue,
+            "args": request.args,
+            "parent_workflow_id": parent_id,
+            "attempt": 1,
+        },
+    )
     await _insert_history(conn, request.workflow_id, run_id, [started])
     if request.execution_timeout is not None:
         await conn.execute(
             "INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body) "
             "VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
-            request.workflow_id, run_id, int(E.WORKFLOW_TIMED_OUT),
-            request.execution_timeout.total_seconds(), pack_attrs({}),
+            request.workflow_id,
+            run_id,
+            int(E.WORKFLOW_TIMED_OUT),
+            request.execution_timeout.total_seconds(),
+            pack_attrs({}),
         )
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "w" + request.task_queue)
 
@@ -772,9 +890,12 @@ async def _insert_history(
         "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body) "
         "SELECT $1, $2, s, k, t, b FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
         " $6::bytea[]) AS x(s, k, t, b)",
-        workflow_id, run_id,
-        [e.seq for e in events], [int(e.type) for e in events],
-        [e.timestamp for e in events], [pack_attrs(e.attrs) for e in events],
+        workflow_id,
+        run_id,
+        [e.seq for e in events],
+        [int(e.type) for e in events],
+        [e.timestamp for e in events],
+        [pack_attrs(e.attrs) for e in events],
     )
 
 
@@ -794,7 +915,11 @@ async def _post(
         "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
         " SELECT workflow_id, run_id, $3, $4 FROM target RETURNING 1) "
         "SELECT pg_notify($5, 'w' || task_queue) IS NOT NULL FROM target",
-        workflow_id, run_id, int(etype), pack_attrs(attrs), CHANNEL,
+        workflow_id,
+        run_id,
+        int(etype),
+        pack_attrs(attrs),
+        CHANNEL,
     )
     return bool(posted)
 
@@ -806,7 +931,10 @@ async def _answer_call(
         "WITH answered AS (UPDATE durable.calls SET done = true, result = $2, failure = $3"
         " WHERE id = $1 AND NOT done RETURNING id) "
         "SELECT pg_notify($4, 'r' || id::text) FROM answered",
-        call_id, result, _pack(failure) if failure is not None else None, CHANNEL,
+        call_id,
+        result,
+        _pack(failure) if failure is not None else None,
+        CHANNEL,
     )
 
 
@@ -842,8 +970,12 @@ def _timeout_failure(row: asyncpg.Record) -> Failure:
         what = "start_to_close/heartbeat timeout"
     else:
         what = "lost worker (the worker running it stopped heartbeating)"
-    return {"kind": "timeout", "message": f"activity {row['activity_name']!r} timed out: {what}",
-            "type": "TimeoutError", "non_retryable": row["owner"] is None}
+    return {
+        "kind": "timeout",
+        "message": f"activity {row['activity_name']!r} timed out: {what}",
+        "type": "TimeoutError",
+        "non_retryable": row["owner"] is None,
+    }
 
 
 async def _retry_or_fail(conn: asyncpg.Connection, task: ActivityTask, failure: Failure) -> str:
@@ -862,17 +994,29 @@ async def _retry_or_fail(conn: asyncpg.Connection, task: ActivityTask, failure: 
             "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
             " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"
             " last_failure = $5 WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
-            task.workflow_id, task.run_id, task.seq, delay, _pack(failure),
+            task.workflow_id,
+            task.run_id,
+            task.seq,
+            delay,
+            _pack(failure),
         )
         return "retry"
     await conn.execute(
         "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
-        task.workflow_id, task.run_id, task.seq,
+        task.workflow_id,
+        task.run_id,
+        task.seq,
     )
-    await _post(conn, task.workflow_id, task.run_id, E.ACTIVITY_FAILED, {
-        "scheduled": task.seq,
-        "failure": activity_failure(task.activity_name, task.attempt, failure),
-    })
+    await _post(
+        conn,
+        task.workflow_id,
+        task.run_id,
+        E.ACTIVITY_FAILED,
+        {
+            "scheduled": task.seq,
+            "failure": activity_failure(task.activity_name, task.attempt, failure),
+        },
+    )
     return "failed"
 
 
@@ -910,7 +1054,10 @@ class _Effects:
             await self.conn.execute(
                 "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
                 "AND kind = $3 AND ref = $4",
-                self.workflow_id, self.run_id, int(E.TIMER_FIRED), attrs["started"],
+                self.workflow_id,
+                self.run_id,
+                int(E.TIMER_FIRED),
+                attrs["started"],
             )
             self._timers = [e for e in self._timers if e.seq != attrs["started"]]
         elif t is E.ACTIVITY_CANCEL_REQUESTED:
@@ -918,14 +1065,19 @@ class _Effects:
         elif t is E.CHILD_SCHEDULED:
             await self._start_child(event, row)
         elif t is E.CHILD_CANCEL_REQUESTED:
-            await self._post_to_child(attrs["scheduled"], E.CANCEL_REQUESTED,
-                                      {"reason": "parent requested cancellation"})
+            await self._post_to_child(
+                attrs["scheduled"], E.CANCEL_REQUESTED, {"reason": "parent requested cancellation"}
+            )
         elif t is E.CHILD_SIGNALED:
-            await self._post_to_child(attrs["scheduled"], E.SIGNAL_RECEIVED,
-                                      {"name": attrs["name"], "args": attrs["args"]})
+            await self._post_to_child(
+                attrs["scheduled"],
+                E.SIGNAL_RECEIVED,
+                {"name": attrs["name"], "args": attrs["args"]},
+            )
         elif t is E.UPDATE_COMPLETED:
-            await _answer_call(self.conn, attrs["update_id"], attrs.get("result"),
-                               attrs.get("failure"))
+            await _answer_call(
+                self.conn, attrs["update_id"], attrs.get("result"), attrs.get("failure")
+            )
         elif t is E.ATTRIBUTES_SET:
             self.attributes.update(attrs["attributes"])
         if t.is_terminal:
@@ -937,8 +1089,11 @@ class _Effects:
                 "INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body) "
                 "SELECT $1, $2, $3, r, to_timestamp(f), b FROM unnest($4::int[], $5::float8[],"
                 " $6::bytea[]) AS x(r, f, b)",
-                self.workflow_id, self.run_id, int(E.TIMER_FIRED),
-                [e.seq for e in self._timers], [e.attrs["fire_at"] for e in self._timers],
+                self.workflow_id,
+                self.run_id,
+                int(E.TIMER_FIRED),
+                [e.seq for e in self._timers],
+                [e.attrs["fire_at"] for e in self._timers],
                 [pack_attrs({"started": e.seq}) for e in self._timers],
             )
         if self._activities and self.closing is None:
@@ -947,7 +1102,8 @@ class _Effects:
     async def _schedule_activities(self) -> None:
         events = self._activities
         eager = [
-            i < self.eager_slots and (e.attrs["task_queue"], e.attrs["name"]) in self.eager_activities
+            i < self.eager_slots
+            and (e.attrs["task_queue"], e.attrs["name"]) in self.eager_activities
             for i, e in enumerate(events)
         ]
         rows = await self.conn.fetch(
@@ -963,9 +1119,13 @@ class _Effects:
             " $9::float8[], $10::float8[], $11::float8[], $12::bool[])"
             " AS x(s, q, n, a, r, stc, hb, sch, e) "
             "RETURNING *",
-            self.workflow_id, self.run_id, self.worker_id,
-            [e.seq for e in events], [e.attrs["task_queue"] for e in events],
-            [e.attrs["name"] for e in events], [e.attrs["args"] for e in events],
+            self.workflow_id,
+            self.run_id,
+            self.worker_id,
+            [e.seq for e in events],
+            [e.attrs["task_queue"] for e in events],
+            [e.attrs["name"] for e in events],
+            [e.attrs["args"] for e in events],
             [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in events],
             [e.attrs.get("start_to_close") for e in events],
             [e.attrs.get("heartbeat") for e in events],
@@ -983,7 +1143,9 @@ class _Effects:
             " AND run_id = $2 AND seq = $3 AND owner IS NULL RETURNING 1) "
             "UPDATE durable.activity_tasks SET cancel_requested = true "
             "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND owner IS NOT NULL",
-            self.workflow_id, self.run_id, seq,
+            self.workflow_id,
+            self.run_id,
+            seq,
         )
 
     async def _start_child(self, event: Event, row: asyncpg.Record) -> None:
@@ -1001,20 +1163,31 @@ class _Effects:
         except (WorkflowAlreadyStartedError, asyncpg.exceptions.UniqueViolationError) as exc:
             await self.conn.execute(
                 "INSERT INTO durable.inbox (workflow_id, run_id, kind, body) VALUES ($1, $2, $3, $4)",
-                self.workflow_id, self.run_id, int(E.CHILD_FAILED), pack_attrs({
-                    "scheduled": event.seq,
-                    "workflow_id": attrs["workflow_id"],
-                    "reason": "could not start",
-                    "failure": {"kind": "application", "type": "WorkflowAlreadyStartedError",
-                                "message": str(exc), "non_retryable": True},
-                }),
+                self.workflow_id,
+                self.run_id,
+                int(E.CHILD_FAILED),
+                pack_attrs(
+                    {
+                        "scheduled": event.seq,
+                        "workflow_id": attrs["workflow_id"],
+                        "reason": "could not start",
+                        "failure": {
+                            "kind": "application",
+                            "type": "WorkflowAlreadyStartedError",
+                            "message": str(exc),
+                            "non_retryable": True,
+                        },
+                    }
+                ),
             )
 
     async def _post_to_child(self, scheduled: int, etype: EventType, attrs: dict[str, Any]) -> None:
         child = await self.conn.fetchrow(
             "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
             " AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL",
-            self.workflow_id, self.run_id, scheduled,
+            self.workflow_id,
+            self.run_id,
+            scheduled,
         )
         if child is not None:
             await _post(self.conn, child["workflow_id"], child["run_id"], etype, attrs)
@@ -1030,7 +1203,10 @@ async def _close_run(
     if closing.type is E.WORKFLOW_CANCELLED:
         failure = {"kind": "cancelled", "message": "workflow was cancelled"}
     elif closing.type is E.WORKFLOW_TERMINATED:
-        failure = {"kind": "terminated", "message": attrs.get("reason") or "workflow was terminated"}
+        failure = {
+            "kind": "terminated",
+            "message": attrs.get("reason") or "workflow was terminated",
+        }
     elif closing.type is E.WORKFLOW_TIMED_OUT:
         failure = {"kind": "timeout", "message": "workflow execution timed out"}
     new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
@@ -1038,35 +1214,51 @@ async def _close_run(
         "UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,"
         " result = $4, failure = $5, continued_run_id = $6 "
         "WHERE workflow_id = $1 AND run_id = $2",
-        workflow_id, run_id, status, attrs.get("result"),
-        _pack(failure) if failure is not None else None, new_run_id,
+        workflow_id,
+        run_id,
+        status,
+        attrs.get("result"),
+        _pack(failure) if failure is not None else None,
+        new_run_id,
     )
     await conn.execute(
         "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2",
-        workflow_id, run_id,
+        workflow_id,
+        run_id,
     )
     if new_run_id is not None:
-        await _insert_run(conn, StartRequest(
-            workflow_id=workflow_id,
-            workflow_name=row["workflow_name"],
-            task_queue=row["task_queue"],
-            args=attrs["args"],
-            attributes=dict(row["attributes"]),
-            parent=(row["parent_workflow_id"], str(row["parent_run_id"]), row["parent_seq"])
-            if row["parent_workflow_id"] else None,
-        ), new_run_id)
+        await _insert_run(
+            conn,
+            StartRequest(
+                workflow_id=workflow_id,
+                workflow_name=row["workflow_name"],
+                task_queue=row["task_queue"],
+                args=attrs["args"],
+                attributes=dict(row["attributes"]),
+                parent=(row["parent_workflow_id"], str(row["parent_run_id"]), row["parent_seq"])
+                if row["parent_workflow_id"]
+                else None,
+            ),
+            new_run_id,
+        )
         await conn.execute(
             "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2"
             " AND kind = ANY($4::smallint[])",
-            workflow_id, run_id, new_run_id, [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)],
+            workflow_id,
+            run_id,
+            new_run_id,
+            [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)],
         )
         await conn.execute(
             "UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done",
-            workflow_id, run_id, new_run_id,
+            workflow_id,
+            run_id,
+            new_run_id,
         )
         await conn.execute(
             "UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2",
-            workflow_id, new_run_id,
+            workflow_id,
+            new_run_id,
         )
     await conn.execute(
         "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2", workflow_id, run_id
@@ -1074,29 +1266,48 @@ async def _close_run(
     await conn.execute(
         "UPDATE durable.calls SET done = true, failure = $3 "
         "WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done",
-        workflow_id, run_id,
-        _pack({"kind": "application", "type": "UpdateError",
-               "message": f"workflow {workflow_id!r} closed ({status}) before the update completed"}),
+        workflow_id,
+        run_id,
+        _pack(
+            {
+                "kind": "application",
+                "type": "UpdateError",
+                "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
+            }
+        ),
     )
     if new_run_id is None and row["parent_workflow_id"]:
         outcome = (
             {"scheduled": row["parent_seq"], "result": attrs["result"]}
             if closing.type is E.WORKFLOW_COMPLETED
-            else {"scheduled": row["parent_seq"], "workflow_id": workflow_id,
-                  "reason": status, "failure": failure}
+            else {
+                "scheduled": row["parent_seq"],
+                "workflow_id": workflow_id,
+                "reason": status,
+                "failure": failure,
+            }
         )
-        await _post(conn, row["parent_workflow_id"], row["parent_run_id"],
-                    E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
-                    outcome)
+        await _post(
+            conn,
+            row["parent_workflow_id"],
+            row["parent_run_id"],
+            E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
+            outcome,
+        )
     if new_run_id is None:
         children = await conn.fetch(
             "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
             " AND parent_run_id = $2 AND closed_at IS NULL FOR UPDATE",
-            workflow_id, run_id,
+            workflow_id,
+            run_id,
         )
         for child in children:
-            await _terminate_run(conn, child["workflow_id"], str(child["run_id"]),
-                                 f"parent workflow {workflow_id!r} closed ({status})")
+            await _terminate_run(
+                conn,
+                child["workflow_id"],
+                str(child["run_id"]),
+                f"parent workflow {workflow_id!r} closed ({status})",
+            )
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "c" + workflow_id)
 
 
@@ -1108,7 +1319,8 @@ async def _terminate_run(
         "WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL "
         "RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,"
         " workflow_name, task_queue, attributes",
-        workflow_id, run_id,
+        workflow_id,
+        run_id,
     )
     if row is None:
         return

@@ -11,13 +11,14 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._activity import ActivityContext, ActivityInfo, run_activity_function
@@ -115,15 +116,15 @@ class Worker:
         if self._running is not None:
             await self._running
 
-    def _install_signal_handlers(self) -> list[Callable[[], None]]:
+    def _install_signal_handlers(self) -> list[Callable[[], object]]:
         loop = asyncio.get_running_loop()
-        removers: list[Callable[[], None]] = []
+        removers: list[Callable[[], object]] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._stopping.set)
             except (NotImplementedError, RuntimeError, ValueError):
                 continue
-            removers.append(lambda s=sig: loop.remove_signal_handler(s))
+            removers.append(functools.partial(loop.remove_signal_handler, sig))
         return removers
 
     async def _serve(self) -> None:
@@ -156,8 +157,11 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._drain()
-            for key, event in (("w", self._wake_workflows), ("a", self._wake_activities),
-                               ("q", self._wake_queries)):
+            for key, event in (
+                ("w", self._wake_workflows),
+                ("a", self._wake_activities),
+                ("q", self._wake_queries),
+            ):
                 store.listener.unsubscribe(key + queue, event)
             with contextlib.suppress(Exception):
                 await store.unregister_worker(self.worker_id)
@@ -184,13 +188,16 @@ class Worker:
                     _log.warning("worker lease lapsed; dropping cached workflows")
                     self._cache.clear()
                     await self._store.register_worker(
-                        self.worker_id, self.task_queue, self.identity, self.lease_ttl,
+                        self.worker_id,
+                        self.task_queue,
+                        self.identity,
+                        self.lease_ttl,
                         list(self._workflows),
                     )
                 if self._activities:
                     await self._store.reap_activities(self.task_queue)
                 await self._store.listener.reconnect_if_lost()
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 _log.warning("lease renewal failed: %s", exc)
             except Exception as exc:  # keep renewing through database hiccups
                 _log.warning("lease renewal failed: %r", exc)
@@ -211,7 +218,7 @@ class Worker:
                     if await claim(free):
                         continue
                     due = await next_due()
-                except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                except (TimeoutError, OSError, ConnectionError) as exc:
                     _log.warning("polling failed: %s", exc)
                     due = None
                 except Exception as exc:
@@ -221,7 +228,7 @@ class Worker:
                 due = None
             timeout = self.poll_interval
             if due is not None:
-                timeout = min(timeout, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
 
@@ -242,7 +249,9 @@ class Worker:
             self._wake_workflows,
             lambda: self.max_concurrent_workflow_tasks - len(self._workflow_tasks),
             claim,
-            lambda: self._store.next_ready_at(self.task_queue, self.worker_id, names, list(self._busy)),
+            lambda: self._store.next_ready_at(
+                self.task_queue, self.worker_id, names, list(self._busy)
+            ),
         )
 
     def _track(self, group: set[asyncio.Task[None]], coro: Any) -> None:
@@ -303,12 +312,18 @@ class Worker:
             self._cache.popitem(last=False)
         return instance
 
-    async def _commit(self, task: WorkflowTask, instance: WorkflowInstance, consumed: list[int]) -> None:
+    async def _commit(
+        self, task: WorkflowTask, instance: WorkflowInstance, consumed: list[int]
+    ) -> None:
         events, rejected = instance.take_new_events()
         if not events and not consumed and not rejected:
             return
         eager = await self._store.commit_workflow_task(
-            task, self.worker_id, events, consumed, rejected,
+            task,
+            self.worker_id,
+            events,
+            consumed,
+            rejected,
             eager_slots=self.max_concurrent_activities - len(self._activity_tasks),
             eager_activities=self._eager,
         )
@@ -328,9 +343,12 @@ class Worker:
             for finished in sorted(done, key=lambda t: running[t].local_id):
                 call = running.pop(finished)
                 outcome = finished.result()
-                etype = E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
-                instance.deliver(etype, {"local_id": call.local_id, "name": call.definition.name,
-                                         **outcome})
+                etype = (
+                    E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
+                )
+                instance.deliver(
+                    etype, {"local_id": call.local_id, "name": call.definition.name, **outcome}
+                )
             await self._commit(task, instance, [])
         for leftover in running:
             leftover.cancel()
@@ -343,16 +361,23 @@ class Worker:
         while True:
             attempt += 1
             info = ActivityInfo(
-                workflow_id=instance.info.workflow_id, run_id=instance.info.run_id,
-                activity_id=f"local-{call.local_id}", activity_name=call.definition.name,
+                workflow_id=instance.info.workflow_id,
+                run_id=instance.info.run_id,
+                activity_id=f"local-{call.local_id}",
+                activity_name=call.definition.name,
                 attempt=attempt,
                 idempotency_key=f"{instance.info.workflow_id}/{instance.info.run_id}/local-{call.local_id}",
-                deadline=None, task_queue=self.task_queue, is_local=True,
+                deadline=None,
+                task_queue=self.task_queue,
+                is_local=True,
             )
             try:
                 run = run_activity_function(
-                    call.definition, list(call.args), dict(call.kwargs),
-                    ActivityContext(info, None), self._executor,
+                    call.definition,
+                    list(call.args),
+                    dict(call.kwargs),
+                    ActivityContext(info, None),
+                    self._executor,
                 )
                 result = await (asyncio.wait_for(run, timeout.total_seconds()) if timeout else run)
                 return {"result": encode(result)}
@@ -393,10 +418,14 @@ class Worker:
     async def _execute_activity(self, task: ActivityTask) -> None:
         definition = self._activities[task.activity_name]
         info = ActivityInfo(
-            workflow_id=task.workflow_id, run_id=task.run_id, activity_id=str(task.seq),
-            activity_name=task.activity_name, attempt=task.attempt,
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            activity_id=str(task.seq),
+            activity_name=task.activity_name,
+            attempt=task.attempt,
             idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.seq}",
-            deadline=task.deadline, task_queue=task.task_queue,
+            deadline=task.deadline,
+            task_queue=task.task_queue,
         )
         context = ActivityContext(info, task.heartbeat_details)
         work = asyncio.create_task(self._call_activity(definition, task, context))
@@ -424,7 +453,7 @@ class Worker:
             args, kwargs = decode_args(task.args, definition.fn)
             run = run_activity_function(definition, args, kwargs, context, self._executor)
             if task.deadline is not None:
-                remaining = (task.deadline - datetime.now(timezone.utc)).total_seconds()
+                remaining = (task.deadline - datetime.now(UTC)).total_seconds()
                 run = asyncio.wait_for(run, max(remaining, 0.001))
             return {"result": encode(await run)}
         except asyncio.CancelledError:
@@ -497,7 +526,7 @@ def _check_str(arg: str, value: Any) -> str:
     return value
 
 
-def _index(arg: str, items: Iterable[Any], kind: type) -> dict[str, Any]:
+def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise TypeError(f"{arg} must be a list, got {items!r}")
     index: dict[str, Any] = {}
@@ -509,4 +538,3 @@ def _index(arg: str, items: Iterable[Any], kind: type) -> dict[str, Any]:
             raise ValueError(f"two {arg} are registered under the same name {item.name!r}")
         index[item.name] = item
     return index
-

@@ -76,7 +76,9 @@ async def place_order(ctx: WorkflowContext, order: Order) -> str:
 async def main() -> None:
     client = await durable.Client.connect()
     worker = durable.Worker(
-        client, task_queue=QUEUE, workflows=[place_order],
+        client,
+        task_queue=QUEUE,
+        workflows=[place_order],
         activities=[reserve_stock, release_stock, charge_card, refund, book_shipping],
     )
     async with worker:

@@ -37,7 +37,9 @@ async def record_step(step: int) -> int:
         await conn.execute(
             "INSERT INTO step_runs (workflow_id, step, pid) VALUES ($1, $2, $3) "
             "ON CONFLICT (workflow_id, step, pid) DO UPDATE SET runs = step_runs.runs + 1",
-            info.workflow_id, step, os.getpid(),
+            info.workflow_id,
+            step,
+            os.getpid(),
         )
     finally:
         await conn.close()
@@ -54,8 +56,11 @@ async def steps(ctx: WorkflowContext, count: int) -> int:
 
 def make_worker(client: durable.Client, lease_seconds: float = 1.0) -> durable.Worker:
     return durable.Worker(
-        client, workflows=[steps], activities=[record_step],
-        lease_ttl=timedelta(seconds=lease_seconds), poll_interval=timedelta(milliseconds=200),
+        client,
+        workflows=[steps],
+        activities=[record_step],
+        lease_ttl=timedelta(seconds=lease_seconds),
+        poll_interval=timedelta(milliseconds=200),
     )
 
 

@@ -58,7 +58,9 @@ async def _runs(dsn: str, workflow_id: str) -> dict[int, int]:
 
 
 async def test_sigkilled_worker_loses_nothing(
-    dsn: str, client: durable.Client, spawn: Callable[[], subprocess.Popen[bytes]],
+    dsn: str,
+    client: durable.Client,
+    spawn: Callable[[], subprocess.Popen[bytes]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = spawn()

@@ -39,7 +39,9 @@ async def changed(ctx: WorkflowContext, x: int) -> int:
 
 def _worker(client: durable.Client, definition: durable.WorkflowDefinition) -> durable.Worker:  # type: ignore[type-arg]
     return durable.Worker(
-        client, workflows=[definition], activities=[fetch, other],
+        client,
+        workflows=[definition],
+        activities=[fetch, other],
         poll_interval=timedelta(milliseconds=100),
     )
 
