@@ -617,8 +617,13 @@ class Store:
             task, worker_id, E.ACTIVITY_COMPLETED, {"scheduled": task.seq, "result": result}
         )
 
-    async def fail_activity(self, task: ActivityTask, worker_id: str, failure: Failure) -> str:
-        """Retry or fail for good; returns "retry", "failed" or "lost"."""
+    async def fail_activity(
+        self, task: ActivityTask, worker_id: str, failure: Failure, details: bytes | None = None
+    ) -> str:
+        """Retry or fail for good; returns "retry", "failed" or "lost".
+
+        ``details`` are heartbeat details not flushed yet, kept for the next attempt.
+        """
 
         async def work(conn: asyncpg.Connection) -> str:
             owned = await conn.fetchval(
@@ -632,7 +637,7 @@ class Store:
             )
             if owned is None:
                 return "lost"
-            return await _retry_or_fail(conn, task, failure)
+            return await _retry_or_fail(conn, task, failure, details)
 
         outcome: str = await self._retrying(work)
         return outcome
@@ -978,7 +983,9 @@ def _timeout_failure(row: asyncpg.Record) -> Failure:
     }
 
 
-async def _retry_or_fail(conn: asyncpg.Connection, task: ActivityTask, failure: Failure) -> str:
+async def _retry_or_fail(
+    conn: asyncpg.Connection, task: ActivityTask, failure: Failure, details: bytes | None = None
+) -> str:
     """Under the row lock: schedule the next attempt, or post the final failure."""
     next_attempt = task.attempt + 1
     delay = task.retry.delay_before(next_attempt)
@@ -993,12 +1000,14 @@ async def _retry_or_fail(conn: asyncpg.Connection, task: ActivityTask, failure: 
         await conn.execute(
             "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
             " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"
-            " last_failure = $5 WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+            " last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details) "
+            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
             task.workflow_id,
             task.run_id,
             task.seq,
             delay,
             _pack(failure),
+            details,
         )
         return "retry"
     await conn.execute(

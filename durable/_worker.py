@@ -442,7 +442,8 @@ class Worker:
             if "result" in outcome:
                 await self._store.complete_activity(task, self.worker_id, outcome["result"])
             else:
-                await self._store.fail_activity(task, self.worker_id, outcome["failure"])
+                _, details = context.take_heartbeat()
+                await self._store.fail_activity(task, self.worker_id, outcome["failure"], details)
         except Exception:
             _log.exception("recording the outcome of activity %s failed", task.activity_name)
 
