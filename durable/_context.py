@@ -9,7 +9,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -22,7 +22,7 @@ from ._definitions import (
     activity_name,
     workflow_name,
 )
-from ._errors import WorkflowError
+from ._errors import TimeoutError as DurableTimeoutError
 from ._serialization import encode_args, return_hint
 
 P = ParamSpec("P")
@@ -198,7 +198,7 @@ class WorkflowContext:
         future = self._runtime.wait_signal(name)
         if timeout is None:
             return await future
-        return await asyncio.wait_for(future, _seconds(timeout, "timeout"))
+        return await _wait_for(future, timeout, f"signal {name!r}")
 
     def on_signal(self, name: str, handler: Callable[..., Any]) -> None:
         self._runtime.on_signal(name, _callable(handler, "handler"))
@@ -224,7 +224,7 @@ class WorkflowContext:
         if timeout is None:
             await future
         else:
-            await asyncio.wait_for(future, _seconds(timeout, "timeout"))
+            await _wait_for(future, timeout, "the wait_until condition")
 
     # -- child workflows -------------------------------------------------------------------
     def start_child(
@@ -275,6 +275,14 @@ class WorkflowContext:
         self._runtime.continue_as_new(encode_args(args, {}))
 
 
+async def _wait_for(future: asyncio.Future[Any], timeout: float | timedelta, what: str) -> Any:
+    seconds = _seconds(timeout, "timeout")
+    try:
+        return await asyncio.wait_for(future, seconds)
+    except TimeoutError:
+        raise DurableTimeoutError(f"timed out after {seconds:g} s waiting for {what}") from None
+
+
 def _callable(fn: Any, arg: str) -> Any:
     if not callable(fn):
         raise TypeError(f"{arg} must be callable, got {fn!r}")
@@ -285,14 +293,3 @@ def _name(value: Any, arg: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{arg} must be a non-empty string, got {value!r}")
     return value
-
-
-def utc_from_timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def require_workflow(where: str) -> None:
-    from ._loop import in_workflow
-
-    if not in_workflow():
-        raise WorkflowError(f"{where} can only be used inside workflow code")

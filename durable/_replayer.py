@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import random
@@ -117,6 +118,8 @@ class WorkflowInstance:
         workflow_id: str,
         run_id: str,
         history: list[Event],
+        *,
+        resumed: bool = True,
     ) -> None:
         if not history or history[0].type is not E.WORKFLOW_STARTED:
             raise NondeterminismError(
@@ -157,6 +160,9 @@ class WorkflowInstance:
         self._conditions: list[_Condition] = []
         self._patches: dict[str, bool] = {}
         self._random: random.Random | None = None
+        # Replaying means re-running code that ran before: known when the history holds more
+        # than its start event, or when a worker already ran the run (``resumed``).
+        self._replaying = resumed or len(history) > 1
 
     # ---------------------------------------------------------------- driving
     def replay(self) -> None:
@@ -176,6 +182,7 @@ class WorkflowInstance:
             self._apply(event)
             self._run()
         self._recorded = []
+        self._replaying = False
 
     def deliver(self, etype: EventType, attrs: dict[str, Any]) -> None:
         """Record a new incoming event and let the workflow react to it."""
@@ -233,13 +240,19 @@ class WorkflowInstance:
     # ---------------------------------------------------------------- commands
     @property
     def is_replaying(self) -> bool:
+        """True while re-running recorded history (including the code after its last event)."""
+        return self._replaying
+
+    @property
+    def _matching(self) -> bool:
+        """Whether commands are matched against recorded ones (else they are recorded)."""
         return self._position < len(self._recorded)
 
     def _command(self, etype: EventType, attrs: dict[str, Any]) -> Event:
         """Issue a command: on replay match it against history, live record it."""
         if self.closed and not etype.is_terminal:
             raise WorkflowError(f"{etype.name} issued after the workflow finished")
-        while self.is_replaying:
+        while self._matching:
             recorded = self._recorded[self._position]
             if recorded.type is E.PATCH and etype is not E.PATCH:
                 self._position += 1
@@ -303,6 +316,17 @@ class WorkflowInstance:
                 self._command(cancel_command, {"scheduled": seq})
             raise
 
+    async def _await_child(self, seq: int, future: asyncio.Future[Any]) -> Any:
+        """Await a child; when cancelled, ask the child to cancel and wait until it closed."""
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done() and not self.closed:
+                self.cancel_child(seq)
+                with contextlib.suppress(Exception):
+                    await future
+            raise
+
     def local_activity(
         self,
         definition: ActivityDefinition[Any, Any],
@@ -347,9 +371,7 @@ class WorkflowInstance:
         seq = self._command(E.CHILD_SCHEDULED, attrs).seq
         future = self.loop.create_future()
         self._awaited[seq] = _Awaited(future, hint, name)
-        task = self.loop.create_task(
-            self._await_outcome(seq, future, E.CHILD_CANCEL_REQUESTED), name=f"child:{child_id}"
-        )
+        task = self.loop.create_task(self._await_child(seq, future), name=f"child:{child_id}")
         return ChildWorkflowHandle(self, seq, child_id, task)
 
     def signal_child(self, seq: int, name: str, args: bytes) -> None:
@@ -391,7 +413,7 @@ class WorkflowInstance:
 
     def side_effect(self, fn: Callable[[], Any]) -> Any:
         hint = return_hint(fn)
-        if self.is_replaying:
+        if self._matching:
             return decode(self._command(E.SIDE_EFFECT, {}).attrs["value"], hint)
         value = fn()
         if inspect.isawaitable(value):
@@ -403,7 +425,7 @@ class WorkflowInstance:
     def patched(self, change_id: str, *, deprecated: bool) -> bool:
         if change_id in self._patches:
             return self._patches[change_id]
-        if self.is_replaying:
+        if self._matching:
             recorded = self._recorded[self._position]
             taken = recorded.type is E.PATCH and recorded.attrs.get("change_id") == change_id
             if taken:
@@ -477,10 +499,13 @@ class WorkflowInstance:
         apply(self, event.attrs)
 
     def _on_started(self, attrs: dict[str, Any]) -> None:
-        positional, keywords = decode_args(attrs["args"], self.definition.fn, skip_first=True)
-        self._main = self.loop.create_task(
-            self.definition.fn(self.ctx, *positional, **keywords), name="workflow"
-        )
+        try:
+            positional, keywords = decode_args(attrs["args"], self.definition.fn, skip_first=True)
+            body = self.definition.fn(self.ctx, *positional, **keywords)
+        except (PayloadError, TypeError) as exc:  # arguments that do not fit the function
+            self._close(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+            return
+        self._main = self.loop.create_task(body, name="workflow")
         self._main.add_done_callback(self._on_main_done)
 
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:

@@ -59,6 +59,7 @@ class WorkflowTask:
     workflow_name: str
     fence: int
     next_seq: int
+    resumed: bool  # some worker ran this run before (it was no longer pending)
 
 
 @dataclass(frozen=True)
@@ -439,7 +440,8 @@ class Store:
     ) -> list[WorkflowTask]:
         rows = await self.pool.fetch(
             "WITH picked AS ("
-            " SELECT w.workflow_id, w.run_id FROM durable.workflows w"
+            " SELECT w.workflow_id, w.run_id, w.status <> 'pending' AS resumed"
+            " FROM durable.workflows w"
             " WHERE w.task_queue = $1 AND w.ready_at <= now() AND w.workflow_name = ANY($3)"
             "  AND NOT (w.run_id = ANY($4::uuid[]))"
             "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
@@ -450,7 +452,8 @@ class Store:
             " owner = $2,"
             " status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END "
             "FROM picked WHERE w.workflow_id = picked.workflow_id AND w.run_id = picked.run_id "
-            "RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq",
+            "RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq,"
+            " picked.resumed",
             task_queue,
             worker_id,
             list(names),
@@ -459,7 +462,12 @@ class Store:
         )
         return [
             WorkflowTask(
-                r["workflow_id"], str(r["run_id"]), r["workflow_name"], r["fence"], r["next_seq"]
+                r["workflow_id"],
+                str(r["run_id"]),
+                r["workflow_name"],
+                r["fence"],
+                r["next_seq"],
+                r["resumed"],
             )
             for r in rows
         ]

@@ -99,13 +99,16 @@ class Worker:
         """Run until cancelled or SIGTERM/SIGINT, then hand back or finish what it holds."""
         removers = self._install_signal_handlers()
         try:
-            await self._serve()
+            await self._serve(registered=False)
         finally:
             for remove in removers:
                 remove()
 
     async def __aenter__(self) -> Worker:
-        self._running = asyncio.create_task(self._serve(), name=f"durable-worker-{self.task_queue}")
+        await self._register()
+        self._running = asyncio.create_task(
+            self._serve(registered=True), name=f"durable-worker-{self.task_queue}"
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -127,15 +130,20 @@ class Worker:
             removers.append(functools.partial(loop.remove_signal_handler, sig))
         return removers
 
-    async def _serve(self) -> None:
-        store = self._store
+    async def _register(self) -> None:
+        """Announce this worker and what it serves, and listen for its task queue."""
+        store, queue = self._store, self.task_queue
         await store.register_worker(
-            self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
+            self.worker_id, queue, self.identity, self.lease_ttl, list(self._workflows)
         )
-        queue = self.task_queue
         await store.listener.subscribe("w" + queue, self._wake_workflows)
         await store.listener.subscribe("a" + queue, self._wake_activities)
         await store.listener.subscribe("q" + queue, self._wake_queries)
+
+    async def _serve(self, registered: bool = False) -> None:
+        store, queue = self._store, self.task_queue
+        if not registered:
+            await self._register()
         loops = [
             asyncio.create_task(self._lease_loop(), name="durable-lease"),
         ]
@@ -304,7 +312,11 @@ class Worker:
         self._cache.pop(task.run_id, None)
         history = await self._store.load_history(task.workflow_id, task.run_id)
         instance = WorkflowInstance(
-            self._workflows[task.workflow_name], task.workflow_id, task.run_id, history
+            self._workflows[task.workflow_name],
+            task.workflow_id,
+            task.run_id,
+            history,
+            resumed=task.resumed,
         )
         instance.replay()
         self._cache[task.run_id] = (task.fence, instance)
@@ -429,15 +441,16 @@ class Worker:
         )
         context = ActivityContext(info, task.heartbeat_details)
         work = asyncio.create_task(self._call_activity(definition, task, context))
-        beats = asyncio.create_task(self._heartbeats(task, context, work))
+        watchdog = asyncio.create_task(self._watch_activity(task, context, work))
         try:
             outcome = await work
         except asyncio.CancelledError:
-            if not context.is_cancelled():
+            stopped_by = watchdog.result() if watchdog.done() and not watchdog.cancelled() else None
+            if stopped_by is None:
                 raise  # the worker is shutting down: the task is retried after its lease
-            outcome = {"failure": to_failure(asyncio.CancelledError("activity cancelled"))}
+            outcome = {"failure": stopped_by}
         finally:
-            beats.cancel()
+            watchdog.cancel()
         try:
             if "result" in outcome:
                 await self._store.complete_activity(task, self.worker_id, outcome["result"])
@@ -452,22 +465,35 @@ class Worker:
     ) -> dict[str, Any]:
         try:
             args, kwargs = decode_args(task.args, definition.fn)
-            run = run_activity_function(definition, args, kwargs, context, self._executor)
-            if task.deadline is not None:
-                remaining = (task.deadline - datetime.now(UTC)).total_seconds()
-                run = asyncio.wait_for(run, max(remaining, 0.001))
-            return {"result": encode(await run)}
+            result = await run_activity_function(definition, args, kwargs, context, self._executor)
+            return {"result": encode(result)}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return {"failure": to_failure(exc)}
 
-    async def _heartbeats(
+    async def _watch_activity(
         self, task: ActivityTask, context: ActivityContext, work: asyncio.Task[Any]
-    ) -> None:
+    ) -> Failure | None:
+        """Flush heartbeats, deliver cancellation, and stop the attempt at its deadline.
+
+        Returns the failure it stopped the attempt with (after cancelling ``work``), if any.
+        """
         interval = min(task.heartbeat_timeout / 2, 2.0) if task.heartbeat_timeout else 2.0
         while not work.done():
-            await asyncio.sleep(interval)
+            wait = interval
+            if task.deadline is not None:
+                wait = min(wait, (task.deadline - datetime.now(UTC)).total_seconds())
+            if wait <= 0:
+                work.cancel()
+                return {
+                    "kind": "timeout",
+                    "type": "TimeoutError",
+                    "non_retryable": False,
+                    "message": f"activity {task.activity_name!r} timed out "
+                    "(start_to_close, schedule_to_close or heartbeat timeout)",
+                }
+            await asyncio.sleep(wait)
             dirty, details = context.take_heartbeat()
             if not dirty:
                 continue
@@ -480,7 +506,14 @@ class Worker:
                 context.mark_cancelled()
                 if self._activities[task.activity_name].is_async:
                     work.cancel()
-                return
+                    return {
+                        "kind": "cancelled",
+                        "type": "CancelledError",
+                        "non_retryable": True,
+                        "message": f"activity {task.activity_name!r} was cancelled",
+                    }
+                return None
+        return None
 
     # ------------------------------------------------------------------ queries
     async def _query_loop(self) -> None:

@@ -1,0 +1,278 @@
+"""The `durable` command line, run for real: in-process for short commands (in a thread, as
+main() runs its own event loop) and `durable worker` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+import durable
+from durable._cli import main, to_jsonable
+from tests import cli_workflows
+from tests.conftest import _with_database, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = await cli(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # MODULE arguments are imported relative to the current folder
+
+
+@pytest.fixture
+def worker_target() -> str:
+    return "tests.cli_workflows"
+
+
+@pytest.fixture
+async def worker_process(
+    dsn: str, client: durable.Client, tmp_path: Path, worker_target: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`durable worker tests.cli_workflows` in a subprocess, once it has registered."""
+    log = (tmp_path / "worker.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "durable", "worker", worker_target, "--dsn", dsn,
+        cwd=REPO, stdout=log, stderr=log,
+    )
+    try:
+        await wait_for(lambda: client.store.registered_task_queue("greeter"), timeout=10)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+
+
+async def wait_until_waiting(client: durable.Client, workflow_id: str) -> None:
+    async def waiting() -> bool:
+        try:
+            return await client.get_handle(workflow_id).query("status", timeout=5) == "waiting"
+        except durable.WorkflowNotFoundError:
+            return False
+
+    await wait_for(waiting, timeout=10)
+
+
+async def test_worker_start_query_signal_describe_history_list_terminate(
+    dsn: str, client: durable.Client, worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = await cli(capsys, "start", "greeter", "ann", "--id", "wf-1", "--dsn", dsn)
+    assert code == 0, err
+    assert "wf-1" in out
+    await wait_until_waiting(client, "wf-1")
+
+    code, out, err = await cli(capsys, "query", "wf-1", "status", "--dsn", dsn)
+    assert (code, out.strip()) == (0, '"waiting"'), err
+    code, out, err = await cli(capsys, "signal", "wf-1", "finish", '"!"', "--dsn", dsn)
+    assert code == 0, err
+    code, out, err = await cli(capsys, "result", "wf-1", "--timeout", "10", "--dsn", dsn)
+    assert (code, out.strip()) == (0, '"hello ann!"'), err
+
+    code, out, err = await cli(capsys, "describe", "wf-1", "--dsn", dsn)
+    assert code == 0, err
+    assert "completed" in out and "greeter" in out and '"customer": "ann"' in out
+    described = await cli_json(capsys, "describe", "wf-1", "--dsn", dsn)
+    assert described["status"] == "completed"
+    assert described["attributes"] == {"customer": "ann"}
+
+    code, out, err = await cli(capsys, "history", "wf-1", "--dsn", dsn)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "WORKFLOW_STARTED" in lines[0] and "WORKFLOW_COMPLETED" in lines[-1]
+    assert any("ACTIVITY_SCHEDULED" in line and '"greet"' in line for line in lines)
+    events = await cli_json(capsys, "history", "wf-1", "--dsn", dsn)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    completed = next(e for e in events if e["type"] == "ACTIVITY_COMPLETED")
+    assert completed["fields"]["result"] == "hello ann"
+
+    started = await cli_json(capsys, "start", "greeter", '"bob"', "--id", "wf-2", "--dsn", dsn)
+    assert started["workflow_id"] == "wf-2" and started["run_id"]
+    code, out, err = await cli(capsys, "terminate", "wf-2", "--reason", "test", "--dsn", dsn)
+    assert code == 0, err
+    described = await cli_json(capsys, "describe", "wf-2", "--dsn", dsn)
+    assert described["status"] == "terminated"
+
+    code, out, err = await cli(capsys, "list", "--dsn", dsn)
+    assert code == 0, err
+    assert out.splitlines()[0].split()[:3] == ["WORKFLOW", "ID", "RUN"]
+    assert "wf-1" in out and "wf-2" in out and "terminated" in out
+    listed = await cli_json(capsys, "list", "--status", "completed", "--dsn", dsn)
+    assert [d["workflow_id"] for d in listed] == ["wf-1"]
+    listed = await cli_json(capsys, "list", "--attribute", 'customer="bob"', "--dsn", dsn)
+    assert [d["workflow_id"] for d in listed] == ["wf-2"]
+
+    worker_process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(worker_process.wait(), 10) == 0
+
+
+@pytest.mark.parametrize("worker_target", [
+    "tests.cli_workflows", "tests.cli_workflows:everything", "tests.cli_workflows:make_worker",
+])
+async def test_start_wait_prints_result(
+    dsn: str, client: durable.Client, worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    command = asyncio.create_task(cli(
+        capsys, "start", "greeter", "cy", "--id", "wf-3", "--wait", "--timeout", "10",
+        "--json", "--dsn", dsn,
+    ))
+    await wait_until_waiting(client, "wf-3")
+    await client.get_handle("wf-3").signal("finish", "?")
+    code, out, err = await command
+    assert code == 0, err
+    assert json.loads(out)["result"] == "hello cy?"
+
+
+async def test_replay_ok_and_nondeterminism(
+    dsn: str, client: durable.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    worker = durable.Worker(
+        client, workflows=[cli_workflows.greeter], activities=[cli_workflows.greet]
+    )
+    async with worker:
+        done = await client.start(cli_workflows.greeter, "dee", id="done")
+        await done.signal("finish", ".")
+        await done.result(timeout=10)
+        await client.start(cli_workflows.greeter, "eve", id="open")
+        await wait_until_waiting(client, "open")
+
+    code, out, err = await cli(capsys, "replay", "tests.cli_workflows", "--id", "done",
+                               "--dsn", dsn)
+    assert code == 0, err
+    assert "done (greeter" in out and ": ok" in out
+    outcomes = await cli_json(capsys, "replay", "tests.cli_workflows", "--dsn", dsn)
+    assert {(o["workflow_id"], o["status"]) for o in outcomes} == {("done", "ok"), ("open", "ok")}
+
+    code, out, err = await cli(capsys, "replay", "tests.cli_workflows_changed", "--dsn", dsn)
+    assert code == 1, err
+    assert out.count("NONDETERMINISM") == 2
+    assert "wave" in out and "greet" in out  # the message names both activities
+    assert "2 replayed, 2 failed" in out
+
+
+async def test_user_errors_exit_2_with_a_message(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await cli(capsys, "describe", "no-such-id", "--dsn", dsn)
+    assert code == 2
+    assert err.startswith("error: ") and "no-such-id" in err and "Traceback" not in err
+
+    code, _, err = await cli(capsys, "describe", "x", "--dsn", "postgresql://nobody@127.0.0.1:1/x")
+    assert code == 2
+    assert "error: cannot connect to Postgres at postgresql://nobody@127.0.0.1:1/x" in err
+
+    code, _, err = await cli(capsys, "migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/x")
+    assert code == 2 and "error: cannot connect" in err
+
+    code, _, err = await cli(capsys, "start", "unregistered", "--dsn", dsn)
+    assert code == 2 and "unregistered" in err
+
+    code, _, err = await cli(capsys, "list", "--attribute", "novalue", "--dsn", dsn)
+    assert code == 2 and "KEY=JSON" in err
+
+    code, _, err = await cli(capsys, "replay", "tests.no_such_module", "--dsn", dsn)
+    assert code == 2 and "cannot import module 'tests.no_such_module'" in err
+
+    code, _, err = await cli(capsys, "worker", "tests.cli_workflows:nothing", "--dsn", dsn)
+    assert code == 2 and "has no attribute 'nothing'" in err
+
+    code, _, err = await cli(capsys, "frobnicate")
+    assert code == 2 and "invalid choice" in err
+
+
+async def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await cli(capsys, "--help")
+    assert code == 0
+    for command in ("dev", "migrate", "worker", "start", "signal", "query", "cancel",
+                    "terminate", "result", "describe", "history", "list", "replay"):
+        assert command in out
+        code, text, _ = await cli(capsys, command, "--help")
+        assert code == 0 and f"usage: durable {command}" in text
+        assert len(text.split("\n\n")[1]) > 20  # a description paragraph
+
+
+async def test_migrate_applies_then_reports_up_to_date(
+    server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"durable_cli_migrate_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = _with_database(server_dsn, name)
+        code, out, err = await cli(capsys, "migrate", "--dsn", dsn)
+        assert code == 0, err
+        assert out.startswith("applied migrations: 0001")
+        code, out, err = await cli(capsys, "migrate", "--dsn", dsn)
+        assert (code, out.strip()) == (0, "schema up to date")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_dev_prints_the_dsn(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("durable._cli.embedded_dsn", lambda: dsn)  # no second server in tests
+    monkeypatch.setenv("DURABLE_HOME", str(tmp_path))
+    code, out, err = await cli(capsys, "dev")
+    assert code == 0, err
+    assert f"export DURABLE_DATABASE_URL={shlex.quote(dsn)}" in out.splitlines()
+    assert (await cli_json(capsys, "dev"))["dsn"] == dsn
+
+
+def test_to_jsonable_handles_payload_types() -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        at: datetime
+
+    ident = uuid.uuid4()
+    value = {
+        "when": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "raw": b"ab\xff",
+        "price": Decimal("1.50"), "id": ident, "tags": {"b", "a"},
+        "point": Point(1, datetime(2024, 1, 1, tzinfo=UTC)),
+    }
+    assert json.loads(json.dumps(value, default=to_jsonable)) == {
+        "when": "2024-01-02T03:04:05+00:00", "raw": "ab\\xff", "price": "1.50",
+        "id": str(ident), "tags": ["a", "b"],
+        "point": {"x": 1, "at": "2024-01-01T00:00:00+00:00"},
+    }
+
+
+def test_python_dash_m_durable_runs_the_cli() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "durable", "--help"], capture_output=True, text=True,
+        cwd=REPO, env={**os.environ}, timeout=30, check=False,
+    )
+    assert done.returncode == 0 and "replay" in done.stdout
