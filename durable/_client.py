@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -29,7 +28,7 @@ from ._errors import (
 from ._events import PAYLOAD_KEYS, Event
 from ._failures import from_failure
 from ._serialization import decode, encode_args, return_hint
-from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, _unpack
+from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, _unpack, wait_notified
 
 R = TypeVar("R")
 
@@ -391,8 +390,7 @@ class WorkflowHandle(Generic[R]):
                     continue
                 if row["closed_at"] is not None:
                     return self._outcome(row)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(closed.wait(), 1.0)
+                await wait_notified(closed, 1.0)
         finally:
             self._store.listener.unsubscribe(key, closed)
 
@@ -460,8 +458,7 @@ class WorkflowHandle(Generic[R]):
                     row = await self._store.call_outcome(call_id)
                     if row is not None:
                         return row
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(answered.wait(), 1.0)
+                    await wait_notified(answered, 1.0)
         except builtins.TimeoutError:
             await self._store.forget_call(call_id)
             raise TimeoutError(

@@ -160,6 +160,7 @@ class WorkflowInstance:
         self._conditions: list[_Condition] = []
         self._patches: dict[str, bool] = {}
         self._random: random.Random | None = None
+        self._execution_deadline: float | None = started.attrs.get("execution_deadline")
         # Replaying means re-running code that ran before: known when the history holds more
         # than its start event, or when a worker already ran the run (``resumed``).
         self._replaying = resumed or len(history) > 1
@@ -203,6 +204,13 @@ class WorkflowInstance:
         events, rejected = self.new_events, self.rejected_updates
         self.new_events, self.rejected_updates = [], []
         return events, rejected
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending timer (or the execution deadline) comes due."""
+        times = [handle.when() for handle in self._timers.values()]
+        if self._execution_deadline is not None:
+            times.append(self._execution_deadline)
+        return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
     def unstarted_local_activities(self) -> list[LocalActivityCall]:
         calls = [c for c in self._locals.values() if not c.started and not c.future.done()]

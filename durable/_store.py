@@ -46,6 +46,7 @@ TERMINAL_STATUS = {
 CLOSED_STATUSES = frozenset(TERMINAL_STATUS.values())
 FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 KIND_QUERY, KIND_UPDATE = 1, 2
+_ENSURE_FAILED = "DU001"  # raised by durable.ensure()
 
 
 class LostOwnership(DurableError):
@@ -60,6 +61,21 @@ class WorkflowTask:
     fence: int
     next_seq: int
     resumed: bool  # some worker ran this run before (it was no longer pending)
+
+
+@dataclass(frozen=True)
+class TaskCommit:
+    """What one workflow task writes."""
+
+    events: Sequence[Event]
+    next_seq: int  # the run's next seq once these events are appended
+    inbox_seq: int  # the inbox version the delivered messages were read at
+    next_due: datetime | None  # when its earliest pending timer fires
+    consumed: Sequence[int] = ()  # inbox rows delivered
+    finished_activities: Sequence[tuple[int, int]] = ()  # (seq, attempt) finished in-process
+    rejected_updates: Sequence[tuple[str, Failure]] = ()
+    eager_slots: int = 0
+    eager_activities: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,22 @@ def _unpack(data: bytes | None) -> Any:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def wait_notified(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds passed.
+
+    (asyncio.wait_for can swallow a cancellation that arrives as the event is set, on 3.11;
+    asyncio.timeout cannot.)
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no LISTEN, SET or held locks), so they need
+    no reset query on release: that saves a round trip per use."""
 
 
 class Listener:
@@ -193,7 +225,7 @@ class Store:
     @classmethod
     async def connect(cls, dsn: str, *, max_connections: int = 10, migrate: bool = True) -> Store:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_connections, init=_init_connection
+            dsn, min_size=1, max_size=max_connections, init=_init_connection, reset=_keep_session
         )
         store = cls(pool, dsn)
         if migrate:
@@ -210,10 +242,15 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
-    async def _retrying(self, work: Callable[[asyncpg.Connection], Any]) -> Any:
-        """Run ``work`` in a transaction, again if Postgres aborted it for a deadlock."""
+    async def _retrying(
+        self, work: Callable[[asyncpg.Connection], Any], *, transaction: bool = True
+    ) -> Any:
+        """Run ``work`` (in a transaction), again if Postgres aborted it for a deadlock."""
         for attempt in range(5):
             try:
+                if not transaction:
+                    async with self.pool.acquire() as conn:
+                        return await work(conn)
                 async with self._transaction() as conn:
                     return await work(conn)
             except _RETRYABLE:
@@ -438,22 +475,32 @@ class Store:
     async def claim_workflow_tasks(
         self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str], limit: int
     ) -> list[WorkflowTask]:
+        """Runs with work due: this worker's own (sticky, no write needed), then unowned ones
+        and those of workers whose lease lapsed (taken over: the fence moves on)."""
         rows = await self.pool.fetch(
-            "WITH picked AS ("
-            " SELECT w.workflow_id, w.run_id, w.status <> 'pending' AS resumed"
-            " FROM durable.workflows w"
-            " WHERE w.task_queue = $1 AND w.ready_at <= now() AND w.workflow_name = ANY($3)"
-            "  AND NOT (w.run_id = ANY($4::uuid[]))"
-            "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
-            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))"
-            " ORDER BY w.ready_at LIMIT $5 FOR UPDATE OF w SKIP LOCKED) "
-            "UPDATE durable.workflows w SET "
-            " fence = CASE WHEN w.owner IS DISTINCT FROM $2 THEN w.fence + 1 ELSE w.fence END,"
-            " owner = $2,"
-            " status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END "
-            "FROM picked WHERE w.workflow_id = picked.workflow_id AND w.run_id = picked.run_id "
-            "RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq,"
-            " picked.resumed",
+            """
+            WITH mine AS (
+                SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
+                FROM durable.workflows
+                WHERE task_queue = $1 AND ready_at <= now() AND owner = $2
+                    AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
+                ORDER BY ready_at LIMIT $5),
+            others AS (
+                SELECT w.workflow_id, w.run_id, w.status <> 'pending' AS resumed
+                FROM durable.workflows w
+                WHERE w.task_queue = $1 AND w.ready_at <= now() AND w.workflow_name = ANY($3)
+                    AND (w.owner IS NULL OR (w.owner <> $2 AND NOT EXISTS (
+                        SELECT 1 FROM durable.workers k
+                        WHERE k.worker_id = w.owner AND k.expires_at > now())))
+                ORDER BY w.ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
+                FOR UPDATE OF w SKIP LOCKED),
+            taken AS (
+                UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
+                    status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END
+                FROM others o WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
+                RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed)
+            SELECT * FROM mine UNION ALL SELECT * FROM taken
+            """,
             task_queue,
             worker_id,
             list(names),
@@ -488,89 +535,59 @@ class Store:
         )
         return value
 
-    async def load_inbox(self, workflow_id: str, run_id: str) -> list[InboxMessage]:
+    async def load_inbox(self, workflow_id: str, run_id: str) -> tuple[int, list[InboxMessage]]:
+        """The run's inbox version and the messages visible now, read in one snapshot."""
         rows = await self.pool.fetch(
-            "SELECT id, kind, body FROM durable.inbox "
-            "WHERE workflow_id = $1 AND run_id = $2 AND visible_at <= now() "
-            "ORDER BY visible_at, id",
+            "SELECT w.inbox_seq, i.id, i.kind, i.body FROM durable.workflows w"
+            " LEFT JOIN durable.inbox i ON i.workflow_id = w.workflow_id AND i.run_id = w.run_id"
+            "  AND i.visible_at <= now() "
+            "WHERE w.workflow_id = $1 AND w.run_id = $2 ORDER BY i.visible_at, i.id",
             workflow_id,
             run_id,
         )
-        return [InboxMessage(r["id"], E(r["kind"]), unpack_attrs(r["body"])) for r in rows]
+        messages = [
+            InboxMessage(r["id"], E(r["kind"]), unpack_attrs(r["body"]))
+            for r in rows
+            if r["id"] is not None
+        ]
+        return (rows[0]["inbox_seq"] if rows else 0), messages
 
     async def commit_workflow_task(
-        self,
-        task: WorkflowTask,
-        worker_id: str,
-        events: Sequence[Event],
-        consumed: Sequence[int],
-        rejected_updates: Sequence[tuple[str, Failure]],
-        eager_slots: int,
-        eager_activities: frozenset[tuple[str, str]],
-    ) -> list[ActivityTask]:
+        self, task: WorkflowTask, worker_id: str, commit: TaskCommit
+    ) -> tuple[list[ActivityTask], datetime | None]:
         """Append the events of one workflow task and apply what they cause, atomically.
 
-        Activities this worker serves (``eager_activities``: (task queue, name) pairs), up to
-        ``eager_slots`` of them, are created already claimed by it and returned, to run at once.
+        Returns the activity tasks claimed for this worker and when the run is due next.
+        The common case (activities, timers, incoming events) is one statement: one round
+        trip, one commit. Events with wider effects (children, cancellations, updates,
+        closing) continue in the same transaction with further statements.
         """
+        params = _commit_params(task, worker_id, commit)
+        if not commit.rejected_updates and not any(e.type in _WIDE_EVENTS for e in commit.events):
+            rows = await self._retrying(lambda conn: _fetch_commit(conn, params), transaction=False)
+            return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
-        async def work(conn: asyncpg.Connection) -> list[ActivityTask]:
-            first_seq = events[0].seq if events else None
-            row = await conn.fetchrow(
-                "SELECT next_seq, parent_workflow_id, parent_run_id, parent_seq, workflow_name,"
-                " task_queue, attributes FROM durable.workflows "
-                "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4 "
-                "AND closed_at IS NULL FOR UPDATE",
+        async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
+            rows = await _fetch_commit(conn, params)
+            wide = _WideEffects(conn, task.workflow_id, task.run_id, rows[0])
+            for event in commit.events:
+                await wide.apply(event)
+            for update_id, failure in commit.rejected_updates:
+                await _answer_call(conn, update_id, None, failure)
+            if wide.closing is not None:
+                await _close_run(conn, task.workflow_id, task.run_id, wide.closing, rows[0])
+                return [], None
+            ready_at = await conn.fetchval(
+                "UPDATE durable.workflows SET ready_at = (SELECT min(visible_at) FROM durable.inbox"
+                " i WHERE i.workflow_id = $1 AND i.run_id = $2) WHERE workflow_id = $1 AND run_id = $2"
+                " RETURNING ready_at",
                 task.workflow_id,
                 task.run_id,
-                worker_id,
-                task.fence,
             )
-            if row is None or (first_seq is not None and row["next_seq"] != first_seq):
-                raise LostOwnership(f"workflow {task.workflow_id} is no longer ours")
-            effects = _Effects(
-                conn, task.workflow_id, task.run_id, worker_id, eager_slots, eager_activities
-            )
-            await _insert_history(conn, task.workflow_id, task.run_id, events)
-            if consumed:
-                await conn.execute(
-                    "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
-                    "AND id = ANY($3::bigint[])",
-                    task.workflow_id,
-                    task.run_id,
-                    list(consumed),
-                )
-            for event in events:
-                await effects.apply(event, row)
-            await effects.flush()
-            for update_id, failure in rejected_updates:
-                await _answer_call(conn, update_id, None, failure)
-            next_seq = events[-1].seq + 1 if events else row["next_seq"]
-            if effects.closing is None:
-                await conn.execute(
-                    "UPDATE durable.workflows SET next_seq = $3, task_failures = 0, last_error = NULL,"
-                    " attributes = attributes || $4::jsonb,"
-                    " ready_at = (SELECT min(visible_at) FROM durable.inbox i"
-                    "   WHERE i.workflow_id = $1 AND i.run_id = $2) "
-                    "WHERE workflow_id = $1 AND run_id = $2",
-                    task.workflow_id,
-                    task.run_id,
-                    next_seq,
-                    effects.attributes,
-                )
-            else:
-                await conn.execute(
-                    "UPDATE durable.workflows SET next_seq = $3, attributes = attributes || $4::jsonb "
-                    "WHERE workflow_id = $1 AND run_id = $2",
-                    task.workflow_id,
-                    task.run_id,
-                    next_seq,
-                    effects.attributes,
-                )
-                await _close_run(conn, task.workflow_id, task.run_id, effects.closing, row)
-            return effects.eager
+            eager = [t for t in _eager_tasks(task, commit, rows) if t.seq not in wide.cancelled]
+            return eager, ready_at
 
-        result: list[ActivityTask] = await self._retrying(work)
+        result: tuple[list[ActivityTask], datetime | None] = await self._retrying(work)
         return result
 
     async def release_workflow(
@@ -868,27 +885,30 @@ async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: s
         request.attributes or {},
         delay,
     )
+    now = _utcnow()
+    deadline = now + request.execution_timeout if request.execution_timeout else None
     started = Event(
         1,
         E.WORKFLOW_STARTED,
-        _utcnow(),
+        now,
         {
             "name": request.workflow_name,
             "task_queue": request.task_queue,
             "args": request.args,
             "parent_workflow_id": parent_id,
             "attempt": 1,
+            "execution_deadline": deadline.timestamp() if deadline else None,
         },
     )
     await _insert_history(conn, request.workflow_id, run_id, [started])
-    if request.execution_timeout is not None:
+    if deadline is not None:
         await conn.execute(
             "INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body) "
-            "VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
+            "VALUES ($1, $2, $3, $4, $5)",
             request.workflow_id,
             run_id,
             int(E.WORKFLOW_TIMED_OUT),
-            request.execution_timeout.total_seconds(),
+            deadline,
             pack_attrs({}),
         )
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "w" + request.task_queue)
@@ -922,7 +942,8 @@ async def _post(
     """Put a message into an open run's inbox and wake its workers. False if the run closed."""
     posted = await conn.fetchval(
         "WITH target AS ("
-        " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now())"
+        " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now()),"
+        "  inbox_seq = inbox_seq + 1"
         " WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL"
         " RETURNING workflow_id, run_id, task_queue), "
         "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
@@ -1037,37 +1058,172 @@ async def _retry_or_fail(
     return "failed"
 
 
-class _Effects:
-    """Turns the events of one workflow task into the rows they imply."""
+# The statement that commits a workflow task. Every step writes through it: the fenced update
+# of the run (owner, fence and expected next_seq, else durable.ensure aborts everything), the
+# history rows, the consumed inbox rows, the activity tasks finished in this process, new
+# timers and new activity tasks (those this worker runs itself come back already claimed).
+_COMMIT_SQL = """
+WITH fenced AS (
+    UPDATE durable.workflows w SET next_seq = $6, task_failures = 0, last_error = NULL,
+        attributes = w.attributes || $7::jsonb,
+        ready_at = CASE WHEN w.inbox_seq <> $8 THEN now() ELSE $9::timestamptz END
+    WHERE w.workflow_id = $1 AND w.run_id = $2 AND w.owner = $3 AND w.fence = $4
+        AND w.next_seq = $5 AND w.closed_at IS NULL
+    RETURNING w.parent_workflow_id, w.parent_run_id, w.parent_seq, w.workflow_name,
+        w.task_queue, w.attributes, w.ready_at),
+appended AS (
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
+    SELECT $1, $2, s, k, t, b
+    FROM unnest($10::int[], $11::smallint[], $12::timestamptz[], $13::bytea[]) AS x(s, k, t, b)),
+consumed AS (
+    DELETE FROM durable.inbox
+    WHERE workflow_id = $1 AND run_id = $2 AND id = ANY($14::bigint[])),
+finished AS (
+    DELETE FROM durable.activity_tasks
+    WHERE workflow_id = $1 AND run_id = $2 AND owner = $3
+        AND (seq, attempt) IN (SELECT * FROM unnest($15::int[], $16::int[]))
+    RETURNING 1),
+timers AS (
+    INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
+    SELECT $1, $2, 21, r, to_timestamp(f), b
+    FROM unnest($17::int[], $18::float8[], $19::bytea[]) AS x(r, f, b)),
+scheduled AS (
+    INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
+        args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
+        attempt, started_at)
+    SELECT $1, $2, s, q, n, a, r, stc, hb, now() + make_interval(secs => sch),
+        CASE WHEN e THEN LEAST(now() + make_interval(secs => stc),
+            now() + make_interval(secs => sch), now() + make_interval(secs => hb))
+        ELSE now() + make_interval(secs => sch) END,
+        CASE WHEN e THEN $3::uuid END, CASE WHEN e THEN 1 ELSE 0 END, CASE WHEN e THEN now() END
+    FROM unnest($20::int[], $21::text[], $22::text[], $23::bytea[], $24::bytea[], $25::float8[],
+        $26::float8[], $27::float8[], $28::bool[]) AS x(s, q, n, a, r, stc, hb, sch, e)
+    RETURNING seq, task_queue, owner, deadline, schedule_deadline)
+SELECT 0 AS seq, NULL::timestamptz AS deadline, NULL::timestamptz AS schedule_deadline, f.*,
+    durable.ensure((SELECT count(*) FROM fenced) = 1
+        AND (SELECT count(*) FROM finished) = cardinality($15::int[]),
+        'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
+    (SELECT count(pg_notify('durable', 'a' || q))
+     FROM (SELECT DISTINCT task_queue AS q FROM scheduled WHERE owner IS NULL) AS queues) AS woken
+FROM (SELECT 1) AS one LEFT JOIN fenced AS f ON true
+UNION ALL
+SELECT seq, deadline, schedule_deadline, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, 0
+FROM scheduled WHERE owner IS NOT NULL
+"""
+
+# Events whose effects reach beyond the run's own rows: committed in a transaction.
+_WIDE_EVENTS = frozenset(
+    {
+        E.TIMER_CANCELLED,
+        E.ACTIVITY_CANCEL_REQUESTED,
+        E.CHILD_SCHEDULED,
+        E.CHILD_CANCEL_REQUESTED,
+        E.CHILD_SIGNALED,
+        E.UPDATE_COMPLETED,
+        *TERMINAL_STATUS,
+    }
+)
+
+
+def _commit_params(task: WorkflowTask, worker_id: str, commit: TaskCommit) -> list[Any]:
+    events = commit.events
+    activities = [e for e in events if e.type is E.ACTIVITY_SCHEDULED]
+    timers = [e for e in events if e.type is E.TIMER_STARTED]
+    attributes: dict[str, Any] = {}
+    for event in events:
+        if event.type is E.ATTRIBUTES_SET:
+            attributes.update(event.attrs["attributes"])
+    eager = [
+        i < commit.eager_slots
+        and (e.attrs["task_queue"], e.attrs["name"]) in commit.eager_activities
+        for i, e in enumerate(activities)
+    ]
+    return [
+        task.workflow_id,
+        task.run_id,
+        worker_id,
+        task.fence,
+        events[0].seq if events else commit.next_seq,
+        commit.next_seq,
+        attributes,
+        commit.inbox_seq,
+        commit.next_due,
+        [e.seq for e in events],
+        [int(e.type) for e in events],
+        [e.timestamp for e in events],
+        [pack_attrs(e.attrs) for e in events],
+        list(commit.consumed),
+        [seq for seq, _ in commit.finished_activities],
+        [attempt for _, attempt in commit.finished_activities],
+        [e.seq for e in timers],
+        [e.attrs["fire_at"] for e in timers],
+        [pack_attrs({"started": e.seq}) for e in timers],
+        [e.seq for e in activities],
+        [e.attrs["task_queue"] for e in activities],
+        [e.attrs["name"] for e in activities],
+        [e.attrs["args"] for e in activities],
+        [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in activities],
+        [e.attrs.get("start_to_close") for e in activities],
+        [e.attrs.get("heartbeat") for e in activities],
+        [e.attrs.get("schedule_to_close") for e in activities],
+        eager,
+    ]
+
+
+async def _fetch_commit(conn: asyncpg.Connection, params: list[Any]) -> list[asyncpg.Record]:
+    try:
+        return list(await conn.fetch(_COMMIT_SQL, *params))
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == _ENSURE_FAILED:
+            raise LostOwnership(str(exc)) from None
+        raise
+
+
+def _eager_tasks(
+    task: WorkflowTask, commit: TaskCommit, rows: list[asyncpg.Record]
+) -> list[ActivityTask]:
+    claimed = {r["seq"]: r for r in rows[1:]}
+    tasks = []
+    for event in commit.events:
+        row = claimed.get(event.seq)
+        if event.type is not E.ACTIVITY_SCHEDULED or row is None:
+            continue
+        retry = event.attrs.get("retry")
+        tasks.append(
+            ActivityTask(
+                workflow_id=task.workflow_id,
+                run_id=task.run_id,
+                seq=event.seq,
+                task_queue=event.attrs["task_queue"],
+                activity_name=event.attrs["name"],
+                args=event.attrs["args"],
+                attempt=1,
+                retry=RetryPolicy.from_dict(retry) if retry else RetryPolicy(),
+                heartbeat_timeout=event.attrs.get("heartbeat"),
+                deadline=row["deadline"],
+                heartbeat_details=None,
+                schedule_deadline=row["schedule_deadline"],
+            )
+        )
+    return tasks
+
+
+class _WideEffects:
+    """The effects of events that reach beyond the run's own rows, inside the commit."""
 
     def __init__(
-        self,
-        conn: asyncpg.Connection,
-        workflow_id: str,
-        run_id: str,
-        worker_id: str,
-        eager_slots: int,
-        eager_activities: frozenset[tuple[str, str]],
+        self, conn: asyncpg.Connection, workflow_id: str, run_id: str, row: asyncpg.Record
     ) -> None:
         self.conn = conn
         self.workflow_id = workflow_id
         self.run_id = run_id
-        self.worker_id = worker_id
-        self.eager_slots = eager_slots
-        self.eager_activities = eager_activities
-        self.attributes: dict[str, Any] = {}
+        self.row = row
         self.closing: Event | None = None
-        self.eager: list[ActivityTask] = []
-        self._activities: list[Event] = []
-        self._timers: list[Event] = []
+        self.cancelled: set[int] = set()
 
-    async def apply(self, event: Event, row: asyncpg.Record) -> None:
+    async def apply(self, event: Event) -> None:
         t, attrs = event.type, event.attrs
-        if t is E.ACTIVITY_SCHEDULED:
-            self._activities.append(event)
-        elif t is E.TIMER_STARTED:
-            self._timers.append(event)
-        elif t is E.TIMER_CANCELLED:
+        if t is E.TIMER_CANCELLED:
             await self.conn.execute(
                 "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 "
                 "AND kind = $3 AND ref = $4",
@@ -1076,11 +1232,11 @@ class _Effects:
                 int(E.TIMER_FIRED),
                 attrs["started"],
             )
-            self._timers = [e for e in self._timers if e.seq != attrs["started"]]
         elif t is E.ACTIVITY_CANCEL_REQUESTED:
+            self.cancelled.add(attrs["scheduled"])
             await self._cancel_activity(attrs["scheduled"])
         elif t is E.CHILD_SCHEDULED:
-            await self._start_child(event, row)
+            await self._start_child(event)
         elif t is E.CHILD_CANCEL_REQUESTED:
             await self._post_to_child(
                 attrs["scheduled"], E.CANCEL_REQUESTED, {"reason": "parent requested cancellation"}
@@ -1095,66 +1251,10 @@ class _Effects:
             await _answer_call(
                 self.conn, attrs["update_id"], attrs.get("result"), attrs.get("failure")
             )
-        elif t is E.ATTRIBUTES_SET:
-            self.attributes.update(attrs["attributes"])
         if t.is_terminal:
             self.closing = event
 
-    async def flush(self) -> None:
-        if self._timers:
-            await self.conn.execute(
-                "INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body) "
-                "SELECT $1, $2, $3, r, to_timestamp(f), b FROM unnest($4::int[], $5::float8[],"
-                " $6::bytea[]) AS x(r, f, b)",
-                self.workflow_id,
-                self.run_id,
-                int(E.TIMER_FIRED),
-                [e.seq for e in self._timers],
-                [e.attrs["fire_at"] for e in self._timers],
-                [pack_attrs({"started": e.seq}) for e in self._timers],
-            )
-        if self._activities and self.closing is None:
-            await self._schedule_activities()
-
-    async def _schedule_activities(self) -> None:
-        events = self._activities
-        eager = [
-            i < self.eager_slots
-            and (e.attrs["task_queue"], e.attrs["name"]) in self.eager_activities
-            for i, e in enumerate(events)
-        ]
-        rows = await self.conn.fetch(
-            "INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,"
-            " args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline,"
-            " owner, attempt, started_at) "
-            "SELECT $1, $2, s, q, n, a, r, stc, hb, now() + make_interval(secs => sch),"
-            " CASE WHEN e THEN LEAST(now() + make_interval(secs => stc), now() + make_interval("
-            "  secs => sch), now() + make_interval(secs => hb)) ELSE now() + make_interval(secs => sch) END,"
-            " CASE WHEN e THEN $3::uuid END, CASE WHEN e THEN 1 ELSE 0 END,"
-            " CASE WHEN e THEN now() END "
-            "FROM unnest($4::int[], $5::text[], $6::text[], $7::bytea[], $8::bytea[],"
-            " $9::float8[], $10::float8[], $11::float8[], $12::bool[])"
-            " AS x(s, q, n, a, r, stc, hb, sch, e) "
-            "RETURNING *",
-            self.workflow_id,
-            self.run_id,
-            self.worker_id,
-            [e.seq for e in events],
-            [e.attrs["task_queue"] for e in events],
-            [e.attrs["name"] for e in events],
-            [e.attrs["args"] for e in events],
-            [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in events],
-            [e.attrs.get("start_to_close") for e in events],
-            [e.attrs.get("heartbeat") for e in events],
-            [e.attrs.get("schedule_to_close") for e in events],
-            eager,
-        )
-        self.eager.extend(_activity_task(r) for r in rows if r["owner"] is not None)
-        for queue in sorted({r["task_queue"] for r in rows if r["owner"] is None}):
-            await self.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "a" + queue)
-
     async def _cancel_activity(self, seq: int) -> None:
-        self._activities = [e for e in self._activities if e.seq != seq]
         await self.conn.execute(
             "WITH gone AS (DELETE FROM durable.activity_tasks WHERE workflow_id = $1"
             " AND run_id = $2 AND seq = $3 AND owner IS NULL RETURNING 1) "
@@ -1165,7 +1265,7 @@ class _Effects:
             seq,
         )
 
-    async def _start_child(self, event: Event, row: asyncpg.Record) -> None:
+    async def _start_child(self, event: Event) -> None:
         attrs = event.attrs
         request = StartRequest(
             workflow_id=attrs["workflow_id"],

@@ -18,6 +18,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +30,45 @@ from ._events import EventType
 from ._failures import Failure, activity_failure, is_retryable, to_failure
 from ._replayer import LocalActivityCall, WorkflowInstance
 from ._serialization import decode_args, encode
-from ._store import ActivityTask, LostOwnership, QueryCall, Store, WorkflowTask
+from ._store import (
+    ActivityTask,
+    LostOwnership,
+    QueryCall,
+    Store,
+    TaskCommit,
+    WorkflowTask,
+    wait_notified,
+)
 
 E = EventType
 _log = logging.getLogger("durable.worker")
+
+
+class _Wakeup:
+    """When a poller looks for work next: when notified, when capacity frees up after it
+    found none, or when something it did not know of comes due before its planned wake-up."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.starved = False
+        self.planned: datetime | None = None
+
+    def capacity_freed(self) -> None:
+        if self.starved:
+            self.event.set()
+
+    def due(self, when: datetime | None) -> None:
+        if when is not None and (self.planned is None or when < self.planned):
+            self.event.set()
+
+
+@dataclass
+class _CachedRun:
+    """A workflow run this worker holds in memory (sticky), with what it last saw."""
+
+    fence: int
+    instance: WorkflowInstance
+    inbox_seq: int = 0
 
 
 class Worker:
@@ -74,15 +110,14 @@ class Worker:
         self.shutdown_grace = shutdown_grace.total_seconds()
         self.worker_id = str(uuid.uuid4())
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
-        self._cache: collections.OrderedDict[str, tuple[int, WorkflowInstance]] = (
-            collections.OrderedDict()
-        )
+        self._cache: collections.OrderedDict[str, _CachedRun] = collections.OrderedDict()
+        self._finished_here: dict[str, list[tuple[ActivityTask, bytes]]] = {}
         self._busy: set[str] = set()
         self._workflow_tasks: set[asyncio.Task[None]] = set()
         self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
-        self._wake_workflows = asyncio.Event()
-        self._wake_activities = asyncio.Event()
-        self._wake_queries = asyncio.Event()
+        self._wake_workflows = _Wakeup()
+        self._wake_activities = _Wakeup()
+        self._wake_queries = _Wakeup()
         self._stopping = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_concurrent_activities, thread_name_prefix="durable-activity"
@@ -136,9 +171,9 @@ class Worker:
         await store.register_worker(
             self.worker_id, queue, self.identity, self.lease_ttl, list(self._workflows)
         )
-        await store.listener.subscribe("w" + queue, self._wake_workflows)
-        await store.listener.subscribe("a" + queue, self._wake_activities)
-        await store.listener.subscribe("q" + queue, self._wake_queries)
+        await store.listener.subscribe("w" + queue, self._wake_workflows.event)
+        await store.listener.subscribe("a" + queue, self._wake_activities.event)
+        await store.listener.subscribe("q" + queue, self._wake_queries.event)
 
     async def _serve(self, registered: bool = False) -> None:
         store, queue = self._store, self.task_queue
@@ -170,7 +205,7 @@ class Worker:
                 ("a", self._wake_activities),
                 ("q", self._wake_queries),
             ):
-                store.listener.unsubscribe(key + queue, event)
+                store.listener.unsubscribe(key + queue, event.event)
             with contextlib.suppress(Exception):
                 await store.unregister_worker(self.worker_id)
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -212,15 +247,16 @@ class Worker:
 
     async def _poll(
         self,
-        wake: asyncio.Event,
+        wake: _Wakeup,
         capacity: Callable[[], int],
         claim: Callable[[int], Awaitable[int]],
         next_due: Callable[[], Awaitable[datetime | None]],
     ) -> None:
         """Claim work whenever notified, due or at the fallback poll interval."""
-        while True:
-            wake.clear()
+        while not self._stopping.is_set():
+            wake.event.clear()
             free = capacity()
+            wake.starved = free <= 0
             if free > 0:
                 try:
                     if await claim(free):
@@ -234,11 +270,12 @@ class Worker:
                     due = None
             else:
                 due = None
+            now = datetime.now(UTC)
             timeout = self.poll_interval
             if due is not None:
-                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+                timeout = min(timeout, max(0.0, (due - now).total_seconds()))
+            wake.planned = now + timedelta(seconds=timeout)
+            await wait_notified(wake.event, timeout)
 
     # ------------------------------------------------------------------ workflow tasks
     async def _workflow_loop(self) -> None:
@@ -267,18 +304,38 @@ class Worker:
         group.add(task)
         task.add_done_callback(group.discard)
 
-    async def _run_workflow_task(self, task: WorkflowTask) -> None:
+    async def _run_workflow_task(self, task: WorkflowTask, *, from_inbox: bool = True) -> None:
+        """Deliver what is new to the run (its inbox, activities finished here) and commit."""
+        uncommitted: list[tuple[ActivityTask, bytes]] = []
         try:
-            instance = await self._instance_for(task)
-            messages = await self._store.load_inbox(task.workflow_id, task.run_id)
-            consumed = []
-            for message in messages:
-                if instance.closed:
-                    break
-                instance.deliver(message.type, message.attrs)
-                consumed.append(message.id)
-            await self._commit(task, instance, consumed)
-            await self._run_local_activities(task, instance)
+            run = await self._cached_run(task)
+            instance = run.instance
+            while True:
+                consumed: list[int] = []
+                if from_inbox:
+                    run.inbox_seq, messages = await self._store.load_inbox(
+                        task.workflow_id, task.run_id
+                    )
+                    for message in messages:
+                        if instance.closed:
+                            break
+                        instance.deliver(message.type, message.attrs)
+                        consumed.append(message.id)
+                    from_inbox = False
+                uncommitted = self._finished_here.pop(task.run_id, [])
+                finished: list[tuple[int, int]] = []
+                for activity_task, result in uncommitted:
+                    if instance.closed:
+                        break
+                    instance.deliver(
+                        E.ACTIVITY_COMPLETED, {"scheduled": activity_task.seq, "result": result}
+                    )
+                    finished.append((activity_task.seq, activity_task.attempt))
+                await self._commit(task, run, consumed, finished)
+                uncommitted = []
+                await self._run_local_activities(task, run)
+                if instance.closed or not self._finished_here.get(task.run_id):
+                    return
         except NondeterminismError as exc:
             _log.error("%s", exc)
             await self._give_back(task, exc)
@@ -292,8 +349,38 @@ class Worker:
             _log.exception("workflow task of %s failed", task.workflow_id)
             await self._give_back(task, exc)
         finally:
+            uncommitted += self._finished_here.pop(task.run_id, [])
+            await self._report_through_store(uncommitted)
             self._busy.discard(task.run_id)
-            self._wake_workflows.set()
+            self._wake_workflows.capacity_freed()
+
+    def _deliver_here(self, activity_task: ActivityTask, result: bytes) -> bool:
+        """Hand an activity's result straight to its workflow when this worker holds the run.
+
+        The result then reaches history with the next step of the workflow, in one commit.
+        """
+        run = self._cache.get(activity_task.run_id)
+        if run is None or self._stopping.is_set():
+            return False
+        self._finished_here.setdefault(activity_task.run_id, []).append((activity_task, result))
+        if activity_task.run_id not in self._busy:
+            self._busy.add(activity_task.run_id)
+            task = WorkflowTask(
+                activity_task.workflow_id,
+                activity_task.run_id,
+                run.instance.info.workflow_name,
+                run.fence,
+                run.instance.next_seq,
+                resumed=True,
+            )
+            self._track(self._workflow_tasks, self._run_workflow_task(task, from_inbox=False))
+        return True
+
+    async def _report_through_store(self, results: list[tuple[ActivityTask, bytes]]) -> None:
+        """Results handed here but not committed (the task failed) go through the inbox."""
+        for activity_task, result in results:
+            with contextlib.suppress(Exception):
+                await self._store.complete_activity(activity_task, self.worker_id, result)
 
     async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
         self._cache.pop(task.run_id, None)
@@ -302,13 +389,11 @@ class Worker:
                 task, self.worker_id, f"{type(exc).__name__}: {exc}", retry_in=2.0
             )
 
-    async def _instance_for(self, task: WorkflowTask) -> WorkflowInstance:
-        cached = self._cache.get(task.run_id)
-        if cached is not None:
-            fence, instance = cached
-            if fence == task.fence and instance.next_seq == task.next_seq:
-                self._cache.move_to_end(task.run_id)
-                return instance
+    async def _cached_run(self, task: WorkflowTask) -> _CachedRun:
+        run = self._cache.get(task.run_id)
+        if run is not None and run.fence == task.fence and run.instance.next_seq == task.next_seq:
+            self._cache.move_to_end(task.run_id)
+            return run
         self._cache.pop(task.run_id, None)
         history = await self._store.load_history(task.workflow_id, task.run_id)
         instance = WorkflowInstance(
@@ -319,32 +404,43 @@ class Worker:
             resumed=task.resumed,
         )
         instance.replay()
-        self._cache[task.run_id] = (task.fence, instance)
+        run = _CachedRun(task.fence, instance)
+        self._cache[task.run_id] = run
         while len(self._cache) > self.max_cached_workflows:
             self._cache.popitem(last=False)
-        return instance
+        return run
 
     async def _commit(
-        self, task: WorkflowTask, instance: WorkflowInstance, consumed: list[int]
+        self,
+        task: WorkflowTask,
+        run: _CachedRun,
+        consumed: list[int],
+        finished: list[tuple[int, int]],
     ) -> None:
+        instance = run.instance
         events, rejected = instance.take_new_events()
         if not events and not consumed and not rejected:
             return
-        eager = await self._store.commit_workflow_task(
-            task,
-            self.worker_id,
-            events,
-            consumed,
-            rejected,
+        commit = TaskCommit(
+            events=events,
+            next_seq=instance.next_seq,
+            inbox_seq=run.inbox_seq,
+            next_due=instance.next_due(),
+            consumed=consumed,
+            finished_activities=finished,
+            rejected_updates=rejected,
             eager_slots=self.max_concurrent_activities - len(self._activity_tasks),
             eager_activities=self._eager,
         )
+        eager, ready_at = await self._store.commit_workflow_task(task, self.worker_id, commit)
+        self._wake_workflows.due(ready_at)
         for activity_task in eager:
             self._start_activity(activity_task)
         if instance.closed:
             self._cache.pop(task.run_id, None)
 
-    async def _run_local_activities(self, task: WorkflowTask, instance: WorkflowInstance) -> None:
+    async def _run_local_activities(self, task: WorkflowTask, run: _CachedRun) -> None:
+        instance = run.instance
         running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall] = {}
         while not instance.closed:
             for call in instance.unstarted_local_activities():
@@ -361,7 +457,7 @@ class Worker:
                 instance.deliver(
                     etype, {"local_id": call.local_id, "name": call.definition.name, **outcome}
                 )
-            await self._commit(task, instance, [])
+            await self._commit(task, run, [], [])
         for leftover in running:
             leftover.cancel()
 
@@ -391,7 +487,8 @@ class Worker:
                     ActivityContext(info, None),
                     self._executor,
                 )
-                result = await (asyncio.wait_for(run, timeout.total_seconds()) if timeout else run)
+                async with asyncio.timeout(timeout.total_seconds() if timeout else None):
+                    result = await run
                 return {"result": encode(result)}
             except Exception as exc:
                 failure = to_failure(exc)
@@ -425,7 +522,7 @@ class Worker:
 
     def _activity_finished(self, runner: asyncio.Task[None]) -> None:
         self._activity_tasks.pop(runner, None)
-        self._wake_activities.set()
+        self._wake_activities.capacity_freed()
 
     async def _execute_activity(self, task: ActivityTask) -> None:
         definition = self._activities[task.activity_name]
@@ -453,7 +550,8 @@ class Worker:
             watchdog.cancel()
         try:
             if "result" in outcome:
-                await self._store.complete_activity(task, self.worker_id, outcome["result"])
+                if not self._deliver_here(task, outcome["result"]):
+                    await self._store.complete_activity(task, self.worker_id, outcome["result"])
             else:
                 _, details = context.take_heartbeat()
                 await self._store.fail_activity(task, self.worker_id, outcome["failure"], details)
@@ -534,7 +632,7 @@ class Worker:
         try:
             cached = self._cache.get(call.run_id)
             if cached is not None:
-                instance = cached[1]
+                instance = cached.instance
             else:
                 history = await self._store.load_history(call.workflow_id, call.run_id)
                 instance = WorkflowInstance(

@@ -1,5 +1,15 @@
 -- durable schema, version 1. Every hot query is keyed by workflow_id or task_queue.
 
+-- Aborts the statement that calls it unless ok: lets one statement check its own preconditions.
+CREATE FUNCTION durable.ensure(ok boolean, message text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT ok THEN
+        RAISE EXCEPTION USING ERRCODE = 'DU001', MESSAGE = message;
+    END IF;
+    RETURN true;
+END $$;
+
 CREATE TABLE durable.workers (
     worker_id   uuid PRIMARY KEY,
     task_queue  text NOT NULL,
@@ -35,6 +45,7 @@ CREATE TABLE durable.workflows (
     ready_at           timestamptz,                     -- a workflow task is due then
     owner              uuid,                            -- the worker holding it (sticky)
     fence              bigint NOT NULL DEFAULT 0,       -- bumped whenever ownership changes
+    inbox_seq          bigint NOT NULL DEFAULT 0,       -- bumped by every message posted
     task_failures      integer NOT NULL DEFAULT 0,
     last_error         text,
     continued_run_id   uuid,
