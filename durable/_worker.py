@@ -310,6 +310,7 @@ class Worker:
         try:
             run = await self._cached_run(task)
             instance = run.instance
+            claimed = from_inbox  # a claimed run is due: its commit must reset when it is due next
             while True:
                 consumed: list[int] = []
                 if from_inbox:
@@ -331,7 +332,8 @@ class Worker:
                         E.ACTIVITY_COMPLETED, {"scheduled": activity_task.seq, "result": result}
                     )
                     finished.append((activity_task.seq, activity_task.attempt))
-                await self._commit(task, run, consumed, finished)
+                await self._commit(task, run, consumed, finished, required=claimed)
+                claimed = False
                 uncommitted = []
                 await self._run_local_activities(task, run)
                 if instance.closed or not self._finished_here.get(task.run_id):
@@ -416,10 +418,12 @@ class Worker:
         run: _CachedRun,
         consumed: list[int],
         finished: list[tuple[int, int]],
+        *,
+        required: bool = False,
     ) -> None:
         instance = run.instance
         events, rejected = instance.take_new_events()
-        if not events and not consumed and not rejected:
+        if not (events or consumed or rejected or required):
             return
         commit = TaskCommit(
             events=events,

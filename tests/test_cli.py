@@ -57,8 +57,16 @@ async def worker_process(
     """`durable worker tests.cli_workflows` in a subprocess, once it has registered."""
     log = (tmp_path / "worker.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "durable", "worker", worker_target, "--dsn", dsn,
-        cwd=REPO, stdout=log, stderr=log,
+        sys.executable,
+        "-m",
+        "durable",
+        "worker",
+        worker_target,
+        "--dsn",
+        dsn,
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
     )
     try:
         await wait_for(lambda: client.store.registered_task_queue("greeter"), timeout=10)
@@ -81,7 +89,9 @@ async def wait_until_waiting(client: durable.Client, workflow_id: str) -> None:
 
 
 async def test_worker_start_query_signal_describe_history_list_terminate(
-    dsn: str, client: durable.Client, worker_process: asyncio.subprocess.Process,
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, err = await cli(capsys, "start", "greeter", "ann", "--id", "wf-1", "--dsn", dsn)
@@ -133,17 +143,36 @@ async def test_worker_start_query_signal_describe_history_list_terminate(
     assert await asyncio.wait_for(worker_process.wait(), 10) == 0
 
 
-@pytest.mark.parametrize("worker_target", [
-    "tests.cli_workflows", "tests.cli_workflows:everything", "tests.cli_workflows:make_worker",
-])
+@pytest.mark.parametrize(
+    "worker_target",
+    [
+        "tests.cli_workflows",
+        "tests.cli_workflows:everything",
+        "tests.cli_workflows:make_worker",
+    ],
+)
 async def test_start_wait_prints_result(
-    dsn: str, client: durable.Client, worker_process: asyncio.subprocess.Process,
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    command = asyncio.create_task(cli(
-        capsys, "start", "greeter", "cy", "--id", "wf-3", "--wait", "--timeout", "10",
-        "--json", "--dsn", dsn,
-    ))
+    command = asyncio.create_task(
+        cli(
+            capsys,
+            "start",
+            "greeter",
+            "cy",
+            "--id",
+            "wf-3",
+            "--wait",
+            "--timeout",
+            "10",
+            "--json",
+            "--dsn",
+            dsn,
+        )
+    )
     await wait_until_waiting(client, "wf-3")
     await client.get_handle("wf-3").signal("finish", "?")
     code, out, err = await command
@@ -164,8 +193,9 @@ async def test_replay_ok_and_nondeterminism(
         await client.start(cli_workflows.greeter, "eve", id="open")
         await wait_until_waiting(client, "open")
 
-    code, out, err = await cli(capsys, "replay", "tests.cli_workflows", "--id", "done",
-                               "--dsn", dsn)
+    code, out, err = await cli(
+        capsys, "replay", "tests.cli_workflows", "--id", "done", "--dsn", dsn
+    )
     assert code == 0, err
     assert "done (greeter" in out and ": ok" in out
     outcomes = await cli_json(capsys, "replay", "tests.cli_workflows", "--dsn", dsn)
@@ -211,8 +241,21 @@ async def test_user_errors_exit_2_with_a_message(
 async def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = await cli(capsys, "--help")
     assert code == 0
-    for command in ("dev", "migrate", "worker", "start", "signal", "query", "cancel",
-                    "terminate", "result", "describe", "history", "list", "replay"):
+    for command in (
+        "dev",
+        "migrate",
+        "worker",
+        "start",
+        "signal",
+        "query",
+        "cancel",
+        "terminate",
+        "result",
+        "describe",
+        "history",
+        "list",
+        "replay",
+    ):
         assert command in out
         code, text, _ = await cli(capsys, command, "--help")
         assert code == 0 and f"usage: durable {command}" in text
@@ -238,7 +281,9 @@ async def test_migrate_applies_then_reports_up_to_date(
 
 
 async def test_dev_prints_the_dsn(
-    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("durable._cli.embedded_dsn", lambda: dsn)  # no second server in tests
@@ -257,13 +302,19 @@ def test_to_jsonable_handles_payload_types() -> None:
 
     ident = uuid.uuid4()
     value = {
-        "when": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "raw": b"ab\xff",
-        "price": Decimal("1.50"), "id": ident, "tags": {"b", "a"},
+        "when": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "raw": b"ab\xff",
+        "price": Decimal("1.50"),
+        "id": ident,
+        "tags": {"b", "a"},
         "point": Point(1, datetime(2024, 1, 1, tzinfo=UTC)),
     }
     assert json.loads(json.dumps(value, default=to_jsonable)) == {
-        "when": "2024-01-02T03:04:05+00:00", "raw": "ab\\xff", "price": "1.50",
-        "id": str(ident), "tags": ["a", "b"],
+        "when": "2024-01-02T03:04:05+00:00",
+        "raw": "ab\\xff",
+        "price": "1.50",
+        "id": str(ident),
+        "tags": ["a", "b"],
         "point": {"x": 1, "at": "2024-01-01T00:00:00+00:00"},
     }
 
@@ -272,7 +323,12 @@ def test_python_dash_m_durable_runs_the_cli() -> None:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "durable", "--help"], capture_output=True, text=True,
-        cwd=REPO, env={**os.environ}, timeout=30, check=False,
+        [sys.executable, "-m", "durable", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ},
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0 and "replay" in done.stdout

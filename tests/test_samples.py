@@ -29,7 +29,11 @@ def _run_sample(name: str, home: Path) -> str:
     env["DURABLE_HOME"] = str(home)
     done = subprocess.run(
         [sys.executable, str(ROOT / "samples" / name)],
-        env=env, cwd=home.parent, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

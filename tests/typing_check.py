@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from typing_extensions import assert_type
+from typing import assert_type
 
 import durable
 from durable import WorkflowContext, activity, workflow

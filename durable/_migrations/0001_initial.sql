@@ -50,7 +50,7 @@ CREATE TABLE durable.workflows (
     last_error         text,
     continued_run_id   uuid,
     PRIMARY KEY (workflow_id, run_id)
-);
+) WITH (fillfactor = 70);  -- room on each page for HOT updates: a step rewrites its run's row
 CREATE UNIQUE INDEX workflows_one_open_run ON durable.workflows (workflow_id) WHERE closed_at IS NULL;
 CREATE INDEX workflows_ready ON durable.workflows (task_queue, ready_at) WHERE ready_at IS NOT NULL;
 CREATE INDEX workflows_latest ON durable.workflows (workflow_id, created_at DESC);

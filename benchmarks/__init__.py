@@ -1,0 +1,1 @@
+"""Benchmarks of durable against the database's own baselines: ``python -m benchmarks``."""

@@ -1,0 +1,5 @@
+"""``python -m benchmarks --help``."""
+
+from .runner import main
+
+raise SystemExit(main())

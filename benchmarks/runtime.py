@@ -1,0 +1,110 @@
+"""Process plumbing shared by the benchmark and its worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+_started = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+async def wait_until(
+    check: Callable[[], Coroutine[Any, Any, bool]],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``check`` until it returns True; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+        await asyncio.sleep(interval)
+
+
+async def _wait_registered(dsn: str, queue: str, count: int, procs: list[Any]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+
+        async def registered() -> bool:
+            for proc in procs:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"worker process exited with code {proc.returncode}")
+            n = await conn.fetchval(
+                "SELECT count(*) FROM durable.workers WHERE task_queue = $1", queue
+            )
+            return bool(n >= count)
+
+        await wait_until(registered, 30, f"registration of {count} worker process(es)")
+    finally:
+        await conn.close()
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(
+    dsn: str, queue: str, count: int = 1, **options: int
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``count`` worker processes serving ``queue``, registered before this yields."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(count):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.worker_proc",
+                    dsn,
+                    queue,
+                    *flags,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                )
+            )
+        await _wait_registered(dsn, queue, count, procs)
+        yield procs
+    finally:
+        await asyncio.gather(*(_stop(p) for p in procs))

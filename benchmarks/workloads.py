@@ -1,0 +1,416 @@
+"""The workloads W1..W7. Each function does one run and returns its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+import durable
+from durable._events import EventType
+from durable._replayer import WorkflowInstance
+from durable._serialization import decode
+
+from . import workflows as wf
+from .runtime import progress, wait_until, worker_processes
+from .stats import gaps, percentile
+
+START_BATCH = 200  # workflows started (or signalled) concurrently by the client
+CLIENT_CONNECTIONS = 20
+# worker process settings for the many-workflow workloads
+WORKER_OPTIONS = {
+    "max_activities": 200,
+    "max_workflow_tasks": 200,
+    "connections": 20,
+    "max_cached": 20_000,
+}
+
+
+@dataclass
+class Env:
+    """What every workload gets: the database, the scale, and a cache across runs."""
+
+    dsn: str
+    scale: float
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def size(self, full: int, minimum: int = 1) -> int:
+        return max(minimum, round(full * self.scale))
+
+
+@dataclass
+class Run:
+    figures: dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def check(condition: bool, message: str) -> None:
+    """Fail the workload (reported as ERROR) when a workflow produced a wrong result."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def new_queue(workload: str) -> str:
+    return f"bench-{workload}-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+@contextlib.asynccontextmanager
+async def connect(dsn: str) -> AsyncIterator[durable.Client]:
+    client = await durable.Client.connect(dsn, max_connections=CLIENT_CONNECTIONS)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(dsn: str, queue: str) -> AsyncIterator[durable.Client]:
+    """A client with a worker for ``queue`` running in this process."""
+    async with connect(dsn) as client:
+        worker = durable.Worker(
+            client, task_queue=queue, workflows=wf.WORKFLOWS, activities=wf.ACTIVITIES
+        )
+        async with worker:
+            yield client
+
+
+async def in_batches(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Await every call, ``START_BATCH`` at a time."""
+    results: list[Any] = []
+    for first in range(0, len(calls), START_BATCH):
+        batch = calls[first : first + START_BATCH]
+        results += await asyncio.gather(*(call() for call in batch))
+    return results
+
+
+async def start_all(
+    client: durable.Client, workflow: Any, args: Sequence[Any], queue: str, count: int
+) -> list[str]:
+    """Start ``count`` workflows with the same arguments; returns their ids."""
+    ids = [f"{queue}-{i}" for i in range(count)]
+
+    def starter(workflow_id: str) -> Callable[[], Awaitable[Any]]:
+        return lambda: client.start(workflow, *args, id=workflow_id, task_queue=queue)
+
+    await in_batches([starter(i) for i in ids])
+    return ids
+
+
+async def count_where(client: durable.Client, queue: str, condition: str) -> int:
+    value = await client.store.pool.fetchval(
+        f"SELECT count(*) FROM durable.workflows WHERE task_queue = $1 AND {condition}", queue
+    )
+    return int(value)
+
+
+async def wait_count(
+    client: durable.Client, queue: str, condition: str, count: int, what: str, stall: float = 30
+) -> None:
+    """Wait until ``count`` workflows of ``queue`` match ``condition``; TimeoutError when the
+    number matching stops growing for ``stall`` seconds."""
+    best, changed = -1, time.monotonic()
+    while (found := await count_where(client, queue, condition)) < count:
+        if found > best:
+            best, changed = found, time.monotonic()
+        elif time.monotonic() - changed > stall:
+            raise TimeoutError(f"{what}: stuck at {found} of {count} for {stall:.0f} s")
+        await asyncio.sleep(0.02)
+
+
+async def wait_closed(client: durable.Client, queue: str, count: int, stall: float = 30) -> None:
+    await wait_count(client, queue, "closed_at IS NOT NULL", count, "closing", stall)
+
+
+async def results(client: durable.Client, queue: str) -> dict[str, Any]:
+    """The decoded results of the workflows of ``queue``; fails if any did not complete."""
+    rows = await client.store.pool.fetch(
+        "SELECT workflow_id, status, result, last_error FROM durable.workflows"
+        " WHERE task_queue = $1",
+        queue,
+    )
+    failed = [r for r in rows if r["status"] != "completed"]
+    check(
+        not failed,
+        f"{len(failed)} workflows did not complete, e.g. {dict(failed[0]) if failed else ''}",
+    )
+    return {r["workflow_id"]: decode(r["result"]) for r in rows}
+
+
+def check_results(found: dict[str, Any], ids: Sequence[str], expected: Callable[[str], Any]) -> int:
+    wrong = [i for i in ids if i not in found or found[i] != expected(i)]
+    check(not wrong, f"{len(wrong)} missing or wrong results, e.g. {wrong[0] if wrong else ''}")
+    return len(ids)
+
+
+def step_ms(stamps: Sequence[float]) -> list[float]:
+    return [gap * 1000 for gap in gaps(stamps)]
+
+
+# ---------------------------------------------------------------------- W1, W1b
+
+
+async def sequential_steps(env: Env, local: bool) -> Run:
+    steps = env.size(200, minimum=10)
+    workflow = wf.local_activity_steps if local else wf.activity_steps
+    queue = new_queue("W1b" if local else "W1")
+    async with in_process_worker(env.dsn, queue) as client:
+        wf.STAMPS.clear()
+        result = await client.execute(workflow, steps, task_queue=queue)
+    check(result == steps * (steps - 1) // 2, f"wrong result {result}")
+    check(len(wf.STAMPS) >= steps, f"{len(wf.STAMPS)} activity runs for {steps} steps")
+    per_step = step_ms(wf.STAMPS)
+    return Run(
+        {"p50_ms_per_step": percentile(per_step, 50)},
+        {"steps": steps, "p99_ms_per_step": percentile(per_step, 99), "checked_results": 1},
+    )
+
+
+async def w1(env: Env) -> Run:
+    return await sequential_steps(env, local=False)
+
+
+async def w1b(env: Env) -> Run:
+    return await sequential_steps(env, local=True)
+
+
+# ---------------------------------------------------------------------- W2, W2b
+
+
+async def fan_in_throughput(env: Env, processes: int) -> Run:
+    count, steps = env.size(1000, minimum=4), 10
+    queue = new_queue(f"W2x{processes}")
+    async with (
+        worker_processes(env.dsn, queue, processes, **WORKER_OPTIONS),
+        connect(env.dsn) as client,
+    ):
+        began = time.perf_counter()
+        ids = await start_all(client, wf.echo_steps, [steps], queue, count)
+        started = time.perf_counter() - began
+        await wait_closed(client, queue, count)
+        elapsed = time.perf_counter() - began
+        checked = check_results(await results(client, queue), ids, lambda _: sum(range(steps)))
+    return Run(
+        {"steps_per_s": count * steps / elapsed},
+        {
+            "workflows": count,
+            "activities_per_workflow": steps,
+            "worker_processes": processes,
+            "wall_s": elapsed,
+            "start_s": started,
+            "checked_results": checked,
+        },
+    )
+
+
+async def w2(env: Env) -> Run:
+    return await fan_in_throughput(env, processes=1)
+
+
+async def w2b(env: Env) -> Run:
+    return await fan_in_throughput(env, processes=2)
+
+
+# ---------------------------------------------------------------------- W3
+
+
+async def w3(env: Env) -> Run:
+    repeats, warmup = env.size(200, minimum=5), 5
+    queue = new_queue("W3")
+    latencies = []
+    async with worker_processes(env.dsn, queue, 1), connect(env.dsn) as client:
+        for i in range(warmup + repeats):
+            before = time.time()
+            handle = await client.start(wf.first_activity_time, task_queue=queue)
+            ran = await handle.result(timeout=60)
+            check(isinstance(ran, float) and ran >= before, f"bad activity time {ran!r}")
+            if i >= warmup:
+                latencies.append((ran - before) * 1000)
+    return Run(
+        {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)},
+        {"repeats": repeats, "max_ms": max(latencies), "checked_results": warmup + repeats},
+    )
+
+
+# ---------------------------------------------------------------------- W4
+
+
+async def build_history(env: Env, events: int) -> tuple[str, str, list[Any]]:
+    """Run a workflow whose history has about ``events`` events; return it (cached)."""
+    activities = max(1, (events - 2) // 2)
+    if activities not in env.cache:
+        queue = new_queue("W4")
+        progress(f"  W4: building a history of {2 * activities + 2} events")
+        async with in_process_worker(env.dsn, queue) as client:
+            handle = await client.start(wf.many_events, activities, 100, task_queue=queue)
+            total = await handle.result(timeout=600)
+            check(total == sum(range(activities)), f"wrong result {total}")
+            assert handle.run_id is not None
+            history = await client.store.load_history(handle.workflow_id, handle.run_id)
+        env.cache[activities] = (handle.workflow_id, handle.run_id, history)
+    cached: tuple[str, str, list[Any]] = env.cache[activities]
+    return cached
+
+
+async def w4(env: Env) -> Run:
+    workflow_id, run_id, history = await build_history(env, env.size(10_000, minimum=20))
+    began = time.perf_counter()
+    instance = WorkflowInstance(wf.many_events, workflow_id, run_id, history)
+    instance.replay()
+    elapsed = time.perf_counter() - began
+    new_events, _ = instance.take_new_events()
+    check(instance.closed and not new_events, "the replay did not end where the history ends")
+    check(history[-1].type is EventType.WORKFLOW_COMPLETED, "the history is not complete")
+    return Run(
+        {"events_per_s": len(history) / elapsed},
+        {"events": len(history), "replay_s": elapsed, "checked_results": 1},
+    )
+
+
+# ---------------------------------------------------------------------- W5
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+async def start_parked(client: durable.Client, queue: str, count: int) -> tuple[list[str], int]:
+    """Start ``count`` workflows on ``wait_signal`` and wait until every one is parked.
+
+    Returns the ids and how many are still due for a workflow task 5 s after all were
+    claimed (0 unless the engine keeps re-running workflows that have nothing to do).
+    """
+    ids = await start_all(client, wf.parked, [], queue, count)
+    due = "status = 'running' AND ready_at IS NOT NULL"
+    try:
+        await wait_count(client, queue, "status = 'running'", count, "parking")
+    except TimeoutError as exc:
+        still_due = await count_where(client, queue, due)
+        raise TimeoutError(
+            f"{exc}; {still_due} claimed workflows are still due for a workflow task (does the "
+            "engine keep re-running workflows that wait with nothing to do?)"
+        ) from None
+
+    async def idle() -> bool:
+        return await count_where(client, queue, due) == 0
+
+    with contextlib.suppress(TimeoutError):
+        await wait_until(idle, 5, "idle parked workflows")
+    return ids, await count_where(client, queue, due)
+
+
+async def signal_all(client: durable.Client, ids: Sequence[str]) -> None:
+    def sender(workflow_id: str) -> Callable[[], Awaitable[None]]:
+        return lambda: client.get_handle(workflow_id).signal("go", workflow_id)
+
+    await in_batches([sender(i) for i in ids])
+
+
+async def w5(env: Env) -> Run:
+    count, warmup = env.size(10_000, minimum=4), 20
+    queue = new_queue("W5")
+    async with (
+        worker_processes(env.dsn, queue, 1, **WORKER_OPTIONS) as procs,
+        connect(env.dsn) as client,
+    ):
+        warm_ids, _ = await start_parked(client, queue, warmup)
+        await signal_all(client, warm_ids)
+        await wait_closed(client, queue, warmup)
+        before = rss(procs[0].pid)
+        ids, still_due = await start_parked(client, queue, count)
+        after = rss(procs[0].pid)
+        began = time.perf_counter()
+        await signal_all(client, ids)
+        await wait_closed(client, queue, warmup + count)
+        elapsed = time.perf_counter() - began
+        checked = check_results(await results(client, queue), ids, lambda i: i)
+    return Run(
+        {
+            "rss_kb_per_workflow": (after - before) / count / 1024,
+            "completions_per_s": count / elapsed,
+        },
+        {
+            "workflows": count,
+            "rss_before_mb": before / 2**20,
+            "rss_parked_mb": after / 2**20,
+            "still_due_when_parked": still_due,
+            "checked_results": checked,
+        },
+    )
+
+
+# ---------------------------------------------------------------------- W6
+
+
+async def w6(env: Env) -> Run:
+    count = env.size(10_000, minimum=4)
+    lead = 3 + count / 600  # seconds from the first start to the timers' due time
+    queue = new_queue("W6")
+    async with (
+        worker_processes(env.dsn, queue, 1, **WORKER_OPTIONS),
+        connect(env.dsn) as client,
+    ):
+        due = time.time() + lead
+        ids = await start_all(client, wf.timer_at, [due], queue, count)
+        await wait_count(client, queue, "next_seq > 2", count, "arming the timers")
+        armed_early_s = due - time.time()
+        await wait_closed(client, queue, count, stall=max(30, armed_early_s + 30))
+        found = await results(client, queue)
+    check(set(found) == set(ids), f"expected {count} results, found {len(found)}")
+    late = list(found.values())
+    check(all(isinstance(x, float) and x >= 0 for x in late), "a timer fired before it was due")
+    return Run(
+        {"p99_lateness_s": percentile(late, 99)},
+        {
+            "timers": count,
+            "p50_lateness_s": percentile(late, 50),
+            "max_lateness_s": max(late),
+            "armed_s_before_due": armed_early_s,
+            "checked_results": len(ids),
+        },
+    )
+
+
+# ---------------------------------------------------------------------- W7
+
+
+async def w7(env: Env) -> Run:
+    steps, filler = env.size(50, minimum=10), env.size(10_000, minimum=20)
+    queue = new_queue("W7")
+    async with in_process_worker(env.dsn, queue) as client:
+        wf.STAMPS.clear()
+        result = await client.execute(wf.long_history, steps, filler, task_queue=queue)
+    check(result == 2 * sum(range(steps)), f"wrong result {result}")
+    check(len(wf.STAMPS) == 2 * steps, f"{len(wf.STAMPS)} activity runs for {2 * steps} steps")
+    short = percentile(step_ms(wf.STAMPS[:steps]), 50)
+    long = percentile(step_ms(wf.STAMPS[steps:]), 50)
+    return Run(
+        {"step_cost_ratio": long / short},
+        {
+            "p50_ms_short_history": short,
+            "p50_ms_long_history": long,
+            "long_history_events": 2 * steps + filler + 1,
+            "checked_results": 1,
+        },
+    )
+
+
+WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
+    "W1": w1,
+    "W1b": w1b,
+    "W2": w2,
+    "W2b": w2b,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+    "W7": w7,
+}

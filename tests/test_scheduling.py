@@ -1,0 +1,45 @@
+"""Workflows waiting with nothing to do cost nothing and never starve other workflows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import durable
+from durable import WorkflowContext, activity, workflow
+
+from .conftest import wait_for
+
+
+@workflow
+async def parked(ctx: WorkflowContext) -> str:
+    return str(await ctx.wait_signal("go"))
+
+
+@activity
+async def one() -> int:
+    return 1
+
+
+@workflow
+async def quick(ctx: WorkflowContext) -> int:
+    return await ctx.activity(one)
+
+
+async def _all_parked(client: durable.Client, handles: list[durable.WorkflowHandle[str]]) -> bool:
+    rows = [await client.store.run_row(h.workflow_id, h.run_id or "") for h in handles]
+    return all(r is not None and r["status"] == "running" and r["ready_at"] is None for r in rows)
+
+
+async def test_parked_workflows_are_not_due_and_do_not_starve_others(
+    client: durable.Client,
+) -> None:
+    worker = durable.Worker(
+        client, workflows=[parked, quick], activities=[one], max_concurrent_workflow_tasks=5
+    )
+    async with worker:
+        handles = [await client.start(parked) for _ in range(40)]
+        await wait_for(lambda: _all_parked(client, handles), timeout=30)
+        assert await client.execute(quick) == 1
+        await asyncio.gather(*(h.signal("go", i) for i, h in enumerate(handles)))
+        results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
+    assert results == [str(i) for i in range(40)]
