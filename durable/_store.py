@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import uuid
@@ -61,6 +62,8 @@ class WorkflowTask:
     fence: int
     next_seq: int
     resumed: bool  # some worker ran this run before (it was no longer pending)
+    inbox_seq: int | None = None  # the inbox as the claim read it, when it did
+    messages: tuple[InboxMessage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -498,8 +501,14 @@ class Store:
                 UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
                     status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END
                 FROM others o WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
-                RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed)
-            SELECT * FROM mine UNION ALL SELECT * FROM taken
+                RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed),
+            claimed AS (SELECT * FROM mine UNION ALL SELECT * FROM taken)
+            SELECT c.*, w.inbox_seq, i.id AS message_id, i.kind, i.body
+            FROM claimed c JOIN durable.workflows w
+                ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
+            LEFT JOIN durable.inbox i ON i.workflow_id = c.workflow_id AND i.run_id = c.run_id
+                AND i.visible_at <= now()
+            ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
             """,
             task_queue,
             worker_id,
@@ -507,17 +516,23 @@ class Store:
             list(busy),
             limit,
         )
-        return [
-            WorkflowTask(
+        tasks: dict[str, WorkflowTask] = {}
+        for r in rows:  # one row per inbox message (or one for an empty inbox), grouped by run
+            run_id = str(r["run_id"])
+            task = tasks.get(run_id) or WorkflowTask(
                 r["workflow_id"],
-                str(r["run_id"]),
+                run_id,
                 r["workflow_name"],
                 r["fence"],
                 r["next_seq"],
                 r["resumed"],
+                r["inbox_seq"],
             )
-            for r in rows
-        ]
+            if r["message_id"] is not None:
+                message = InboxMessage(r["message_id"], E(r["kind"]), unpack_attrs(r["body"]))
+                task = dataclasses.replace(task, messages=(*task.messages, message))
+            tasks[run_id] = task
+        return list(tasks.values())
 
     async def next_ready_at(
         self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str]

@@ -113,6 +113,7 @@ class Worker:
         self._cache: collections.OrderedDict[str, _CachedRun] = collections.OrderedDict()
         self._finished_here: dict[str, list[tuple[ActivityTask, bytes]]] = {}
         self._busy: set[str] = set()
+        self._due_again: set[str] = set()  # busy runs that became due while busy
         self._workflow_tasks: set[asyncio.Task[None]] = set()
         self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
         self._wake_workflows = _Wakeup()
@@ -286,6 +287,11 @@ class Worker:
                 self.task_queue, self.worker_id, names, list(self._busy), limit
             )
             for task in tasks:
+                if task.run_id in self._busy:
+                    # an activity result was handed to the run while we claimed it: the task
+                    # running it now cannot see this inbox; claim the run again after it
+                    self._due_again.add(task.run_id)
+                    continue
                 self._busy.add(task.run_id)
                 self._track(self._workflow_tasks, self._run_workflow_task(task))
             return len(tasks)
@@ -314,9 +320,12 @@ class Worker:
             while True:
                 consumed: list[int] = []
                 if from_inbox:
-                    run.inbox_seq, messages = await self._store.load_inbox(
-                        task.workflow_id, task.run_id
-                    )
+                    if task.inbox_seq is not None:  # the claim read the inbox already
+                        run.inbox_seq, messages = task.inbox_seq, list(task.messages)
+                    else:
+                        run.inbox_seq, messages = await self._store.load_inbox(
+                            task.workflow_id, task.run_id
+                        )
                     for message in messages:
                         if instance.closed:
                             break
@@ -354,7 +363,11 @@ class Worker:
             uncommitted += self._finished_here.pop(task.run_id, [])
             await self._report_through_store(uncommitted)
             self._busy.discard(task.run_id)
-            self._wake_workflows.capacity_freed()
+            if task.run_id in self._due_again:
+                self._due_again.discard(task.run_id)
+                self._wake_workflows.event.set()
+            else:
+                self._wake_workflows.capacity_freed()
 
     def _deliver_here(self, activity_task: ActivityTask, result: bytes) -> bool:
         """Hand an activity's result straight to its workflow when this worker holds the run.
@@ -437,7 +450,10 @@ class Worker:
             eager_activities=self._eager,
         )
         eager, ready_at = await self._store.commit_workflow_task(task, self.worker_id, commit)
-        self._wake_workflows.due(ready_at)
+        if ready_at is not None and ready_at <= datetime.now(UTC):
+            self._due_again.add(task.run_id)  # more arrived meanwhile: claim it when done
+        else:
+            self._wake_workflows.due(ready_at)
         for activity_task in eager:
             self._start_activity(activity_task)
         if instance.closed:
