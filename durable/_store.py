@@ -1342,21 +1342,41 @@ async def _close_run(
     elif closing.type is E.WORKFLOW_TIMED_OUT:
         failure = {"kind": "timeout", "message": "workflow execution timed out"}
     new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
-    await conn.execute(
-        "UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,"
-        " result = $4, failure = $5, continued_run_id = $6 "
-        "WHERE workflow_id = $1 AND run_id = $2",
+    carried_over = [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)] if new_run_id else []
+    children = await conn.fetchrow(
+        """
+        WITH closed AS (
+            UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,
+                result = $4, failure = $5, continued_run_id = $6
+            WHERE workflow_id = $1 AND run_id = $2),
+        tasks AS (
+            DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2),
+        inbox AS (
+            DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2
+                AND NOT (kind = ANY($7::smallint[]))),
+        updates AS (
+            UPDATE durable.calls SET done = true, failure = $8
+            WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done AND $6::uuid IS NULL)
+        SELECT pg_notify('durable', 'c' || $1) AS notified,
+            array(SELECT workflow_id FROM durable.workflows WHERE parent_workflow_id = $1
+                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS ids,
+            array(SELECT run_id::text FROM durable.workflows WHERE parent_workflow_id = $1
+                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS run_ids
+        """,
         workflow_id,
         run_id,
         status,
         attrs.get("result"),
         _pack(failure) if failure is not None else None,
         new_run_id,
-    )
-    await conn.execute(
-        "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2",
-        workflow_id,
-        run_id,
+        carried_over,
+        _pack(
+            {
+                "kind": "application",
+                "type": "UpdateError",
+                "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
+            }
+        ),
     )
     if new_run_id is not None:
         await _insert_run(
@@ -1374,12 +1394,10 @@ async def _close_run(
             new_run_id,
         )
         await conn.execute(
-            "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2"
-            " AND kind = ANY($4::smallint[])",
+            "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2",
             workflow_id,
             run_id,
             new_run_id,
-            [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)],
         )
         await conn.execute(
             "UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done",
@@ -1392,22 +1410,6 @@ async def _close_run(
             workflow_id,
             new_run_id,
         )
-    await conn.execute(
-        "DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2", workflow_id, run_id
-    )
-    await conn.execute(
-        "UPDATE durable.calls SET done = true, failure = $3 "
-        "WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done",
-        workflow_id,
-        run_id,
-        _pack(
-            {
-                "kind": "application",
-                "type": "UpdateError",
-                "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
-            }
-        ),
-    )
     if new_run_id is None and row["parent_workflow_id"]:
         outcome = (
             {"scheduled": row["parent_seq"], "result": attrs["result"]}
@@ -1426,21 +1428,11 @@ async def _close_run(
             E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
             outcome,
         )
-    if new_run_id is None:
-        children = await conn.fetch(
-            "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
-            " AND parent_run_id = $2 AND closed_at IS NULL FOR UPDATE",
-            workflow_id,
-            run_id,
-        )
-        for child in children:
+    if new_run_id is None:  # parent close policy: its open children are terminated
+        for child_id, child_run in zip(children["ids"], children["run_ids"], strict=True):
             await _terminate_run(
-                conn,
-                child["workflow_id"],
-                str(child["run_id"]),
-                f"parent workflow {workflow_id!r} closed ({status})",
+                conn, child_id, child_run, f"parent workflow {workflow_id!r} closed ({status})"
             )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "c" + workflow_id)
 
 
 async def _terminate_run(
