@@ -13,7 +13,13 @@ from typing import Any, Generic, TypeVar, overload
 
 import asyncpg
 
-from ._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
+from ._definitions import (
+    DEFAULT_TASK_QUEUE,
+    WorkflowDefinition,
+    check_attributes,
+    check_name,
+    workflow_name,
+)
 from ._embedded import embedded_dsn, resolve_dsn
 from ._errors import (
     DurableError,
@@ -98,11 +104,18 @@ def _history_event(event: Event) -> HistoryEvent:
     return HistoryEvent(event.seq, event.type.name, event.timestamp, fields)
 
 
-def _check_id(arg: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 1000:
-        raise ValueError(
-            f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}"
-        )
+def _check_timeout(value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < float("inf")
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+
+
+def _check_reason(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise ValueError(f"reason must be a string without NUL characters or None, got {value!r}")
     return value
 
 
@@ -116,23 +129,6 @@ def _check_timedelta(arg: str, value: Any) -> timedelta | None:
     if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
         raise ValueError(f"{arg} must be a non-negative datetime.timedelta or None, got {value!r}")
     return value
-
-
-def _check_attributes(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"attributes must be a dict with string keys, got {value!r}")
-    for key, item in value.items():
-        scalars = (str, int, float, bool, type(None))
-        if not isinstance(item, scalars) and not (
-            isinstance(item, list) and all(isinstance(i, scalars) for i in item)
-        ):
-            raise ValueError(
-                f"attribute {key!r} must be str, int, float, bool, None or a list of those, "
-                f"got {item!r}"
-            )
-    return dict(value)
 
 
 class Client:
@@ -246,12 +242,12 @@ class Client:
         attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[R]:
         """Signal the running workflow ``id``, or start it and signal it, atomically."""
-        _check_id("signal", signal)
+        check_name("signal", signal)
         payload = encode_args(tuple(signal_args), {})
         request, hint = await self._start_request(
             workflow,
             args,
-            _check_id("id", id),
+            check_name("id", id),
             task_queue,
             "allow_duplicate",
             "use_existing",
@@ -276,14 +272,14 @@ class Client:
     ) -> tuple[StartRequest, Any]:
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
-        workflow_id = _check_id(
+        workflow_id = check_name(
             "id",
             id
             if id is not None
             else (definition.id if definition and definition.id else str(uuid.uuid4())),
         )
         if task_queue is not None:
-            _check_id("task_queue", task_queue)
+            check_name("task_queue", task_queue)
         request = StartRequest(
             workflow_id=workflow_id,
             workflow_name=name,
@@ -295,7 +291,7 @@ class Client:
             ),
             start_delay=_check_timedelta("start_delay", start_delay),
             execution_timeout=_check_timedelta("execution_timeout", execution_timeout),
-            attributes=_check_attributes(attributes),
+            attributes=check_attributes(attributes),
         )
         queue = task_queue or (definition.task_queue if definition else None)
         if definition is None:
@@ -312,7 +308,7 @@ class Client:
     # ------------------------------------------------------------------ handles and listing
     def get_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given)."""
-        return WorkflowHandle(self, _check_id("workflow_id", workflow_id), run_id, Any)
+        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, Any)
 
     async def list(
         self,
@@ -330,7 +326,7 @@ class Client:
             raise ValueError(
                 f"started_after must be a timezone-aware datetime, got {started_after!r}"
             )
-        filters = _check_attributes(attributes)
+        filters = check_attributes(attributes)
         after: tuple[datetime, str, str] | None = None
         while True:
             rows = await self.store.list_workflows(
@@ -421,12 +417,13 @@ class WorkflowHandle(Generic[R]):
 
     async def signal(self, name: str, *args: Any) -> None:
         """Send signal ``name``; raises WorkflowNotFoundError unless the workflow is running."""
-        await self._store.signal(self.workflow_id, _check_id("name", name), encode_args(args, {}))
+        await self._store.signal(self.workflow_id, check_name("name", name), encode_args(args, {}))
 
     async def query(self, name: str, *args: Any, timeout: float = 30.0) -> Any:
         """Ask a worker to run the workflow's query handler ``name``."""
+        _check_timeout(timeout)
         call_id = await self._store.create_call(
-            KIND_QUERY, self.workflow_id, _check_id("name", name), encode_args(args, {})
+            KIND_QUERY, self.workflow_id, check_name("name", name), encode_args(args, {})
         )
         row = await self._await_call(call_id, timeout, "query")
         if row["failure"] is not None:
@@ -436,8 +433,9 @@ class WorkflowHandle(Generic[R]):
 
     async def update(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Run the workflow's update handler ``name`` and return its result."""
+        _check_timeout(timeout)
         call_id = await self._store.create_call(
-            KIND_UPDATE, self.workflow_id, _check_id("name", name), encode_args(args, {})
+            KIND_UPDATE, self.workflow_id, check_name("name", name), encode_args(args, {})
         )
         row = await self._await_call(call_id, timeout, "update")
         if row["failure"] is not None:
@@ -470,11 +468,11 @@ class WorkflowHandle(Generic[R]):
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the workflow to cancel: it sees CancelledError and may clean up."""
-        await self._store.request_cancel(self.workflow_id, reason)
+        await self._store.request_cancel(self.workflow_id, _check_reason(reason))
 
     async def terminate(self, reason: str | None = None) -> None:
         """Stop the workflow at once; no workflow code runs any more."""
-        await self._store.terminate(self.workflow_id, reason)
+        await self._store.terminate(self.workflow_id, _check_reason(reason))
 
     async def describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)

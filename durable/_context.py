@@ -20,6 +20,7 @@ from ._definitions import (
     RetryPolicy,
     WorkflowDefinition,
     activity_name,
+    check_name,
     workflow_name,
 )
 from ._errors import TimeoutError as DurableTimeoutError
@@ -103,12 +104,20 @@ class WorkflowRuntime(Protocol):
     def continue_as_new(self, args: bytes) -> NoReturn: ...
 
 
+MAX_DURATION = timedelta(days=365 * 100).total_seconds()
+
+
 def _seconds(value: float | timedelta, arg: str) -> float:
+    """A duration in seconds: finite, and at most a century (timers must be storable)."""
     if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"{arg} must be seconds (int/float) or a timedelta, got {value!r}")
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{arg} must be seconds (int/float) or a timedelta, got {value!r}")
+    if not -MAX_DURATION <= seconds <= MAX_DURATION:  # also refuses nan
+        raise ValueError(f"{arg} must be a finite duration of at most 100 years, got {value!r}")
+    return seconds
 
 
 class WorkflowContext:
@@ -195,16 +204,16 @@ class WorkflowContext:
     # -- signals, queries, updates, conditions ------------------------------------------------
     async def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
         """The next payload of signal ``name``; raises asyncio.TimeoutError on timeout."""
-        future = self._runtime.wait_signal(name)
+        future = self._runtime.wait_signal(check_name("name", name))
         if timeout is None:
             return await future
         return await _wait_for(future, timeout, f"signal {name!r}")
 
     def on_signal(self, name: str, handler: Callable[..., Any]) -> None:
-        self._runtime.on_signal(name, _callable(handler, "handler"))
+        self._runtime.on_signal(check_name("name", name), _callable(handler, "handler"))
 
     def on_query(self, name: str, fn: Callable[..., Any]) -> None:
-        self._runtime.on_query(name, _callable(fn, "fn"))
+        self._runtime.on_query(check_name("name", name), _callable(fn, "fn"))
 
     def on_update(
         self,
@@ -214,7 +223,7 @@ class WorkflowContext:
     ) -> None:
         if validator is not None:
             _callable(validator, "validator")
-        self._runtime.on_update(name, _callable(handler, "handler"), validator)
+        self._runtime.on_update(check_name("name", name), _callable(handler, "handler"), validator)
 
     async def wait_until(
         self, predicate: Callable[[], bool], timeout: float | timedelta | None = None
@@ -261,10 +270,10 @@ class WorkflowContext:
         return result
 
     def patched(self, change_id: str) -> bool:
-        return self._runtime.patched(_name(change_id, "change_id"), deprecated=False)
+        return self._runtime.patched(check_name("change_id", change_id), deprecated=False)
 
     def deprecate_patch(self, change_id: str) -> None:
-        self._runtime.patched(_name(change_id, "change_id"), deprecated=True)
+        self._runtime.patched(check_name("change_id", change_id), deprecated=True)
 
     def set_attributes(self, **attributes: Any) -> None:
         """Searchable key/values, for ``client.list(attributes=...)``."""
@@ -287,9 +296,3 @@ def _callable(fn: Any, arg: str) -> Any:
     if not callable(fn):
         raise TypeError(f"{arg} must be callable, got {fn!r}")
     return fn
-
-
-def _name(value: Any, arg: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{arg} must be a non-empty string, got {value!r}")
-    return value

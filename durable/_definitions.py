@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
@@ -104,20 +105,60 @@ class ActivityOptions:
     heartbeat_timeout: timedelta | None = None
 
     def __post_init__(self) -> None:
-        _check_name("task_queue", self.task_queue, optional=True)
+        check_name("task_queue", self.task_queue, optional=True)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a durable.RetryPolicy or None, got {self.retry!r}")
         for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
             _check_duration(arg, getattr(self, arg))
 
 
-def _check_name(arg: str, value: object, *, optional: bool = False) -> None:
+MAX_NAME_CHARS = 1000
+MAX_NAME_BYTES = 2000  # what Postgres indexes comfortably (a btree entry is at most ~2.7 kB)
+
+
+def check_name(arg: str, value: Any, *, optional: bool = False) -> Any:
+    """Validate a workflow id, name, task queue or signal/query/update name; returns it."""
     if value is None and optional:
-        return
-    if not isinstance(value, str) or not value or len(value) > 1000:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value
+        or "\x00" in value
+        or len(value) > MAX_NAME_CHARS
+        or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    ):
         raise ValueError(
-            f"{arg} must be a non-empty string of at most 1000 characters, got {value!r}"
+            f"{arg} must be a non-empty string without NUL characters, at most "
+            f"{MAX_NAME_CHARS} characters and {MAX_NAME_BYTES} bytes in UTF-8; got {value!r:.200}"
         )
+    return value
+
+
+def _is_attribute_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, int | bool)
+
+
+def check_attributes(value: Any) -> Any:
+    """Validate searchable attributes (stored as JSON); returns them as a dict or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"attributes must be a dict, got {value!r:.200}")
+    for key, item in value.items():
+        if not isinstance(key, str) or "\x00" in key:
+            raise ValueError(f"attribute names must be strings without NUL, got {key!r:.200}")
+        if not _is_attribute_scalar(item) and not (
+            isinstance(item, list) and all(_is_attribute_scalar(i) for i in item)
+        ):
+            raise ValueError(
+                f"attribute {key!r} must be a string without NUL characters, a finite number, "
+                f"a bool, None, or a list of those (it is stored as JSON); got {item!r:.200}"
+            )
+    return dict(value)
 
 
 class ActivityDefinition(Generic[P, R]):
@@ -163,7 +204,7 @@ class ActivityDefinition(Generic[P, R]):
             }.items()
             if value is not None
         }
-        _check_name("name", name, optional=True)
+        check_name("name", name, optional=True)
         return ActivityDefinition(
             self.fn, name or self.name, dataclasses.replace(self.options, **changes)
         )
@@ -200,9 +241,9 @@ class WorkflowDefinition(Generic[P, R]):
     def with_options(
         self, *, name: str | None = None, task_queue: str | None = None, id: str | None = None
     ) -> WorkflowDefinition[P, R]:
-        _check_name("name", name, optional=True)
-        _check_name("task_queue", task_queue, optional=True)
-        _check_name("id", id, optional=True)
+        check_name("name", name, optional=True)
+        check_name("task_queue", task_queue, optional=True)
+        check_name("id", id, optional=True)
         return WorkflowDefinition(
             self.fn, name or self.name, task_queue or self.task_queue, id or self.id
         )
@@ -244,7 +285,7 @@ def activity(
     heartbeat_timeout: timedelta | None = None,
 ) -> Any:
     """Declare an activity: a function with side effects, run by a worker and retried."""
-    _check_name("name", name, optional=True)
+    check_name("name", name, optional=True)
     options = ActivityOptions(
         task_queue=task_queue,
         retry=retry,
@@ -279,8 +320,8 @@ def workflow(
     task_queue: str | None = None,
 ) -> Any:
     """Declare a workflow: a deterministic async function whose every await is recorded."""
-    _check_name("name", name, optional=True)
-    _check_name("task_queue", task_queue, optional=True)
+    check_name("name", name, optional=True)
+    check_name("task_queue", task_queue, optional=True)
 
     def decorate(f: Callable[..., Awaitable[Any]]) -> WorkflowDefinition[Any, Any]:
         return WorkflowDefinition(f, name or f.__qualname__, task_queue)

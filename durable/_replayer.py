@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import inspect
 import logging
 import random
@@ -21,7 +22,13 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ._context import ChildWorkflowHandle, WorkflowContext, WorkflowInfo
-from ._definitions import ActivityDefinition, ActivityOptions, RetryPolicy, WorkflowDefinition
+from ._definitions import (
+    ActivityDefinition,
+    ActivityOptions,
+    RetryPolicy,
+    WorkflowDefinition,
+    check_attributes,
+)
 from ._errors import (
     ActivityError,
     ChildWorkflowError,
@@ -37,6 +44,7 @@ from ._loop import DurableTimerHandle, WorkflowEventLoop
 from ._serialization import decode, decode_args, encode, return_hint
 
 E = EventType
+_MAX_TIMER_SECONDS = 100 * 365 * 24 * 3600.0
 _log = logging.getLogger("durable.workflow")
 
 
@@ -356,6 +364,11 @@ class WorkflowInstance:
         return future
 
     def timer_started(self, handle: DurableTimerHandle) -> None:
+        if not handle.when() - self.loop.time() <= _MAX_TIMER_SECONDS:  # also refuses nan
+            raise ValueError(
+                f"a timer {handle.when() - self.loop.time()} s from now cannot be stored; "
+                "durable timers are at most 100 years long"
+            )
         handle.seq = self._command(E.TIMER_STARTED, {"fire_at": handle.when()}).seq
         self._timers[handle.seq] = handle
 
@@ -367,9 +380,7 @@ class WorkflowInstance:
         self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
     ) -> ChildWorkflowHandle[Any]:
         self._child_count += 1
-        child_id = (
-            workflow_id or f"{self.info.workflow_id}/{self.info.run_id[:8]}/{self._child_count}"
-        )
+        child_id = workflow_id or f"{self._child_id_prefix()}/{self._child_count}"
         attrs = {
             "name": name,
             "workflow_id": child_id,
@@ -381,6 +392,12 @@ class WorkflowInstance:
         self._awaited[seq] = _Awaited(future, hint, name)
         task = self.loop.create_task(self._await_child(seq, future), name=f"child:{child_id}")
         return ChildWorkflowHandle(self, seq, child_id, task)
+
+    def _child_id_prefix(self) -> str:
+        parent = self.info.workflow_id
+        if len(parent.encode()) > 900:  # keep default child ids within the id size limit
+            parent = hashlib.sha256(parent.encode()).hexdigest()
+        return f"{parent}/{self.info.run_id[:8]}"
 
     def signal_child(self, seq: int, name: str, args: bytes) -> None:
         self._command(E.CHILD_SIGNALED, {"scheduled": seq, "name": name, "args": args})
@@ -446,15 +463,7 @@ class WorkflowInstance:
         return taken
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        for key, value in attributes.items():
-            if not _is_json_scalar(value) and not (
-                isinstance(value, list) and all(_is_json_scalar(v) for v in value)
-            ):
-                raise TypeError(
-                    f"attribute {key!r} must be str, int, float, bool, None or a list of those "
-                    f"(it is stored as JSON for searching), got {value!r}"
-                )
-        self._command(E.ATTRIBUTES_SET, {"attributes": dict(attributes)})
+        self._command(E.ATTRIBUTES_SET, {"attributes": check_attributes(attributes)})
 
     def continue_as_new(self, args: bytes) -> NoReturn:
         raise _ContinueAsNew(args)
@@ -709,7 +718,3 @@ def _set_decoded(
 
 def _seconds_or_none(value: Any) -> float | None:
     return value.total_seconds() if value is not None else None
-
-
-def _is_json_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)

@@ -31,6 +31,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import os
 import struct
 import sys
 import types
@@ -311,22 +312,39 @@ def _encode_error(roots: Sequence[tuple[str, object]], exc: Exception) -> Payloa
     return PayloadError(f"cannot serialize value: {type(exc).__name__}: {exc}")
 
 
+# The largest payload stored (argument list, result, signal, heartbeat details): a history
+# row is no place for bulk data. Set $DURABLE_MAX_PAYLOAD_BYTES to change it.
+MAX_PAYLOAD_BYTES = int(os.environ.get("DURABLE_MAX_PAYLOAD_BYTES") or 2 * 1024 * 1024)
+
+
+def _within_limit(payload: bytes, what: str) -> bytes:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(
+            f"{what} is {len(payload):,} bytes encoded, over the limit of {MAX_PAYLOAD_BYTES:,} "
+            "bytes ($DURABLE_MAX_PAYLOAD_BYTES); store large data elsewhere (a blob store, a "
+            "table) and pass a reference"
+        )
+    return payload
+
+
 def encode(value: object) -> bytes:
     """Serialize ``value`` to msgpack bytes; raises PayloadError naming any unsupported part."""
     try:
-        return _pack(value)
+        payload = _pack(value)
     except Exception as exc:
         raise _encode_error([("value", value)], exc) from exc
+    return _within_limit(payload, "the value")
 
 
 def encode_args(args: Sequence[object], kwargs: Mapping[str, object]) -> bytes:
     """Serialize call arguments as ``[args, kwargs]``."""
     try:
-        return _pack([list(args), dict(kwargs)])
+        payload = _pack([list(args), dict(kwargs)])
     except Exception as exc:
         roots = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
         roots += [(f"kwargs[{name!r}]", arg) for name, arg in kwargs.items()]
         raise _encode_error(roots, exc) from exc
+    return _within_limit(payload, "the argument list")
 
 
 # --------------------------------------------------------------------------------- decoding

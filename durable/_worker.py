@@ -24,8 +24,14 @@ from typing import Any
 
 from ._activity import ActivityContext, ActivityInfo, run_activity_function
 from ._client import Client
-from ._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, RetryPolicy, WorkflowDefinition
-from ._errors import NondeterminismError
+from ._definitions import (
+    DEFAULT_TASK_QUEUE,
+    ActivityDefinition,
+    RetryPolicy,
+    WorkflowDefinition,
+    check_name,
+)
+from ._errors import NondeterminismError, PayloadError
 from ._events import EventType
 from ._failures import Failure, activity_failure, is_retryable, to_failure
 from ._replayer import LocalActivityCall, WorkflowInstance
@@ -90,7 +96,7 @@ class Worker:
         identity: str | None = None,
     ) -> None:
         self.client = client
-        self.task_queue = _check_str("task_queue", task_queue)
+        self.task_queue = check_name("task_queue", task_queue)
         self._workflows = _index("workflows", workflows, WorkflowDefinition)
         self._activities = _index("activities", activities, ActivityDefinition)
         if not self._workflows and not self._activities:
@@ -584,11 +590,14 @@ class Worker:
         try:
             args, kwargs = decode_args(task.args, definition.fn)
             result = await run_activity_function(definition, args, kwargs, context, self._executor)
-            return {"result": encode(result)}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return {"failure": to_failure(exc)}
+        try:
+            return {"result": encode(result)}
+        except PayloadError as exc:  # the same result would fail again: do not retry
+            return {"failure": {**to_failure(exc), "non_retryable": True}}
 
     async def _watch_activity(
         self, task: ActivityTask, context: ActivityContext, work: asyncio.Task[Any]
@@ -670,12 +679,6 @@ def _should_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
     return retry.allows_attempt(attempt + 1) and is_retryable(
         failure, tuple(retry.non_retryable_error_types)
     )
-
-
-def _check_str(arg: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{arg} must be a non-empty string, got {value!r}")
-    return value
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

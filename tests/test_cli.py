@@ -125,6 +125,7 @@ async def test_worker_start_query_signal_describe_history_list_terminate(
 
     started = await cli_json(capsys, "start", "greeter", '"bob"', "--id", "wf-2", "--dsn", dsn)
     assert started["workflow_id"] == "wf-2" and started["run_id"]
+    await wait_until_waiting(client, "wf-2")  # its attributes are set by then
     code, out, err = await cli(capsys, "terminate", "wf-2", "--reason", "test", "--dsn", dsn)
     assert code == 0, err
     described = await cli_json(capsys, "describe", "wf-2", "--dsn", dsn)
