@@ -17,7 +17,9 @@ from ._definitions import (
     DEFAULT_TASK_QUEUE,
     WorkflowDefinition,
     check_attributes,
+    check_duration,
     check_name,
+    check_text,
     workflow_name,
 )
 from ._embedded import embedded_dsn, resolve_dsn
@@ -123,12 +125,6 @@ def _check_choice(arg: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return str(value)
-
-
-def _check_timedelta(arg: str, value: Any) -> timedelta | None:
-    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
-        raise ValueError(f"{arg} must be a non-negative datetime.timedelta or None, got {value!r}")
-    return value
 
 
 class Client:
@@ -243,6 +239,8 @@ class Client:
     ) -> WorkflowHandle[R]:
         """Signal the running workflow ``id``, or start it and signal it, atomically."""
         check_name("signal", signal)
+        if not isinstance(signal_args, tuple | list):
+            raise TypeError(f"signal_args must be a tuple of arguments, got {signal_args!r:.200}")
         payload = encode_args(tuple(signal_args), {})
         request, hint = await self._start_request(
             workflow,
@@ -289,8 +287,8 @@ class Client:
             id_conflict_policy=_check_choice(
                 "id_conflict_policy", id_conflict_policy, ID_CONFLICT_POLICIES
             ),
-            start_delay=_check_timedelta("start_delay", start_delay),
-            execution_timeout=_check_timedelta("execution_timeout", execution_timeout),
+            start_delay=check_duration("start_delay", start_delay, allow_zero=True),
+            execution_timeout=check_duration("execution_timeout", execution_timeout),
             attributes=check_attributes(attributes),
         )
         queue = task_queue or (definition.task_queue if definition else None)
@@ -318,6 +316,8 @@ class Client:
         started_after: datetime | None = None,
     ) -> AsyncIterator[WorkflowDescription]:
         """Workflow runs matching every filter given, oldest first."""
+        if workflow_name is not None:
+            check_text("workflow_name", workflow_name)
         if status is not None:
             _check_choice("status", status, STATUSES)
         if started_after is not None and (
@@ -364,6 +364,7 @@ class WorkflowHandle(Generic[R]):
     async def result(self, timeout: float | timedelta | None = None) -> R:
         """Wait for the workflow to close (following continue-as-new) and return its result."""
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        _check_timeout(seconds)
         try:
             async with asyncio.timeout(seconds):
                 return await self._wait_result()

@@ -21,13 +21,18 @@ R_co = TypeVar("R_co", covariant=True)
 DEFAULT_TASK_QUEUE = "default"
 
 
-def _check_duration(arg: str, value: timedelta | None, *, allow_zero: bool = False) -> None:
+MAX_DURATION = timedelta(days=365 * 100)
+
+
+def check_duration(arg: str, value: Any, *, allow_zero: bool = False) -> Any:
+    """Validate an optional timedelta option (positive, at most a century); returns it."""
     if value is None:
-        return
+        return None
     if not isinstance(value, timedelta):
         raise TypeError(f"{arg} must be a datetime.timedelta or None, got {value!r}")
-    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
-        raise ValueError(f"{arg} must be a positive timedelta, got {value!r}")
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero) or value > MAX_DURATION:
+        raise ValueError(f"{arg} must be a positive timedelta of at most 100 years, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,10 @@ class RetryPolicy:
     non_retryable_error_types: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        _check_duration("RetryPolicy.initial_interval", self.initial_interval, allow_zero=True)
-        _check_duration("RetryPolicy.maximum_interval", self.maximum_interval, allow_zero=True)
-        if not isinstance(self.backoff_coefficient, int | float) or self.backoff_coefficient < 1:
+        check_duration("RetryPolicy.initial_interval", self.initial_interval, allow_zero=True)
+        check_duration("RetryPolicy.maximum_interval", self.maximum_interval, allow_zero=True)
+        coefficient = self.backoff_coefficient
+        if not isinstance(coefficient, int | float) or not 1 <= coefficient < math.inf:
             raise ValueError(
                 "RetryPolicy.backoff_coefficient must be a number >= 1, "
                 f"got {self.backoff_coefficient!r}"
@@ -58,7 +64,13 @@ class RetryPolicy:
                 "RetryPolicy.non_retryable_error_types must be a sequence of type names, "
                 f"got the string {self.non_retryable_error_types!r}; wrap it in a tuple"
             )
-        object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
+        types = tuple(self.non_retryable_error_types)
+        if not all(isinstance(t, str) for t in types):
+            raise TypeError(
+                "RetryPolicy.non_retryable_error_types must hold type names (strings such as "
+                f"'ValueError'), got {types!r}"
+            )
+        object.__setattr__(self, "non_retryable_error_types", types)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2 = the first retry)."""
@@ -109,7 +121,25 @@ class ActivityOptions:
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a durable.RetryPolicy or None, got {self.retry!r}")
         for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
-            _check_duration(arg, getattr(self, arg))
+            check_duration(arg, getattr(self, arg))
+
+
+def _utf8_length(text: str) -> float:
+    """Bytes in UTF-8; infinite for text UTF-8 cannot hold (lone surrogates)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return math.inf
+
+
+def check_text(arg: str, value: Any) -> str:
+    """Validate text Postgres can store (a string without NUL or lone surrogates)."""
+    if not isinstance(value, str) or "\x00" in value or _utf8_length(value) == math.inf:
+        raise ValueError(
+            f"{arg} must be a string without NUL characters or lone surrogates, "
+            f"got {value!r:.200}"
+        )
+    return value
 
 
 MAX_NAME_CHARS = 1000
@@ -125,7 +155,7 @@ def check_name(arg: str, value: Any, *, optional: bool = False) -> Any:
         or not value
         or "\x00" in value
         or len(value) > MAX_NAME_CHARS
-        or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+        or _utf8_length(value) > MAX_NAME_BYTES
     ):
         raise ValueError(
             f"{arg} must be a non-empty string without NUL characters, at most "
@@ -136,10 +166,12 @@ def check_name(arg: str, value: Any, *, optional: bool = False) -> Any:
 
 def _is_attribute_scalar(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" not in value
+        return "\x00" not in value and _utf8_length(value) < math.inf
     if isinstance(value, float):
         return math.isfinite(value)
-    return value is None or isinstance(value, int | bool)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**64  # what msgpack stores in the recorded event
+    return value is None or isinstance(value, bool)
 
 
 def check_attributes(value: Any) -> Any:
@@ -149,7 +181,7 @@ def check_attributes(value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise ValueError(f"attributes must be a dict, got {value!r:.200}")
     for key, item in value.items():
-        if not isinstance(key, str) or "\x00" in key:
+        if not isinstance(key, str) or "\x00" in key or _utf8_length(key) == math.inf:
             raise ValueError(f"attribute names must be strings without NUL, got {key!r:.200}")
         if not _is_attribute_scalar(item) and not (
             isinstance(item, list) and all(_is_attribute_scalar(i) for i in item)

@@ -29,6 +29,7 @@ from ._definitions import (
     ActivityDefinition,
     RetryPolicy,
     WorkflowDefinition,
+    check_duration,
     check_name,
 )
 from ._errors import NondeterminismError, PayloadError
@@ -111,9 +112,11 @@ class Worker:
         self.max_concurrent_activities = max_concurrent_activities
         self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks
         self.max_cached_workflows = max_cached_workflows
-        self.lease_ttl = lease_ttl.total_seconds()
-        self.poll_interval = poll_interval.total_seconds()
-        self.shutdown_grace = shutdown_grace.total_seconds()
+        self.lease_ttl = check_duration("lease_ttl", lease_ttl).total_seconds()
+        self.poll_interval = check_duration("poll_interval", poll_interval).total_seconds()
+        self.shutdown_grace = check_duration(
+            "shutdown_grace", shutdown_grace, allow_zero=True
+        ).total_seconds()
         self.worker_id = str(uuid.uuid4())
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self._cache: collections.OrderedDict[str, _CachedRun] = collections.OrderedDict()
