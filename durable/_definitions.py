@@ -361,27 +361,20 @@ def workflow(
     return decorate(fn) if fn is not None else decorate
 
 
-ActivityRef = ActivityDefinition[Any, Any] | str
-WorkflowRef = WorkflowDefinition[Any, Any] | str
+def _registered_name(ref: object, kind: type[Any], what: str) -> str:
+    if isinstance(ref, kind):
+        return str(ref.name)
+    if isinstance(ref, str) and ref:
+        return ref
+    raise TypeError(
+        f"expected an @{what} function or its registered name, got {ref!r}; "
+        f"decorate the function with @durable.{what}"
+    )
 
 
 def activity_name(ref: object) -> str:
-    if isinstance(ref, ActivityDefinition):
-        return ref.name
-    if isinstance(ref, str) and ref:
-        return ref
-    raise TypeError(
-        f"expected an @activity function or an activity name, got {ref!r}; "
-        "decorate the function with @durable.activity"
-    )
+    return _registered_name(ref, ActivityDefinition, "activity")
 
 
 def workflow_name(ref: object) -> str:
-    if isinstance(ref, WorkflowDefinition):
-        return ref.name
-    if isinstance(ref, str) and ref:
-        return ref
-    raise TypeError(
-        f"expected a @workflow function or a workflow name, got {ref!r}; "
-        "decorate the function with @durable.workflow"
-    )
+    return _registered_name(ref, WorkflowDefinition, "workflow")
