@@ -788,8 +788,20 @@ class Store:
 # ====================================================================== statements in a transaction
 
 
+async def _applied_migrations(conn: asyncpg.Connection) -> set[int]:
+    if await conn.fetchval("SELECT to_regclass('durable.schema_migrations')") is None:
+        return set()
+    return {r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")}
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
-    """Apply the numbered migrations not yet applied; safe to run from many processes at once."""
+    """Apply the numbered migrations not yet applied; safe to run from many processes at once.
+
+    An up-to-date schema is detected without DDL or locks, so roles that may not alter the
+    schema can connect.
+    """
+    if {version for version, _ in _migration_files()} <= await _applied_migrations(conn):
+        return []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
         await conn.execute(
@@ -797,9 +809,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
             "CREATE TABLE IF NOT EXISTS durable.schema_migrations ("
             " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        applied = {
-            r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")
-        }
+        applied = await _applied_migrations(conn)
         done = []
         for version, sql in _migration_files():
             if version in applied:
