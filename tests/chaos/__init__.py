@@ -1,0 +1,1 @@
+"""The chaos (fault-injection) suite: see docs/reliability.md."""

@@ -1,0 +1,382 @@
+"""Workflows and activities of the chaos suite, and the worker process that runs them.
+
+Run a worker: ``python -m tests.chaos.app DSN``. It serves ``TASK_QUEUE`` with a short lease
+so that the harness's faults (kill, stall) lead to takeovers within seconds.
+
+Every workflow's result is computable from its :class:`Spec` (see :func:`expected_value`),
+and every activity leaves a trace in two tables of the same database, so the harness can
+count executions and check side effects afterwards:
+
+- ``chaos_executions``: one row per activity attempt that started (at-least-once evidence);
+- ``chaos_effects``: the side effect, keyed by the activity's idempotency key and written
+  ``ON CONFLICT DO NOTHING``, so at most one row per activity call however often it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import sys
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import asyncpg
+
+import durable
+from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
+
+TASK_QUEUE = "chaos"
+LEASE_TTL = timedelta(seconds=2)
+POLL_INTERVAL = timedelta(milliseconds=200)
+SHUTDOWN_GRACE = timedelta(seconds=3)
+SIGNAL_NAME = "n"  # the harness sends signals SIGNAL_NAME with payloads 0, 1, 2, ...
+SIGNAL_TIMEOUT = 3.0  # each wait for a signal is also a timer, cancelled when the signal comes
+FLAKY_FAILURES = 2  # flaky() fails its first attempts, so its completion is attempt >= 3
+DSN_ENV = "CHAOS_DSN"
+
+MODES = ("normal", "hold", "late_cancel")
+# normal:      runs to completion; never cancelled.
+# hold:        after its work it waits for a signal that never comes: it ends by cancellation.
+# late_cancel: like normal, and the harness cancels it at a random moment, possibly after it
+#              completed: it ends cancelled, or completed with the expected result.
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+)
+ACTIVITY_OPTIONS = {"retry": RETRY, "start_to_close_timeout": timedelta(seconds=10)}
+
+EFFECTFUL_ACTIVITIES = ("step", "compensate")  # write chaos_effects, keyed by idempotency key
+RECORDING_ACTIVITIES = ("step", "flaky", "compensate")  # write chaos_executions
+
+
+@dataclass
+class TimerObservation:
+    """What the workflow saw of one durable sleep: its clock before and after."""
+
+    seconds: float
+    before: datetime
+    after: datetime
+
+
+@dataclass
+class Outcome:
+    value: int
+    signals: list[int] = field(default_factory=list)
+    timers: list[TimerObservation] = field(default_factory=list)
+    signal_timeouts: int = 0  # wait_signal timeouts (depends on timing: reported, not checked)
+    runs: int = 1
+
+
+@dataclass
+class Spec:
+    index: int
+    seed: int
+    steps: int  # sequential activities per round
+    fanout: int  # activities run at once (asyncio.gather) per round
+    sleeps: list[float]  # durable timers per round, in seconds
+    signals: int  # numbered signals the workflow waits for in its first round
+    children: int  # child workflows per round (each signalled by the parent)
+    rounds: int  # runs: rounds - 1 continue_as_new
+    mode: str = "normal"
+    round: int = 1
+    carried: Outcome | None = None  # what earlier rounds produced
+
+    @property
+    def workflow_id(self) -> str:
+        return f"chaos-{self.seed}-{self.index}"
+
+
+# CHAOS_NO_LOCAL_ACTIVITY=1 leaves the local activity out of every round (to run the suite
+# without the local-activity hang, see docs/reliability.md).
+USE_LOCAL_ACTIVITY = not os.environ.get("CHAOS_NO_LOCAL_ACTIVITY")
+
+
+# ---------------------------------------------------------------- expected values (pure)
+def step_value(seed: int, round_: int, i: int) -> int:
+    return (seed * 7919 + round_ * 1_000_003 + i * 104_729) % 10_007
+
+
+def flaky_value(seed: int, round_: int) -> int:
+    return (seed * 31 + round_ * 17) % 997
+
+
+def mix_value(seed: int, round_: int) -> int:
+    return (seed ^ (round_ * 2_654_435_761)) % 1_000
+
+
+def square_input(seed: int, round_: int) -> int:
+    return seed % 1_000 + round_
+
+
+def child_value(seed: int, tag: int, go: int) -> int:
+    return step_value(seed, 0, 1_000 + tag) + go
+
+
+def child_tag(round_: int, k: int) -> int:
+    return round_ * 10 + k
+
+
+def round_value(spec: Spec, round_: int) -> int:
+    value = sum(step_value(spec.seed, round_, i) for i in range(spec.steps))
+    if spec.steps:
+        value += flaky_value(spec.seed, round_)
+    value += sum(step_value(spec.seed, round_, 100 + j) for j in range(spec.fanout))
+    value += square_input(spec.seed, round_) ** 2
+    if USE_LOCAL_ACTIVITY:
+        value += mix_value(spec.seed, round_)
+    value += sum(child_value(spec.seed, child_tag(round_, k), k) for k in range(spec.children))
+    return value
+
+
+def expected_value(spec: Spec) -> int:
+    return sum(round_value(spec, r) for r in range(1, spec.rounds + 1))
+
+
+def make_spec(rng: random.Random, seed: int, index: int, mode: str) -> Spec:
+    """A random mix of activities, timers, signals and children for one workflow."""
+    signals = rng.choice((0, 0, 1, 2, 3, 4)) if mode == "normal" else 0
+    return Spec(
+        index=index,
+        seed=seed % 100_000 * 10_000 + index,
+        steps=rng.randint(1, 4),
+        fanout=rng.choice((0, 2, 3, 4)),
+        sleeps=[round(rng.uniform(0.3, 3.0), 3) for _ in range(rng.randint(0, 2))],
+        signals=signals,
+        children=rng.choice((0, 0, 1, 2)),
+        rounds=rng.choice((1, 1, 1, 2)),
+        mode=mode,
+    )
+
+
+# ---------------------------------------------------------------- activities
+_pool: asyncpg.Pool | None = None
+_pool_lock = asyncio.Lock()
+
+
+async def _database() -> asyncpg.Pool:
+    """The worker's pool for the chaos tables (made on first use, again after a failure)."""
+    global _pool
+    async with _pool_lock:
+        if _pool is None:
+            _pool = await asyncpg.create_pool(os.environ[DSN_ENV], min_size=0, max_size=4)
+        return _pool
+
+
+async def _record_execution() -> None:
+    info = durable.activity_context().info
+    pool = await _database()
+    await pool.execute(
+        "INSERT INTO chaos_executions (idempotency_key, activity_name, attempt, pid)"
+        " VALUES ($1, $2, $3, $4)",
+        info.idempotency_key,
+        info.activity_name,
+        info.attempt,
+        os.getpid(),
+    )
+
+
+async def _record_effect(value: int) -> None:
+    info = durable.activity_context().info
+    pool = await _database()
+    await pool.execute(
+        "INSERT INTO chaos_effects (idempotency_key, activity_name, value, attempt, pid)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+        info.idempotency_key,
+        info.activity_name,
+        value,
+        info.attempt,
+        os.getpid(),
+    )
+
+
+# step() has no timeout, as most activities are written; CHAOS_STEP_TIMEOUT=<seconds> gives
+# it a start_to_close timeout (which masks lost outcomes: the reaper retries them then).
+STEP_TIMEOUT = float(os.environ.get("CHAOS_STEP_TIMEOUT") or 0) or None
+
+
+@activity(
+    retry=RETRY,
+    start_to_close_timeout=timedelta(seconds=STEP_TIMEOUT) if STEP_TIMEOUT else None,
+)
+async def step(seed: int, round_: int, i: int) -> int:
+    """Some work with one side effect, exactly once per call thanks to the idempotency key."""
+    await _record_execution()
+    await asyncio.sleep(random.uniform(0.02, 0.3))
+    value = step_value(seed, round_, i)
+    await _record_effect(value)
+    return value
+
+
+@activity(**ACTIVITY_OPTIONS)
+async def flaky(seed: int, round_: int) -> int:
+    """Fails its first FLAKY_FAILURES attempts: exercises retries."""
+    await _record_execution()
+    attempt = durable.activity_context().info.attempt
+    if attempt <= FLAKY_FAILURES:
+        raise ApplicationError(f"planned failure of attempt {attempt}", type="Planned")
+    return flaky_value(seed, round_)
+
+
+@activity(**ACTIVITY_OPTIONS)
+async def compensate(seed: int) -> int:
+    """Cleanup run by a cancelled workflow."""
+    await _record_execution()
+    await _record_effect(-(seed % 1_000_000))
+    return -(seed % 1_000_000)
+
+
+@activity(**ACTIVITY_OPTIONS)
+def square(x: int) -> int:
+    """A sync activity (thread pool), no side effect."""
+    return x * x
+
+
+@activity(**ACTIVITY_OPTIONS)
+async def mix(seed: int, round_: int) -> int:
+    """Run as a local activity."""
+    return mix_value(seed, round_)
+
+
+# ---------------------------------------------------------------- workflows
+@workflow
+async def chaos_child(ctx: WorkflowContext, seed: int, tag: int) -> int:
+    go = await ctx.wait_signal("go")  # sent by the parent (CHILD_SIGNALED)
+    base = await ctx.activity(step, seed, 0, 1_000 + tag)
+    await ctx.sleep(0.2 + (tag % 10) * 0.2)
+    return int(base + go)
+
+
+@workflow
+async def chaos_workflow(ctx: WorkflowContext, spec: Spec) -> Outcome:
+    try:
+        outcome = await _round(ctx, spec)
+    except asyncio.CancelledError:
+        await ctx.activity(compensate, spec.seed)
+        raise
+    if spec.round < spec.rounds:
+        ctx.continue_as_new(replace(spec, round=spec.round + 1, carried=outcome))
+    return outcome
+
+
+async def _round(ctx: WorkflowContext, spec: Spec) -> Outcome:
+    r = spec.round
+    carried = spec.carried or Outcome(0, runs=0)
+    value = 0
+    for i in range(spec.steps):
+        value += await ctx.activity(step, spec.seed, r, i)
+        if i == 0:
+            value += await ctx.activity(flaky, spec.seed, r)
+    parts = await asyncio.gather(
+        *(ctx.activity(step, spec.seed, r, 100 + j) for j in range(spec.fanout))
+    )
+    value += sum(parts)
+    if USE_LOCAL_ACTIVITY:
+        value += await ctx.local_activity(mix, spec.seed, r)
+    value += await ctx.activity(square, square_input(spec.seed, r))
+    timers = []
+    for seconds in spec.sleeps:
+        before = ctx.now()
+        await ctx.sleep(seconds)
+        timers.append(TimerObservation(seconds, before, ctx.now()))
+    signals: list[int] = []
+    timeouts = 0
+    while r == 1 and len(signals) < spec.signals:
+        try:
+            signals.append(await ctx.wait_signal(SIGNAL_NAME, timeout=SIGNAL_TIMEOUT))
+        except TimeoutError:
+            timeouts += 1
+    children = [
+        ctx.start_child(chaos_child, spec.seed, child_tag(r, k)) for k in range(spec.children)
+    ]
+    for k, child in enumerate(children):
+        await child.signal("go", k)
+    # return_exceptions: when cancelled, gather waits until every child closed (without it,
+    # gather raises as soon as the first child ends cancelled, the workflow closes, and the
+    # children still closing are terminated with it)
+    for result in await asyncio.gather(*children, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+        value += result
+    if spec.mode == "hold" and r == spec.rounds:
+        await ctx.wait_signal("release")  # never sent: the harness cancels this workflow
+    return Outcome(
+        value=carried.value + value,
+        signals=carried.signals + signals,
+        timers=carried.timers + timers,
+        signal_timeouts=carried.signal_timeouts + timeouts,
+        runs=carried.runs + 1,
+    )
+
+
+WORKFLOWS = [chaos_workflow, chaos_child]
+ACTIVITIES = [step, flaky, compensate, square, mix]
+
+TABLES_SQL = """
+CREATE TABLE IF NOT EXISTS chaos_executions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    idempotency_key text NOT NULL,
+    activity_name text NOT NULL,
+    attempt int NOT NULL,
+    pid int NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE IF NOT EXISTS chaos_effects (
+    idempotency_key text PRIMARY KEY,
+    activity_name text NOT NULL,
+    value bigint NOT NULL,
+    attempt int NOT NULL,
+    pid int NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp());
+"""
+
+
+# ---------------------------------------------------------------- the worker process
+async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
+    """Connect, waiting for the database if it is restarting (bounded)."""
+    for attempt in range(attempts):
+        try:
+            return await durable.Client.connect(dsn)
+        except durable.DurableError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+async def serve(dsn: str) -> None:
+    os.environ[DSN_ENV] = dsn
+    client = await _connect(dsn)
+    try:
+        worker = durable.Worker(
+            client,
+            task_queue=TASK_QUEUE,
+            workflows=WORKFLOWS,
+            activities=ACTIVITIES,
+            max_concurrent_activities=50,
+            lease_ttl=LEASE_TTL,
+            poll_interval=POLL_INTERVAL,
+            shutdown_grace=SHUTDOWN_GRACE,
+        )
+        await worker.run()
+    finally:
+        await client.close()
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(argv[1]))
+    except Exception:
+        logging.exception("chaos worker failed")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

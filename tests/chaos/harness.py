@@ -1,0 +1,595 @@
+"""The chaos harness, shared by the CI test (test_chaos.py) and the soak run (soak.py).
+
+One run: start a Postgres of our own, a few worker processes (tests/chaos/app.py) and a
+client; start workflows, signal and cancel them while injecting faults on a random plan
+(kill -9 a worker, restart Postgres with -m immediate, pg_terminate_backend, SIGSTOP a
+worker past its lease); wait until every workflow finished; stop the workers gracefully;
+check the invariants of tests/chaos/checks.py on the database; report the figures.
+
+The workflows are in app.py, the faults and worker processes in faults.py, the Postgres
+server in server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+import durable
+from durable._events import EventType, unpack_attrs
+from durable._serialization import decode
+
+from . import app, checks
+from .faults import (
+    LOST_OUTCOME,
+    RESTART,
+    Fault,
+    FaultInjector,
+    WorkerPool,
+    count_lines,
+    failed_tasks,
+    plan_faults,
+    scan_logs,
+)
+from .server import PostgresServer, running_server
+
+T = TypeVar("T")
+DATABASE = "chaos"
+
+SAMPLE_EVERY = 0.5  # seconds between two progress samples
+RECOVERED_BELOW = 1.5  # seconds of lag under which the system counts as recovered
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big and how long a chaos run is."""
+
+    workflows: int = 150
+    workers: int = 3
+    duration: float = 60.0  # seconds of fault injection
+    seed: int = 1
+    first_fault: float = 3.0  # seconds into the run
+    fault_gap: tuple[float, float] = (2.5, 4.5)  # seconds between two faults
+    min_restarts: int = 2  # Postgres restarts at least (every other kind at least once)
+    stall_seconds: float = 3 * app.LEASE_TTL.total_seconds()
+    start_fraction: float = 0.85  # workflows start during this first part of the run
+    mode_weights: tuple[float, float, float] = (0.8, 0.1, 0.1)  # app.MODES
+    settle_timeout: float = 60.0  # seconds to let the last workflows finish after the faults
+    op_timeout: float = 60.0  # seconds a client call may keep retrying
+    max_wait: float = 30.0  # seconds due work may wait, at most (liveness bound)
+
+
+# ============================================================================ retries
+def is_transient(exc: BaseException) -> bool:
+    """A failure the harness retries: the database went away or is starting up."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (getattr(exc, "sqlstate", None) or "")[:2] in ("08", "57", "53")
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return "closed" in str(exc) or "connection" in str(exc) or "in progress" in str(exc)
+    if isinstance(exc, durable.DurableError) and exc.__cause__ is not None:
+        return is_transient(exc.__cause__)
+    return False
+
+
+class Retrier:
+    """Calls the client until it succeeds, across restarts and killed connections.
+
+    A call that failed may still have committed (the connection died during COMMIT): before
+    retrying a call that must not happen twice (a signal, a cancel), ``landed`` checks
+    whether it did.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.retries: collections.Counter[str] = collections.Counter()
+        self.landed: collections.Counter[str] = collections.Counter()
+
+    async def __call__(
+        self,
+        op: str,
+        call: Callable[[], Awaitable[T]],
+        landed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T | None:
+        deadline = time.monotonic() + self.timeout
+        for attempt in itertools.count():
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                self.retries[op] += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            if landed is not None and await self(f"{op} (check)", landed):
+                self.landed[op] += 1
+                return None
+        raise AssertionError("unreachable")
+
+
+# ============================================================================ progress
+class Monitor:
+    """Samples, twice a second, how long the oldest due piece of work has waited: a due
+    workflow task, a visible unclaimed activity task, an activity held by a worker that
+    stopped renewing its lease (aged from its last renewal), an activity attempt past its
+    deadline that nobody reaped yet, or an attempt running for longer than LONG_ATTEMPT
+    (every activity of the app takes well under a second: such an attempt was lost)."""
+
+    LONG_ATTEMPT = 5.0
+
+    QUERY = """
+    SELECT greatest(
+        (SELECT extract(epoch FROM now() - min(ready_at)) FROM durable.workflows
+         WHERE ready_at <= now()),
+        (SELECT extract(epoch FROM now() - min(visible_at)) FROM durable.activity_tasks
+         WHERE owner IS NULL AND visible_at <= now()),
+        (SELECT extract(epoch FROM now() - min(coalesce(k.expires_at - make_interval(secs => $1),
+                                                         t.started_at)))
+         FROM durable.activity_tasks t LEFT JOIN durable.workers k ON k.worker_id = t.owner
+         WHERE t.owner IS NOT NULL
+           AND coalesce(k.expires_at - make_interval(secs => $1), t.started_at)
+               < now() - interval '1 second'),
+        (SELECT extract(epoch FROM now() - min(deadline)) FROM durable.activity_tasks
+         WHERE owner IS NOT NULL AND deadline < now()),
+        (SELECT extract(epoch FROM now() - min(started_at)) FROM durable.activity_tasks
+         WHERE owner IS NOT NULL AND started_at < now() - make_interval(secs => $2)),
+        0)::float8 AS lag
+    """
+
+    def __init__(
+        self,
+        client: durable.Client,
+        max_wait: float,
+        explain: Callable[[asyncpg.Connection, float], Awaitable[list[str]]],
+    ) -> None:
+        self.client = client
+        self.max_wait = max_wait
+        self.explain = explain
+        self.samples: list[tuple[float, float | None]] = []  # (t, lag or None: unreachable)
+        self.stuck: dict[str, str] = {}  # what waited longer than max_wait, by what it is
+
+    async def run(self, clock: Callable[[], float], stop: asyncio.Event) -> None:
+        ttl = app.LEASE_TTL.total_seconds()
+        explained_at = -float("inf")
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(5):
+                    lag = await self.client.store.pool.fetchval(self.QUERY, ttl, self.LONG_ATTEMPT)
+                    if lag > self.max_wait and clock() - explained_at > 5.0:
+                        explained_at = clock()
+                        await self._explain()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                lag = None
+            self.samples.append((clock(), lag))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
+
+    async def _explain(self) -> None:
+        """Record what has been waiting longer than max_wait (the latest word on each)."""
+        async with self.client.store.pool.acquire() as conn:
+            for problem in await self.explain(conn, self.max_wait):
+                self.stuck[problem.split(": ", 1)[0]] = problem
+
+    def liveness_violations(self, reported: Sequence[str] = ()) -> list[str]:
+        """Due work must never wait longer than max_wait, even if it was freed later. What
+        waited is listed unless ``reported`` (the hang diagnosis) covers it already."""
+        worst = max((lag for _, lag in self.samples if lag is not None), default=0.0)
+        if worst <= self.max_wait:
+            return []
+        known = {problem.split(": ", 1)[0] for problem in reported}
+        return [
+            f"liveness: due work waited up to {worst:.1f} s (bound {self.max_wait:g} s)",
+            *(f"liveness: {p}" for key, p in self.stuck.items() if key not in known),
+        ]
+
+    def attribute(self, faults: list[Fault]) -> None:
+        """For each fault, its recovery time: how long after the fault due work was still
+        waiting, i.e. the largest min(lag, time since the fault) over the samples until the
+        next fault (at least 10 s; an unreachable database counts as waiting); and whether
+        the lag was back under RECOVERED_BELOW at the end of that window."""
+        for fault, following in itertools.zip_longest(faults, faults[1:]):
+            end = max(following.at if following else float("inf"), fault.at + 10.0)
+            window = [(t, lag) for t, lag in self.samples if fault.at <= t < end]
+            fault.recovery = max(
+                (t - fault.at if lag is None else min(lag, t - fault.at) for t, lag in window),
+                default=0.0,
+            )
+            last = window[-1][1] if window else None
+            fault.recovered = last is not None and last < RECOVERED_BELOW
+
+    def unreachable_seconds(self) -> float:
+        return SAMPLE_EVERY * sum(1 for _, lag in self.samples if lag is None)
+
+
+# ============================================================================ workload
+class Driver:
+    """Starts the workflows, sends their numbered signals and their cancellations."""
+
+    def __init__(self, client: durable.Client, retry: Retrier) -> None:
+        self.client = client
+        self.retry = retry
+        self.sent: dict[str, checks.Sent] = collections.defaultdict(checks.Sent)
+
+    async def drive(
+        self, spec: app.Spec, start_at: float, cancel_at: float | None, clock: Callable[[], float]
+    ) -> None:
+        await asyncio.sleep(max(0.0, start_at - clock()))
+        wid = spec.workflow_id
+        await self.retry("start", lambda: self._start(spec), lambda: self._exists(wid))
+        handle = self.client.get_handle(wid)
+        rng = random.Random(spec.seed)
+        for number in range(spec.signals):
+            await asyncio.sleep(rng.uniform(0.1, 1.2))
+            await self.retry(
+                "signal",
+                lambda n=number: handle.signal(app.SIGNAL_NAME, n),  # type: ignore[misc]
+                lambda n=number: self._recorded(wid, EventType.SIGNAL_RECEIVED, n),  # type: ignore[misc]
+            )
+            self.sent[wid].signals.append(number)
+        if cancel_at is not None:
+            await asyncio.sleep(max(0.0, cancel_at - clock()))
+            await self.retry(
+                "cancel", handle.cancel, lambda: self._recorded(wid, EventType.CANCEL_REQUESTED)
+            )
+            self.sent[wid].cancelled = True
+
+    async def _start(self, spec: app.Spec) -> None:
+        await self.client.start(
+            app.chaos_workflow,
+            spec,
+            id=spec.workflow_id,
+            task_queue=app.TASK_QUEUE,
+            id_reuse_policy="reject_duplicate",
+        )
+
+    async def _exists(self, workflow_id: str) -> bool:
+        pool = self.client.store.pool
+        return bool(
+            await pool.fetchval(
+                "SELECT count(*) FROM durable.workflows WHERE workflow_id = $1", workflow_id
+            )
+        )
+
+    async def _recorded(self, workflow_id: str, kind: EventType, number: int | None = None) -> bool:
+        """Whether a message reached the workflow (its inbox or, once delivered, its
+        history), read in one snapshot."""
+        rows = await self.client.store.pool.fetch(
+            "SELECT body FROM durable.inbox WHERE workflow_id = $1 AND kind = $2 "
+            "UNION ALL SELECT body FROM durable.history WHERE workflow_id = $1 AND kind = $2",
+            workflow_id,
+            int(kind),
+        )
+        if number is None:
+            return bool(rows)
+        return any(decode(unpack_attrs(r["body"])["args"])[0] == [number] for r in rows)
+
+    async def open_runs(self) -> int:
+        value = await self.client.store.pool.fetchval(
+            "SELECT count(*) FROM durable.workflows WHERE closed_at IS NULL"
+        )
+        return int(value)
+
+
+def make_workload(
+    rng: random.Random, profile: Profile
+) -> list[tuple[app.Spec, float, float | None]]:
+    """(spec, start time, cancel time or None) for every workflow."""
+    workload = []
+    for index in range(profile.workflows):
+        mode = rng.choices(app.MODES, profile.mode_weights)[0]
+        spec = app.make_spec(rng, profile.seed, index, mode)
+        start_at = rng.uniform(0.5, profile.duration * profile.start_fraction)
+        cancel_at = None
+        if mode == "hold":
+            cancel_at = start_at + rng.uniform(2.0, 12.0)
+        elif mode == "late_cancel":
+            cancel_at = start_at + rng.uniform(0.5, 15.0)
+        workload.append((spec, start_at, cancel_at))
+    return workload
+
+
+# ============================================================================ report
+@dataclass
+class Report:
+    profile: Profile
+    workload: list[tuple[app.Spec, float, float | None]] = field(default_factory=list)
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)
+    runs: int = 0
+    child_runs: int = 0
+    history_events: int = 0
+    takeovers: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    worker_spawns: int = 0
+    unreachable: float = 0.0
+    max_lag: float = 0.0
+    retries: collections.Counter[str] = field(default_factory=collections.Counter)
+    landed: collections.Counter[str] = field(default_factory=collections.Counter)
+    activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
+    settled_after: float | None = None
+    duration: float = 0.0
+    violations: list[str] = field(default_factory=list)
+    logs: Path | None = None  # where the logs were kept (after violations)
+    worker_log: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def lines(self) -> list[str]:
+        p = self.profile
+        kinds = collections.Counter(
+            f.kind for f in self.faults if not f.detail.startswith("skipped")
+        )
+        recovered = [f for f in self.faults if f.recovered]
+        worst = max(self.faults, key=lambda f: f.recovery or 0.0, default=None)
+        a = self.activities
+        modes = collections.Counter(spec.mode for spec, _, _ in self.workload)
+        restarts = [f.took for f in self.faults if f.kind == RESTART]
+        lines = [
+            f"chaos run: seed {p.seed}, {p.workers} workers, {p.duration:g} s of faults, "
+            f"lease {app.LEASE_TTL.total_seconds():g} s, step() timeout "
+            f"{f'{app.STEP_TIMEOUT:g} s' if app.STEP_TIMEOUT else 'none'}, local activity "
+            f"{'on' if app.USE_LOCAL_ACTIVITY else 'off'}",
+            f"workflows: {len(self.workload)} ({_counts(modes)}); final status: "
+            f"{_counts(self.statuses)}",
+            f"runs: {self.runs} ({self.child_runs} child runs), history events: "
+            f"{self.history_events}, ownership takeovers: {self.takeovers}",
+            f"activities: {a.completions} completions recorded, {a.executions} executions "
+            f"({a.planned_failures} planned failures, "
+            f"{a.executions - a.completions - a.planned_failures} re-executions), "
+            f"{a.effects} side effects",
+            f"faults injected: {sum(kinds.values())} ({_counts(kinds)})",
+            f"worker processes started: {self.worker_spawns}",
+            f"postgres restarts took: {', '.join(f'{t:.2f} s' for t in restarts) or '-'}; "
+            f"database unreachable for ~{self.unreachable:.1f} s of samples",
+            f"recoveries: {len(recovered)}/{len(self.faults)} faults after which the lag was "
+            f"back under {RECOVERED_BELOW:g} s by the next fault (or 10 s)",
+            "max recovery time (how long after a fault due work was still waiting): "
+            + (
+                f"{worst.recovery:.2f} s after {worst.kind} at {worst.at:.1f} s ({worst.detail})"
+                if worst
+                else "-"
+            ),
+            f"max lag over the run: {self.max_lag:.2f} s",
+            f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
+            f"before the retry: {_counts(self.landed) or 0}",
+            "all workflows finished "
+            + (
+                f"{self.settled_after:.1f} s after the last fault"
+                if self.settled_after is not None
+                else "-: NOT ALL WORKFLOWS FINISHED"
+            ),
+            f"total duration: {self.duration:.1f} s",
+        ]
+        for violation in self.violations:
+            lines.append(f"VIOLATION: {violation}")
+        lines.append(f"invariant violations: {len(self.violations)}")
+        return lines
+
+    def log_lines(self) -> list[str]:
+        return [f"  {count:5d} x {message}" for message, count in self.worker_log.most_common()]
+
+    def fault_lines(self) -> list[str]:
+        return [
+            f"  {f.at:7.2f} s  {f.kind:<19} {f.detail:<48} recovery {f.recovery or 0:.2f} s"
+            f"{'' if f.recovered else '  (lag not back under the threshold by the next fault)'}"
+            for f in self.faults
+        ]
+
+
+def _counts(counter: collections.Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
+
+
+# ============================================================================ the run
+def run_chaos(profile: Profile, log: Callable[[str], None] = print) -> Report:
+    """One chaos run, start to finish. Whatever happens, workers and server are stopped."""
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)  # reconnect noise during faults
+    report = Report(profile)
+    began = time.monotonic()
+    with running_server() as server:
+        pool = WorkerPool(server.dsn(DATABASE), server.folder)
+        completed = False
+        try:
+            asyncio.run(_run(profile, server, pool, report, log))
+            completed = True
+        finally:
+            pool.kill_all()
+            report.worker_spawns = len(pool.workers)
+            report.worker_log = scan_logs([w.log for w in pool.workers])
+            report.duration = time.monotonic() - began
+            if report.violations or not completed or os.environ.get("CHAOS_KEEP_LOGS"):
+                report.logs = _keep_logs(server.folder)
+                log(f"chaos: worker and postgres logs kept in {report.logs}")
+    return report
+
+
+def _keep_logs(folder: Path) -> Path:
+    """Copy the run's logs out of the server folder before it is deleted."""
+    kept = Path(tempfile.mkdtemp(prefix="durable-chaos-logs-"))
+    for path in folder.glob("*.log"):
+        shutil.copy(path, kept / path.name)
+    return kept
+
+
+async def _prepare_database(server: PostgresServer) -> None:
+    admin = await asyncpg.connect(server.dsn(), timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(server.dsn(DATABASE), timeout=10)
+    try:
+        await conn.execute(app.TABLES_SQL)
+    finally:
+        await conn.close()
+
+
+async def _wait_registered(client: durable.Client, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = await client.store.pool.fetchval(
+            "SELECT count(*) FROM durable.workers WHERE expires_at > now()"
+        )
+        if live >= count:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"fewer than {count} workers registered within {timeout} s")
+
+
+async def _supervise(pool: WorkerPool, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        pool.replace_crashed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _settle(driver: Driver, retry: Retrier, timeout: float) -> bool:
+    """Wait (bounded) until no run is open any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await retry("poll", driver.open_runs) == 0:
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def _run(
+    profile: Profile,
+    server: PostgresServer,
+    pool: WorkerPool,
+    report: Report,
+    log: Callable[[str], None],
+) -> None:
+    rng = random.Random(profile.seed)
+    report.workload = make_workload(rng, profile)
+    plan = plan_faults(
+        rng, profile.duration, profile.first_fault, profile.fault_gap, profile.min_restarts
+    )
+    await _prepare_database(server)
+    client = await durable.Client.connect(server.dsn(DATABASE), max_connections=20)
+    retry = Retrier(profile.op_timeout)
+    stop = asyncio.Event()
+    try:
+        for _ in range(profile.workers):
+            pool.spawn()
+        await _wait_registered(client, profile.workers)
+        t0 = time.monotonic()
+
+        def clock() -> float:
+            return time.monotonic() - t0
+
+        driver = Driver(client, retry)
+        monitor = Monitor(client, profile.max_wait, _explainer(pool, idle=False))
+        injector = FaultInjector(rng, server, DATABASE, pool, profile.stall_seconds)
+        background = [
+            asyncio.create_task(monitor.run(clock, stop)),
+            asyncio.create_task(_supervise(pool, stop)),
+        ]
+        log(
+            f"chaos: {profile.workflows} workflows, {len(plan)} faults planned over "
+            f"{profile.duration:g} s"
+        )
+        await asyncio.gather(
+            injector.run(plan, clock),
+            *(driver.drive(spec, at, cancel, clock) for spec, at, cancel in report.workload),
+        )
+        faults_done = clock()
+        settled = await _settle(driver, retry, profile.settle_timeout)
+        report.settled_after = clock() - faults_done if settled else None
+        hang = [] if settled else await _diagnose(server, pool)
+        stop.set()
+        await asyncio.gather(*background)
+        report.faults = injector.faults
+        monitor.attribute(report.faults)
+        report.max_lag = max((lag for _, lag in monitor.samples if lag is not None), default=0.0)
+        report.unreachable = monitor.unreachable_seconds()
+        report.violations += monitor.liveness_violations(hang)
+        report.violations += [f"hang: {problem}" for problem in hang]
+        report.retries, report.landed = retry.retries, retry.landed
+        report.violations += pool.crashes
+        report.violations += await asyncio.to_thread(
+            pool.stop_gracefully, app.SHUTDOWN_GRACE.total_seconds() + 15
+        )
+        await _check(server, pool, driver, report)
+    finally:
+        stop.set()
+        await client.close()
+
+
+def _explainer(
+    pool: WorkerPool, idle: bool
+) -> Callable[[asyncpg.Connection, float], Awaitable[list[str]]]:
+    """checks.diagnose_hang with what the workers' logs say."""
+
+    async def explain(conn: asyncpg.Connection, stuck_after: float) -> list[str]:
+        numbers = {w.proc.pid: w.number for w in pool.workers}
+        lost = {w.proc.pid: count_lines(w.log, LOST_OUTCOME) for w in pool.workers}
+        return await checks.diagnose_hang(
+            conn, numbers, lost, failed_tasks(pool.workers), stuck_after=stuck_after, idle=idle
+        )
+
+    return explain
+
+
+async def _diagnose(server: PostgresServer, pool: WorkerPool) -> list[str]:
+    conn = await asyncpg.connect(server.dsn(DATABASE), timeout=10)
+    try:
+        return await _explainer(pool, idle=True)(conn, checks.STUCK_AFTER)
+    finally:
+        await conn.close()
+
+
+async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, report: Report) -> None:
+    conn = await asyncpg.connect(server.dsn(DATABASE), timeout=10)
+    try:
+        snapshot = await checks.load_snapshot(conn)
+        takeovers = await conn.fetchval(
+            "SELECT coalesce(sum(greatest(fence - 1, 0)), 0) FROM durable.workflows"
+        )
+    finally:
+        await conn.close()
+    violations = report.violations
+    for run in snapshot.runs:
+        violations += checks.check_history(run)
+    violations += checks.check_leases(snapshot, pool.graceful_pids)
+    for spec, _, _ in report.workload:
+        violations += checks.check_workflow(spec, driver.sent[spec.workflow_id], snapshot)
+    activity_problems, report.activities = checks.check_activities(snapshot)
+    violations += activity_problems
+    top = {spec.workflow_id for spec, _, _ in report.workload}
+    report.statuses = collections.Counter(
+        snapshot.runs_of(wid)[-1].status if snapshot.runs_of(wid) else "missing" for wid in top
+    )
+    report.runs = len(snapshot.runs)
+    report.child_runs = sum(1 for r in snapshot.runs if r.row["parent_workflow_id"])
+    report.history_events = sum(len(r.events) for r in snapshot.runs)
+    report.takeovers = int(takeovers)
+
+
+def describe(report: Report) -> str:
+    """The figures, the faults one by one, what the workers logged, and last the line
+    ``invariant violations: N``."""
+    lines = report.lines()
+    return "\n".join(
+        [
+            *lines[:-1],
+            "faults:",
+            *report.fault_lines(),
+            "worker warnings and errors:",
+            *(report.log_lines() or ["  none"]),
+            lines[-1],
+        ]
+    )

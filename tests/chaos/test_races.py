@@ -1,0 +1,189 @@
+"""Deterministic reproductions of failures the chaos run hits only by luck.
+
+Each test opens one window on purpose (a local activity keeps a workflow task open while the
+client acts; an activity makes the database refuse connections just as it returns), so the
+outcome does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+import durable
+from durable import WorkflowContext, activity, workflow
+
+from ..conftest import _with_database, wait_for
+
+QUEUE = "races"
+
+
+@activity
+async def linger(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@workflow
+async def rounds_until_cancelled(ctx: WorkflowContext, round_: int) -> int:
+    if round_ == 1:
+        await ctx.local_activity(linger, 3.0)  # the task that continues-as-new stays open
+        ctx.continue_as_new(round_ + 1)
+    await ctx.wait_signal("never")  # ends only by cancellation
+    return round_
+
+
+async def test_cancel_during_continue_as_new_reaches_the_next_run(client: durable.Client) -> None:
+    """A cancel request accepted while the run is continuing-as-new must not be lost."""
+    async with durable.Worker(
+        client,
+        task_queue=QUEUE,
+        workflows=[rounds_until_cancelled],
+        activities=[linger],
+        poll_interval=timedelta(milliseconds=100),
+    ):
+        handle = await client.start(rounds_until_cancelled, 1, id="cancel-can", task_queue=QUEUE)
+        await asyncio.sleep(1.0)  # the first run is inside its local activity now
+        assert (await handle.describe()).status == "running"
+        await handle.cancel()
+        await wait_for(lambda: _runs_closed(client, "cancel-can"), timeout=10)
+        try:
+            await handle.result(timeout=10)
+        except durable.WorkflowCancelledError:
+            return
+        except durable.TimeoutError:
+            pass
+        described = await client.get_handle("cancel-can").describe()
+        history = [e.type for e in await client.get_handle("cancel-can").history()]
+        raise AssertionError(
+            f"handle.cancel() returned while run 1 was running, but the request was dropped "
+            f"when run 1 continued as new: the latest run is {described.status}, its history "
+            f"{history} has no CANCEL_REQUESTED"
+        )
+
+
+async def _runs_closed(client: durable.Client, workflow_id: str) -> bool:
+    rows = await client.store.pool.fetch(
+        "SELECT status FROM durable.workflows WHERE workflow_id = $1", workflow_id
+    )
+    return any(r["status"] == "continued_as_new" for r in rows)
+
+
+# ------------------------------------------------------------------ a database blip
+_BLIP = "CHAOS_BLIP_DSN"  # the server's admin DSN and the database to cut, for cut_database()
+BLIP_SECONDS = 1.0
+
+
+@activity
+async def cut_database() -> str:
+    """The first time: make the workflow database refuse connections for BLIP_SECONDS and
+    drop the open ones, then return: the worker has to record this outcome during the blip."""
+    if _background:
+        return "cut"
+    admin_dsn, database = os.environ[_BLIP].split(" ")
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+    )
+
+    async def reopen() -> None:
+        await asyncio.sleep(BLIP_SECONDS)
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    _background.add(asyncio.ensure_future(reopen()))
+    return "cut"
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+@workflow
+async def one_activity(ctx: WorkflowContext) -> str:
+    return await ctx.activity(cut_database)
+
+
+async def test_activity_outcome_survives_a_database_blip(
+    server_dsn: str, dsn: str, client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An activity that finished while the database was briefly unavailable is recorded
+    (or retried) once the database is back: its workflow must not hang."""
+    database = dsn.partition("://")[2].partition("/")[2].partition("?")[0]
+    monkeypatch.setenv(_BLIP, f"{_with_database(server_dsn, 'postgres')} {database}")
+    async with durable.Worker(
+        client,
+        task_queue=QUEUE,
+        workflows=[one_activity],
+        activities=[cut_database],
+        lease_ttl=timedelta(seconds=2),
+        poll_interval=timedelta(milliseconds=100),
+    ) as worker:
+        handle = await client.start(one_activity, id="blip", task_queue=QUEUE)
+        await asyncio.sleep(BLIP_SECONDS + 1.0)  # the blip is over
+        await asyncio.gather(*_background)
+        assert _background, "cut_database ran"
+        try:
+            assert await handle.result(timeout=15) == "cut"
+        except durable.TimeoutError:
+            task = await client.store.pool.fetchrow(
+                "SELECT owner, attempt, deadline FROM durable.activity_tasks"
+                " WHERE workflow_id = 'blip'"
+            )
+            held = task is not None and str(task["owner"]) == worker.worker_id
+            raise AssertionError(
+                "the workflow hangs: the worker could not record cut_database's outcome during "
+                "the blip and dropped it, and the task "
+                + (
+                    f"is still held by the live worker (attempt {task['attempt']}, deadline "
+                    f"{task['deadline']}), so no reaper will retry it"
+                    if held and task
+                    else f"is {dict(task) if task else 'gone'}"
+                )
+            ) from None
+
+
+# ------------------------------------------------------------------ a worker lost during a local activity
+@workflow
+async def slow_local_step(ctx: WorkflowContext) -> str:
+    await ctx.local_activity(linger, 3.0)
+    return "done"
+
+
+async def test_local_activity_survives_losing_its_worker(client: durable.Client) -> None:
+    """A worker that stops while it runs a workflow's local activity must leave the run to
+    another worker (here it stops gracefully, after a short grace; a kill -9 or a failed
+    commit after the local activity leave the run in the same state)."""
+
+    def worker() -> durable.Worker:
+        return durable.Worker(
+            client,
+            task_queue=QUEUE,
+            workflows=[slow_local_step],
+            activities=[linger],
+            lease_ttl=timedelta(seconds=1),
+            poll_interval=timedelta(milliseconds=100),
+            shutdown_grace=timedelta(milliseconds=200),
+        )
+
+    async with worker():
+        handle = await client.start(slow_local_step, id="local-lost", task_queue=QUEUE)
+        await asyncio.sleep(1.0)  # the local activity is running
+    async with worker():
+        try:
+            assert await handle.result(timeout=10) == "done"
+        except durable.TimeoutError:
+            row = await client.store.pool.fetchrow(
+                "SELECT status, ready_at, owner, next_seq FROM durable.workflows"
+                " WHERE workflow_id = 'local-lost'"
+            )
+            raise AssertionError(
+                "the workflow hangs after its worker stopped during a local activity: the run "
+                f"is {dict(row)}: the commit before the local activity set ready_at to the next "
+                "timer (none), so the run is never due and no worker claims it again"
+            ) from None
