@@ -136,8 +136,7 @@ def check_text(arg: str, value: Any) -> str:
     """Validate text Postgres can store (a string without NUL or lone surrogates)."""
     if not isinstance(value, str) or "\x00" in value or _utf8_length(value) == math.inf:
         raise ValueError(
-            f"{arg} must be a string without NUL characters or lone surrogates, "
-            f"got {value!r:.200}"
+            f"{arg} must be a string without NUL characters or lone surrogates, got {value!r:.200}"
         )
     return value
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -611,17 +612,27 @@ def _to_float(value: Any) -> float:
     raise _Mismatch(f"expected float, {_got(value)}")
 
 
+# True while _retrace re-runs conversions to locate a mismatch: nested containers then go
+# part by part at once (their results are unused), so locating stays linear in the payload
+# instead of re-converting every enclosing level twice (2**depth work).
+_locating: contextvars.ContextVar[bool] = contextvars.ContextVar("durable_locating", default=False)
+
+
 def _retrace(steps: Iterator[tuple[str, Converter, Any]]) -> None:
     """Re-run conversions one by one to find which part failed, and record it in the path.
 
     Containers convert with fast comprehensions and only call this once something failed.
     """
-    for where, convert, value in steps:
-        try:
-            convert(value)
-        except _Mismatch as exc:
-            exc.path.append(where)
-            raise
+    token = _locating.set(True)
+    try:
+        for where, convert, value in steps:
+            try:
+                convert(value)
+            except _Mismatch as exc:
+                exc.path.append(where)
+                raise
+    finally:
+        _locating.reset(token)
 
 
 def _compile_collection(build: type | None, accepts: tuple[type, ...], item: object) -> Converter:
@@ -635,9 +646,13 @@ def _compile_collection(build: type | None, accepts: tuple[type, ...], item: obj
         if convert_item is _identity:
             return value if type(value) is make else make(value)
         try:
+            if _locating.get():
+                raise _Mismatch("")
             items = [convert_item(part) for part in value]
         except _Mismatch:
             _retrace((f"[{i}]", convert_item, part) for i, part in enumerate(value))
+            if _locating.get():
+                return None
             raise
         return items if make is list else make(items)
 
@@ -653,10 +668,14 @@ def _compile_fixed_tuple(args: tuple[Any, ...]) -> Converter:
         if len(value) != len(converters):
             raise _Mismatch(f"expected a tuple of {len(converters)} items, got {len(value)}")
         try:
+            if _locating.get():
+                raise _Mismatch("")
             return tuple([c(part) for c, part in zip(converters, value, strict=True)])
         except _Mismatch:
             steps = enumerate(zip(converters, value, strict=True))
             _retrace((f"[{i}]", c, part) for i, (c, part) in steps)
+            if _locating.get():
+                return ()
             raise
 
     return convert
@@ -671,9 +690,13 @@ def _compile_mapping(key: object, item: object) -> Converter:
         if convert_key is _identity and convert_item is _identity:
             return value
         try:
+            if _locating.get():
+                raise _Mismatch("")
             return {convert_key(k): convert_item(v) for k, v in value.items()}
         except _Mismatch:
             _retrace(_mapping_steps(value, convert_key, convert_item))
+            if _locating.get():
+                return {}
             raise
 
     return convert
@@ -832,9 +855,13 @@ def _compile_typeddict(cls: Any) -> Converter:
         if plan is None:
             plan = {key: _converter(hint) for key, hint in _resolved_hints(cls).items()}
         try:
+            if _locating.get():
+                raise _Mismatch("")
             return {k: plan[k](v) if k in plan else v for k, v in value.items()}
         except _Mismatch:
             _retrace((f"[{k!r}]", plan[k], v) for k, v in value.items() if k in plan)
+            if _locating.get():
+                return {}
             raise
 
     return convert
