@@ -403,8 +403,12 @@ class Worker:
     async def _report_through_store(self, results: list[tuple[ActivityTask, bytes]]) -> None:
         """Results handed here but not committed (the task failed) go through the inbox."""
         for activity_task, result in results:
-            with contextlib.suppress(Exception):
-                await self._store.complete_activity(activity_task, self.worker_id, result)
+            await self._until_recorded(
+                activity_task,
+                functools.partial(
+                    self._store.complete_activity, activity_task, self.worker_id, result
+                ),
+            )
 
     async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
         self._cache.pop(task.run_id, None)
@@ -577,15 +581,46 @@ class Worker:
             outcome = {"failure": stopped_by}
         finally:
             watchdog.cancel()
-        try:
-            if "result" in outcome:
-                if not self._deliver_here(task, outcome["result"]):
-                    await self._store.complete_activity(task, self.worker_id, outcome["result"])
-            else:
-                _, details = context.take_heartbeat()
-                await self._store.fail_activity(task, self.worker_id, outcome["failure"], details)
-        except Exception:
-            _log.exception("recording the outcome of activity %s failed", task.activity_name)
+        if "result" in outcome:
+            if not self._deliver_here(task, outcome["result"]):
+                await self._until_recorded(
+                    task,
+                    lambda: self._store.complete_activity(task, self.worker_id, outcome["result"]),
+                )
+        else:
+            _, details = context.take_heartbeat()
+            await self._until_recorded(
+                task,
+                lambda: self._store.fail_activity(
+                    task, self.worker_id, outcome["failure"], details
+                ),
+            )
+
+    async def _until_recorded(
+        self, task: ActivityTask, record: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Write an activity's outcome, retrying while the database is away.
+
+        Dropping it would leave the task held by this (live) worker with nothing to retry it.
+        Retrying is safe: the writes are fenced by attempt and owner.
+        """
+        delay = 0.1
+        while True:
+            try:
+                await record()
+                return
+            except Exception as exc:
+                if self._stopping.is_set():  # our lease ends with us: the task is retried
+                    _log.warning("outcome of activity %s not recorded: %r", task.activity_name, exc)
+                    return
+                _log.warning(
+                    "recording the outcome of activity %s failed (%r); retrying in %.1f s",
+                    task.activity_name,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _call_activity(
         self, definition: ActivityDefinition[Any, Any], task: ActivityTask, context: ActivityContext
