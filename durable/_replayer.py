@@ -220,6 +220,10 @@ class WorkflowInstance:
             times.append(self._execution_deadline)
         return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
+    @property
+    def runs_local_activities(self) -> bool:
+        return any(not call.future.done() for call in self._locals.values())
+
     def unstarted_local_activities(self) -> list[LocalActivityCall]:
         calls = [c for c in self._locals.values() if not c.started and not c.future.done()]
         for call in calls:

@@ -1352,7 +1352,11 @@ async def _close_run(
     elif closing.type is E.WORKFLOW_TIMED_OUT:
         failure = {"kind": "timeout", "message": "workflow execution timed out"}
     new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
-    carried_over = [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED)] if new_run_id else []
+    carried_over = (
+        [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED), int(E.CANCEL_REQUESTED)]
+        if new_run_id
+        else []
+    )
     children = await conn.fetchrow(
         """
         WITH closed AS (

@@ -455,7 +455,7 @@ class Worker:
             events=events,
             next_seq=instance.next_seq,
             inbox_seq=run.inbox_seq,
-            next_due=instance.next_due(),
+            next_due=self._next_due(instance),
             consumed=consumed,
             finished_activities=finished,
             rejected_updates=rejected,
@@ -471,6 +471,15 @@ class Worker:
             self._start_activity(activity_task)
         if instance.closed:
             self._cache.pop(task.run_id, None)
+
+    def _next_due(self, instance: WorkflowInstance) -> datetime | None:
+        """When the run must be looked at next. While its local activities run here, that is
+        one lease from now: if this worker dies meanwhile, another one takes the run over."""
+        due = instance.next_due()
+        if instance.runs_local_activities:
+            lease_end = datetime.now(UTC) + timedelta(seconds=self.lease_ttl)
+            due = min(due, lease_end) if due else lease_end
+        return due
 
     async def _run_local_activities(self, task: WorkflowTask, run: _CachedRun) -> None:
         instance = run.instance

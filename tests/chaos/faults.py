@@ -40,7 +40,7 @@ KILL, RESTART, TERMINATE, STALL = (
 )
 FAULT_KINDS = (KILL, RESTART, TERMINATE, STALL)
 FAULT_WEIGHTS = (4, 1, 4, 3)
-LOST_OUTCOME = "recording the outcome of activity"  # what a worker logs when it drops one
+LOST_OUTCOME = "ERROR durable.worker: recording the outcome of activity"  # a dropped outcome
 
 
 # ---------------------------------------------------------------------------- workers

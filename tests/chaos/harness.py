@@ -201,17 +201,28 @@ class Monitor:
     def attribute(self, faults: list[Fault]) -> None:
         """For each fault, its recovery time: how long after the fault due work was still
         waiting, i.e. the largest min(lag, time since the fault) over the samples until the
-        next fault (at least 10 s; an unreachable database counts as waiting); and whether
-        the lag was back under RECOVERED_BELOW at the end of that window."""
+        next fault (at least 10 s); and whether the lag was back under RECOVERED_BELOW at the
+        end of that window."""
+        waits = self._waits()
         for fault, following in itertools.zip_longest(faults, faults[1:]):
             end = max(following.at if following else float("inf"), fault.at + 10.0)
-            window = [(t, lag) for t, lag in self.samples if fault.at <= t < end]
-            fault.recovery = max(
-                (t - fault.at if lag is None else min(lag, t - fault.at) for t, lag in window),
-                default=0.0,
-            )
-            last = window[-1][1] if window else None
-            fault.recovered = last is not None and last < RECOVERED_BELOW
+            window = [(t, wait) for t, wait in waits if fault.at <= t < end]
+            fault.recovery = max((min(wait, t - fault.at) for t, wait in window), default=0.0)
+            fault.recovered = bool(window) and window[-1][1] < RECOVERED_BELOW
+
+    def _waits(self) -> list[tuple[float, float]]:
+        """The samples with an unreachable database counted as waiting since the last sample
+        that reached it (one failed query, e.g. on a terminated connection, costs a sample
+        period, not the whole time since the fault)."""
+        waits = []
+        reached = self.samples[0][0] if self.samples else 0.0
+        for t, lag in self.samples:
+            if lag is None:
+                waits.append((t, t - reached))
+            else:
+                reached = t
+                waits.append((t, lag))
+        return waits
 
     def unreachable_seconds(self) -> float:
         return SAMPLE_EVERY * sum(1 for _, lag in self.samples if lag is None)
