@@ -8,6 +8,7 @@ from ._client import (
     WorkflowDescription,
     WorkflowHandle,
 )
+from ._codecs import AesGcmCodec, PayloadCodec, ZlibCodec
 from ._context import ChildWorkflowHandle, WorkflowContext, WorkflowInfo
 from ._definitions import (
     ActivityDefinition,
@@ -42,6 +43,7 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityInfo",
+    "AesGcmCodec",
     "ApplicationError",
     "ChildWorkflowError",
     "ChildWorkflowHandle",
@@ -49,6 +51,7 @@ __all__ = [
     "DurableError",
     "HistoryEvent",
     "NondeterminismError",
+    "PayloadCodec",
     "PayloadError",
     "PendingActivity",
     "QueryError",
@@ -67,6 +70,7 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFoundError",
     "WorkflowTerminatedError",
+    "ZlibCodec",
     "__version__",
     "activity",
     "activity_context",

@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from ._client import Client, HistoryEvent, WorkflowDescription, _redact
+from ._codecs import PayloadCodec
 from ._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
 from ._embedded import ENV_DSN, ENV_HOME, embedded_dsn, home_folder, resolve_dsn
 from ._errors import DurableError, NondeterminismError
@@ -71,6 +72,8 @@ def _run(coro: Coroutine[Any, Any, int], *, fast: bool = False) -> int:
         return runner.run(coro)
 
 
+ENV_CODECS = "DURABLE_CODECS"
+
 # ====================================================================== argument parsing
 
 
@@ -84,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dsn",
         default=None,
         help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database)",
+    )
+    with_dsn.add_argument(
+        "--codecs",
+        metavar="MODULE:ATTR",
+        default=os.environ.get(ENV_CODECS) or None,
+        help=(
+            "payload codecs (e.g. encryption keys) to read and write payloads with: a list of "
+            f"durable.PayloadCodec, or a callable returning one (default: ${ENV_CODECS})"
+        ),
     )
     with_json = argparse.ArgumentParser(add_help=False)
     with_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -387,7 +399,7 @@ async def _apply_migrations(dsn: str) -> list[int]:
 
 @asynccontextmanager
 async def _connect(args: argparse.Namespace) -> AsyncIterator[Client]:
-    client = await Client.connect(args.dsn)
+    client = await Client.connect(args.dsn, codecs=_load_codecs(args.codecs))
     try:
         yield client
     finally:
@@ -414,6 +426,21 @@ def _load(target: str) -> tuple[str, Any]:
         return target, getattr(module, attr)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _load_codecs(target: str | None) -> list[PayloadCodec]:
+    """The codecs named by ``--codecs MODULE:ATTR``: a list of them, or a callable making one."""
+    if target is None:
+        return []
+    if ":" not in target:
+        raise ValueError(f"--codecs {target!r}: expected MODULE:ATTR naming a list of codecs")
+    label, obj = _load(target)
+    codecs = obj() if callable(obj) else obj
+    if not isinstance(codecs, list | tuple) or not all(isinstance(c, PayloadCodec) for c in codecs):
+        raise TypeError(
+            f"--codecs {label}: expected a list of durable.PayloadCodec, got {codecs!r}"
+        )
+    return list(codecs)
 
 
 def _definitions(label: str, obj: Any) -> Definitions:

@@ -6,13 +6,14 @@ import asyncio
 import builtins
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
 import asyncpg
 
+from ._codecs import Codecs, PayloadCodec
 from ._definitions import (
     DEFAULT_TASK_QUEUE,
     WorkflowDefinition,
@@ -25,6 +26,7 @@ from ._definitions import (
 from ._embedded import embedded_dsn, resolve_dsn
 from ._errors import (
     DurableError,
+    PayloadError,
     QueryError,
     TimeoutError,
     UpdateError,
@@ -36,7 +38,7 @@ from ._errors import (
 from ._events import PAYLOAD_KEYS, Event
 from ._failures import from_failure
 from ._serialization import decode, encode_args, return_hint
-from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, _unpack, wait_notified
+from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, wait_notified
 
 R = TypeVar("R")
 
@@ -134,16 +136,26 @@ class Client:
         self.store = store
 
     @classmethod
-    async def connect(cls, dsn: str | None = None, *, max_connections: int = 10) -> Client:
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        max_connections: int = 10,
+        codecs: Sequence[PayloadCodec] = (),
+    ) -> Client:
         """Connect (and migrate the schema if needed).
 
         ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database.
+        ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
+        every stored payload, first to last; workers and clients sharing workflows need the
+        same codecs (with every key still in use).
         """
+        chain = Codecs(codecs)  # refuse bad codecs before connecting
         resolved = resolve_dsn(dsn)
         if resolved is None:
             resolved = await asyncio.to_thread(embedded_dsn)
         try:
-            store = await Store.connect(resolved, max_connections=max_connections)
+            store = await Store.connect(resolved, max_connections=max_connections, codecs=chain)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise DurableError(
                 f"cannot connect to Postgres at {_redact(resolved)}: {exc}; check the dsn "
@@ -402,9 +414,9 @@ class WorkflowHandle(Generic[R]):
     def _outcome(self, row: asyncpg.Record) -> R:
         status = row["status"]
         if status == "completed":
-            value: R = decode(row["result"], self._hint)
+            value: R = decode(self._store.open_payload(row["result"]), self._hint)
             return value
-        failure = _unpack(row["failure"]) or {}
+        failure = self._store.open_failure(row["failure"]) or {}
         message = failure.get("message") or status
         if status == "cancelled":
             raise WorkflowCancelledError(f"workflow {self.workflow_id!r} was cancelled")
@@ -427,10 +439,10 @@ class WorkflowHandle(Generic[R]):
             KIND_QUERY, self.workflow_id, check_name("name", name), encode_args(args, {})
         )
         row = await self._await_call(call_id, timeout, "query")
-        if row["failure"] is not None:
-            failure = _unpack(row["failure"])
+        failure = self._store.open_failure(row["failure"])
+        if failure is not None:
             raise QueryError(failure.get("message", "query failed"))
-        return decode(row["result"])
+        return decode(self._store.open_payload(row["result"]))
 
     async def update(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Run the workflow's update handler ``name`` and return its result."""
@@ -439,12 +451,12 @@ class WorkflowHandle(Generic[R]):
             KIND_UPDATE, self.workflow_id, check_name("name", name), encode_args(args, {})
         )
         row = await self._await_call(call_id, timeout, "update")
-        if row["failure"] is not None:
-            failure = _unpack(row["failure"])
+        failure = self._store.open_failure(row["failure"])
+        if failure is not None:
             raise UpdateError(
                 f"update {name!r} failed: {failure.get('message')}", from_failure(failure)
             )
-        return decode(row["result"])
+        return decode(self._store.open_payload(row["result"]))
 
     async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
         answered = asyncio.Event()
@@ -478,7 +490,8 @@ class WorkflowHandle(Generic[R]):
     async def describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)
         pending = await self._store.pending_activities(self.workflow_id, str(row["run_id"]))
-        return _description(row, pending)
+        failures = [_failure_message(self._store, p["last_failure"]) for p in pending]
+        return _description(row, list(zip(pending, failures, strict=True)))
 
     async def history(self) -> list[HistoryEvent]:
         row = await self._run(self.run_id)
@@ -486,7 +499,9 @@ class WorkflowHandle(Generic[R]):
         return [_history_event(e) for e in events]
 
 
-def _description(row: asyncpg.Record, pending: list[asyncpg.Record]) -> WorkflowDescription:
+def _description(
+    row: asyncpg.Record, pending: list[tuple[asyncpg.Record, str | None]]
+) -> WorkflowDescription:
     return WorkflowDescription(
         workflow_id=row["workflow_id"],
         run_id=str(row["run_id"]),
@@ -507,13 +522,20 @@ def _description(row: asyncpg.Record, pending: list[asyncpg.Record]) -> Workflow
                 state="running" if p["running"] else ("backoff" if p["attempt"] else "scheduled"),
                 scheduled_at=p["scheduled_at"],
                 next_attempt_at=None if p["running"] else p["visible_at"],
-                last_failure=(_unpack(p["last_failure"]) or {}).get("message")
-                if p["last_failure"]
-                else None,
+                last_failure=last_failure,
             )
-            for p in pending
+            for p, last_failure in pending
         ],
     )
+
+
+def _failure_message(store: Store, sealed: bytes | None) -> str | None:
+    """A stored failure's message, or a note saying which codec this client would need."""
+    try:
+        failure = store.open_failure(sealed)
+    except PayloadError as exc:
+        return f"(unreadable: {exc})"
+    return None if failure is None else failure.get("message")
 
 
 def _redact(dsn: str) -> str:

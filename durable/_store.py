@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 import asyncpg
 import msgpack
 
+from ._codecs import PLAIN, Codecs
 from ._definitions import RetryPolicy
 from ._errors import DurableError, WorkflowAlreadyStartedError, WorkflowNotFoundError
 from ._events import Event, EventType, pack_attrs, unpack_attrs
@@ -140,7 +142,31 @@ def _unpack(data: bytes | None) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False) if data is not None else None
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that carries its store's payload codecs to every statement helper."""
+
+    codecs: Codecs = PLAIN
+
+
+def _codecs(conn: asyncpg.Connection) -> Codecs:
+    codecs: Codecs = conn.codecs
+    return codecs
+
+
+def _seal_attrs(codecs: Codecs, attrs: dict[str, Any]) -> bytes:
+    return codecs.seal(pack_attrs(attrs))
+
+
+def _open_attrs(codecs: Codecs, body: bytes) -> dict[str, Any]:
+    return unpack_attrs(codecs.open(body))
+
+
+def _seal_failure(codecs: Codecs, failure: Failure | None) -> bytes | None:
+    return codecs.seal(_pack(failure)) if failure is not None else None
+
+
+async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
+    conn.codecs = codecs
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -220,17 +246,30 @@ class Listener:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, codecs: Codecs) -> None:
         self.pool = pool
         self.dsn = dsn
+        self.codecs = codecs
         self.listener = Listener(dsn)
 
     @classmethod
-    async def connect(cls, dsn: str, *, max_connections: int = 10, migrate: bool = True) -> Store:
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        max_connections: int = 10,
+        migrate: bool = True,
+        codecs: Codecs = PLAIN,
+    ) -> Store:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_connections, init=_init_connection, reset=_keep_session
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            connection_class=_Connection,
+            init=functools.partial(_init_connection, codecs=codecs),
+            reset=_keep_session,
         )
-        store = cls(pool, dsn)
+        store = cls(pool, dsn, codecs)
         if migrate:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
@@ -375,6 +414,7 @@ class Store:
         await self._retrying(work)
 
     async def latest_run(self, workflow_id: str) -> asyncpg.Record:
+        """The run's row; its payload columns are sealed (see :meth:`open_failure`)."""
         async with self.pool.acquire() as conn:
             return await _latest_run(conn, workflow_id)
 
@@ -384,6 +424,13 @@ class Store:
             workflow_id,
             run_id,
         )
+
+    def open_payload(self, data: bytes) -> bytes:
+        return self.codecs.open(data)
+
+    def open_failure(self, data: bytes | None) -> Failure | None:
+        failure: Failure | None = _unpack(self.codecs.open(data))
+        return failure
 
     async def pending_activities(self, workflow_id: str, run_id: str) -> list[asyncpg.Record]:
         return list(
@@ -403,7 +450,10 @@ class Store:
             workflow_id,
             run_id,
         )
-        return [Event(r["seq"], E(r["kind"]), r["ts"], unpack_attrs(r["body"])) for r in rows]
+        return [
+            Event(r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]))
+            for r in rows
+        ]
 
     async def list_workflows(
         self,
@@ -451,7 +501,7 @@ class Store:
                 kind,
                 run["task_queue"],
                 name,
-                args,
+                self.codecs.seal(args),
             )
             if kind == KIND_UPDATE:
                 await _post(
@@ -466,7 +516,7 @@ class Store:
         return call_id
 
     async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
-        """The answer to a call once it is done (and then forget the call)."""
+        """The answer to a call once it is done (and then forget the call); sealed."""
         return await self.pool.fetchrow(
             "DELETE FROM durable.calls WHERE id = $1 AND done RETURNING result, failure", call_id
         )
@@ -529,7 +579,8 @@ class Store:
                 r["inbox_seq"],
             )
             if r["message_id"] is not None:
-                message = InboxMessage(r["message_id"], E(r["kind"]), unpack_attrs(r["body"]))
+                attrs = _open_attrs(self.codecs, r["body"])
+                message = InboxMessage(r["message_id"], E(r["kind"]), attrs)
                 task = dataclasses.replace(task, messages=(*task.messages, message))
             tasks[run_id] = task
         return list(tasks.values())
@@ -561,7 +612,7 @@ class Store:
             run_id,
         )
         messages = [
-            InboxMessage(r["id"], E(r["kind"]), unpack_attrs(r["body"]))
+            InboxMessage(r["id"], E(r["kind"]), _open_attrs(self.codecs, r["body"]))
             for r in rows
             if r["id"] is not None
         ]
@@ -577,7 +628,7 @@ class Store:
         trip, one commit. Events with wider effects (children, cancellations, updates,
         closing) continue in the same transaction with further statements.
         """
-        params = _commit_params(task, worker_id, commit)
+        params = _commit_params(self.codecs, task, worker_id, commit)
         if not commit.rejected_updates and not any(e.type in _WIDE_EVENTS for e in commit.events):
             rows = await self._retrying(lambda conn: _fetch_commit(conn, params), transaction=False)
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
@@ -639,7 +690,7 @@ class Store:
             list(names),
             limit,
         )
-        return [_activity_task(r) for r in rows]
+        return [_activity_task(self.codecs, r) for r in rows]
 
     async def next_activity_visible_at(
         self, task_queue: str, names: Sequence[str]
@@ -718,7 +769,7 @@ class Store:
             task.seq,
             task.attempt,
             worker_id,
-            details,
+            self.codecs.seal(details),
         )
         if row is None:
             return None
@@ -738,7 +789,8 @@ class Store:
                 task_queue,
             )
             for row in rows:
-                await _retry_or_fail(conn, _activity_task(row), _timeout_failure(row))
+                task = _activity_task(self.codecs, row)
+                await _retry_or_fail(conn, task, _timeout_failure(row))
             return len(rows)
 
         reaped: int = await self._retrying(work)
@@ -773,7 +825,7 @@ class Store:
                 str(r["run_id"]),
                 r["workflow_name"],
                 r["name"],
-                r["args"],
+                self.codecs.open(r["args"]),
             )
             for r in rows
         ]
@@ -934,7 +986,7 @@ async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: s
             run_id,
             int(E.WORKFLOW_TIMED_OUT),
             deadline,
-            pack_attrs({}),
+            _seal_attrs(_codecs(conn), {}),
         )
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "w" + request.task_queue)
 
@@ -953,7 +1005,7 @@ async def _insert_history(
         [e.seq for e in events],
         [int(e.type) for e in events],
         [e.timestamp for e in events],
-        [pack_attrs(e.attrs) for e in events],
+        [_seal_attrs(_codecs(conn), e.attrs) for e in events],
     )
 
 
@@ -977,7 +1029,7 @@ async def _post(
         workflow_id,
         run_id,
         int(etype),
-        pack_attrs(attrs),
+        _seal_attrs(_codecs(conn), attrs),
         CHANNEL,
     )
     return bool(posted)
@@ -991,8 +1043,8 @@ async def _answer_call(
         " WHERE id = $1 AND NOT done RETURNING id) "
         "SELECT pg_notify($4, 'r' || id::text) FROM answered",
         call_id,
-        result,
-        _pack(failure) if failure is not None else None,
+        _codecs(conn).seal(result),
+        _seal_failure(_codecs(conn), failure),
         CHANNEL,
     )
 
@@ -1004,7 +1056,7 @@ _CLAIM_ACTIVITY_SET = (
 )
 
 
-def _activity_task(row: asyncpg.Record) -> ActivityTask:
+def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
     retry = _unpack(row["retry"])
     return ActivityTask(
         workflow_id=row["workflow_id"],
@@ -1012,12 +1064,12 @@ def _activity_task(row: asyncpg.Record) -> ActivityTask:
         seq=row["seq"],
         task_queue=row["task_queue"],
         activity_name=row["activity_name"],
-        args=row["args"],
+        args=codecs.open(row["args"]),
         attempt=row["attempt"],
         retry=RetryPolicy.from_dict(retry) if retry else RetryPolicy(),
         heartbeat_timeout=row["heartbeat_timeout"],
         deadline=row["deadline"],
-        heartbeat_details=row["heartbeat_details"],
+        heartbeat_details=codecs.open(row["heartbeat_details"]),
         schedule_deadline=row["schedule_deadline"],
     )
 
@@ -1060,8 +1112,8 @@ async def _retry_or_fail(
             task.run_id,
             task.seq,
             delay,
-            _pack(failure),
-            details,
+            _seal_failure(_codecs(conn), failure),
+            _codecs(conn).seal(details),
         )
         return "retry"
     await conn.execute(
@@ -1150,7 +1202,9 @@ _WIDE_EVENTS = frozenset(
 )
 
 
-def _commit_params(task: WorkflowTask, worker_id: str, commit: TaskCommit) -> list[Any]:
+def _commit_params(
+    codecs: Codecs, task: WorkflowTask, worker_id: str, commit: TaskCommit
+) -> list[Any]:
     events = commit.events
     activities = [e for e in events if e.type is E.ACTIVITY_SCHEDULED]
     timers = [e for e in events if e.type is E.TIMER_STARTED]
@@ -1176,17 +1230,17 @@ def _commit_params(task: WorkflowTask, worker_id: str, commit: TaskCommit) -> li
         [e.seq for e in events],
         [int(e.type) for e in events],
         [e.timestamp for e in events],
-        [pack_attrs(e.attrs) for e in events],
+        [_seal_attrs(codecs, e.attrs) for e in events],
         list(commit.consumed),
         [seq for seq, _ in commit.finished_activities],
         [attempt for _, attempt in commit.finished_activities],
         [e.seq for e in timers],
         [e.attrs["fire_at"] for e in timers],
-        [pack_attrs({"started": e.seq}) for e in timers],
+        [_seal_attrs(codecs, {"started": e.seq}) for e in timers],
         [e.seq for e in activities],
         [e.attrs["task_queue"] for e in activities],
         [e.attrs["name"] for e in activities],
-        [e.attrs["args"] for e in activities],
+        [codecs.seal(e.attrs["args"]) for e in activities],
         [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in activities],
         [e.attrs.get("start_to_close") for e in activities],
         [e.attrs.get("heartbeat") for e in activities],
@@ -1308,7 +1362,8 @@ class _WideEffects:
                 self.workflow_id,
                 self.run_id,
                 int(E.CHILD_FAILED),
-                pack_attrs(
+                _seal_attrs(
+                    _codecs(self.conn),
                     {
                         "scheduled": event.seq,
                         "workflow_id": attrs["workflow_id"],
@@ -1319,7 +1374,7 @@ class _WideEffects:
                             "message": str(exc),
                             "non_retryable": True,
                         },
-                    }
+                    },
                 ),
             )
 
@@ -1380,16 +1435,17 @@ async def _close_run(
         workflow_id,
         run_id,
         status,
-        attrs.get("result"),
-        _pack(failure) if failure is not None else None,
+        _codecs(conn).seal(attrs.get("result")),
+        _seal_failure(_codecs(conn), failure),
         new_run_id,
         carried_over,
-        _pack(
+        _seal_failure(
+            _codecs(conn),
             {
                 "kind": "application",
                 "type": "UpdateError",
                 "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
-            }
+            },
         ),
     )
     if new_run_id is not None:
