@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -251,6 +251,7 @@ class Store:
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
+        self._group_commit = _GroupCommit(pool, self._commit_alone)
 
     @classmethod
     async def connect(
@@ -630,7 +631,7 @@ class Store:
         """
         params = _commit_params(self.codecs, task, worker_id, commit)
         if not commit.rejected_updates and not any(e.type in _WIDE_EVENTS for e in commit.events):
-            rows = await self._retrying(lambda conn: _fetch_commit(conn, params), transaction=False)
+            rows = await self._group_commit.submit(params)
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
         async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
@@ -655,6 +656,12 @@ class Store:
 
         result: tuple[list[ActivityTask], datetime | None] = await self._retrying(work)
         return result
+
+    async def _commit_alone(self, params: list[Any]) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._retrying(
+            lambda conn: _fetch_commit(conn, params), transaction=False
+        )
+        return rows
 
     async def release_workflow(
         self, task: WorkflowTask, worker_id: str, error: str, retry_in: float
@@ -1187,6 +1194,87 @@ UNION ALL
 SELECT seq, deadline, schedule_deadline, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, 0
 FROM scheduled WHERE owner IS NOT NULL
 """
+
+
+class _GroupCommit:
+    """Group commit: the one-statement commits of different runs that arrive while earlier
+    ones are in flight go out together, pipelined in one round trip and one transaction
+    (asyncpg's fetchmany: one Sync for the batch). No step is acknowledged before the
+    transaction holding it committed. Up to half the pool's connections carry batches at
+    once. A run has at most one commit in flight, so a batch never holds two commits of one
+    run. When a batch fails (say one run's fence moved), it rolled back whole, and each of
+    its commits is retried alone so that only the failing one fails."""
+
+    MAX_BATCH = 64
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        alone: Callable[[list[Any]], Awaitable[list[asyncpg.Record]]],
+    ) -> None:
+        self._pool = pool
+        self._alone = alone
+        self._max_in_flight = max(1, pool.get_max_size() // 2)  # the rest serve claims
+        self._waiting: list[tuple[list[Any], asyncio.Future[list[asyncpg.Record]]]] = []
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, params: list[Any]) -> list[asyncpg.Record]:
+        future: asyncio.Future[list[asyncpg.Record]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((params, future))
+        if len(self._flushers) < self._max_in_flight:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.MAX_BATCH]
+            del self._waiting[: len(batch)]
+            live = [(params, future) for params, future in batch if not future.done()]
+            if len(live) == 1:
+                await self._commit_one(*live[0])
+            elif live:
+                await self._commit_batch(live)
+
+    async def _commit_batch(
+        self, batch: list[tuple[list[Any], asyncio.Future[list[asyncpg.Record]]]]
+    ) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetchmany(_COMMIT_SQL, [params for params, _ in batch])
+        except Exception:  # nothing of the batch committed: find out which commit failed
+            for params, future in batch:
+                await self._commit_one(params, future)
+            return
+        for (_, future), own in zip(batch, _rows_by_commit(rows), strict=True):
+            if not future.done():
+                future.set_result(own)
+
+    async def _commit_one(
+        self, params: list[Any], future: asyncio.Future[list[asyncpg.Record]]
+    ) -> None:
+        try:
+            rows = await self._alone(params)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(rows)
+
+
+def _rows_by_commit(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    """Split a batch's rows: each commit returns its run's row (seq 0) first, then the
+    activity tasks it claimed for this worker (seq > 0)."""
+    groups: list[list[asyncpg.Record]] = []
+    for row in rows:
+        if row["seq"] == 0:
+            groups.append([row])
+        else:
+            groups[-1].append(row)
+    return groups
+
 
 # Events whose effects reach beyond the run's own rows: committed in a transaction.
 _WIDE_EVENTS = frozenset(

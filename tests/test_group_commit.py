@@ -1,0 +1,117 @@
+"""Group commit, at the store: commits of different runs that arrive together go out as one
+pipelined transaction; each gets its own rows back, and a run whose fence moved fails alone
+while the rest of its batch still commits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+import durable
+from durable._events import Event
+from durable._events import EventType as E
+from durable._serialization import encode
+from durable._store import LostOwnership, Store, TaskCommit, WorkflowTask
+
+QUEUE = "batch"
+
+
+@durable.workflow(name="batched")
+async def batched(ctx: durable.WorkflowContext) -> None:
+    """Never run: the test drives the store by hand."""
+
+
+async def claimed_runs(client: durable.Client, worker_id: str, count: int) -> list[WorkflowTask]:
+    store = client.store
+    await store.register_worker(worker_id, QUEUE, "test", 60, ["batched"])
+    for i in range(count):
+        await client.start(batched, id=f"run-{i}", task_queue=QUEUE)
+    tasks = await store.claim_workflow_tasks(QUEUE, worker_id, ["batched"], [], count)
+    assert len(tasks) == count
+    return sorted(tasks, key=lambda t: t.workflow_id)
+
+
+def side_effect_step(task: WorkflowTask, *, schedule: bool = False) -> TaskCommit:
+    now = datetime.now(UTC)
+    events = [Event(2, E.SIDE_EFFECT, now, {"value": encode(task.workflow_id)})]
+    if schedule:  # an activity this worker runs itself: the commit returns its claimed row
+        attrs = {
+            "name": "act",
+            "task_queue": QUEUE,
+            "args": encode([]),
+            "retry": None,
+            "start_to_close": 30.0,
+            "schedule_to_close": None,
+            "heartbeat": None,
+        }
+        events.append(Event(3, E.ACTIVITY_SCHEDULED, now, attrs))
+    return TaskCommit(
+        events=events,
+        next_seq=2 + len(events),
+        inbox_seq=task.inbox_seq or 0,
+        next_due=None,
+        eager_slots=10,
+        eager_activities=frozenset({(QUEUE, "act")}),
+    )
+
+
+async def history_seqs(store: Store, workflow_id: str, run_id: str) -> list[int]:
+    return [e.seq for e in await store.load_history(workflow_id, run_id)]
+
+
+async def commit_together(
+    store: Store, worker_id: str, tasks: list[WorkflowTask], commits: list[TaskCommit]
+) -> list[object]:
+    return await asyncio.gather(
+        *(store.commit_workflow_task(t, worker_id, c) for t, c in zip(tasks, commits, strict=True)),
+        return_exceptions=True,
+    )
+
+
+async def test_a_batch_commits_every_run_and_returns_each_its_own_rows(
+    client: durable.Client,
+) -> None:
+    worker_id = str(uuid.uuid4())
+    tasks = await claimed_runs(client, worker_id, 4)
+    commits = [side_effect_step(t, schedule=i % 2 == 1) for i, t in enumerate(tasks)]
+    outcomes = await commit_together(client.store, worker_id, tasks, commits)
+    for i, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True)):
+        assert isinstance(outcome, tuple), outcome
+        eager, _ = outcome
+        assert [(a.workflow_id, a.seq) for a in eager] == ([(task.workflow_id, 3)] if i % 2 else [])
+        expected = [1, 2, 3] if i % 2 else [1, 2]
+        assert await history_seqs(client.store, task.workflow_id, task.run_id) == expected
+
+
+async def test_a_lost_fence_fails_only_its_own_commit(client: durable.Client) -> None:
+    worker_id = str(uuid.uuid4())
+    tasks = await claimed_runs(client, worker_id, 3)
+    await client.store.pool.execute(  # another worker took run-1 over
+        "UPDATE durable.workflows SET fence = fence + 1 WHERE workflow_id = 'run-1'"
+    )
+    outcomes = await commit_together(
+        client.store, worker_id, tasks, [side_effect_step(t) for t in tasks]
+    )
+    assert isinstance(outcomes[1], LostOwnership)
+    assert isinstance(outcomes[0], tuple) and isinstance(outcomes[2], tuple)
+    seqs = [await history_seqs(client.store, t.workflow_id, t.run_id) for t in tasks]
+    assert seqs == [[1, 2], [1], [1, 2]]
+
+
+async def test_a_repeated_commit_is_refused_not_duplicated(client: durable.Client) -> None:
+    worker_id = str(uuid.uuid4())
+    tasks = await claimed_runs(client, worker_id, 2)
+    commits = [side_effect_step(t) for t in tasks]
+    await commit_together(client.store, worker_id, tasks, commits)
+    again = await commit_together(client.store, worker_id, tasks, commits)
+    assert all(isinstance(o, LostOwnership) for o in again)
+    for task in tasks:
+        assert await history_seqs(client.store, task.workflow_id, task.run_id) == [1, 2]
+
+
+@pytest.fixture(autouse=True)
+def _needs_a_batching_pool(client: durable.Client) -> None:
+    assert client.store.pool.get_max_size() >= 4  # room for several batches in flight
