@@ -129,6 +129,15 @@ class StartRequest:
     attributes: dict[str, Any] | None = None
     parent: tuple[str, str, int] | None = None
 
+    @property
+    def is_plain(self) -> bool:
+        """Started with the default policies and no parent: nothing to check but the id."""
+        return (
+            self.id_reuse_policy == "allow_duplicate"
+            and self.id_conflict_policy == "fail"
+            and self.parent is None
+        )
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -365,6 +374,11 @@ class Store:
         self, request: StartRequest, signal: tuple[str, bytes] | None = None
     ) -> tuple[str, bool]:
         """Start a run (or, per the conflict policy, use the open one). Returns (run_id, started)."""
+        if signal is None and request.is_plain:  # one statement, unless the id is in use
+            run_id = str(uuid.uuid4())
+            async with self.pool.acquire() as conn:
+                if await _insert_run(conn, request, run_id):
+                    return run_id, True
 
         async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
             run_id, started = await _start_in(conn, request)
@@ -380,7 +394,7 @@ class Store:
 
         try:
             result: tuple[str, bool] = await self._retrying(work)
-        except asyncpg.exceptions.UniqueViolationError:
+        except _StartRaceLost:
             # a concurrent start of the same id won the race
             if request.id_conflict_policy == "use_existing" or signal is not None:
                 return await self.start_workflow(request, signal)
@@ -948,17 +962,52 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
                 run_id=str(existing["run_id"]),
             )
     run_id = str(uuid.uuid4())
-    await _insert_run(conn, request, run_id)
+    if not await _insert_run(conn, request, run_id):
+        raise _StartRaceLost
     return run_id, True
 
 
-async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: str) -> None:
+class _StartRaceLost(Exception):
+    """A concurrent start of the same workflow id opened its run first."""
+
+
+# A new run in one statement: its row (unless the id has an open run), its first history
+# event, its execution timeout, and a wake-up for the workers of its queue.
+_INSERT_RUN_SQL = """
+WITH run AS (
+    INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
+        parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at)
+    VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8::jsonb, now() + make_interval(secs => $9))
+    ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
+    RETURNING workflow_id, run_id),
+started AS (
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
+    SELECT workflow_id, run_id, 1, $10::smallint, $11::timestamptz, $12::bytea FROM run),
+timeout AS (
+    INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body)
+    SELECT workflow_id, run_id, $13::smallint, $14::timestamptz, $15::bytea FROM run
+    WHERE $14::timestamptz IS NOT NULL)
+SELECT pg_notify('durable', 'w' || $4::text) IS NOT NULL FROM run
+"""
+
+
+async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: str) -> bool:
+    """Open a run; False (and nothing written) if the workflow id has an open run."""
     parent_id, parent_run, parent_seq = request.parent or (None, None, None)
     delay = request.start_delay.total_seconds() if request.start_delay else 0.0
-    await conn.execute(
-        "INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,"
-        " parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at) "
-        "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8::jsonb, now() + make_interval(secs => $9))",
+    now = _utcnow()
+    deadline = now + request.execution_timeout if request.execution_timeout else None
+    started = {
+        "name": request.workflow_name,
+        "task_queue": request.task_queue,
+        "args": request.args,
+        "parent_workflow_id": parent_id,
+        "attempt": 1,
+        "execution_deadline": deadline.timestamp() if deadline else None,
+    }
+    codecs = _codecs(conn)
+    inserted = await conn.fetchval(
+        _INSERT_RUN_SQL,
         request.workflow_id,
         run_id,
         request.workflow_name,
@@ -968,34 +1017,14 @@ async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: s
         parent_seq,
         request.attributes or {},
         delay,
-    )
-    now = _utcnow()
-    deadline = now + request.execution_timeout if request.execution_timeout else None
-    started = Event(
-        1,
-        E.WORKFLOW_STARTED,
+        int(E.WORKFLOW_STARTED),
         now,
-        {
-            "name": request.workflow_name,
-            "task_queue": request.task_queue,
-            "args": request.args,
-            "parent_workflow_id": parent_id,
-            "attempt": 1,
-            "execution_deadline": deadline.timestamp() if deadline else None,
-        },
+        _seal_attrs(codecs, started),
+        int(E.WORKFLOW_TIMED_OUT),
+        deadline,
+        _seal_attrs(codecs, {}),
     )
-    await _insert_history(conn, request.workflow_id, run_id, [started])
-    if deadline is not None:
-        await conn.execute(
-            "INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            request.workflow_id,
-            run_id,
-            int(E.WORKFLOW_TIMED_OUT),
-            deadline,
-            _seal_attrs(_codecs(conn), {}),
-        )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "w" + request.task_queue)
+    return bool(inserted)
 
 
 async def _insert_history(
@@ -1444,7 +1473,7 @@ class _WideEffects:
         try:
             async with self.conn.transaction():  # a savepoint: a failed start leaves the rest
                 await _start_in(self.conn, request)
-        except (WorkflowAlreadyStartedError, asyncpg.exceptions.UniqueViolationError) as exc:
+        except (WorkflowAlreadyStartedError, _StartRaceLost) as exc:
             await self.conn.execute(
                 "INSERT INTO durable.inbox (workflow_id, run_id, kind, body) VALUES ($1, $2, $3, $4)",
                 self.workflow_id,

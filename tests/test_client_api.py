@@ -138,6 +138,36 @@ async def _status_is(handle: durable.WorkflowHandle[Any], status: str) -> bool:
     return await _status(handle) == status
 
 
+async def test_concurrent_starts_of_one_id_open_one_run(client: durable.Client) -> None:
+    outcomes = await asyncio.gather(
+        *(client.start(forever_wf, id="race") for _ in range(20)), return_exceptions=True
+    )
+    started = [o for o in outcomes if isinstance(o, durable.WorkflowHandle)]
+    refused = [o for o in outcomes if isinstance(o, durable.WorkflowAlreadyStartedError)]
+    assert len(started) == 1 and len(refused) == 19, outcomes
+    shared = await asyncio.gather(
+        *(
+            client.start(forever_wf, id="race-2", id_conflict_policy="use_existing")
+            for _ in range(20)
+        )
+    )
+    assert len({h.run_id for h in shared}) == 1
+    await asyncio.gather(
+        *(
+            client.signal_with_start(forever_wf, id="race-3", signal="s", signal_args=(i,))
+            for i in range(20)
+        )
+    )
+    runs = [d for d in await _runs(client) if d.workflow_id.startswith("race")]
+    assert sorted(d.workflow_id for d in runs) == ["race", "race-2", "race-3"]
+    histories = [await client.get_handle(d.workflow_id).history() for d in runs]
+    assert [len(h) for h in histories] == [1, 1, 1]  # just WORKFLOW_STARTED each
+    signals = await client.store.pool.fetchval(
+        "SELECT count(*) FROM durable.inbox WHERE workflow_id = 'race-3'"
+    )
+    assert signals == 20
+
+
 async def test_id_reuse_policies(client: durable.Client) -> None:
     async with durable.Worker(client, workflows=[ok_or_fail_wf]):
         completed = await client.start(ok_or_fail_wf, False, id="completed-id")
