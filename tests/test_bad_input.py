@@ -542,16 +542,33 @@ async def test_attribute_filters_match_exactly_by_json_type(client: durable.Clie
     assert len(await ids(client, attributes={})) == len(values) + 1
 
 
-@pytest.mark.xfail(
-    reason="engine bug: attributes go through jsonb numeric, so a float such as 1e16 comes "
-    "back from describe() as the int 10000000000000000",
-    strict=True,
-)
 async def test_float_attribute_keeps_its_type(client: durable.Client) -> None:
     handle = await client.start(parked_wf, attributes={"price": 1e16, "tiny": 1e-300})
     attributes = (await handle.describe()).attributes
     assert attributes == {"price": 1e16, "tiny": 1e-300}
     assert all(type(value) is float for value in attributes.values())
+
+
+async def test_large_float_attributes_keep_their_type_and_are_found_by_value(
+    client: durable.Client,
+) -> None:
+    floats = [1e16, -2.5e17, 1.7976931348623157e308, 2.0, 1e-300]
+    await client.start(parked_wf, id="floats", attributes={"xs": floats, "one": 1e20})
+    await client.start(parked_wf, id="int", attributes={"one": 7})
+    async with durable.Worker(client, workflows=[set_attributes_wf]):
+        handle = await client.start(set_attributes_wf, attribute_case({"big": 3e30}), id="set")
+        assert await outcome(handle) == "set"
+    assert (await handle.describe()).attributes == {"big": 3e30}
+    assert type((await handle.describe()).attributes["big"]) is float
+    attributes = (await client.get_handle("floats").describe()).attributes
+    assert attributes == {"xs": floats, "one": 1e20}
+    assert all(type(value) is float for value in [*attributes["xs"], attributes["one"]])
+    assert await ids(client, attributes={"one": 1e20}) == ["floats"]
+    assert await ids(client, attributes={"xs": [1.7976931348623157e308]}) == ["floats"]
+    assert await ids(client, attributes={"big": 3e30}) == ["set"]
+    assert await ids(client, attributes={"one": 7}) == ["int"]
+    assert await ids(client, attributes={"one": 7.0}) == ["int"]  # numbers match by value
+    assert await ids(client, attributes={"one": 1e16}) == []
 
 
 # -------------------------------------------------------------------------- oversized payloads
