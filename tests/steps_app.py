@@ -54,10 +54,18 @@ async def steps(ctx: WorkflowContext, count: int) -> int:
     return total
 
 
+@workflow
+async def nap(ctx: WorkflowContext, seconds: float) -> float:
+    """Sleep on a durable timer; return how long that took in workflow time."""
+    before = ctx.now()
+    await ctx.sleep(seconds)
+    return (ctx.now() - before).total_seconds()
+
+
 def make_worker(client: durable.Client, lease_seconds: float = 1.0) -> durable.Worker:
     return durable.Worker(
         client,
-        workflows=[steps],
+        workflows=[steps, nap],
         activities=[record_step],
         lease_ttl=timedelta(seconds=lease_seconds),
         poll_interval=timedelta(milliseconds=200),

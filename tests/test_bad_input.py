@@ -729,6 +729,17 @@ def test_payload_limit_is_configurable() -> None:
     assert done.returncode == 0, done.stderr + done.stdout
 
 
+def test_default_payload_limit_is_2_mib() -> None:
+    if os.environ.get("DURABLE_MAX_PAYLOAD_BYTES"):
+        pytest.skip("$DURABLE_MAX_PAYLOAD_BYTES overrides the default")
+    from durable._serialization import encode
+
+    header = len(encode(b"x" * 70_000)) - 70_000  # msgpack bin32: 5 bytes
+    assert len(encode(b"x" * (2 * MiB - header))) == 2 * MiB  # exactly the limit: accepted
+    with pytest.raises(PayloadError, match="2,097,153 bytes encoded, over the limit of 2,097,152"):
+        encode(b"x" * (2 * MiB - header + 1))
+
+
 async def test_payload_under_the_limit_round_trips(client: durable.Client) -> None:
     value = bytes(range(256)) * (UNDER_LIMIT // 256)
     workflows = [echo_signal_wf, length_wf, big_activity_wf, big_result_wf]

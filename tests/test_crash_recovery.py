@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL loses nothing; two workers share a task queue safely."""
+"""A worker killed with SIGKILL loses nothing; two workers share a task queue safely; a
+stalled worker cannot write over the worker that took its workflow over."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 import durable
+from durable._events import Event, EventType
+from durable._store import LostOwnership, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
-from .steps_app import ensure_table, make_worker, steps
+from .steps_app import ensure_table, make_worker, nap, steps
 
 APP = Path(__file__).with_name("steps_app.py")
 
@@ -83,6 +88,31 @@ async def test_sigkilled_worker_loses_nothing(
     assert [e.seq for e in events] == list(range(1, len(events) + 1)), "history is contiguous"
 
 
+async def _timer_started(handle: durable.WorkflowHandle[float]) -> bool:
+    return any(e.type == "TIMER_STARTED" for e in await handle.history())
+
+
+async def test_timer_fires_after_its_worker_was_killed(
+    dsn: str,
+    client: durable.Client,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = spawn()
+    handle = await client.start(nap, 1.5, id="nap")
+    await wait_for(lambda: _timer_started(handle), timeout=30)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    monkeypatch.setenv("STEPS_DSN", dsn)
+    async with make_worker(client):
+        assert await handle.result(timeout=30) >= 1.5  # in workflow time
+    events = await handle.history()
+    (started,) = [e for e in events if e.type == "TIMER_STARTED"]
+    (fired,) = [e for e in events if e.type == "TIMER_FIRED"]
+    assert fired.timestamp.timestamp() >= started.fire_at, "the timer fired early"
+
+
 async def _live_workers(dsn: str, count: int) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
@@ -121,3 +151,47 @@ async def test_two_workers_share_a_queue(
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
         assert await asyncio.to_thread(worker.wait, 20) == 0
+
+
+# ---------------------------------------------------------------------------- fencing
+
+
+@durable.workflow
+async def parked(ctx: durable.WorkflowContext) -> str:
+    return str(await ctx.wait_signal("go"))
+
+
+def _one_event(task: WorkflowTask, value: bytes) -> TaskCommit:
+    event = Event(task.next_seq, EventType.SIDE_EFFECT, datetime.now(UTC), {"value": value})
+    consumed = [m.id for m in task.messages]
+    return TaskCommit([event], task.next_seq + 1, task.inbox_seq or 0, None, consumed)
+
+
+async def test_a_stalled_worker_cannot_write_over_its_successor(
+    dsn: str, client: durable.Client
+) -> None:
+    """Worker A claims a run, stalls past its lease, B takes the run over: A's commit is
+    refused (before and after B's), and the history holds only B's event."""
+    store = client.store
+    stalled, successor = str(uuid.uuid4()), str(uuid.uuid4())
+    for worker_id in (stalled, successor):
+        await store.register_worker(worker_id, "default", worker_id, 60.0, ["parked"])
+    handle = await client.start(parked, id="fenced")
+    (task_a,) = await store.claim_workflow_tasks("default", stalled, ["parked"], [], 10)
+    await store.pool.execute(  # A stalls: its lease lapses without it noticing
+        "UPDATE durable.workers SET expires_at = now() - interval '1 second' WHERE worker_id = $1",
+        stalled,
+    )
+    (task_b,) = await store.claim_workflow_tasks("default", successor, ["parked"], [], 10)
+    assert task_b.fence > task_a.fence
+    with pytest.raises(LostOwnership):
+        await store.commit_workflow_task(task_a, stalled, _one_event(task_a, b"A"))
+    await store.commit_workflow_task(task_b, successor, _one_event(task_b, b"B"))
+    with pytest.raises(LostOwnership):
+        await store.commit_workflow_task(task_a, stalled, _one_event(task_a, b"A"))
+    history = await store.load_history("fenced", handle.run_id or "")
+    assert [(e.seq, e.type) for e in history] == [
+        (1, EventType.WORKFLOW_STARTED),
+        (2, EventType.SIDE_EFFECT),
+    ]
+    assert history[1].attrs["value"] == b"B"
