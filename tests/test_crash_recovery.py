@@ -21,7 +21,7 @@ from durable._events import Event, EventType
 from durable._store import LostOwnership, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
-from .steps_app import ensure_table, make_worker, nap, steps
+from .steps_app import dies_in_activity, dies_in_step, ensure_table, make_worker, nap, steps
 
 APP = Path(__file__).with_name("steps_app.py")
 
@@ -86,6 +86,67 @@ async def test_sigkilled_worker_loses_nothing(
     assert await _completed_steps(handle) == set(range(8))
     events = await handle.history()
     assert [e.seq for e in events] == list(range(1, len(events) + 1)), "history is contiguous"
+
+
+async def test_activity_whose_worker_dies_after_its_side_effect_runs_again_with_the_same_key(
+    dsn: str,
+    client: durable.Client,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker dies after the activity did its work, before the outcome was recorded: the
+    activity runs again (at least once) with the same idempotency key, and its result is
+    recorded once."""
+    first = spawn()
+    handle = await client.start(dies_in_activity, id="dies-in-activity")
+    assert await asyncio.to_thread(first.wait, 30) == -signal.SIGKILL
+    assert await handle.history() and (await handle.describe()).status == "running"
+
+    monkeypatch.setenv("STEPS_DSN", dsn)
+    async with make_worker(client):
+        assert await handle.result(timeout=30) == "done"
+    conn = await asyncpg.connect(dsn)
+    try:
+        effects = await conn.fetch("SELECT * FROM effects ORDER BY attempt")
+    finally:
+        await conn.close()
+    assert [(r["attempt"], r["pid"]) for r in effects] == [(1, first.pid), (2, os.getpid())]
+    assert effects[0]["idempotency_key"] == effects[1]["idempotency_key"]
+    types = [e.type for e in await handle.history()]
+    assert types.count("ACTIVITY_SCHEDULED") == types.count("ACTIVITY_COMPLETED") == 1
+
+
+async def test_worker_dying_inside_a_workflow_step_leaves_the_last_commit(
+    dsn: str,
+    client: durable.Client,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker dies while workflow code runs (the first activity's result was handed to
+    the code in memory, the step is not committed): nothing of that step is written; another
+    worker replays the history and runs the step again. The first activity's outcome was never
+    committed, so it runs again (at least once); each completion is recorded once."""
+    first = spawn()
+    handle = await client.start(dies_in_step, id="dies-in-step")
+    assert await asyncio.to_thread(first.wait, 30) == -signal.SIGKILL
+    types = [e.type for e in await handle.history()]
+    assert types == ["WORKFLOW_STARTED", "ACTIVITY_SCHEDULED"]  # as of the last commit
+
+    monkeypatch.setenv("STEPS_DSN", dsn)
+    async with make_worker(client):
+        assert await handle.result(timeout=30) == 1 + 4
+    runs = await _runs(dsn, "dies-in-step")
+    assert runs[1] >= 1 and runs[2] == 1
+    events = await handle.history()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.type for e in events] == [
+        "WORKFLOW_STARTED",
+        "ACTIVITY_SCHEDULED",
+        "ACTIVITY_COMPLETED",
+        "ACTIVITY_SCHEDULED",
+        "ACTIVITY_COMPLETED",
+        "WORKFLOW_COMPLETED",
+    ]
 
 
 async def _timer_started(handle: durable.WorkflowHandle[float]) -> bool:
