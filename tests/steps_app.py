@@ -99,10 +99,19 @@ async def dies_in_step(ctx: WorkflowContext) -> int:
     return first + await ctx.activity(record_step, 2)
 
 
+@workflow
+async def dies_continuing_as_new(ctx: WorkflowContext, round_: int) -> int:
+    if round_ == 1:
+        if IS_WORKER_PROCESS:
+            os.kill(os.getpid(), signal.SIGKILL)  # dies in the step that continues as new
+        ctx.continue_as_new(round_ + 1)
+    return round_
+
+
 def make_worker(client: durable.Client, lease_seconds: float = 1.0) -> durable.Worker:
     return durable.Worker(
         client,
-        workflows=[steps, nap, dies_in_activity, dies_in_step],
+        workflows=[steps, nap, dies_in_activity, dies_in_step, dies_continuing_as_new],
         activities=[record_step, effect_then_die],
         lease_ttl=timedelta(seconds=lease_seconds),
         poll_interval=timedelta(milliseconds=200),

@@ -21,7 +21,15 @@ from durable._events import Event, EventType
 from durable._store import LostOwnership, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
-from .steps_app import dies_in_activity, dies_in_step, ensure_table, make_worker, nap, steps
+from .steps_app import (
+    dies_continuing_as_new,
+    dies_in_activity,
+    dies_in_step,
+    ensure_table,
+    make_worker,
+    nap,
+    steps,
+)
 
 APP = Path(__file__).with_name("steps_app.py")
 
@@ -147,6 +155,83 @@ async def test_worker_dying_inside_a_workflow_step_leaves_the_last_commit(
         "ACTIVITY_COMPLETED",
         "WORKFLOW_COMPLETED",
     ]
+
+
+async def test_worker_dying_as_it_continues_as_new_leaves_one_next_run(
+    dsn: str,
+    client: durable.Client,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = spawn()
+    handle = await client.start(dies_continuing_as_new, 1, id="dies-continuing")
+    assert await asyncio.to_thread(first.wait, 30) == -signal.SIGKILL
+    assert (await handle.describe()).status == "running"  # run 1 was not closed
+
+    monkeypatch.setenv("STEPS_DSN", dsn)
+    async with make_worker(client):
+        assert await handle.result(timeout=30) == 2
+    runs = [d async for d in client.list(workflow_name="dies_continuing_as_new")]
+    assert sorted(d.status for d in runs) == ["completed", "continued_as_new"]
+
+
+CLIENT_START = """
+import asyncio, sys
+import durable
+from tests.steps_app import steps
+
+async def main():
+    client = await durable.Client.connect(sys.argv[1])
+    await client.start(steps, 1, id="mid-start")
+
+asyncio.run(main())
+"""
+
+
+async def test_client_killed_in_the_middle_of_a_start_leaves_nothing(
+    dsn: str, client: durable.Client
+) -> None:
+    """A client process dies after its start inserted the run but before it committed: the
+    start is one transaction, so nothing of it remains, and the id can be started again."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        locked = admin.transaction()
+        await locked.start()
+        await admin.execute("LOCK TABLE durable.history IN ACCESS EXCLUSIVE MODE")
+        env = {**os.environ, "PYTHONPATH": str(APP.parent.parent)}
+        proc = subprocess.Popen([sys.executable, "-c", CLIENT_START, dsn], env=env)
+        try:
+            blocked = await wait_for(lambda: _backend_inserting_history(dsn), timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+        await locked.rollback()
+        await wait_for(lambda: _backend_gone(dsn, blocked), timeout=30)
+    finally:
+        await admin.close()
+    assert [d async for d in client.list()] == []
+    handle = await client.start(steps, 1, id="mid-start")
+    assert [e.type for e in await handle.history()] == ["WORKFLOW_STARTED"]
+
+
+async def _backend_inserting_history(dsn: str) -> int | None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        pid: int | None = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE '%INSERT INTO durable.history%'"
+        )
+        return pid
+    finally:
+        await conn.close()
+
+
+async def _backend_gone(dsn: str, pid: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+    finally:
+        await conn.close()
 
 
 async def _timer_started(handle: durable.WorkflowHandle[float]) -> bool:
