@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +18,7 @@ import pytest
 
 import durable
 from durable._events import Event, EventType
+from durable._serialization import encode
 from durable._store import LostOwnership, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
@@ -341,3 +342,44 @@ async def test_a_stalled_worker_cannot_write_over_its_successor(
         (2, EventType.SIDE_EFFECT),
     ]
     assert history[1].attrs["value"] == b"B"
+
+
+@durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(milliseconds=10)))
+async def remote(text: str) -> str:
+    return text  # never run here: the test claims and completes its attempts by hand
+
+
+@durable.workflow
+async def awaits_remote(ctx: durable.WorkflowContext) -> str:
+    return await ctx.activity(remote, "x")
+
+
+async def test_a_stalled_worker_cannot_record_an_outcome_for_a_retried_attempt(
+    client: durable.Client,
+) -> None:
+    """Worker A claims attempt 1, stalls past its lease; the attempt is reaped and B claims
+    attempt 2: A's late outcome is discarded, B's is the one the workflow sees."""
+    store = client.store
+    stalled, successor = str(uuid.uuid4()), str(uuid.uuid4())
+    for worker_id in (stalled, successor):
+        await store.register_worker(worker_id, "default", worker_id, 60.0, [])
+    async with durable.Worker(client, workflows=[awaits_remote]):  # runs the workflow only
+        handle = await client.start(awaits_remote, id="fenced-activity")
+        (task_a,) = await wait_for(
+            lambda: store.claim_activity_tasks("default", stalled, ["remote"], 1)
+        )
+        await store.pool.execute(
+            "UPDATE durable.workers SET expires_at = now() - interval '1 second'"
+            " WHERE worker_id = $1",
+            stalled,
+        )
+        await store.reap_activities("default")  # (the worker's own reaper may be first)
+        (task_b,) = await wait_for(
+            lambda: store.claim_activity_tasks("default", successor, ["remote"], 1)
+        )
+        assert task_b.attempt == task_a.attempt + 1
+        assert not await store.complete_activity(task_a, stalled, encode("late"))
+        assert await store.complete_activity(task_b, successor, encode("on time"))
+        assert await handle.result(timeout=20) == "on time"
+    types = [e.type for e in await handle.history()]
+    assert types.count("ACTIVITY_COMPLETED") == 1
