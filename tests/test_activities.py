@@ -94,6 +94,30 @@ async def test_activity_context_info_fields(client: durable.Client) -> None:
     assert other.deadline is None
 
 
+KEYS: list[str] = []
+
+
+@activity
+async def remember_key() -> None:
+    KEYS.append(activity_context().info.idempotency_key)
+
+
+@workflow
+async def keys_wf(ctx: WorkflowContext, round_: int) -> None:
+    await ctx.activity(remember_key)
+    if round_ == 1:
+        ctx.continue_as_new(round_ + 1)
+
+
+async def test_idempotency_keys_differ_across_continue_as_new(client: durable.Client) -> None:
+    KEYS.clear()
+    async with durable.Worker(client, workflows=[keys_wf], activities=[remember_key]):
+        handle = await client.start(keys_wf, 1, id="keys")
+        await client.get_handle("keys").result(timeout=20)
+    assert (await handle.describe()).status == "continued_as_new"
+    assert len(KEYS) == 2 and KEYS[0] != KEYS[1]  # the same call position, a new run
+
+
 async def test_activity_context_outside_activity_is_an_error() -> None:
     with pytest.raises(durable.DurableError):
         activity_context()
