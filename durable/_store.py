@@ -159,7 +159,7 @@ def _json_dumps(value: Any) -> str:
     """
     if isinstance(value, float) and math.isfinite(value):
         return _json_float(value)
-    if isinstance(value, dict):
+    if isinstance(value, dict) and all(type(key) is str for key in value):
         items = (f"{json.dumps(key)}:{_json_dumps(item)}" for key, item in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, (list, tuple)):
