@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
-import contextvars
 import dataclasses
 import enum
 import functools
 import inspect
+import itertools
 import os
 import struct
 import sys
@@ -612,27 +612,16 @@ def _to_float(value: Any) -> float:
     raise _Mismatch(f"expected float, {_got(value)}")
 
 
-# True while _retrace re-runs conversions to locate a mismatch: nested containers then go
-# part by part at once (their results are unused), so locating stays linear in the payload
-# instead of re-converting every enclosing level twice (2**depth work).
-_locating: contextvars.ContextVar[bool] = contextvars.ContextVar("durable_locating", default=False)
+def _failed_index(size: int, rest: Any) -> int:
+    """The index of the part a comprehension over the iterator ``rest`` was converting when it
+    raised: the iterator had handed that part out, so ``size - index - 1`` parts remain in it.
 
-
-def _retrace(steps: Iterator[tuple[str, Converter, Any]]) -> None:
-    """Re-run conversions one by one to find which part failed, and record it in the path.
-
-    Containers convert with fast comprehensions and only call this once something failed.
+    Containers convert with fast comprehensions over an explicit iterator (nothing is spent per
+    part) and ask this only once a part failed: each level adds its own step to the path of the
+    mismatch raised below it, so locating one converts nothing twice.
     """
-    token = _locating.set(True)
-    try:
-        for where, convert, value in steps:
-            try:
-                convert(value)
-            except _Mismatch as exc:
-                exc.path.append(where)
-                raise
-    finally:
-        _locating.reset(token)
+    index: int = size - rest.__length_hint__() - 1
+    return index
 
 
 def _compile_collection(build: type | None, accepts: tuple[type, ...], item: object) -> Converter:
@@ -645,14 +634,11 @@ def _compile_collection(build: type | None, accepts: tuple[type, ...], item: obj
         make = build or type(value)
         if convert_item is _identity:
             return value if type(value) is make else make(value)
+        rest = iter(value)
         try:
-            if _locating.get():
-                raise _Mismatch("")
-            items = [convert_item(part) for part in value]
-        except _Mismatch:
-            _retrace((f"[{i}]", convert_item, part) for i, part in enumerate(value))
-            if _locating.get():
-                return None
+            items = [convert_item(part) for part in rest]
+        except _Mismatch as exc:
+            exc.path.append(f"[{_failed_index(len(value), rest)}]")
             raise
         return items if make is list else make(items)
 
@@ -667,15 +653,12 @@ def _compile_fixed_tuple(args: tuple[Any, ...]) -> Converter:
             raise _Mismatch(f"expected tuple, {_got(value)}")
         if len(value) != len(converters):
             raise _Mismatch(f"expected a tuple of {len(converters)} items, got {len(value)}")
+        rest = iter(value)
         try:
-            if _locating.get():
-                raise _Mismatch("")
-            return tuple([c(part) for c, part in zip(converters, value, strict=True)])
-        except _Mismatch:
-            steps = enumerate(zip(converters, value, strict=True))
-            _retrace((f"[{i}]", c, part) for i, (c, part) in steps)
-            if _locating.get():
-                return ()
+            # zip takes the converter first, then the part: ``rest`` is exact when one fails.
+            return tuple([c(part) for c, part in zip(converters, rest, strict=False)])
+        except _Mismatch as exc:
+            exc.path.append(f"[{_failed_index(len(value), rest)}]")
             raise
 
     return convert
@@ -689,25 +672,22 @@ def _compile_mapping(key: object, item: object) -> Converter:
             raise _Mismatch(f"expected dict, {_got(value)}")
         if convert_key is _identity and convert_item is _identity:
             return value
+        rest = iter(value.items())
         try:
-            if _locating.get():
-                raise _Mismatch("")
-            return {convert_key(k): convert_item(v) for k, v in value.items()}
-        except _Mismatch:
-            _retrace(_mapping_steps(value, convert_key, convert_item))
-            if _locating.get():
-                return {}
+            return {convert_key(k): convert_item(v) for k, v in rest}
+        except _Mismatch as exc:
+            key = next(itertools.islice(value, _failed_index(len(value), rest), None))
+            if convert_key is not _identity:
+                # Was it the key or its value? Keys are small (maps cannot be keys): re-check it.
+                try:
+                    convert_key(key)
+                except _Mismatch as key_exc:
+                    key_exc.path.append(f"<key {_short(key, 40)}>")
+                    raise key_exc from None
+            exc.path.append(f"[{_short(key, 40)}]")
             raise
 
     return convert
-
-
-def _mapping_steps(
-    value: dict[Any, Any], convert_key: Converter, convert_item: Converter
-) -> Iterator[tuple[str, Converter, Any]]:
-    for key, item in value.items():
-        yield f"<key {_short(key, 40)}>", convert_key, key
-        yield f"[{_short(key, 40)}]", convert_item, item
 
 
 def _compile_literal(hint: object, values: tuple[Any, ...]) -> Converter:
@@ -854,14 +834,12 @@ def _compile_typeddict(cls: Any) -> Converter:
             raise _Mismatch(f"missing required key(s) {missing} of {cls.__qualname__}")
         if plan is None:
             plan = {key: _converter(hint) for key, hint in _resolved_hints(cls).items()}
+        rest = iter(value.items())
         try:
-            if _locating.get():
-                raise _Mismatch("")
-            return {k: plan[k](v) if k in plan else v for k, v in value.items()}
-        except _Mismatch:
-            _retrace((f"[{k!r}]", plan[k], v) for k, v in value.items() if k in plan)
-            if _locating.get():
-                return {}
+            return {k: plan[k](v) if k in plan else v for k, v in rest}
+        except _Mismatch as exc:
+            key = next(itertools.islice(value, _failed_index(len(value), rest), None))
+            exc.path.append(f"[{key!r}]")
             raise
 
     return convert

@@ -16,10 +16,12 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -174,9 +176,34 @@ def _seal_failure(codecs: Codecs, failure: Failure | None) -> bytes | None:
     return codecs.seal(_pack(failure)) if failure is not None else None
 
 
+def _json_float(value: float) -> str:
+    text = float.__repr__(value)  # the shortest text that reads back as this float
+    if "e+" in text:
+        # jsonb keeps numbers as numeric, which prints 1e+16 back as 10000000000000000: an int
+        # to json.loads. Written out with a fraction it keeps its scale, and stays a float.
+        text = f"{Decimal(text):f}.0"
+    return text
+
+
+def _json_dumps(value: Any) -> str:
+    """``json.dumps`` for jsonb parameters, except that a float always comes back a float.
+
+    Containment (``@>``) and the GIN index compare numbers by value, so 10000000000000000.0
+    still matches 1e16 (and 1 matches 1.0, as in Python).
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return _json_float(value)
+    if isinstance(value, dict) and all(type(key) is str for key in value):
+        items = (f"{json.dumps(key)}:{_json_dumps(item)}" for key, item in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(_json_dumps, value)) + "]"
+    return json.dumps(value)
+
+
 async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
     conn.codecs = codecs
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def wait_notified(event: asyncio.Event, timeout: float) -> None:

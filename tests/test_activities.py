@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -93,6 +94,30 @@ async def test_activity_context_info_fields(client: durable.Client) -> None:
     assert other.deadline is None
 
 
+KEYS: list[str] = []
+
+
+@activity
+async def remember_key() -> None:
+    KEYS.append(activity_context().info.idempotency_key)
+
+
+@workflow
+async def keys_wf(ctx: WorkflowContext, round_: int) -> None:
+    await ctx.activity(remember_key)
+    if round_ == 1:
+        ctx.continue_as_new(round_ + 1)
+
+
+async def test_idempotency_keys_differ_across_continue_as_new(client: durable.Client) -> None:
+    KEYS.clear()
+    async with durable.Worker(client, workflows=[keys_wf], activities=[remember_key]):
+        handle = await client.start(keys_wf, 1, id="keys")
+        await client.get_handle("keys").result(timeout=20)
+    assert (await handle.describe()).status == "continued_as_new"
+    assert len(KEYS) == 2 and KEYS[0] != KEYS[1]  # the same call position, a new run
+
+
 async def test_activity_context_outside_activity_is_an_error() -> None:
     with pytest.raises(durable.DurableError):
         activity_context()
@@ -129,6 +154,35 @@ async def test_retry_policy_retries_with_backoff_until_success(client: durable.C
     types = [e.type for e in await handle.history()]
     assert types.count("ACTIVITY_SCHEDULED") == 1  # retries are not workflow events
     assert "ACTIVITY_FAILED" not in types
+
+
+@activity(
+    retry=RetryPolicy(
+        initial_interval=timedelta(milliseconds=50),
+        backoff_coefficient=10,
+        maximum_interval=timedelta(milliseconds=150),
+    )
+)
+async def capped(succeed_on: int) -> int:
+    ATTEMPT_TIMES.append(time.monotonic())
+    if activity_context().info.attempt < succeed_on:
+        raise ConnectionError("not yet")
+    return activity_context().info.attempt
+
+
+@workflow
+async def capped_wf(ctx: WorkflowContext) -> int:
+    return await ctx.activity(capped, 4)
+
+
+async def test_maximum_interval_caps_the_backoff(client: durable.Client) -> None:
+    ATTEMPT_TIMES.clear()
+    async with durable.Worker(client, workflows=[capped_wf], activities=[capped]):
+        assert await client.execute(capped_wf) == 4
+    waits = [b - a for a, b in itertools.pairwise(ATTEMPT_TIMES)]
+    assert waits[0] >= 0.045  # initial_interval
+    assert waits[1] >= 0.14 and waits[2] >= 0.14  # 0.5 s and 5 s, capped at 0.15 s
+    assert waits[2] < 2.0, waits
 
 
 ATTEMPTS: list[int] = []

@@ -542,16 +542,33 @@ async def test_attribute_filters_match_exactly_by_json_type(client: durable.Clie
     assert len(await ids(client, attributes={})) == len(values) + 1
 
 
-@pytest.mark.xfail(
-    reason="engine bug: attributes go through jsonb numeric, so a float such as 1e16 comes "
-    "back from describe() as the int 10000000000000000",
-    strict=True,
-)
 async def test_float_attribute_keeps_its_type(client: durable.Client) -> None:
     handle = await client.start(parked_wf, attributes={"price": 1e16, "tiny": 1e-300})
     attributes = (await handle.describe()).attributes
     assert attributes == {"price": 1e16, "tiny": 1e-300}
     assert all(type(value) is float for value in attributes.values())
+
+
+async def test_large_float_attributes_keep_their_type_and_are_found_by_value(
+    client: durable.Client,
+) -> None:
+    floats = [1e16, -2.5e17, 1.7976931348623157e308, 2.0, 1e-300]
+    await client.start(parked_wf, id="floats", attributes={"xs": floats, "one": 1e20})
+    await client.start(parked_wf, id="int", attributes={"one": 7})
+    async with durable.Worker(client, workflows=[set_attributes_wf]):
+        handle = await client.start(set_attributes_wf, attribute_case({"big": 3e30}), id="set")
+        assert await outcome(handle) == "set"
+    assert (await handle.describe()).attributes == {"big": 3e30}
+    assert type((await handle.describe()).attributes["big"]) is float
+    attributes = (await client.get_handle("floats").describe()).attributes
+    assert attributes == {"xs": floats, "one": 1e20}
+    assert all(type(value) is float for value in [*attributes["xs"], attributes["one"]])
+    assert await ids(client, attributes={"one": 1e20}) == ["floats"]
+    assert await ids(client, attributes={"xs": [1.7976931348623157e308]}) == ["floats"]
+    assert await ids(client, attributes={"big": 3e30}) == ["set"]
+    assert await ids(client, attributes={"one": 7}) == ["int"]
+    assert await ids(client, attributes={"one": 7.0}) == ["int"]  # numbers match by value
+    assert await ids(client, attributes={"one": 1e16}) == []
 
 
 # -------------------------------------------------------------------------- oversized payloads
@@ -710,6 +727,17 @@ def test_payload_limit_is_configurable() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_default_payload_limit_is_2_mib() -> None:
+    if os.environ.get("DURABLE_MAX_PAYLOAD_BYTES"):
+        pytest.skip("$DURABLE_MAX_PAYLOAD_BYTES overrides the default")
+    from durable._serialization import encode
+
+    header = len(encode(b"x" * 70_000)) - 70_000  # msgpack bin32: 5 bytes
+    assert len(encode(b"x" * (2 * MiB - header))) == 2 * MiB  # exactly the limit: accepted
+    with pytest.raises(PayloadError, match="2,097,153 bytes encoded, over the limit of 2,097,152"):
+        encode(b"x" * (2 * MiB - header + 1))
 
 
 async def test_payload_under_the_limit_round_trips(client: durable.Client) -> None:

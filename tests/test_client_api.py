@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -537,3 +538,17 @@ async def test_bad_argument_values_raise_value_error_naming_them(client: durable
     with pytest.raises(ValueError, match="status"):
         await _runs(client, status="nope")
     assert await _runs(client) == []
+
+
+# ---------------------------------------------------------------------------- durability
+
+
+async def test_durable_never_turns_synchronous_commit_off(client: durable.Client) -> None:
+    """Every acknowledged call waited for a commit that is on disk: durable leaves
+    synchronous_commit at the server's setting (on by default) in every session and
+    transaction."""
+    package = Path(durable.__file__).parent
+    for source in [*package.glob("*.py"), *package.glob("_migrations/*.sql")]:
+        assert "synchronous_commit" not in source.read_text().lower(), source.name
+    async with client.store.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"

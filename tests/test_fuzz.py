@@ -532,12 +532,6 @@ class Tree:
     children: list[Tree]
 
 
-@pytest.mark.xfail(
-    reason="engine bug: a mismatch deep inside a recursive hint is located by re-running the "
-    "conversion of every enclosing list (_compile_collection -> _retrace), which recurses: "
-    "2**depth conversions, so a ~200-byte payload nested 16 deep takes a minute to refuse",
-    strict=True,
-)
 def test_mismatch_deep_in_a_recursive_hint_is_found_without_re_decoding() -> None:
     depth = 12
     value: Any = {"leaf": {"n": depth}, "children": "not a list"}

@@ -656,6 +656,30 @@ def test_rebuild_errors_name_hint_path_and_problem() -> None:
         roundtrip(1, None)
 
 
+@pytest.mark.parametrize(
+    ("value", "hint", "path"),
+    [
+        ([1, 2, "x"], list[int], r"payload\[2\]"),
+        ((1, 2, "x"), tuple[int, ...], r"payload\[2\]"),
+        ((1, "a", "x"), tuple[int, str, int], r"payload\[2\]"),
+        ({"a": 1, "b": "x"}, dict[str, int], r"payload\['b'\]"),
+        ({"a": 1, 2: 2}, dict[str, int], r"payload<key 2>"),
+        ({Color.RED: [1], Color.BLUE: [2, "x"]}, dict[Color, list[int]], r"payload\['blue'\]\[1\]"),
+        ({"title": "Up", "year": "x"}, Movie, r"payload\['year'\]"),
+        (
+            [{"title": "Up", "year": 1}, {"title": 2, "year": 1}],
+            list[Movie],
+            r"payload\[1\]\['title'\]",
+        ),
+    ],
+)
+def test_rebuild_errors_name_the_failing_part_of_each_container(
+    value: object, hint: object, path: str
+) -> None:
+    with pytest.raises(PayloadError, match=rf"at {path}: expected (int|str), got"):
+        roundtrip(value, hint)
+
+
 def test_dataclass_post_init_failure_is_a_payload_error() -> None:
     @dataclasses.dataclass
     class Positive:

@@ -412,6 +412,33 @@ async def test_signals_sent_before_handler_registration_reach_it(client: durable
         assert await handle.result(timeout=20) == [1, 2, 3]
 
 
+@workflow
+async def collect_signals_wf(ctx: WorkflowContext, count: int) -> list[int]:
+    seen: list[int] = []
+    ctx.on_signal("n", seen.append)
+    await ctx.wait_until(lambda: len(seen) >= count)
+    return seen
+
+
+async def test_signals_are_delivered_once_across_a_change_of_worker(
+    client: durable.Client,
+) -> None:
+    async def recorded(count: int) -> bool:
+        return (await event_types(handle)).count("SIGNAL_RECEIVED") == count
+
+    async with durable.Worker(client, workflows=[collect_signals_wf]):
+        handle = await client.start(collect_signals_wf, 5)
+        for n in (1, 2, 3):
+            await handle.signal("n", n)
+        await wait_for(lambda: recorded(3))
+    await handle.signal("n", 4)  # while no worker runs: buffered in the inbox
+    # a fresh worker replays signals 1-3 from history, then delivers 4 and 5, each once
+    async with durable.Worker(client, workflows=[collect_signals_wf]):
+        await handle.signal("n", 5)
+        assert await handle.result(timeout=20) == [1, 2, 3, 4, 5]
+    assert await recorded(5)
+
+
 # ---------------------------------------------------------------------------- queries
 
 
