@@ -287,7 +287,7 @@ class Store:
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
-        self._group_commit = _GroupCommit(pool, self._commit_alone)
+        self._group_commit = _GroupCommit(pool, self._commit_steps)
 
     @classmethod
     async def connect(
@@ -670,14 +670,14 @@ class Store:
         trip, one commit. Events with wider effects (children, cancellations, updates,
         closing) continue in the same transaction with further statements.
         """
-        params = _commit_params(self.codecs, task, worker_id, commit)
+        step = (task, worker_id, commit)
         if not commit.rejected_updates and not any(e.type in _WIDE_EVENTS for e in commit.events):
-            rows = await self._group_commit.submit(params)
+            rows = await self._group_commit.submit(step)
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
         async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
-            rows = await _fetch_commit(conn, params)
-            wide = _WideEffects(conn, task.workflow_id, task.run_id, rows[0])
+            rows = (await _fetch_commit(conn, [step]))[task.run_id]
+            wide = _WideEffects(conn, task.workflow_id, task.run_id)
             for event in commit.events:
                 await wide.apply(event)
             for update_id, failure in commit.rejected_updates:
@@ -698,9 +698,9 @@ class Store:
         result: tuple[list[ActivityTask], datetime | None] = await self._retrying(work)
         return result
 
-    async def _commit_alone(self, params: list[Any]) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._retrying(
-            lambda conn: _fetch_commit(conn, params), transaction=False
+    async def _commit_steps(self, steps: Sequence[_Step]) -> dict[str, _Rows]:
+        rows: dict[str, _Rows] = await self._retrying(
+            lambda conn: _fetch_commit(conn, steps), transaction=False
         )
         return rows
 
@@ -1198,85 +1198,109 @@ async def _retry_or_fail(
     return "failed"
 
 
-# The statement that commits a workflow task. Every step writes through it: the fenced update
-# of the run (owner, fence and expected next_seq, else durable.ensure aborts everything), the
-# history rows, the consumed inbox rows, the activity tasks finished in this process, new
-# timers and new activity tasks (those this worker runs itself come back already claimed).
+# The statement that commits workflow tasks: one step, or the steps of several runs at once
+# (group commit). Every step writes through it: the fenced update of its run (owner, fence
+# and expected next_seq, else durable.ensure aborts everything), the history rows, the
+# consumed inbox rows, the activity tasks finished in this process, new timers and new
+# activity tasks (those the worker runs itself come back already claimed). It returns one
+# row for the check, one per run (seq 0) and one per claimed activity task.
 _COMMIT_SQL = """
-WITH fenced AS (
-    UPDATE durable.workflows w SET next_seq = $6, task_failures = 0, last_error = NULL,
-        attributes = w.attributes || $7::jsonb,
-        ready_at = CASE WHEN w.inbox_seq <> $8 THEN now() ELSE $9::timestamptz END
-    WHERE w.workflow_id = $1 AND w.run_id = $2 AND w.owner = $3 AND w.fence = $4
-        AND w.next_seq = $5 AND w.closed_at IS NULL
-    RETURNING w.parent_workflow_id, w.parent_run_id, w.parent_seq, w.workflow_name,
+WITH step AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::int[],
+        $6::int[], $7::jsonb[], $8::bigint[], $9::timestamptz[])
+        AS s(workflow_id, run_id, owner, fence, first_seq, next_seq, attributes, inbox_seq,
+            next_due)),
+fenced AS (
+    UPDATE durable.workflows w SET next_seq = s.next_seq, task_failures = 0, last_error = NULL,
+        attributes = w.attributes || s.attributes,
+        ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END
+    FROM step s
+    WHERE w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
+        AND w.fence = s.fence AND w.next_seq = s.first_seq AND w.closed_at IS NULL
+    RETURNING w.run_id, w.parent_workflow_id, w.parent_run_id, w.parent_seq, w.workflow_name,
         w.task_queue, w.attributes, w.ready_at),
 appended AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
-    SELECT $1, $2, s, k, t, b
-    FROM unnest($10::int[], $11::smallint[], $12::timestamptz[], $13::bytea[]) AS x(s, k, t, b)),
+    SELECT * FROM unnest($10::text[], $11::uuid[], $12::int[], $13::smallint[],
+        $14::timestamptz[], $15::bytea[])),
 consumed AS (
-    DELETE FROM durable.inbox
-    WHERE workflow_id = $1 AND run_id = $2 AND id = ANY($14::bigint[])),
+    DELETE FROM durable.inbox i
+    USING unnest($16::text[], $17::uuid[], $18::bigint[]) AS c(workflow_id, run_id, id)
+    WHERE i.workflow_id = c.workflow_id AND i.run_id = c.run_id AND i.id = c.id),
 finished AS (
-    DELETE FROM durable.activity_tasks
-    WHERE workflow_id = $1 AND run_id = $2 AND owner = $3
-        AND (seq, attempt) IN (SELECT * FROM unnest($15::int[], $16::int[]))
+    DELETE FROM durable.activity_tasks t
+    USING unnest($19::text[], $20::uuid[], $21::uuid[], $22::int[], $23::int[])
+        AS f(workflow_id, run_id, owner, seq, attempt)
+    WHERE t.workflow_id = f.workflow_id AND t.run_id = f.run_id AND t.seq = f.seq
+        AND t.attempt = f.attempt AND t.owner = f.owner
     RETURNING 1),
 timers AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
-    SELECT $1, $2, 21, r, to_timestamp(f), b
-    FROM unnest($17::int[], $18::float8[], $19::bytea[]) AS x(r, f, b)),
+    SELECT w, r, 21, s, to_timestamp(f), b
+    FROM unnest($24::text[], $25::uuid[], $26::int[], $27::float8[], $28::bytea[])
+        AS x(w, r, s, f, b)),
 scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
         attempt, started_at)
-    SELECT $1, $2, s, q, n, a, r, stc, hb, now() + make_interval(secs => sch),
-        CASE WHEN e THEN LEAST(now() + make_interval(secs => stc),
+    SELECT w, r, s, q, n, a, rt, stc, hb, now() + make_interval(secs => sch),
+        CASE WHEN o IS NOT NULL THEN LEAST(now() + make_interval(secs => stc),
             now() + make_interval(secs => sch), now() + make_interval(secs => hb))
         ELSE now() + make_interval(secs => sch) END,
-        CASE WHEN e THEN $3::uuid END, CASE WHEN e THEN 1 ELSE 0 END, CASE WHEN e THEN now() END
-    FROM unnest($20::int[], $21::text[], $22::text[], $23::bytea[], $24::bytea[], $25::float8[],
-        $26::float8[], $27::float8[], $28::bool[]) AS x(s, q, n, a, r, stc, hb, sch, e)
-    RETURNING seq, task_queue, owner, deadline, schedule_deadline)
-SELECT 0 AS seq, NULL::timestamptz AS deadline, NULL::timestamptz AS schedule_deadline, f.*,
-    durable.ensure((SELECT count(*) FROM fenced) = 1
-        AND (SELECT count(*) FROM finished) = cardinality($15::int[]),
-        'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
-    (SELECT count(pg_notify('durable', 'a' || q))
-     FROM (SELECT DISTINCT task_queue AS q FROM scheduled WHERE owner IS NULL) AS queues) AS woken
-FROM (SELECT 1) AS one LEFT JOIN fenced AS f ON true
+        o, CASE WHEN o IS NOT NULL THEN 1 ELSE 0 END, CASE WHEN o IS NOT NULL THEN now() END
+    FROM unnest($29::text[], $30::uuid[], $31::int[], $32::text[], $33::text[], $34::bytea[],
+        $35::bytea[], $36::float8[], $37::float8[], $38::float8[], $39::uuid[])
+        AS x(w, r, s, q, n, a, rt, stc, hb, sch, o)
+    RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline),
+checked AS (
+    SELECT durable.ensure((SELECT count(*) FROM fenced) = cardinality($2::uuid[])
+            AND (SELECT count(*) FROM finished) = cardinality($22::int[]),
+            'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
+        (SELECT count(pg_notify('durable', 'a' || q))
+         FROM (SELECT DISTINCT task_queue AS q FROM scheduled WHERE owner IS NULL) AS queues)
+            AS woken)
+SELECT NULL::uuid AS run_id, -1 AS seq, NULL::timestamptz AS deadline,
+    NULL::timestamptz AS schedule_deadline, NULL::text AS parent_workflow_id,
+    NULL::uuid AS parent_run_id, NULL::int AS parent_seq, NULL::text AS workflow_name,
+    NULL::text AS task_queue, NULL::jsonb AS attributes, NULL::timestamptz AS ready_at
+FROM checked WHERE ok AND woken >= 0
 UNION ALL
-SELECT seq, deadline, schedule_deadline, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, 0
+SELECT run_id, 0, NULL, NULL, parent_workflow_id, parent_run_id, parent_seq, workflow_name,
+    task_queue, attributes, ready_at
+FROM fenced
+UNION ALL
+SELECT run_id, seq, deadline, schedule_deadline, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM scheduled WHERE owner IS NOT NULL
 """
 
+_Step = tuple[WorkflowTask, str, TaskCommit]  # a run's step, the worker committing it
+_Rows = list[asyncpg.Record]
+
 
 class _GroupCommit:
-    """Group commit: the one-statement commits of different runs that arrive while earlier
-    ones are in flight go out together, pipelined in one round trip and one transaction
-    (asyncpg's fetchmany: one Sync for the batch). No step is acknowledged before the
-    transaction holding it committed. Up to half the pool's connections carry batches at
-    once. A run has at most one commit in flight, so a batch never holds two commits of one
-    run. When a batch fails (say one run's fence moved), it rolled back whole, and each of
-    its commits is retried alone so that only the failing one fails."""
+    """Group commit: the one-statement steps of different runs that arrive while earlier
+    ones are in flight are committed together, by one execution of the commit statement
+    (one round trip, one transaction). No step is acknowledged before the transaction
+    holding it committed. Up to half the pool's connections carry batches at once. A run
+    has at most one step in flight, so a batch never holds two steps of one run. When a
+    batch fails (say one run's fence moved), it rolled back whole, and each of its steps is
+    retried alone so that only the failing one fails."""
 
     MAX_BATCH = 64
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        alone: Callable[[list[Any]], Awaitable[list[asyncpg.Record]]],
+        commit: Callable[[Sequence[_Step]], Awaitable[dict[str, _Rows]]],
     ) -> None:
-        self._pool = pool
-        self._alone = alone
+        self._commit = commit
         self._max_in_flight = max(1, pool.get_max_size() // 2)  # the rest serve claims
-        self._waiting: list[tuple[list[Any], asyncio.Future[list[asyncpg.Record]]]] = []
+        self._waiting: list[tuple[_Step, asyncio.Future[_Rows]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
-    async def submit(self, params: list[Any]) -> list[asyncpg.Record]:
-        future: asyncio.Future[list[asyncpg.Record]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((params, future))
+    async def submit(self, step: _Step) -> _Rows:
+        future: asyncio.Future[_Rows] = asyncio.get_running_loop().create_future()
+        self._waiting.append((step, future))
         if len(self._flushers) < self._max_in_flight:
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
@@ -1287,49 +1311,35 @@ class _GroupCommit:
         while self._waiting:
             batch = self._waiting[: self.MAX_BATCH]
             del self._waiting[: len(batch)]
-            live = [(params, future) for params, future in batch if not future.done()]
-            if len(live) == 1:
-                await self._commit_one(*live[0])
-            elif live:
-                await self._commit_batch(live)
+            live = [(step, future) for step, future in batch if not future.done()]
+            try:
+                rows = await self._commit([step for step, _ in live])
+            except Exception as exc:
+                if len(live) == 1:
+                    _settle(live[0][1], exc)
+                else:  # nothing of the batch committed: find out which step failed
+                    for step, future in live:
+                        await self._commit_alone(step, future)
+                continue
+            for (task, _, _), future in live:
+                _settle(future, rows[task.run_id])
 
-    async def _commit_batch(
-        self, batch: list[tuple[list[Any], asyncio.Future[list[asyncpg.Record]]]]
-    ) -> None:
+    async def _commit_alone(self, step: _Step, future: asyncio.Future[_Rows]) -> None:
         try:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetchmany(_COMMIT_SQL, [params for params, _ in batch])
-        except Exception:  # nothing of the batch committed: find out which commit failed
-            for params, future in batch:
-                await self._commit_one(params, future)
-            return
-        for (_, future), own in zip(batch, _rows_by_commit(rows), strict=True):
-            if not future.done():
-                future.set_result(own)
-
-    async def _commit_one(
-        self, params: list[Any], future: asyncio.Future[list[asyncpg.Record]]
-    ) -> None:
-        try:
-            rows = await self._alone(params)
+            rows = await self._commit([step])
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            _settle(future, exc)
         else:
-            if not future.done():
-                future.set_result(rows)
+            _settle(future, rows[step[0].run_id])
 
 
-def _rows_by_commit(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
-    """Split a batch's rows: each commit returns its run's row (seq 0) first, then the
-    activity tasks it claimed for this worker (seq > 0)."""
-    groups: list[list[asyncpg.Record]] = []
-    for row in rows:
-        if row["seq"] == 0:
-            groups.append([row])
-        else:
-            groups[-1].append(row)
-    return groups
+def _settle(future: asyncio.Future[_Rows], outcome: _Rows | Exception) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 # Events whose effects reach beyond the run's own rows: committed in a transaction.
@@ -1346,56 +1356,68 @@ _WIDE_EVENTS = frozenset(
 )
 
 
-def _commit_params(
-    codecs: Codecs, task: WorkflowTask, worker_id: str, commit: TaskCommit
-) -> list[Any]:
-    events = commit.events
-    activities = [e for e in events if e.type is E.ACTIVITY_SCHEDULED]
-    timers = [e for e in events if e.type is E.TIMER_STARTED]
-    attributes: dict[str, Any] = {}
-    for event in events:
-        if event.type is E.ATTRIBUTES_SET:
-            attributes.update(event.attrs["attributes"])
-    eager = [
-        i < commit.eager_slots
-        and (e.attrs["task_queue"], e.attrs["name"]) in commit.eager_activities
-        for i, e in enumerate(activities)
-    ]
-    return [
-        task.workflow_id,
-        task.run_id,
-        worker_id,
-        task.fence,
-        events[0].seq if events else commit.next_seq,
-        commit.next_seq,
-        attributes,
-        commit.inbox_seq,
-        commit.next_due,
-        [e.seq for e in events],
-        [int(e.type) for e in events],
-        [e.timestamp for e in events],
-        [_seal_attrs(codecs, e.attrs) for e in events],
-        list(commit.consumed),
-        [seq for seq, _ in commit.finished_activities],
-        [attempt for _, attempt in commit.finished_activities],
-        [e.seq for e in timers],
-        [e.attrs["fire_at"] for e in timers],
-        [_seal_attrs(codecs, {"started": e.seq}) for e in timers],
-        [e.seq for e in activities],
-        [e.attrs["task_queue"] for e in activities],
-        [e.attrs["name"] for e in activities],
-        [codecs.seal(e.attrs["args"]) for e in activities],
-        [_pack(e.attrs["retry"]) if e.attrs.get("retry") else None for e in activities],
-        [e.attrs.get("start_to_close") for e in activities],
-        [e.attrs.get("heartbeat") for e in activities],
-        [e.attrs.get("schedule_to_close") for e in activities],
-        eager,
-    ]
+def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
+    """The commit statement's parameters: per column, the values of every step."""
+    columns: list[list[Any]] = [[] for _ in range(39)]
+    run, history, consumed, finished, timers, scheduled = (
+        columns[0:9],
+        columns[9:15],
+        columns[15:18],
+        columns[18:23],
+        columns[23:28],
+        columns[28:39],
+    )
+    for task, worker_id, commit in steps:
+        key = (task.workflow_id, task.run_id)
+        events = commit.events
+        attributes: dict[str, Any] = {}
+        for event in events:
+            if event.type is E.ATTRIBUTES_SET:
+                attributes.update(event.attrs["attributes"])
+            _append(history, *key, event.seq, int(event.type), event.timestamp)
+            history[5].append(_seal_attrs(codecs, event.attrs))
+        first_seq = events[0].seq if events else commit.next_seq
+        _append(run, *key, worker_id, task.fence, first_seq, commit.next_seq, attributes)
+        _append(run[7:], commit.inbox_seq, commit.next_due)
+        for message_id in commit.consumed:
+            _append(consumed, *key, message_id)
+        for seq, attempt in commit.finished_activities:
+            _append(finished, *key, worker_id, seq, attempt)
+        slots = commit.eager_slots
+        for event in events:
+            if event.type is E.TIMER_STARTED:
+                sealed = _seal_attrs(codecs, {"started": event.seq})
+                _append(timers, *key, event.seq, event.attrs["fire_at"], sealed)
+            elif event.type is E.ACTIVITY_SCHEDULED:
+                attrs = event.attrs
+                eager = (
+                    slots > 0 and (attrs["task_queue"], attrs["name"]) in commit.eager_activities
+                )
+                slots -= 1
+                retry = _pack(attrs["retry"]) if attrs.get("retry") else None
+                _append(scheduled, *key, event.seq, attrs["task_queue"], attrs["name"])
+                _append(scheduled[5:], codecs.seal(attrs["args"]), retry)
+                _append(scheduled[7:], attrs.get("start_to_close"), attrs.get("heartbeat"))
+                _append(scheduled[9:], attrs.get("schedule_to_close"), worker_id if eager else None)
+    return columns
 
 
-async def _fetch_commit(conn: asyncpg.Connection, params: list[Any]) -> list[asyncpg.Record]:
+def _append(columns: list[list[Any]], *values: Any) -> None:
+    for column, value in zip(columns, values, strict=False):
+        column.append(value)
+
+
+def _rows_by_run(rows: _Rows) -> dict[str, _Rows]:
+    """Each run's rows of a commit: its run row (seq 0) first, then its claimed tasks."""
+    by_run: dict[str, _Rows] = {}
+    for row in sorted((r for r in rows if r["seq"] >= 0), key=lambda r: r["seq"]):
+        by_run.setdefault(str(row["run_id"]), []).append(row)
+    return by_run
+
+
+async def _fetch_commit(conn: asyncpg.Connection, steps: Sequence[_Step]) -> dict[str, _Rows]:
     try:
-        return list(await conn.fetch(_COMMIT_SQL, *params))
+        return _rows_by_run(await conn.fetch(_COMMIT_SQL, *_commit_params(_codecs(conn), steps)))
     except asyncpg.PostgresError as exc:
         if getattr(exc, "sqlstate", None) == _ENSURE_FAILED:
             raise LostOwnership(str(exc)) from None
@@ -1434,13 +1456,10 @@ def _eager_tasks(
 class _WideEffects:
     """The effects of events that reach beyond the run's own rows, inside the commit."""
 
-    def __init__(
-        self, conn: asyncpg.Connection, workflow_id: str, run_id: str, row: asyncpg.Record
-    ) -> None:
+    def __init__(self, conn: asyncpg.Connection, workflow_id: str, run_id: str) -> None:
         self.conn = conn
         self.workflow_id = workflow_id
         self.run_id = run_id
-        self.row = row
         self.closing: Event | None = None
         self.cancelled: set[int] = set()
 
