@@ -433,19 +433,16 @@ class Store:
 
     # ------------------------------------------------------------------ client operations
     async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
-        async with self._transaction() as conn:
-            run = await _open_run(conn, workflow_id)
-            await _post(
-                conn, workflow_id, run["run_id"], E.SIGNAL_RECEIVED, {"name": name, "args": args}
-            )
+        attrs = {"name": name, "args": args}
+        async with self.pool.acquire() as conn:
+            while not await _post(conn, workflow_id, None, E.SIGNAL_RECEIVED, attrs):
+                await _open_run(conn, workflow_id)  # says why not; else a new run just opened
 
     async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
-        async with self._transaction() as conn:
-            run = await _latest_run(conn, workflow_id)
-            if run["closed_at"] is None:
-                await _post(
-                    conn, workflow_id, run["run_id"], E.CANCEL_REQUESTED, {"reason": reason}
-                )
+        """Ask the open run to cancel; nothing to do once the workflow has closed."""
+        async with self.pool.acquire() as conn:
+            if not await _post(conn, workflow_id, None, E.CANCEL_REQUESTED, {"reason": reason}):
+                await _latest_run(conn, workflow_id)  # raises WorkflowNotFoundError if none
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
@@ -571,7 +568,13 @@ class Store:
         self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str], limit: int
     ) -> list[WorkflowTask]:
         """Runs with work due: this worker's own (sticky, no write needed), then unowned ones
-        and those of workers whose lease lapsed (taken over: the fence moves on)."""
+        and those of workers whose lease lapsed (taken over: the fence moves on).
+
+        Inbox rows are visible from ``clock_timestamp()``, not ``now()``: a message stamped
+        with its poster's transaction start can commit after this statement's transaction
+        timestamp was taken and before its snapshot, so the snapshot holds the message (and
+        the inbox_seq it bumped) while ``now()`` would hide it, and the commit would then
+        take the inbox for read in full and leave the message stranded."""
         rows = await self.pool.fetch(
             """
             WITH mine AS (
@@ -599,7 +602,7 @@ class Store:
             FROM claimed c JOIN durable.workflows w
                 ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
             LEFT JOIN durable.inbox i ON i.workflow_id = c.workflow_id AND i.run_id = c.run_id
-                AND i.visible_at <= now()
+                AND i.visible_at <= clock_timestamp()
             ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
             """,
             task_queue,
@@ -648,7 +651,7 @@ class Store:
         rows = await self.pool.fetch(
             "SELECT w.inbox_seq, i.id, i.kind, i.body FROM durable.workflows w"
             " LEFT JOIN durable.inbox i ON i.workflow_id = w.workflow_id AND i.run_id = w.run_id"
-            "  AND i.visible_at <= now() "
+            "  AND i.visible_at <= clock_timestamp() "
             "WHERE w.workflow_id = $1 AND w.run_id = $2 ORDER BY i.visible_at, i.id",
             workflow_id,
             run_id,
@@ -1079,12 +1082,13 @@ async def _post(
     etype: EventType,
     attrs: dict[str, Any],
 ) -> bool:
-    """Put a message into an open run's inbox and wake its workers. False if the run closed."""
+    """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
+    wake its workers, in one statement. False if the run is closed."""
     posted = await conn.fetchval(
         "WITH target AS ("
         " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now()),"
         "  inbox_seq = inbox_seq + 1"
-        " WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL"
+        " WHERE workflow_id = $1 AND ($2::uuid IS NULL OR run_id = $2) AND closed_at IS NULL"
         " RETURNING workflow_id, run_id, task_queue), "
         "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
         " SELECT workflow_id, run_id, $3, $4 FROM target RETURNING 1) "
