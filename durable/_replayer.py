@@ -221,6 +221,11 @@ class WorkflowInstance:
         return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
     @property
+    def started_children(self) -> bool:
+        """Whether this run ever started a child workflow (which may still be open)."""
+        return self._child_count > 0
+
+    @property
     def runs_local_activities(self) -> bool:
         return any(not call.future.done() for call in self._locals.values())
 

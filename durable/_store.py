@@ -83,6 +83,7 @@ class TaskCommit:
     rejected_updates: Sequence[tuple[str, Failure]] = ()
     eager_slots: int = 0
     eager_activities: frozenset[tuple[str, str]] = frozenset()
+    started_children: bool = True  # the run may have open children to close with it
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,12 @@ def _json_dumps(value: Any) -> str:
 async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
     conn.codecs = codecs
     await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
+    # Every statement here is meant to be driven by an index. The inbox and task tables go
+    # from empty to large in seconds, faster than autovacuum's statistics, and a plan cached
+    # while a table looked empty would scan all of it on every commit from then on. JIT
+    # never pays for statements this short, and before Postgres 18 a disabled scan's cost
+    # would make some of them JIT-compile for seconds.
+    await conn.execute("SET enable_seqscan = off; SET jit = off")
 
 
 async def wait_notified(event: asyncio.Event, timeout: float) -> None:
@@ -686,7 +693,14 @@ class Store:
             for update_id, failure in commit.rejected_updates:
                 await _answer_call(conn, update_id, None, failure)
             if wide.closing is not None:
-                await _close_run(conn, task.workflow_id, task.run_id, wide.closing, rows[0])
+                await _close_run(
+                    conn,
+                    task.workflow_id,
+                    task.run_id,
+                    wide.closing,
+                    rows[0],
+                    started_children=commit.started_children,
+                )
                 return [], None
             ready_at = await conn.fetchval(
                 "UPDATE durable.workflows SET ready_at = (SELECT min(visible_at) FROM durable.inbox"
@@ -1207,7 +1221,10 @@ async def _retry_or_fail(
 # and expected next_seq, else durable.ensure aborts everything), the history rows, the
 # consumed inbox rows, the activity tasks finished in this process, new timers and new
 # activity tasks (those the worker runs itself come back already claimed). It returns one
-# row for the check, one per run (seq 0) and one per claimed activity task.
+# row for the check, one per run (seq 0) and one per claimed activity task. The "= ANY"
+# conditions keep every lookup on an index whatever the statistics were when the plan was
+# cached (a join with unnest() alone once chose a hash join over a full scan of the inbox).
+# Inbox ids are unique, so matching each key column against its array is exact.
 _COMMIT_SQL = """
 WITH step AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::int[],
@@ -1219,7 +1236,8 @@ fenced AS (
         attributes = w.attributes || s.attributes,
         ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END
     FROM step s
-    WHERE w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
+    WHERE w.workflow_id = ANY($1::text[])
+        AND w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
         AND w.fence = s.fence AND w.next_seq = s.first_seq AND w.closed_at IS NULL
     RETURNING w.run_id, w.parent_workflow_id, w.parent_run_id, w.parent_seq, w.workflow_name,
         w.task_queue, w.attributes, w.ready_at),
@@ -1228,15 +1246,14 @@ appended AS (
     SELECT * FROM unnest($10::text[], $11::uuid[], $12::int[], $13::smallint[],
         $14::timestamptz[], $15::bytea[])),
 consumed AS (
-    DELETE FROM durable.inbox i
-    USING unnest($16::text[], $17::uuid[], $18::bigint[]) AS c(workflow_id, run_id, id)
-    WHERE i.workflow_id = c.workflow_id AND i.run_id = c.run_id AND i.id = c.id),
+    DELETE FROM durable.inbox
+    WHERE workflow_id = ANY($16::text[]) AND run_id = ANY($17::uuid[]) AND id = ANY($18::bigint[])),
 finished AS (
     DELETE FROM durable.activity_tasks t
     USING unnest($19::text[], $20::uuid[], $21::uuid[], $22::int[], $23::int[])
         AS f(workflow_id, run_id, owner, seq, attempt)
-    WHERE t.workflow_id = f.workflow_id AND t.run_id = f.run_id AND t.seq = f.seq
-        AND t.attempt = f.attempt AND t.owner = f.owner
+    WHERE t.workflow_id = ANY($19::text[]) AND t.workflow_id = f.workflow_id
+        AND t.run_id = f.run_id AND t.seq = f.seq AND t.attempt = f.attempt AND t.owner = f.owner
     RETURNING 1),
 timers AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
@@ -1558,9 +1575,19 @@ class _WideEffects:
 
 
 async def _close_run(
-    conn: asyncpg.Connection, workflow_id: str, run_id: str, closing: Event, row: asyncpg.Record
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str,
+    closing: Event,
+    row: asyncpg.Record,
+    *,
+    started_children: bool = True,
 ) -> None:
-    """Close a run: status, result, parent notification, cleanup, continue-as-new."""
+    """Close a run: status, result, parent notification, cleanup, continue-as-new.
+
+    Open children are looked up only for a run that started some: that lookup's plan
+    depends on statistics that lag behind a fast-growing table, and once scanned every
+    open run for each closing one."""
     status = TERMINAL_STATUS[closing.type]
     attrs = closing.attrs
     failure = attrs.get("failure")
@@ -1594,9 +1621,9 @@ async def _close_run(
             UPDATE durable.calls SET done = true, failure = $8
             WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done AND $6::uuid IS NULL)
         SELECT pg_notify('durable', 'c' || $1) AS notified,
-            array(SELECT workflow_id FROM durable.workflows WHERE parent_workflow_id = $1
+            array(SELECT workflow_id FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
                 AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS ids,
-            array(SELECT run_id::text FROM durable.workflows WHERE parent_workflow_id = $1
+            array(SELECT run_id::text FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
                 AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS run_ids
         """,
         workflow_id,
@@ -1614,6 +1641,7 @@ async def _close_run(
                 "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
             },
         ),
+        started_children,
     )
     if new_run_id is not None:
         await _insert_run(

@@ -461,6 +461,7 @@ class Worker:
             rejected_updates=rejected,
             eager_slots=self.max_concurrent_activities - len(self._activity_tasks),
             eager_activities=self._eager,
+            started_children=instance.started_children,
         )
         eager, ready_at = await self._store.commit_workflow_task(task, self.worker_id, commit)
         if ready_at is not None and ready_at <= datetime.now(UTC):
