@@ -134,19 +134,28 @@ class Client:
         self.store = store
 
     @classmethod
-    async def connect(cls, dsn: str | None = None, *, max_connections: int = 10) -> Client:
+    async def connect(
+        cls, dsn: str | None = None, *, max_connections: int = 10, connect_timeout: float = 10.0
+    ) -> Client:
         """Connect (and migrate the schema if needed).
 
-        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database.
+        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database. A server that
+        does not answer within ``connect_timeout`` seconds is an error.
         """
+        _check_timeout(connect_timeout)
         resolved = resolve_dsn(dsn)
         if resolved is None:
             resolved = await asyncio.to_thread(embedded_dsn)
         try:
-            store = await Store.connect(resolved, max_connections=max_connections)
+            store = await Store.connect(
+                resolved, max_connections=max_connections, connect_timeout=connect_timeout
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            reason = str(exc)
+            if isinstance(exc, builtins.TimeoutError):
+                reason = f"no answer within {connect_timeout} s (connect_timeout)"
             raise DurableError(
-                f"cannot connect to Postgres at {_redact(resolved)}: {exc}; check the dsn "
+                f"cannot connect to Postgres at {_redact(resolved)}: {reason}; check the dsn "
                 "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
             ) from exc
         return cls(store)

@@ -226,9 +226,21 @@ class Store:
         self.listener = Listener(dsn)
 
     @classmethod
-    async def connect(cls, dsn: str, *, max_connections: int = 10, migrate: bool = True) -> Store:
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        max_connections: int = 10,
+        migrate: bool = True,
+        connect_timeout: float = 10.0,
+    ) -> Store:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_connections, init=_init_connection, reset=_keep_session
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            init=_init_connection,
+            reset=_keep_session,
+            timeout=connect_timeout,
         )
         store = cls(pool, dsn)
         if migrate:
