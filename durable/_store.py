@@ -254,8 +254,19 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                yield conn
+            except BaseException:
+                # a connection that died took its transaction with it: then rolling back fails
+                # with "the underlying connection is closed", which must not hide the error
+                # that says why
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.InternalClientError):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
 
     async def _retrying(
         self, work: Callable[[asyncpg.Connection], Any], *, transaction: bool = True
