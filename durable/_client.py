@@ -469,9 +469,15 @@ class WorkflowHandle(Generic[R]):
                     await wait_notified(answered, 1.0)
         except builtins.TimeoutError:
             await self._store.forget_call(call_id)
+            note = (
+                "; the update stays queued for the workflow and runs when a worker picks it "
+                "up, so do not send it again if it must apply once"
+                if what == "update"
+                else ""
+            )
             raise TimeoutError(
                 f"no worker answered the {what} to workflow {self.workflow_id!r} within "
-                f"{timeout} s; is a worker for its task queue running?"
+                f"{timeout} s; is a worker for its task queue running?{note}"
             ) from None
         finally:
             self._store.listener.unsubscribe(key, answered)
