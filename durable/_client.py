@@ -141,24 +141,35 @@ class Client:
         dsn: str | None = None,
         *,
         max_connections: int = 10,
+        connect_timeout: float = 10.0,
         codecs: Sequence[PayloadCodec] = (),
     ) -> Client:
         """Connect (and migrate the schema if needed).
 
-        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database.
+        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database. A server that
+        does not answer within ``connect_timeout`` seconds is an error.
         ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
         every stored payload, first to last; workers and clients sharing workflows need the
         same codecs (with every key still in use).
         """
+        _check_timeout(connect_timeout)
         chain = Codecs(codecs)  # refuse bad codecs before connecting
         resolved = resolve_dsn(dsn)
         if resolved is None:
             resolved = await asyncio.to_thread(embedded_dsn)
         try:
-            store = await Store.connect(resolved, max_connections=max_connections, codecs=chain)
+            store = await Store.connect(
+                resolved,
+                max_connections=max_connections,
+                connect_timeout=connect_timeout,
+                codecs=chain,
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            reason = str(exc)
+            if isinstance(exc, builtins.TimeoutError):
+                reason = f"no answer within {connect_timeout} s (connect_timeout)"
             raise DurableError(
-                f"cannot connect to Postgres at {_redact(resolved)}: {exc}; check the dsn "
+                f"cannot connect to Postgres at {_redact(resolved)}: {reason}; check the dsn "
                 "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
             ) from exc
         return cls(store)
@@ -472,9 +483,15 @@ class WorkflowHandle(Generic[R]):
                     await wait_notified(answered, 1.0)
         except builtins.TimeoutError:
             await self._store.forget_call(call_id)
+            note = (
+                "; the update stays queued for the workflow and runs when a worker picks it "
+                "up, so do not send it again if it must apply once"
+                if what == "update"
+                else ""
+            )
             raise TimeoutError(
                 f"no worker answered the {what} to workflow {self.workflow_id!r} within "
-                f"{timeout} s; is a worker for its task queue running?"
+                f"{timeout} s; is a worker for its task queue running?{note}"
             ) from None
         finally:
             self._store.listener.unsubscribe(key, answered)

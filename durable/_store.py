@@ -304,6 +304,7 @@ class Store:
         max_connections: int = 10,
         migrate: bool = True,
         codecs: Codecs = PLAIN,
+        connect_timeout: float = 10.0,
     ) -> Store:
         pool = await asyncpg.create_pool(
             dsn,
@@ -312,6 +313,7 @@ class Store:
             connection_class=_Connection,
             init=functools.partial(_init_connection, codecs=codecs),
             reset=_keep_session,
+            timeout=connect_timeout,
         )
         store = cls(pool, dsn, codecs)
         if migrate:
@@ -325,8 +327,19 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                yield conn
+            except BaseException:
+                # a connection that died took its transaction with it: then rolling back fails
+                # with "the underlying connection is closed", which must not hide the error
+                # that says why
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.InternalClientError):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
 
     async def _retrying(
         self, work: Callable[[asyncpg.Connection], Any], *, transaction: bool = True

@@ -125,6 +125,9 @@ class Worker:
         self._due_again: set[str] = set()  # busy runs that became due while busy
         self._workflow_tasks: set[asyncio.Task[None]] = set()
         self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
+        # activity slots held while a claim or a commit with eager activities is in flight,
+        # so that activities started meanwhile cannot take them too
+        self._activity_slots_held = 0
         self._wake_workflows = _Wakeup()
         self._wake_activities = _Wakeup()
         self._wake_queries = _Wakeup()
@@ -138,6 +141,13 @@ class Worker:
     @property
     def _store(self) -> Store:
         return self.client.store
+
+    def _free_workflow_slots(self) -> int:
+        return self.max_concurrent_workflow_tasks - len(self._workflow_tasks)
+
+    def _free_activity_slots(self) -> int:
+        held = len(self._activity_tasks) + self._activity_slots_held
+        return self.max_concurrent_activities - held
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -301,13 +311,17 @@ class Worker:
                     # running it now cannot see this inbox; claim the run again after it
                     self._due_again.add(task.run_id)
                     continue
+                if self._free_workflow_slots() <= 0:
+                    # results handed to cached runs took the slots meanwhile; the run stays
+                    # due (a claim consumes nothing) and the next claim takes it
+                    continue
                 self._busy.add(task.run_id)
                 self._track(self._workflow_tasks, self._run_workflow_task(task))
             return len(tasks)
 
         await self._poll(
             self._wake_workflows,
-            lambda: self.max_concurrent_workflow_tasks - len(self._workflow_tasks),
+            self._free_workflow_slots,
             claim,
             lambda: self._store.next_ready_at(
                 self.task_queue, self.worker_id, names, list(self._busy)
@@ -386,8 +400,11 @@ class Worker:
         run = self._cache.get(activity_task.run_id)
         if run is None or self._stopping.is_set():
             return False
+        idle = activity_task.run_id not in self._busy
+        if idle and self._free_workflow_slots() <= 0:
+            return False  # no workflow task slot free: the result goes through the inbox
         self._finished_here.setdefault(activity_task.run_id, []).append((activity_task, result))
-        if activity_task.run_id not in self._busy:
+        if idle:
             self._busy.add(activity_task.run_id)
             task = WorkflowTask(
                 activity_task.workflow_id,
@@ -451,6 +468,8 @@ class Worker:
         events, rejected = instance.take_new_events()
         if not (events or consumed or rejected or required):
             return
+        scheduled = sum(1 for e in events if e.type is E.ACTIVITY_SCHEDULED)
+        eager_slots = max(0, min(scheduled, self._free_activity_slots()))
         commit = TaskCommit(
             events=events,
             next_seq=instance.next_seq,
@@ -459,11 +478,17 @@ class Worker:
             consumed=consumed,
             finished_activities=finished,
             rejected_updates=rejected,
-            eager_slots=self.max_concurrent_activities - len(self._activity_tasks),
+            eager_slots=eager_slots,
             eager_activities=self._eager,
             started_children=instance.started_children,
         )
-        eager, ready_at = await self._store.commit_workflow_task(task, self.worker_id, commit)
+        self._activity_slots_held += eager_slots
+        try:
+            eager, ready_at = await self._store.commit_workflow_task(task, self.worker_id, commit)
+        finally:
+            self._activity_slots_held -= eager_slots
+        if len(eager) < eager_slots:
+            self._wake_activities.capacity_freed()  # the slots not used are free again
         if ready_at is not None and ready_at <= datetime.now(UTC):
             self._due_again.add(task.run_id)  # more arrived meanwhile: claim it when done
         else:
@@ -544,16 +569,20 @@ class Worker:
         names = list(self._activities)
 
         async def claim(limit: int) -> int:
-            tasks = await self._store.claim_activity_tasks(
-                self.task_queue, self.worker_id, names, limit
-            )
+            self._activity_slots_held += limit
+            try:
+                tasks = await self._store.claim_activity_tasks(
+                    self.task_queue, self.worker_id, names, limit
+                )
+            finally:
+                self._activity_slots_held -= limit
             for task in tasks:
                 self._start_activity(task)
             return len(tasks)
 
         await self._poll(
             self._wake_activities,
-            lambda: self.max_concurrent_activities - len(self._activity_tasks),
+            self._free_activity_slots,
             claim,
             lambda: self._store.next_activity_visible_at(self.task_queue, names),
         )
