@@ -35,7 +35,7 @@ from durable._serialization import decode
 
 from . import app, checks
 from .faults import (
-    LOST_OUTCOME,
+    OUTCOME_RETRIED,
     RESTART,
     Fault,
     FaultInjector,
@@ -547,9 +547,9 @@ def _explainer(
 
     async def explain(conn: asyncpg.Connection, stuck_after: float) -> list[str]:
         numbers = {w.proc.pid: w.number for w in pool.workers}
-        lost = {w.proc.pid: count_lines(w.log, LOST_OUTCOME) for w in pool.workers}
+        retried = {w.proc.pid: count_lines(w.log, OUTCOME_RETRIED) for w in pool.workers}
         return await checks.diagnose_hang(
-            conn, numbers, lost, failed_tasks(pool.workers), stuck_after=stuck_after, idle=idle
+            conn, numbers, retried, failed_tasks(pool.workers), stuck_after=stuck_after, idle=idle
         )
 
     return explain

@@ -8,14 +8,17 @@ outcome does not depend on timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 import durable
 from durable import WorkflowContext, activity, workflow
+from durable._store import Store
 
 from ..conftest import _with_database, wait_for
 
@@ -186,4 +189,83 @@ async def test_local_activity_survives_losing_its_worker(client: durable.Client)
                 "the workflow hangs after its worker stopped during a local activity: the run "
                 f"is {dict(row)}: the commit before the local activity set ready_at to the next "
                 "timer (none), so the run is never due and no worker claims it again"
+            ) from None
+
+
+# ------------------------------------------------------------------ a claim whose reply is lost
+@activity
+async def quick() -> str:
+    return "ran"
+
+
+@workflow
+async def one_quick_activity(ctx: WorkflowContext) -> str:
+    return await ctx.activity(quick)
+
+
+def _lose_first_reply(
+    monkeypatch: pytest.MonkeyPatch, store: Store, method: str, claimed: Any
+) -> None:
+    """The first call of ``store.method`` that claims an activity commits, then fails as if
+    the connection died before the reply came back (what a Postgres crash does mid-commit)."""
+    real = getattr(store, method)
+    lost: list[bool] = []
+
+    async def commit_then_lose_reply(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if not lost and claimed(result):
+            lost.append(True)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
+        return result
+
+    monkeypatch.setattr(store, method, commit_then_lose_reply)
+
+
+@pytest.mark.parametrize(
+    ("method", "claimed"),
+    [
+        ("commit_workflow_task", lambda result: bool(result[0])),  # eager activities
+        ("claim_activity_tasks", bool),
+    ],
+    ids=["eager", "polled"],
+)
+async def test_activity_claim_with_a_lost_reply_is_retried(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, method: str, claimed: Any
+) -> None:
+    """An activity claimed for a worker whose claim reply never arrived (the commit went
+    through, the connection died before the answer) is held by a live worker that does not
+    run it; it must be given back and run, not wait for that worker to exit."""
+    _lose_first_reply(monkeypatch, client.store, method, claimed)
+    # "polled": the workflow worker does not serve the activity, so nothing is claimed eagerly
+    workers = (
+        [dict(workflows=[one_quick_activity], activities=[quick])]
+        if method == "commit_workflow_task"
+        else [dict(workflows=[one_quick_activity]), dict(activities=[quick])]
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        for options in workers:
+            await stack.enter_async_context(
+                durable.Worker(
+                    client,
+                    task_queue=QUEUE,
+                    lease_ttl=timedelta(seconds=1),
+                    poll_interval=timedelta(milliseconds=100),
+                    **options,  # type: ignore[arg-type]
+                )
+            )
+        handle = await client.start(one_quick_activity, id=f"lost-{method}", task_queue=QUEUE)
+        try:
+            assert await handle.result(timeout=10) == "ran"
+        except durable.TimeoutError:
+            task = await client.store.pool.fetchrow(
+                "SELECT owner, attempt, deadline FROM durable.activity_tasks"
+                " WHERE workflow_id = $1",
+                f"lost-{method}",
+            )
+            raise AssertionError(
+                f"the workflow hangs: the reply to {method} was lost and the activity task is "
+                f"{dict(task) if task else 'gone'}: held by a live worker that never started "
+                "it, without a deadline, so no reaper retries it"
             ) from None
