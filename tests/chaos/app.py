@@ -90,11 +90,6 @@ class Spec:
         return f"chaos-{self.seed}-{self.index}"
 
 
-# CHAOS_NO_LOCAL_ACTIVITY=1 leaves the local activity out of every round (to run the suite
-# without the local-activity hang, see docs/reliability.md).
-USE_LOCAL_ACTIVITY = not os.environ.get("CHAOS_NO_LOCAL_ACTIVITY")
-
-
 # ---------------------------------------------------------------- expected values (pure)
 def step_value(seed: int, round_: int, i: int) -> int:
     return (seed * 7919 + round_ * 1_000_003 + i * 104_729) % 10_007
@@ -126,8 +121,7 @@ def round_value(spec: Spec, round_: int) -> int:
         value += flaky_value(spec.seed, round_)
     value += sum(step_value(spec.seed, round_, 100 + j) for j in range(spec.fanout))
     value += square_input(spec.seed, round_) ** 2
-    if USE_LOCAL_ACTIVITY:
-        value += mix_value(spec.seed, round_)
+    value += mix_value(spec.seed, round_)
     value += sum(child_value(spec.seed, child_tag(round_, k), k) for k in range(spec.children))
     return value
 
@@ -193,15 +187,9 @@ async def _record_effect(value: int) -> None:
     )
 
 
-# step() has no timeout, as most activities are written; CHAOS_STEP_TIMEOUT=<seconds> gives
-# it a start_to_close timeout (which masks lost outcomes: the reaper retries them then).
-STEP_TIMEOUT = float(os.environ.get("CHAOS_STEP_TIMEOUT") or 0) or None
-
-
-@activity(
-    retry=RETRY,
-    start_to_close_timeout=timedelta(seconds=STEP_TIMEOUT) if STEP_TIMEOUT else None,
-)
+# step() has no timeout, as most activities are written: a lost attempt of it is retried only
+# because its worker died or gave it back, never because a deadline passed
+@activity(retry=RETRY)
 async def step(seed: int, round_: int, i: int) -> int:
     """Some work with one side effect, exactly once per call thanks to the idempotency key."""
     await _record_execution()
@@ -274,8 +262,7 @@ async def _round(ctx: WorkflowContext, spec: Spec) -> Outcome:
         *(ctx.activity(step, spec.seed, r, 100 + j) for j in range(spec.fanout))
     )
     value += sum(parts)
-    if USE_LOCAL_ACTIVITY:
-        value += await ctx.local_activity(mix, spec.seed, r)
+    value += await ctx.local_activity(mix, spec.seed, r)
     value += await ctx.activity(square, square_input(spec.seed, r))
     timers = []
     for seconds in spec.sleeps:

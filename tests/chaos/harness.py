@@ -350,9 +350,7 @@ class Report:
         restarts = [f.took for f in self.faults if f.kind == RESTART]
         lines = [
             f"chaos run: seed {p.seed}, {p.workers} workers, {p.duration:g} s of faults, "
-            f"lease {app.LEASE_TTL.total_seconds():g} s, step() timeout "
-            f"{f'{app.STEP_TIMEOUT:g} s' if app.STEP_TIMEOUT else 'none'}, local activity "
-            f"{'on' if app.USE_LOCAL_ACTIVITY else 'off'}",
+            f"lease {app.LEASE_TTL.total_seconds():g} s",
             f"workflows: {len(self.workload)} ({_counts(modes)}); final status: "
             f"{_counts(self.statuses)}",
             f"runs: {self.runs} ({self.child_runs} child runs), history events: "
