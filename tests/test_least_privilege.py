@@ -55,7 +55,5 @@ async def test_application_role_runs_workflows_but_cannot_alter_the_schema(dsn: 
         finally:
             await app.close()
     finally:
-        await admin.execute(
-            "DROP OWNED BY durable_app; DROP ROLE IF EXISTS durable_app"
-        )
+        await admin.execute("DROP OWNED BY durable_app; DROP ROLE IF EXISTS durable_app")
         await admin.close()
