@@ -1,8 +1,9 @@
 """Deterministic reproductions of failures the chaos run hits only by luck.
 
 Each test opens one window on purpose (a local activity keeps a workflow task open while the
-client acts; an activity makes the database refuse connections just as it returns), so the
-outcome does not depend on timing.
+client acts; an activity makes the database refuse connections just as it returns; a claim
+commits and its reply is lost), so the outcome does not depend on timing. Each failed before
+the fix of its finding in docs/reliability.md.
 """
 
 from __future__ import annotations
