@@ -353,18 +353,14 @@ class Store:
     # ------------------------------------------------------------------ client operations
     async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
         async with self._transaction() as conn:
-            run = await _open_run(conn, workflow_id)
-            await _post(
-                conn, workflow_id, run["run_id"], E.SIGNAL_RECEIVED, {"name": name, "args": args}
+            run = await _post_to_open_run(
+                conn, workflow_id, E.SIGNAL_RECEIVED, {"name": name, "args": args}
             )
+            _require_open(run, workflow_id)
 
     async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
         async with self._transaction() as conn:
-            run = await _latest_run(conn, workflow_id)
-            if run["closed_at"] is None:
-                await _post(
-                    conn, workflow_id, run["run_id"], E.CANCEL_REQUESTED, {"reason": reason}
-                )
+            await _post_to_open_run(conn, workflow_id, E.CANCEL_REQUESTED, {"reason": reason})
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
@@ -439,9 +435,12 @@ class Store:
         call_id = str(uuid.uuid4())
         async with self._transaction() as conn:
             if kind == KIND_UPDATE:
-                run = await _open_run(conn, workflow_id)
+                attrs = {"update_id": call_id, "name": name, "args": args}
+                run = await _post_to_open_run(conn, workflow_id, E.UPDATE_ACCEPTED, attrs)
+                _require_open(run, workflow_id)
             else:
                 run = await _latest_run(conn, workflow_id)
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
             await conn.execute(
                 "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -453,16 +452,6 @@ class Store:
                 name,
                 args,
             )
-            if kind == KIND_UPDATE:
-                await _post(
-                    conn,
-                    workflow_id,
-                    run["run_id"],
-                    E.UPDATE_ACCEPTED,
-                    {"update_id": call_id, "name": name, "args": args},
-                )
-            else:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
         return call_id
 
     async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
@@ -877,13 +866,25 @@ async def _latest_run(
     return row
 
 
-async def _open_run(conn: asyncpg.Connection, workflow_id: str) -> asyncpg.Record:
-    row = await _latest_run(conn, workflow_id)
-    if row["closed_at"] is not None:
+def _require_open(run: asyncpg.Record, workflow_id: str) -> None:
+    if run["closed_at"] is not None:
         raise WorkflowNotFoundError(
-            f"workflow {workflow_id!r} is not running (its latest run is {row['status']})"
+            f"workflow {workflow_id!r} is not running (its latest run is {run['status']})"
         )
-    return row
+
+
+async def _post_to_open_run(
+    conn: asyncpg.Connection, workflow_id: str, etype: EventType, attrs: dict[str, Any]
+) -> asyncpg.Record:
+    """Post a message to the workflow's open run and return that run, or return its latest
+    run, closed, without posting. The run read may close before the post lands (it continues
+    as new, or ends): then the latest run is read again."""
+    while True:
+        run = await _latest_run(conn, workflow_id)
+        if run["closed_at"] is not None:
+            return run
+        if await _post(conn, workflow_id, run["run_id"], etype, attrs):
+            return run
 
 
 async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[str, bool]:

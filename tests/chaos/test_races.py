@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 import durable
-from durable import WorkflowContext, activity, workflow
+from durable import WorkflowContext, _store, activity, workflow
 from durable._store import Store
 
 from ..conftest import _with_database, wait_for
@@ -270,3 +270,61 @@ async def test_activity_claim_with_a_lost_reply_is_retried(
                 f"{dict(task) if task else 'gone'}: held by a live worker that never started "
                 "it, without a deadline, so no reaper retries it"
             ) from None
+
+
+# ------------------------------------------------------------------ a message racing a continue-as-new
+@workflow
+async def continues_on_go(ctx: WorkflowContext, round_: int) -> str:
+    if round_ == 1:
+        await ctx.wait_signal("go")
+        ctx.continue_as_new(2)
+    ctx.on_update("poke", lambda: "poked")
+    return str(await ctx.wait_signal("after"))
+
+
+async def _send(handle: durable.WorkflowHandle[Any], message: str) -> Any:
+    if message == "cancel":
+        await handle.cancel()
+        with pytest.raises(durable.WorkflowCancelledError):
+            await handle.result(timeout=10)
+        return "cancelled"
+    if message == "signal":
+        await handle.signal("after", "signalled")
+        return await handle.result(timeout=10)
+    return await handle.update("poke", timeout=10)
+
+
+@pytest.mark.parametrize("message", ["cancel", "signal", "update"])
+async def test_message_to_a_run_closing_as_it_is_sent_reaches_the_next_run(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, message: str
+) -> None:
+    """A client reads the workflow's open run, the run continues as new, then the client
+    posts to it: the message must go to the new run, not be dropped with the closed one (seen
+    in the chaos run: a cancel accepted while the run continued as new never arrived)."""
+    async with durable.Worker(
+        client,
+        task_queue=QUEUE,
+        workflows=[continues_on_go],
+        poll_interval=timedelta(milliseconds=100),
+    ):
+        handle = await client.start(continues_on_go, 1, id=f"race-{message}", task_queue=QUEUE)
+        async with client.store.pool.acquire() as conn:
+            stale = await _store._latest_run(conn, handle.workflow_id)
+        await handle.signal("go")
+        await wait_for(lambda: _runs_closed(client, handle.workflow_id), timeout=10)
+        real = _store._latest_run
+        reads: list[str] = []
+
+        async def stale_first(conn: asyncpg.Connection, workflow_id: str, **kw: Any) -> Any:
+            reads.append(workflow_id)
+            return stale if len(reads) == 1 else await real(conn, workflow_id, **kw)
+
+        monkeypatch.setattr(_store, "_latest_run", stale_first)
+        try:
+            outcome = await _send(handle, message)
+        except durable.TimeoutError:
+            raise AssertionError(
+                f"the {message} was posted to run 1 after it continued as new and was "
+                "dropped: run 2 never received it"
+            ) from None
+        assert outcome == {"cancel": "cancelled", "signal": "signalled", "update": "poked"}[message]
