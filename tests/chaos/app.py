@@ -321,6 +321,19 @@ CREATE TABLE IF NOT EXISTS chaos_effects (
 
 
 # ---------------------------------------------------------------- the worker process
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: the database went away or is starting up."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (getattr(exc, "sqlstate", None) or "")[:2] in ("08", "57", "53")
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return "closed" in str(exc) or "connection" in str(exc) or "in progress" in str(exc)
+    if isinstance(exc, durable.DurableError) and exc.__cause__ is not None:
+        return is_transient(exc.__cause__)
+    return False
+
+
 async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     """Connect, waiting for the database if it is restarting (bounded)."""
     for attempt in range(attempts):
@@ -333,10 +346,10 @@ async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     raise AssertionError("unreachable")
 
 
-async def serve(dsn: str) -> None:
-    os.environ[DSN_ENV] = dsn
-    client = await _connect(dsn)
-    try:
+async def _run_worker(client: durable.Client, attempts: int = 120) -> None:
+    """Run a worker. Its start (registration) fails if the database restarts meanwhile; then
+    start it again, as a process supervisor would, rather than exit (which counts as a crash)."""
+    for attempt in range(attempts):
         worker = durable.Worker(
             client,
             task_queue=TASK_QUEUE,
@@ -347,7 +360,21 @@ async def serve(dsn: str) -> None:
             poll_interval=POLL_INTERVAL,
             shutdown_grace=SHUTDOWN_GRACE,
         )
-        await worker.run()
+        try:
+            await worker.run()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or attempt == attempts - 1:
+                raise
+            logging.getLogger(__name__).warning("worker start failed (%r); starting again", exc)
+            await asyncio.sleep(0.25)
+
+
+async def serve(dsn: str) -> None:
+    os.environ[DSN_ENV] = dsn
+    client = await _connect(dsn)
+    try:
+        await _run_worker(client)
     finally:
         await client.close()
 

@@ -74,19 +74,6 @@ class Profile:
 
 
 # ============================================================================ retries
-def is_transient(exc: BaseException) -> bool:
-    """A failure the harness retries: the database went away or is starting up."""
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return (getattr(exc, "sqlstate", None) or "")[:2] in ("08", "57", "53")
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
-        return "closed" in str(exc) or "connection" in str(exc) or "in progress" in str(exc)
-    if isinstance(exc, durable.DurableError) and exc.__cause__ is not None:
-        return is_transient(exc.__cause__)
-    return False
-
-
 class Retrier:
     """Calls the client until it succeeds, across restarts and killed connections.
 
@@ -111,7 +98,7 @@ class Retrier:
             try:
                 return await call()
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() > deadline:
+                if not app.is_transient(exc) or time.monotonic() > deadline:
                     raise
                 self.retries[op] += 1
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
@@ -173,7 +160,7 @@ class Monitor:
                         explained_at = clock()
                         await self._explain()
             except Exception as exc:
-                if not is_transient(exc):
+                if not app.is_transient(exc):
                     raise
                 lag = None
             self.samples.append((clock(), lag))
