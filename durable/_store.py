@@ -453,16 +453,16 @@ class Store:
 
     # ------------------------------------------------------------------ client operations
     async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
-        attrs = {"name": name, "args": args}
         async with self.pool.acquire() as conn:
-            while not await _post(conn, workflow_id, None, E.SIGNAL_RECEIVED, attrs):
-                await _open_run(conn, workflow_id)  # says why not; else a new run just opened
+            run = await _post_to_open_run(
+                conn, workflow_id, E.SIGNAL_RECEIVED, {"name": name, "args": args}
+            )
+        _require_open(run, workflow_id)
 
     async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
         """Ask the open run to cancel; nothing to do once the workflow has closed."""
         async with self.pool.acquire() as conn:
-            if not await _post(conn, workflow_id, None, E.CANCEL_REQUESTED, {"reason": reason}):
-                await _latest_run(conn, workflow_id)  # raises WorkflowNotFoundError if none
+            await _post_to_open_run(conn, workflow_id, E.CANCEL_REQUESTED, {"reason": reason})
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
@@ -548,9 +548,12 @@ class Store:
         call_id = str(uuid.uuid4())
         async with self._transaction() as conn:
             if kind == KIND_UPDATE:
-                run = await _open_run(conn, workflow_id)
+                attrs = {"update_id": call_id, "name": name, "args": args}
+                run = await _post_to_open_run(conn, workflow_id, E.UPDATE_ACCEPTED, attrs)
+                _require_open(run, workflow_id)
             else:
                 run = await _latest_run(conn, workflow_id)
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
             await conn.execute(
                 "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -562,16 +565,6 @@ class Store:
                 name,
                 self.codecs.seal(args),
             )
-            if kind == KIND_UPDATE:
-                await _post(
-                    conn,
-                    workflow_id,
-                    run["run_id"],
-                    E.UPDATE_ACCEPTED,
-                    {"update_id": call_id, "name": name, "args": args},
-                )
-            else:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
         return call_id
 
     async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
@@ -874,6 +867,38 @@ class Store:
         reaped: int = await self._retrying(work)
         return reaped
 
+    async def release_unstarted_activities(
+        self,
+        task_queue: str,
+        worker_id: str,
+        running: Sequence[ActivityTask],
+        busy_runs: Sequence[str],
+        older_than: float,
+    ) -> list[asyncpg.Record]:
+        """Make visible again the attempts claimed for this worker more than ``older_than``
+        seconds ago that it does not run: the reply to their claim was lost (the claim
+        committed, the connection died). Attempts running here and activities of runs busy
+        here (results handed to the run, not yet committed) are kept. Returns the released."""
+        return list(
+            await self.pool.fetch(
+                "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
+                " visible_at = now(), deadline = schedule_deadline "
+                "WHERE task_queue = $1 AND owner = $2"
+                " AND started_at < now() - make_interval(secs => $3)"
+                " AND NOT (run_id = ANY($4::uuid[]))"
+                " AND (run_id, seq, attempt) NOT IN ("
+                "  SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[])) "
+                "RETURNING workflow_id, seq, activity_name, attempt",
+                task_queue,
+                worker_id,
+                older_than,
+                list(busy_runs),
+                [t.run_id for t in running],
+                [t.seq for t in running],
+                [t.attempt for t in running],
+            )
+        )
+
     # ------------------------------------------------------------------ queries
     async def claim_queries(
         self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
@@ -975,13 +1000,26 @@ async def _latest_run(
     return row
 
 
-async def _open_run(conn: asyncpg.Connection, workflow_id: str) -> asyncpg.Record:
-    row = await _latest_run(conn, workflow_id)
-    if row["closed_at"] is not None:
+def _require_open(run: asyncpg.Record, workflow_id: str) -> None:
+    if run["closed_at"] is not None:
         raise WorkflowNotFoundError(
-            f"workflow {workflow_id!r} is not running (its latest run is {row['status']})"
+            f"workflow {workflow_id!r} is not running (its latest run is {run['status']})"
         )
-    return row
+
+
+async def _post_to_open_run(
+    conn: asyncpg.Connection, workflow_id: str, etype: EventType, attrs: dict[str, Any]
+) -> asyncpg.Record:
+    """Post a message to the workflow's open run (one statement) and return that run, or
+    return its latest run, closed, without posting. A run may open between a post that
+    found none and the read that follows (it continued as new): then post again."""
+    while True:
+        posted = await _post(conn, workflow_id, None, etype, attrs)
+        if posted is not None:
+            return posted
+        run = await _latest_run(conn, workflow_id)
+        if run["closed_at"] is not None:
+            return run
 
 
 async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[str, bool]:
@@ -1108,25 +1146,26 @@ async def _post(
     run_id: Any,
     etype: EventType,
     attrs: dict[str, Any],
-) -> bool:
+) -> asyncpg.Record | None:
     """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
-    wake its workers, in one statement. False if the run is closed."""
-    posted = await conn.fetchval(
+    wake its workers, in one statement. Returns the run's row, None if it is closed."""
+    posted: asyncpg.Record | None = await conn.fetchrow(
         "WITH target AS ("
         " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now()),"
         "  inbox_seq = inbox_seq + 1"
         " WHERE workflow_id = $1 AND ($2::uuid IS NULL OR run_id = $2) AND closed_at IS NULL"
-        " RETURNING workflow_id, run_id, task_queue), "
+        " RETURNING workflow_id, run_id, task_queue, status, closed_at), "
         "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
         " SELECT workflow_id, run_id, $3, $4 FROM target RETURNING 1) "
-        "SELECT pg_notify($5, 'w' || task_queue) IS NOT NULL FROM target",
+        "SELECT workflow_id, run_id, task_queue, status, closed_at, pg_notify($5, 'w' || task_queue)"
+        " FROM target",
         workflow_id,
         run_id,
         int(etype),
         _seal_attrs(_codecs(conn), attrs),
         CHANNEL,
     )
-    return bool(posted)
+    return posted
 
 
 async def _answer_call(

@@ -259,11 +259,31 @@ class Worker:
                     )
                 if self._activities:
                     await self._store.reap_activities(self.task_queue)
+                    await self._release_unstarted_activities()
                 await self._store.listener.reconnect_if_lost()
             except (TimeoutError, OSError) as exc:
                 _log.warning("lease renewal failed: %s", exc)
             except Exception as exc:  # keep renewing through database hiccups
                 _log.warning("lease renewal failed: %r", exc)
+
+    async def _release_unstarted_activities(self) -> None:
+        """Give back attempts claimed for this worker that it never started because the
+        reply to the claim was lost: held by a live worker, nothing else would retry them."""
+        released = await self._store.release_unstarted_activities(
+            self.task_queue,
+            self.worker_id,
+            list(self._activity_tasks.values()),
+            [*self._busy, *self._finished_here],
+            older_than=self.lease_ttl,
+        )
+        for row in released:
+            _log.warning(
+                "activity %s (attempt %d) of %s was claimed for this worker but never started "
+                "(the reply to the claim was lost); released for another attempt",
+                row["activity_name"],
+                row["attempt"],
+                row["workflow_id"],
+            )
 
     async def _poll(
         self,

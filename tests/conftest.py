@@ -18,10 +18,6 @@ from durable._store import apply_migrations
 
 _counter = itertools.count()
 
-# The chaos suite (tests/chaos, its own Postgres, minutes of faults) runs when asked for:
-# DURABLE_CHAOS=1 pytest tests/chaos. It is not yet stable enough for every CI run.
-collect_ignore = [] if os.environ.get("DURABLE_CHAOS") else ["chaos"]
-
 
 def _start_embedded(folder: Path) -> str:
     with warnings.catch_warnings():

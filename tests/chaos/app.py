@@ -90,11 +90,6 @@ class Spec:
         return f"chaos-{self.seed}-{self.index}"
 
 
-# CHAOS_NO_LOCAL_ACTIVITY=1 leaves the local activity out of every round (to run the suite
-# without the local-activity hang, see docs/reliability.md).
-USE_LOCAL_ACTIVITY = not os.environ.get("CHAOS_NO_LOCAL_ACTIVITY")
-
-
 # ---------------------------------------------------------------- expected values (pure)
 def step_value(seed: int, round_: int, i: int) -> int:
     return (seed * 7919 + round_ * 1_000_003 + i * 104_729) % 10_007
@@ -126,8 +121,7 @@ def round_value(spec: Spec, round_: int) -> int:
         value += flaky_value(spec.seed, round_)
     value += sum(step_value(spec.seed, round_, 100 + j) for j in range(spec.fanout))
     value += square_input(spec.seed, round_) ** 2
-    if USE_LOCAL_ACTIVITY:
-        value += mix_value(spec.seed, round_)
+    value += mix_value(spec.seed, round_)
     value += sum(child_value(spec.seed, child_tag(round_, k), k) for k in range(spec.children))
     return value
 
@@ -193,15 +187,9 @@ async def _record_effect(value: int) -> None:
     )
 
 
-# step() has no timeout, as most activities are written; CHAOS_STEP_TIMEOUT=<seconds> gives
-# it a start_to_close timeout (which masks lost outcomes: the reaper retries them then).
-STEP_TIMEOUT = float(os.environ.get("CHAOS_STEP_TIMEOUT") or 0) or None
-
-
-@activity(
-    retry=RETRY,
-    start_to_close_timeout=timedelta(seconds=STEP_TIMEOUT) if STEP_TIMEOUT else None,
-)
+# step() has no timeout, as most activities are written: a lost attempt of it is retried only
+# because its worker died or gave it back, never because a deadline passed
+@activity(retry=RETRY)
 async def step(seed: int, round_: int, i: int) -> int:
     """Some work with one side effect, exactly once per call thanks to the idempotency key."""
     await _record_execution()
@@ -274,8 +262,7 @@ async def _round(ctx: WorkflowContext, spec: Spec) -> Outcome:
         *(ctx.activity(step, spec.seed, r, 100 + j) for j in range(spec.fanout))
     )
     value += sum(parts)
-    if USE_LOCAL_ACTIVITY:
-        value += await ctx.local_activity(mix, spec.seed, r)
+    value += await ctx.local_activity(mix, spec.seed, r)
     value += await ctx.activity(square, square_input(spec.seed, r))
     timers = []
     for seconds in spec.sleeps:
@@ -334,6 +321,19 @@ CREATE TABLE IF NOT EXISTS chaos_effects (
 
 
 # ---------------------------------------------------------------- the worker process
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: the database went away or is starting up."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (getattr(exc, "sqlstate", None) or "")[:2] in ("08", "57", "53")
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return "closed" in str(exc) or "connection" in str(exc) or "in progress" in str(exc)
+    if isinstance(exc, durable.DurableError) and exc.__cause__ is not None:
+        return is_transient(exc.__cause__)
+    return False
+
+
 async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     """Connect, waiting for the database if it is restarting (bounded)."""
     for attempt in range(attempts):
@@ -346,10 +346,10 @@ async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     raise AssertionError("unreachable")
 
 
-async def serve(dsn: str) -> None:
-    os.environ[DSN_ENV] = dsn
-    client = await _connect(dsn)
-    try:
+async def _run_worker(client: durable.Client, attempts: int = 120) -> None:
+    """Run a worker. Its start (registration) fails if the database restarts meanwhile; then
+    start it again, as a process supervisor would, rather than exit (which counts as a crash)."""
+    for attempt in range(attempts):
         worker = durable.Worker(
             client,
             task_queue=TASK_QUEUE,
@@ -360,7 +360,21 @@ async def serve(dsn: str) -> None:
             poll_interval=POLL_INTERVAL,
             shutdown_grace=SHUTDOWN_GRACE,
         )
-        await worker.run()
+        try:
+            await worker.run()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or attempt == attempts - 1:
+                raise
+            logging.getLogger(__name__).warning("worker start failed (%r); starting again", exc)
+            await asyncio.sleep(0.25)
+
+
+async def serve(dsn: str) -> None:
+    os.environ[DSN_ENV] = dsn
+    client = await _connect(dsn)
+    try:
+        await _run_worker(client)
     finally:
         await client.close()
 

@@ -268,7 +268,7 @@ STUCK_AFTER = 10.0  # seconds: every activity of the app runs well under this
 async def diagnose_hang(
     conn: asyncpg.Connection,
     workers: dict[int, int],
-    lost: dict[int, int],
+    retried: dict[int, int],
     failed_tasks: dict[str, list[int]],
     *,
     stuck_after: float = STUCK_AFTER,
@@ -276,8 +276,8 @@ async def diagnose_hang(
 ) -> list[str]:
     """Why open runs make no progress, read while the workers are still running.
 
-    ``workers`` maps worker pids to their numbers in the harness, ``lost`` to how many
-    "recording the outcome of activity ... failed" errors they logged; ``failed_tasks`` maps
+    ``workers`` maps worker pids to their numbers in the harness, ``retried`` to how many
+    "recording the outcome of activity ... failed" warnings they logged; ``failed_tasks`` maps
     workflow ids to the workers that logged "workflow task of ... failed" for them. Work
     waiting less than ``stuck_after`` seconds is not reported; runs that wait for nothing
     durable only with ``idle`` (once the harness sent every signal and cancel).
@@ -295,14 +295,12 @@ async def diagnose_hang(
         if not t["owner_live"]:
             problems.append(f"{where}: held by {holder}, whose lease lapsed, and nobody reaps it")
         elif t["deadline"] is None:
-            pid = _pid(t["identity"])
             problems.append(
-                f"{where}: held for {t['held']:.0f} s by {holder}, which is alive but no longer "
-                f"runs it: its outcome was lost ({holder} logged {lost.get(pid, 0)} x "
-                "'recording the outcome of activity ... failed': it drops an outcome it cannot "
-                "write while the database is unavailable). The task has no deadline and its "
-                "owner renews its lease, so no reaper retries it: the workflow hangs until that "
-                "worker process exits"
+                f"{where}: held for {t['held']:.0f} s by {holder}, which is alive and renews "
+                f"its lease but has not recorded an outcome ({holder} logged "
+                f"{retried.get(_pid(t['identity']), 0)} x 'recording the outcome of activity "
+                "... failed'; an attempt whose claim reply was lost is never started). The "
+                "task has no deadline, so no reaper retries it"
             )
         else:
             problems.append(

@@ -40,7 +40,7 @@ KILL, RESTART, TERMINATE, STALL = (
 )
 FAULT_KINDS = (KILL, RESTART, TERMINATE, STALL)
 FAULT_WEIGHTS = (4, 1, 4, 3)
-LOST_OUTCOME = "ERROR durable.worker: recording the outcome of activity"  # a dropped outcome
+OUTCOME_RETRIED = "recording the outcome of activity"  # a worker retrying an outcome write
 
 
 # ---------------------------------------------------------------------------- workers

@@ -35,7 +35,7 @@ from durable._serialization import decode
 
 from . import app, checks
 from .faults import (
-    LOST_OUTCOME,
+    OUTCOME_RETRIED,
     RESTART,
     Fault,
     FaultInjector,
@@ -74,19 +74,6 @@ class Profile:
 
 
 # ============================================================================ retries
-def is_transient(exc: BaseException) -> bool:
-    """A failure the harness retries: the database went away or is starting up."""
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return (getattr(exc, "sqlstate", None) or "")[:2] in ("08", "57", "53")
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
-        return "closed" in str(exc) or "connection" in str(exc) or "in progress" in str(exc)
-    if isinstance(exc, durable.DurableError) and exc.__cause__ is not None:
-        return is_transient(exc.__cause__)
-    return False
-
-
 class Retrier:
     """Calls the client until it succeeds, across restarts and killed connections.
 
@@ -111,7 +98,7 @@ class Retrier:
             try:
                 return await call()
             except Exception as exc:
-                if not is_transient(exc) or time.monotonic() > deadline:
+                if not app.is_transient(exc) or time.monotonic() > deadline:
                     raise
                 self.retries[op] += 1
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
@@ -173,7 +160,7 @@ class Monitor:
                         explained_at = clock()
                         await self._explain()
             except Exception as exc:
-                if not is_transient(exc):
+                if not app.is_transient(exc):
                     raise
                 lag = None
             self.samples.append((clock(), lag))
@@ -350,9 +337,7 @@ class Report:
         restarts = [f.took for f in self.faults if f.kind == RESTART]
         lines = [
             f"chaos run: seed {p.seed}, {p.workers} workers, {p.duration:g} s of faults, "
-            f"lease {app.LEASE_TTL.total_seconds():g} s, step() timeout "
-            f"{f'{app.STEP_TIMEOUT:g} s' if app.STEP_TIMEOUT else 'none'}, local activity "
-            f"{'on' if app.USE_LOCAL_ACTIVITY else 'off'}",
+            f"lease {app.LEASE_TTL.total_seconds():g} s",
             f"workflows: {len(self.workload)} ({_counts(modes)}); final status: "
             f"{_counts(self.statuses)}",
             f"runs: {self.runs} ({self.child_runs} child runs), history events: "
@@ -547,9 +532,9 @@ def _explainer(
 
     async def explain(conn: asyncpg.Connection, stuck_after: float) -> list[str]:
         numbers = {w.proc.pid: w.number for w in pool.workers}
-        lost = {w.proc.pid: count_lines(w.log, LOST_OUTCOME) for w in pool.workers}
+        retried = {w.proc.pid: count_lines(w.log, OUTCOME_RETRIED) for w in pool.workers}
         return await checks.diagnose_hang(
-            conn, numbers, lost, failed_tasks(pool.workers), stuck_after=stuck_after, idle=idle
+            conn, numbers, retried, failed_tasks(pool.workers), stuck_after=stuck_after, idle=idle
         )
 
     return explain

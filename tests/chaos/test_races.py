@@ -1,21 +1,25 @@
 """Deterministic reproductions of failures the chaos run hits only by luck.
 
 Each test opens one window on purpose (a local activity keeps a workflow task open while the
-client acts; an activity makes the database refuse connections just as it returns), so the
-outcome does not depend on timing.
+client acts; an activity makes the database refuse connections just as it returns; a claim
+commits and its reply is lost), so the outcome does not depend on timing. Each failed before
+the fix of its finding in docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 import durable
-from durable import WorkflowContext, activity, workflow
+from durable import WorkflowContext, _store, activity, workflow
+from durable._store import Store
 
 from ..conftest import _with_database, wait_for
 
@@ -187,3 +191,140 @@ async def test_local_activity_survives_losing_its_worker(client: durable.Client)
                 f"is {dict(row)}: the commit before the local activity set ready_at to the next "
                 "timer (none), so the run is never due and no worker claims it again"
             ) from None
+
+
+# ------------------------------------------------------------------ a claim whose reply is lost
+@activity
+async def quick() -> str:
+    return "ran"
+
+
+@workflow
+async def one_quick_activity(ctx: WorkflowContext) -> str:
+    return await ctx.activity(quick)
+
+
+def _lose_first_reply(
+    monkeypatch: pytest.MonkeyPatch, store: Store, method: str, claimed: Any
+) -> None:
+    """The first call of ``store.method`` that claims an activity commits, then fails as if
+    the connection died before the reply came back (what a Postgres crash does mid-commit)."""
+    real = getattr(store, method)
+    lost: list[bool] = []
+
+    async def commit_then_lose_reply(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if not lost and claimed(result):
+            lost.append(True)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
+        return result
+
+    monkeypatch.setattr(store, method, commit_then_lose_reply)
+
+
+@pytest.mark.parametrize(
+    ("method", "claimed"),
+    [
+        ("commit_workflow_task", lambda result: bool(result[0])),  # eager activities
+        ("claim_activity_tasks", bool),
+    ],
+    ids=["eager", "polled"],
+)
+async def test_activity_claim_with_a_lost_reply_is_retried(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, method: str, claimed: Any
+) -> None:
+    """An activity claimed for a worker whose claim reply never arrived (the commit went
+    through, the connection died before the answer) is held by a live worker that does not
+    run it; it must be given back and run, not wait for that worker to exit."""
+    _lose_first_reply(monkeypatch, client.store, method, claimed)
+    # "polled": the workflow worker does not serve the activity, so nothing is claimed eagerly
+    workers = (
+        [dict(workflows=[one_quick_activity], activities=[quick])]
+        if method == "commit_workflow_task"
+        else [dict(workflows=[one_quick_activity]), dict(activities=[quick])]
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        for options in workers:
+            await stack.enter_async_context(
+                durable.Worker(
+                    client,
+                    task_queue=QUEUE,
+                    lease_ttl=timedelta(seconds=1),
+                    poll_interval=timedelta(milliseconds=100),
+                    **options,  # type: ignore[arg-type]
+                )
+            )
+        handle = await client.start(one_quick_activity, id=f"lost-{method}", task_queue=QUEUE)
+        try:
+            assert await handle.result(timeout=10) == "ran"
+        except durable.TimeoutError:
+            task = await client.store.pool.fetchrow(
+                "SELECT owner, attempt, deadline FROM durable.activity_tasks"
+                " WHERE workflow_id = $1",
+                f"lost-{method}",
+            )
+            raise AssertionError(
+                f"the workflow hangs: the reply to {method} was lost and the activity task is "
+                f"{dict(task) if task else 'gone'}: held by a live worker that never started "
+                "it, without a deadline, so no reaper retries it"
+            ) from None
+
+
+# ------------------------------------------------------------------ a message racing a continue-as-new
+@workflow
+async def continues_on_go(ctx: WorkflowContext, round_: int) -> str:
+    if round_ == 1:
+        await ctx.wait_signal("go")
+        ctx.continue_as_new(2)
+    ctx.on_update("poke", lambda: "poked")
+    return str(await ctx.wait_signal("after"))
+
+
+async def _send(handle: durable.WorkflowHandle[Any], message: str) -> Any:
+    if message == "cancel":
+        await handle.cancel()
+        with pytest.raises(durable.WorkflowCancelledError):
+            await handle.result(timeout=10)
+        return "cancelled"
+    if message == "signal":
+        await handle.signal("after", "signalled")
+        return await handle.result(timeout=10)
+    return await handle.update("poke", timeout=10)
+
+
+@pytest.mark.parametrize("message", ["cancel", "signal", "update"])
+async def test_message_to_a_run_closing_as_it_is_sent_reaches_the_next_run(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, message: str
+) -> None:
+    """A client reads the workflow's open run, the run continues as new, then the client
+    posts to it: the message must go to the new run, not be dropped with the closed one (seen
+    in the chaos run: a cancel accepted while the run continued as new never arrived)."""
+    async with durable.Worker(
+        client,
+        task_queue=QUEUE,
+        workflows=[continues_on_go],
+        poll_interval=timedelta(milliseconds=100),
+    ):
+        handle = await client.start(continues_on_go, 1, id=f"race-{message}", task_queue=QUEUE)
+        async with client.store.pool.acquire() as conn:
+            stale = await _store._latest_run(conn, handle.workflow_id)
+        await handle.signal("go")
+        await wait_for(lambda: _runs_closed(client, handle.workflow_id), timeout=10)
+        real = _store._latest_run
+        reads: list[str] = []
+
+        async def stale_first(conn: asyncpg.Connection, workflow_id: str, **kw: Any) -> Any:
+            reads.append(workflow_id)
+            return stale if len(reads) == 1 else await real(conn, workflow_id, **kw)
+
+        monkeypatch.setattr(_store, "_latest_run", stale_first)
+        try:
+            outcome = await _send(handle, message)
+        except durable.TimeoutError:
+            raise AssertionError(
+                f"the {message} was posted to run 1 after it continued as new and was "
+                "dropped: run 2 never received it"
+            ) from None
+        assert outcome == {"cancel": "cancelled", "signal": "signalled", "update": "poked"}[message]
