@@ -84,6 +84,7 @@ class TaskCommit:
     eager_slots: int = 0
     eager_activities: frozenset[tuple[str, str]] = frozenset()
     started_children: bool = True  # the run may have open children to close with it
+    has_parent: bool = True  # a parent waits for the run's outcome
 
 
 @dataclass(frozen=True)
@@ -687,8 +688,10 @@ class Store:
         closing) continue in the same transaction with further statements.
         """
         step = (task, worker_id, commit)
-        if not commit.rejected_updates and not any(e.type in _WIDE_EVENTS for e in commit.events):
+        if _commits_alone(commit):
             rows = await self._group_commit.submit(step)
+            if _closing_event(commit) is not None:
+                return [], None
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
         async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
@@ -1272,7 +1275,10 @@ async def _retry_or_fail(
 # (group commit). Every step writes through it: the fenced update of its run (owner, fence
 # and expected next_seq, else durable.ensure aborts everything), the history rows, the
 # consumed inbox rows, the activity tasks finished in this process, new timers and new
-# activity tasks (those the worker runs itself come back already claimed). It returns one
+# activity tasks (those the worker runs itself come back already claimed), and for a run
+# that closes without a parent or children: its status and outcome, the removal of its
+# remaining tasks and inbox, answers to its pending updates, the wake-up of its waiters.
+# It returns one
 # row for the check, one per run (seq 0) and one per claimed activity task. The "= ANY"
 # conditions keep every lookup on an index whatever the statistics were when the plan was
 # cached (a join with unnest() alone once chose a hash join over a full scan of the inbox).
@@ -1280,13 +1286,18 @@ async def _retry_or_fail(
 _COMMIT_SQL = """
 WITH step AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::int[],
-        $6::int[], $7::jsonb[], $8::bigint[], $9::timestamptz[])
+        $6::int[], $7::jsonb[], $8::bigint[], $9::timestamptz[], $40::text[], $41::bytea[],
+        $42::bytea[], $43::bytea[])
         AS s(workflow_id, run_id, owner, fence, first_seq, next_seq, attributes, inbox_seq,
-            next_due)),
+            next_due, status, result, failure, update_failure)),
 fenced AS (
     UPDATE durable.workflows w SET next_seq = s.next_seq, task_failures = 0, last_error = NULL,
         attributes = w.attributes || s.attributes,
-        ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END
+        ready_at = CASE WHEN s.status IS NOT NULL THEN NULL
+            WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END,
+        status = coalesce(s.status, w.status),
+        closed_at = CASE WHEN s.status IS NOT NULL THEN now() END,
+        result = s.result, failure = s.failure
     FROM step s
     WHERE w.workflow_id = ANY($1::text[])
         AND w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
@@ -1325,13 +1336,29 @@ scheduled AS (
         $35::bytea[], $36::float8[], $37::float8[], $38::float8[], $39::uuid[])
         AS x(w, r, s, q, n, a, rt, stc, hb, sch, o)
     RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline),
+swept AS (
+    DELETE FROM durable.activity_tasks t USING step s
+    WHERE s.status IS NOT NULL AND t.workflow_id = ANY($1::text[])
+        AND t.workflow_id = s.workflow_id AND t.run_id = s.run_id
+        AND NOT EXISTS (SELECT 1 FROM unnest($20::uuid[], $22::int[]) AS f(run_id, seq)
+            WHERE f.run_id = t.run_id AND f.seq = t.seq)),
+cleared AS (
+    DELETE FROM durable.inbox i USING step s
+    WHERE s.status IS NOT NULL AND i.workflow_id = ANY($1::text[])
+        AND i.workflow_id = s.workflow_id AND i.run_id = s.run_id
+        AND NOT (i.id = ANY($18::bigint[]))),
+cut_off AS (
+    UPDATE durable.calls c SET done = true, failure = s.update_failure FROM step s
+    WHERE s.status IS NOT NULL AND c.workflow_id = s.workflow_id AND c.run_id = s.run_id
+        AND c.kind = 2 AND NOT c.done),
 checked AS (
     SELECT durable.ensure((SELECT count(*) FROM fenced) = cardinality($2::uuid[])
             AND (SELECT count(*) FROM finished) = cardinality($22::int[]),
             'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
         (SELECT count(pg_notify('durable', 'a' || q))
          FROM (SELECT DISTINCT task_queue AS q FROM scheduled WHERE owner IS NULL) AS queues)
-            AS woken)
+            + (SELECT count(pg_notify('durable', 'c' || workflow_id))
+               FROM step WHERE status IS NOT NULL) AS woken)
 SELECT NULL::uuid AS run_id, -1 AS seq, NULL::timestamptz AS deadline,
     NULL::timestamptz AS schedule_deadline, NULL::text AS parent_workflow_id,
     NULL::uuid AS parent_run_id, NULL::int AS parent_seq, NULL::text AS workflow_name,
@@ -1424,24 +1451,44 @@ _WIDE_EVENTS = frozenset(
         E.CHILD_CANCEL_REQUESTED,
         E.CHILD_SIGNALED,
         E.UPDATE_COMPLETED,
-        *TERMINAL_STATUS,
     }
 )
+# Closings the commit statement does itself: nobody to notify, nothing to start after.
+_SIMPLE_CLOSINGS = frozenset(
+    {E.WORKFLOW_COMPLETED, E.WORKFLOW_FAILED, E.WORKFLOW_CANCELLED, E.WORKFLOW_TIMED_OUT}
+)
+
+
+def _closing_event(commit: TaskCommit) -> Event | None:
+    return next((e for e in commit.events if e.type.is_terminal), None)
+
+
+def _commits_alone(commit: TaskCommit) -> bool:
+    """Whether the commit statement covers everything this commit causes."""
+    if commit.rejected_updates or any(e.type in _WIDE_EVENTS for e in commit.events):
+        return False
+    closing = _closing_event(commit)
+    return closing is None or (
+        closing.type in _SIMPLE_CLOSINGS and not commit.has_parent and not commit.started_children
+    )
 
 
 def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
     """The commit statement's parameters: per column, the values of every step."""
-    columns: list[list[Any]] = [[] for _ in range(39)]
-    run, history, consumed, finished, timers, scheduled = (
+    columns: list[list[Any]] = [[] for _ in range(43)]
+    run, history, consumed, finished, timers, scheduled, closed = (
         columns[0:9],
         columns[9:15],
         columns[15:18],
         columns[18:23],
         columns[23:28],
         columns[28:39],
+        columns[39:43],
     )
     for task, worker_id, commit in steps:
         key = (task.workflow_id, task.run_id)
+        closing = _closing_event(commit) if _commits_alone(commit) else None
+        _append(closed, *_closing_values(codecs, task.workflow_id, closing))
         events = commit.events
         attributes: dict[str, Any] = {}
         for event in events:
@@ -1457,7 +1504,7 @@ def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
         for seq, attempt in commit.finished_activities:
             _append(finished, *key, worker_id, seq, attempt)
         slots = commit.eager_slots
-        for event in events:
+        for event in () if closing else events:  # a closing run keeps no timers or tasks
             if event.type is E.TIMER_STARTED:
                 sealed = _seal_attrs(codecs, {"started": event.seq})
                 _append(timers, *key, event.seq, event.attrs["fire_at"], sealed)
@@ -1473,6 +1520,22 @@ def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
                 _append(scheduled[7:], attrs.get("start_to_close"), attrs.get("heartbeat"))
                 _append(scheduled[9:], attrs.get("schedule_to_close"), worker_id if eager else None)
     return columns
+
+
+def _closing_values(
+    codecs: Codecs, workflow_id: str, closing: Event | None
+) -> tuple[str | None, bytes | None, bytes | None, bytes | None]:
+    """Status, result, failure and the answer to pending updates of a run closed by the
+    commit statement (all None for a run that stays open)."""
+    if closing is None:
+        return None, None, None, None
+    status = TERMINAL_STATUS[closing.type]
+    return (
+        status,
+        codecs.seal(closing.attrs.get("result")),
+        _seal_failure(codecs, _closing_failure(closing)),
+        _seal_failure(codecs, _update_cut_off(workflow_id, status)),
+    )
 
 
 def _append(columns: list[list[Any]], *values: Any) -> None:
@@ -1626,6 +1689,30 @@ class _WideEffects:
             await _post(self.conn, child["workflow_id"], child["run_id"], etype, attrs)
 
 
+def _closing_failure(closing: Event) -> Failure | None:
+    """The failure a run closed by ``closing`` records (None for a completed run)."""
+    if closing.type is E.WORKFLOW_CANCELLED:
+        return {"kind": "cancelled", "message": "workflow was cancelled"}
+    if closing.type is E.WORKFLOW_TERMINATED:
+        return {
+            "kind": "terminated",
+            "message": closing.attrs.get("reason") or "workflow was terminated",
+        }
+    if closing.type is E.WORKFLOW_TIMED_OUT:
+        return {"kind": "timeout", "message": "workflow execution timed out"}
+    failure: Failure | None = closing.attrs.get("failure")
+    return failure
+
+
+def _update_cut_off(workflow_id: str, status: str) -> Failure:
+    """The answer to an update still pending when its workflow closed."""
+    return {
+        "kind": "application",
+        "type": "UpdateError",
+        "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
+    }
+
+
 async def _close_run(
     conn: asyncpg.Connection,
     workflow_id: str,
@@ -1642,16 +1729,7 @@ async def _close_run(
     open run for each closing one."""
     status = TERMINAL_STATUS[closing.type]
     attrs = closing.attrs
-    failure = attrs.get("failure")
-    if closing.type is E.WORKFLOW_CANCELLED:
-        failure = {"kind": "cancelled", "message": "workflow was cancelled"}
-    elif closing.type is E.WORKFLOW_TERMINATED:
-        failure = {
-            "kind": "terminated",
-            "message": attrs.get("reason") or "workflow was terminated",
-        }
-    elif closing.type is E.WORKFLOW_TIMED_OUT:
-        failure = {"kind": "timeout", "message": "workflow execution timed out"}
+    failure = _closing_failure(closing)
     new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
     carried_over = (
         [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED), int(E.CANCEL_REQUESTED)]
@@ -1685,14 +1763,7 @@ async def _close_run(
         _seal_failure(_codecs(conn), failure),
         new_run_id,
         carried_over,
-        _seal_failure(
-            _codecs(conn),
-            {
-                "kind": "application",
-                "type": "UpdateError",
-                "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
-            },
-        ),
+        _seal_failure(_codecs(conn), _update_cut_off(workflow_id, status)),
         started_children,
     )
     if new_run_id is not None:

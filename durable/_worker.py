@@ -501,6 +501,7 @@ class Worker:
             eager_slots=eager_slots,
             eager_activities=self._eager,
             started_children=instance.started_children,
+            has_parent=instance.info.parent_workflow_id is not None,
         )
         self._activity_slots_held += eager_slots
         try:

@@ -8,13 +8,16 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 import durable
 from durable._events import Event
 from durable._events import EventType as E
 from durable._serialization import encode
-from durable._store import LostOwnership, Store, TaskCommit, WorkflowTask
+from durable._store import KIND_UPDATE, LostOwnership, Store, TaskCommit, WorkflowTask
+
+from .conftest import wait_for
 
 QUEUE = "batch"
 
@@ -115,3 +118,72 @@ async def test_a_repeated_commit_is_refused_not_duplicated(client: durable.Clien
 @pytest.fixture(autouse=True)
 def _needs_a_batching_pool(client: durable.Client) -> None:
     assert client.store.pool.get_max_size() >= 4  # room for several batches in flight
+
+
+def closing_step(task: WorkflowTask, result: str) -> TaskCommit:
+    event = Event(2, E.WORKFLOW_COMPLETED, datetime.now(UTC), {"result": encode(result)})
+    return TaskCommit(
+        events=[event],
+        next_seq=3,
+        inbox_seq=task.inbox_seq or 0,
+        next_due=None,
+        started_children=False,
+        has_parent=False,
+    )
+
+
+async def test_a_run_closed_by_the_commit_statement_leaves_nothing_behind(
+    client: durable.Client,
+) -> None:
+    worker_id = str(uuid.uuid4())
+    tasks = await claimed_runs(client, worker_id, 2)
+    update = await client.store.create_call(KIND_UPDATE, "run-0", "late", encode([]))
+    outcomes = await commit_together(
+        client.store, worker_id, tasks, [closing_step(t, f"done {t.workflow_id}") for t in tasks]
+    )
+    assert outcomes == [([], None), ([], None)]
+    for task in tasks:
+        handle = client.get_handle(task.workflow_id)
+        assert await handle.result(timeout=5) == f"done {task.workflow_id}"
+        assert (await handle.describe()).status == "completed"
+    pool = client.store.pool
+    assert await pool.fetchval("SELECT count(*) FROM durable.inbox") == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM durable.workflows WHERE ready_at IS NOT NULL")
+        == 0
+    )
+    outcome = await client.store.call_outcome(update)
+    assert outcome is not None and outcome["result"] is None
+    failure = client.store.open_failure(outcome["failure"])
+    assert failure is not None
+    assert failure["message"] == "workflow 'run-0' closed (completed) before the update completed"
+
+
+@durable.activity(name="nobody-serves-this", task_queue="nobody")
+async def unserved() -> None:
+    """Scheduled but never run: no worker serves its queue."""
+
+
+@durable.workflow(name="leaves-work-behind", task_queue=QUEUE)
+async def leaves_work_behind(ctx: durable.WorkflowContext) -> str:
+    pending = [ctx.start_activity(unserved), asyncio.ensure_future(ctx.sleep(3600))]
+    await ctx.wait_signal("stop")
+    assert not any(p.done() for p in pending)
+    return "done"
+
+
+async def test_a_closing_workflow_takes_its_pending_tasks_and_timers_with_it(
+    client: durable.Client,
+) -> None:
+    pool = client.store.pool
+    async with durable.Worker(client, task_queue=QUEUE, workflows=[leaves_work_behind]):
+        handle = await client.start(leaves_work_behind, task_queue=QUEUE)
+        await wait_for(lambda: _count(pool, "activity_tasks"), timeout=20)
+        assert await _count(pool, "inbox") == 1  # the timer
+        await handle.signal("stop")
+        assert await handle.result(timeout=20) == "done"
+    assert [await _count(pool, t) for t in ("activity_tasks", "inbox")] == [0, 0]
+
+
+async def _count(pool: asyncpg.Pool, table: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM durable.{table}"))
