@@ -169,9 +169,6 @@ class Codecs:
         self._chain = [(_codec_name(c), c) for c in chain]
         self._by_name = names
 
-    def __bool__(self) -> bool:
-        return bool(self._chain)
-
     @overload
     def seal(self, data: bytes) -> bytes: ...
     @overload
