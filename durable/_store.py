@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgpack
@@ -295,7 +295,8 @@ class Store:
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
-        self._group_commit = _GroupCommit(pool, self._commit_steps)
+        self._group_commit = _Batcher(pool, self._commit_steps, lambda step: step[0].run_id)
+        self._group_start = _Batcher(pool, self._insert_runs, lambda start: start[1])
 
     @classmethod
     async def connect(
@@ -424,9 +425,8 @@ class Store:
         """Start a run (or, per the conflict policy, use the open one). Returns (run_id, started)."""
         if signal is None and request.is_plain:  # one statement, unless the id is in use
             run_id = str(uuid.uuid4())
-            async with self.pool.acquire() as conn:
-                if await _insert_run(conn, request, run_id):
-                    return run_id, True
+            if await self._group_start.submit((request, run_id)):
+                return run_id, True
 
         async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
             run_id, started = await _start_in(conn, request)
@@ -723,6 +723,13 @@ class Store:
 
         result: tuple[list[ActivityTask], datetime | None] = await self._retrying(work)
         return result
+
+    async def _insert_runs(self, starts: Sequence[_Start]) -> dict[str, bool]:
+        """Whether each start opened its run (by run id), written in one statement."""
+        opened: set[str] = await self._retrying(
+            lambda conn: _insert_runs(conn, starts), transaction=False
+        )
+        return {run_id: run_id in opened for _, run_id in starts}
 
     async def _commit_steps(self, steps: Sequence[_Step]) -> dict[str, _Rows]:
         rows: dict[str, _Rows] = await self._retrying(
@@ -1069,60 +1076,71 @@ class _StartRaceLost(Exception):
     """A concurrent start of the same workflow id opened its run first."""
 
 
-# A new run in one statement: its row (unless the id has an open run), its first history
-# event, its execution timeout, and a wake-up for the workers of its queue.
-_INSERT_RUN_SQL = """
-WITH run AS (
+# New runs in one statement (one run, or many started together): each run's row (unless its
+# workflow id has an open run), its first history event, its execution timeout, and a
+# wake-up for the workers of its queue. Returns the runs opened.
+_INSERT_RUNS_SQL = """
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+        $6::uuid[], $7::int[], $8::jsonb[], $9::float8[], $10::timestamptz[], $11::bytea[],
+        $12::timestamptz[], $13::bytea[])
+        AS q(workflow_id, run_id, workflow_name, task_queue, parent_workflow_id,
+            parent_run_id, parent_seq, attributes, delay, ts, body, deadline, timeout_body)),
+run AS (
     INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
         parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at)
-    VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8::jsonb, now() + make_interval(secs => $9))
+    SELECT workflow_id, run_id, workflow_name, task_queue, 'pending', parent_workflow_id,
+        parent_run_id, parent_seq, attributes, now() + make_interval(secs => delay)
+    FROM req
     ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
-    RETURNING workflow_id, run_id),
+    RETURNING workflow_id, run_id, task_queue),
 started AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
-    SELECT workflow_id, run_id, 1, $10::smallint, $11::timestamptz, $12::bytea FROM run),
+    SELECT r.workflow_id, r.run_id, 1, $14::smallint, q.ts, q.body
+    FROM run r JOIN req q ON q.run_id = r.run_id),
 timeout AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, visible_at, body)
-    SELECT workflow_id, run_id, $13::smallint, $14::timestamptz, $15::bytea FROM run
-    WHERE $14::timestamptz IS NOT NULL)
-SELECT pg_notify('durable', 'w' || $4::text) IS NOT NULL FROM run
+    SELECT r.workflow_id, r.run_id, $15::smallint, q.deadline, q.timeout_body
+    FROM run r JOIN req q ON q.run_id = r.run_id WHERE q.deadline IS NOT NULL)
+SELECT run_id, (SELECT count(pg_notify('durable', 'w' || queue))
+                FROM (SELECT DISTINCT task_queue AS queue FROM run) AS queues) AS woken
+FROM run
 """
+
+_Start = tuple[StartRequest, str]  # a run to open and its new run id
 
 
 async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: str) -> bool:
     """Open a run; False (and nothing written) if the workflow id has an open run."""
-    parent_id, parent_run, parent_seq = request.parent or (None, None, None)
-    delay = request.start_delay.total_seconds() if request.start_delay else 0.0
-    now = _utcnow()
-    deadline = now + request.execution_timeout if request.execution_timeout else None
-    started = {
-        "name": request.workflow_name,
-        "task_queue": request.task_queue,
-        "args": request.args,
-        "parent_workflow_id": parent_id,
-        "attempt": 1,
-        "execution_deadline": deadline.timestamp() if deadline else None,
-    }
+    return run_id in await _insert_runs(conn, [(request, run_id)])
+
+
+async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> set[str]:
+    """Open runs in one statement; returns the run ids opened (a workflow id with an open
+    run, or given twice, opens nothing more)."""
     codecs = _codecs(conn)
-    inserted = await conn.fetchval(
-        _INSERT_RUN_SQL,
-        request.workflow_id,
-        run_id,
-        request.workflow_name,
-        request.task_queue,
-        parent_id,
-        parent_run,
-        parent_seq,
-        request.attributes or {},
-        delay,
-        int(E.WORKFLOW_STARTED),
-        now,
-        _seal_attrs(codecs, started),
-        int(E.WORKFLOW_TIMED_OUT),
-        deadline,
-        _seal_attrs(codecs, {}),
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    now = _utcnow()
+    for request, run_id in starts:
+        parent_id, parent_run, parent_seq = request.parent or (None, None, None)
+        delay = request.start_delay.total_seconds() if request.start_delay else 0.0
+        deadline = now + request.execution_timeout if request.execution_timeout else None
+        started = {
+            "name": request.workflow_name,
+            "task_queue": request.task_queue,
+            "args": request.args,
+            "parent_workflow_id": parent_id,
+            "attempt": 1,
+            "execution_deadline": deadline.timestamp() if deadline else None,
+        }
+        _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)
+        _append(columns[4:], parent_id, parent_run, parent_seq, request.attributes or {}, delay)
+        _append(columns[9:], now, _seal_attrs(codecs, started), deadline)
+        columns[12].append(_seal_attrs(codecs, {}))
+    rows = await conn.fetch(
+        _INSERT_RUNS_SQL, *columns, int(E.WORKFLOW_STARTED), int(E.WORKFLOW_TIMED_OUT)
     )
-    return bool(inserted)
+    return {str(r["run_id"]) for r in rows}
 
 
 async def _insert_history(
@@ -1377,30 +1395,35 @@ _Step = tuple[WorkflowTask, str, TaskCommit]  # a run's step, the worker committ
 _Rows = list[asyncpg.Record]
 
 
-class _GroupCommit:
-    """Group commit: the one-statement steps of different runs that arrive while earlier
-    ones are in flight are committed together, by one execution of the commit statement
-    (one round trip, one transaction). No step is acknowledged before the transaction
-    holding it committed. Up to half the pool's connections carry batches at once. A run
-    has at most one step in flight, so a batch never holds two steps of one run. When a
-    batch fails (say one run's fence moved), it rolled back whole, and each of its steps is
-    retried alone so that only the failing one fails."""
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
+
+
+class _Batcher(Generic[_Item, _Out]):
+    """Group commit: items (workflow steps, starts) that arrive while earlier batches are in
+    flight are written together by one statement (one round trip, one transaction). No item
+    is acknowledged before the transaction holding it committed. Up to half the pool's
+    connections carry batches at once. When a batch fails (say one run's fence moved), it
+    rolled back whole, and each of its items is retried alone so that only the failing one
+    fails. ``write`` returns each item's outcome by ``key(item)``, unique within a batch."""
 
     MAX_BATCH = 64
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        commit: Callable[[Sequence[_Step]], Awaitable[dict[str, _Rows]]],
+        write: Callable[[Sequence[_Item]], Awaitable[dict[str, _Out]]],
+        key: Callable[[_Item], str],
     ) -> None:
-        self._commit = commit
+        self._write = write
+        self._key = key
         self._max_in_flight = max(1, pool.get_max_size() // 2)  # the rest serve claims
-        self._waiting: list[tuple[_Step, asyncio.Future[_Rows]]] = []
+        self._waiting: list[tuple[_Item, asyncio.Future[_Out]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
-    async def submit(self, step: _Step) -> _Rows:
-        future: asyncio.Future[_Rows] = asyncio.get_running_loop().create_future()
-        self._waiting.append((step, future))
+    async def submit(self, item: _Item) -> _Out:
+        future: asyncio.Future[_Out] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
         if len(self._flushers) < self._max_in_flight:
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
@@ -1411,29 +1434,29 @@ class _GroupCommit:
         while self._waiting:
             batch = self._waiting[: self.MAX_BATCH]
             del self._waiting[: len(batch)]
-            live = [(step, future) for step, future in batch if not future.done()]
-            try:
-                rows = await self._commit([step for step, _ in live])
-            except Exception as exc:
-                if len(live) == 1:
-                    _settle(live[0][1], exc)
-                else:  # nothing of the batch committed: find out which step failed
-                    for step, future in live:
-                        await self._commit_alone(step, future)
+            live = [(item, future) for item, future in batch if not future.done()]
+            if len(live) == 1:
+                await self._write_alone(*live[0])
                 continue
-            for (task, _, _), future in live:
-                _settle(future, rows[task.run_id])
+            try:
+                outcomes = await self._write([item for item, _ in live])
+            except Exception:  # nothing of the batch was written: find out which item failed
+                for item, future in live:
+                    await self._write_alone(item, future)
+                continue
+            for item, future in live:
+                _settle(future, outcomes[self._key(item)])
 
-    async def _commit_alone(self, step: _Step, future: asyncio.Future[_Rows]) -> None:
+    async def _write_alone(self, item: _Item, future: asyncio.Future[_Out]) -> None:
         try:
-            rows = await self._commit([step])
+            outcomes = await self._write([item])
         except Exception as exc:
             _settle(future, exc)
         else:
-            _settle(future, rows[step[0].run_id])
+            _settle(future, outcomes[self._key(item)])
 
 
-def _settle(future: asyncio.Future[_Rows], outcome: _Rows | Exception) -> None:
+def _settle(future: asyncio.Future[_Out], outcome: _Out | Exception) -> None:
     if future.done():  # its caller was cancelled
         return
     if isinstance(outcome, Exception):

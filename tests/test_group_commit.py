@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -187,3 +187,34 @@ async def test_a_closing_workflow_takes_its_pending_tasks_and_timers_with_it(
 
 async def _count(pool: asyncpg.Pool, table: str) -> int:
     return int(await pool.fetchval(f"SELECT count(*) FROM durable.{table}"))
+
+
+async def test_starts_made_together_each_get_their_run_event_and_timeout(
+    client: durable.Client,
+) -> None:
+    handles = await asyncio.gather(
+        *(
+            client.start(
+                batched,
+                id=f"together-{i}",
+                task_queue=QUEUE,
+                execution_timeout=timedelta(hours=1) if i % 2 else None,
+                attributes={"i": i},
+            )
+            for i in range(30)
+        ),
+        client.start(batched, id="together-0", task_queue=QUEUE),
+        return_exceptions=True,
+    )
+    assert isinstance(handles[-1], durable.WorkflowAlreadyStartedError)
+    pool = client.store.pool
+    runs = await pool.fetch(
+        "SELECT w.workflow_id, w.attributes, count(h.seq) AS events,"
+        " (SELECT count(*) FROM durable.inbox i WHERE i.run_id = w.run_id) AS timeouts"
+        " FROM durable.workflows w JOIN durable.history h ON h.run_id = w.run_id"
+        " GROUP BY w.workflow_id, w.attributes, w.run_id ORDER BY w.workflow_id"
+    )
+    assert len(runs) == 30
+    for run in runs:
+        i = int(run["workflow_id"].split("-")[1])
+        assert (run["attributes"], run["events"], run["timeouts"]) == ({"i": i}, 1, i % 2)
