@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -695,7 +696,7 @@ class Store:
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
         async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
-            rows = (await _fetch_commit(conn, [step]))[task.run_id]
+            rows = (await _fetch_commit(conn, [step], wide=True))[task.run_id]
             wide = _WideEffects(conn, task.workflow_id, task.run_id)
             for event in commit.events:
                 await wide.apply(event)
@@ -1296,100 +1297,234 @@ async def _retry_or_fail(
 # activity tasks (those the worker runs itself come back already claimed), and for a run
 # that closes without a parent or children: its status and outcome, the removal of its
 # remaining tasks and inbox, answers to its pending updates, the wake-up of its waiters.
-# It returns one
-# row for the check, one per run (seq 0) and one per claimed activity task. The "= ANY"
-# conditions keep every lookup on an index whatever the statistics were when the plan was
-# cached (a join with unnest() alone once chose a hash join over a full scan of the inbox).
-# Inbox ids are unique, so matching each key column against its array is exact.
-_COMMIT_SQL = """
-WITH step AS (
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::int[],
-        $6::int[], $7::jsonb[], $8::bigint[], $9::timestamptz[], $40::text[], $41::bytea[],
-        $42::bytea[], $43::bytea[])
-        AS s(workflow_id, run_id, owner, fence, first_seq, next_seq, attributes, inbox_seq,
-            next_due, status, result, failure, update_failure)),
-fenced AS (
-    UPDATE durable.workflows w SET next_seq = s.next_seq, task_failures = 0, last_error = NULL,
-        attributes = w.attributes || s.attributes,
-        ready_at = CASE WHEN s.status IS NOT NULL THEN NULL
-            WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END,
-        status = coalesce(s.status, w.status),
-        closed_at = CASE WHEN s.status IS NOT NULL THEN now() END,
-        result = s.result, failure = s.failure
+# It returns one row for the check, one per run (seq 0) and one per claimed activity task.
+# The statement is assembled from the parts a batch needs (a typical step has no timers,
+# consumed messages, attributes or closing): every part left out is parameters not encoded
+# and a table not visited. Each shape is prepared once per connection.
+# The "= ANY" conditions keep every lookup on an index whatever the statistics were when
+# the plan was cached (a join with unnest() alone once chose a hash join over a full scan
+# of the inbox). Inbox ids are unique, so matching each key column against its array is
+# exact.
+_Columns = tuple[tuple[str, str], ...]
+_STEP_COLUMNS: _Columns = (
+    ("workflow_id", "text"),
+    ("run_id", "uuid"),
+    ("owner", "uuid"),
+    ("fence", "bigint"),
+    ("first_seq", "int"),
+    ("next_seq", "int"),
+    ("inbox_seq", "bigint"),
+    ("next_due", "timestamptz"),
+)
+_ATTRIBUTE_COLUMNS: _Columns = (("attributes", "jsonb"),)
+_CLOSING_COLUMNS: _Columns = (
+    ("status", "text"),
+    ("result", "bytea"),
+    ("failure", "bytea"),
+    ("update_failure", "bytea"),
+)
+_HISTORY_COLUMNS: _Columns = (
+    ("workflow_id", "text"),
+    ("run_id", "uuid"),
+    ("seq", "int"),
+    ("kind", "smallint"),
+    ("ts", "timestamptz"),
+    ("body", "bytea"),
+)
+_CONSUMED_COLUMNS: _Columns = (("workflow_id", "text"), ("run_id", "uuid"), ("id", "bigint"))
+_FINISHED_COLUMNS: _Columns = (
+    ("workflow_id", "text"),
+    ("run_id", "uuid"),
+    ("owner", "uuid"),
+    ("seq", "int"),
+    ("attempt", "int"),
+)
+_TIMER_COLUMNS: _Columns = (
+    ("workflow_id", "text"),
+    ("run_id", "uuid"),
+    ("seq", "int"),
+    ("fire_at", "float8"),
+    ("body", "bytea"),
+)
+_SCHEDULED_COLUMNS: _Columns = (
+    ("workflow_id", "text"),
+    ("run_id", "uuid"),
+    ("seq", "int"),
+    ("task_queue", "text"),
+    ("name", "text"),
+    ("args", "bytea"),
+    ("retry", "bytea"),
+    ("start_to_close", "float8"),
+    ("heartbeat", "float8"),
+    ("schedule_to_close", "float8"),
+    ("owner", "uuid"),
+)
+# run columns only a commit that goes on in its transaction (wide effects) needs
+_WIDE_RETURNING = (
+    ("parent_workflow_id", "text"),
+    ("parent_run_id", "uuid"),
+    ("parent_seq", "int"),
+    ("workflow_name", "text"),
+    ("task_queue", "text"),
+    ("attributes", "jsonb"),
+)
+
+
+@dataclass(frozen=True)
+class _CommitShape:
+    """Which parts of the commit statement a batch of steps needs."""
+
+    attributes: bool = False
+    history: bool = False
+    consumed: bool = False
+    finished: bool = False
+    timers: bool = False
+    scheduled: bool = False
+    closing: bool = False
+    wide: bool = False  # return the run rows in full: the transaction goes on
+
+
+def _unnest(prefix: str, columns: _Columns) -> str:
+    """``unnest`` of the parameters ``$<prefix>_<column>`` as rows named like the columns."""
+    arrays = ", ".join(f"${prefix}_{name}::{kind}[]" for name, kind in columns)
+    return f"unnest({arrays}) AS {prefix}({', '.join(name for name, _ in columns)})"
+
+
+@functools.cache
+def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
+    """The commit statement of ``shape``, and its parameters' names in ``$n`` order."""
+    step_columns = _STEP_COLUMNS
+    if shape.attributes:
+        step_columns += _ATTRIBUTE_COLUMNS
+    if shape.closing:
+        step_columns += _CLOSING_COLUMNS
+    updates = ["next_seq = s.next_seq", "task_failures = 0", "last_error = NULL"]
+    if shape.attributes:
+        updates.append("attributes = w.attributes || s.attributes")
+    if shape.closing:
+        updates += [
+            "ready_at = CASE WHEN s.status IS NOT NULL THEN NULL"
+            " WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END",
+            "status = coalesce(s.status, w.status)",
+            "closed_at = CASE WHEN s.status IS NOT NULL THEN now() END",
+            "result = s.result",
+            "failure = s.failure",
+        ]
+    else:
+        updates.append(
+            "ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END"
+        )
+    wide = [name for name, _ in _WIDE_RETURNING] if shape.wide else []
+    parts = [
+        f"step AS (SELECT * FROM {_unnest('s', step_columns)})",
+        f"""fenced AS (
+    UPDATE durable.workflows w SET {", ".join(updates)}
     FROM step s
-    WHERE w.workflow_id = ANY($1::text[])
+    WHERE w.workflow_id = ANY($s_workflow_id::text[])
         AND w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
         AND w.fence = s.fence AND w.next_seq = s.first_seq AND w.closed_at IS NULL
-    RETURNING w.run_id, w.parent_workflow_id, w.parent_run_id, w.parent_seq, w.workflow_name,
-        w.task_queue, w.attributes, w.ready_at),
-appended AS (
+    RETURNING {", ".join(f"w.{name}" for name in ["run_id", "ready_at", *wide])})""",
+    ]
+    held = ["(SELECT count(*) FROM fenced) = cardinality($s_run_id::uuid[])"]
+    wakes = []
+    if shape.history:
+        parts.append(f"""appended AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
-    SELECT * FROM unnest($10::text[], $11::uuid[], $12::int[], $13::smallint[],
-        $14::timestamptz[], $15::bytea[])),
-consumed AS (
-    DELETE FROM durable.inbox
-    WHERE workflow_id = ANY($16::text[]) AND run_id = ANY($17::uuid[]) AND id = ANY($18::bigint[])),
-finished AS (
-    DELETE FROM durable.activity_tasks t
-    USING unnest($19::text[], $20::uuid[], $21::uuid[], $22::int[], $23::int[])
-        AS f(workflow_id, run_id, owner, seq, attempt)
-    WHERE t.workflow_id = ANY($19::text[]) AND t.workflow_id = f.workflow_id
+    SELECT * FROM {_unnest("h", _HISTORY_COLUMNS)})""")
+    if shape.consumed:
+        parts.append("""consumed AS (
+    DELETE FROM durable.inbox WHERE workflow_id = ANY($c_workflow_id::text[])
+        AND run_id = ANY($c_run_id::uuid[]) AND id = ANY($c_id::bigint[]))""")
+    if shape.finished:
+        parts.append(f"""finished AS (
+    DELETE FROM durable.activity_tasks t USING {_unnest("f", _FINISHED_COLUMNS)}
+    WHERE t.workflow_id = ANY($f_workflow_id::text[]) AND t.workflow_id = f.workflow_id
         AND t.run_id = f.run_id AND t.seq = f.seq AND t.attempt = f.attempt AND t.owner = f.owner
-    RETURNING 1),
-timers AS (
+    RETURNING 1)""")
+        held.append("(SELECT count(*) FROM finished) = cardinality($f_seq::int[])")
+    if shape.timers:
+        parts.append(f"""timers AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
-    SELECT w, r, 21, s, to_timestamp(f), b
-    FROM unnest($24::text[], $25::uuid[], $26::int[], $27::float8[], $28::bytea[])
-        AS x(w, r, s, f, b)),
-scheduled AS (
+    SELECT workflow_id, run_id, {int(E.TIMER_FIRED)}, seq, to_timestamp(fire_at), body
+    FROM {_unnest("t", _TIMER_COLUMNS)})""")
+    if shape.scheduled:
+        parts.append(f"""scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
         attempt, started_at)
-    SELECT w, r, s, q, n, a, rt, stc, hb, now() + make_interval(secs => sch),
-        CASE WHEN o IS NOT NULL THEN LEAST(now() + make_interval(secs => stc),
-            now() + make_interval(secs => sch), now() + make_interval(secs => hb))
-        ELSE now() + make_interval(secs => sch) END,
-        o, CASE WHEN o IS NOT NULL THEN 1 ELSE 0 END, CASE WHEN o IS NOT NULL THEN now() END
-    FROM unnest($29::text[], $30::uuid[], $31::int[], $32::text[], $33::text[], $34::bytea[],
-        $35::bytea[], $36::float8[], $37::float8[], $38::float8[], $39::uuid[])
-        AS x(w, r, s, q, n, a, rt, stc, hb, sch, o)
-    RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline),
-swept AS (
+    SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
+        now() + make_interval(secs => schedule_to_close),
+        CASE WHEN owner IS NOT NULL THEN LEAST(now() + make_interval(secs => start_to_close),
+            now() + make_interval(secs => schedule_to_close),
+            now() + make_interval(secs => heartbeat))
+        ELSE now() + make_interval(secs => schedule_to_close) END,
+        owner, CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
+        CASE WHEN owner IS NOT NULL THEN now() END
+    FROM {_unnest("a", _SCHEDULED_COLUMNS)}
+    RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline)""")
+        wakes.append(
+            "(SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q"
+            " FROM scheduled WHERE owner IS NULL) AS queues)"
+        )
+    if shape.closing:
+        kept_tasks = (
+            """
+        AND NOT EXISTS (SELECT 1 FROM unnest($f_run_id::uuid[], $f_seq::int[]) AS f(run_id, seq)
+            WHERE f.run_id = t.run_id AND f.seq = t.seq)"""
+            if shape.finished
+            else ""
+        )
+        kept_messages = " AND NOT (i.id = ANY($c_id::bigint[]))" if shape.consumed else ""
+        parts += [
+            f"""swept AS (
     DELETE FROM durable.activity_tasks t USING step s
-    WHERE s.status IS NOT NULL AND t.workflow_id = ANY($1::text[])
-        AND t.workflow_id = s.workflow_id AND t.run_id = s.run_id
-        AND NOT EXISTS (SELECT 1 FROM unnest($20::uuid[], $22::int[]) AS f(run_id, seq)
-            WHERE f.run_id = t.run_id AND f.seq = t.seq)),
-cleared AS (
+    WHERE s.status IS NOT NULL AND t.workflow_id = ANY($s_workflow_id::text[])
+        AND t.workflow_id = s.workflow_id AND t.run_id = s.run_id{kept_tasks})""",
+            f"""cleared AS (
     DELETE FROM durable.inbox i USING step s
-    WHERE s.status IS NOT NULL AND i.workflow_id = ANY($1::text[])
-        AND i.workflow_id = s.workflow_id AND i.run_id = s.run_id
-        AND NOT (i.id = ANY($18::bigint[]))),
-cut_off AS (
+    WHERE s.status IS NOT NULL AND i.workflow_id = ANY($s_workflow_id::text[])
+        AND i.workflow_id = s.workflow_id AND i.run_id = s.run_id{kept_messages})""",
+            """cut_off AS (
     UPDATE durable.calls c SET done = true, failure = s.update_failure FROM step s
     WHERE s.status IS NOT NULL AND c.workflow_id = s.workflow_id AND c.run_id = s.run_id
-        AND c.kind = 2 AND NOT c.done),
-checked AS (
-    SELECT durable.ensure((SELECT count(*) FROM fenced) = cardinality($2::uuid[])
-            AND (SELECT count(*) FROM finished) = cardinality($22::int[]),
+        AND c.kind = 2 AND NOT c.done)""",
+        ]
+        wakes.append(
+            "(SELECT count(pg_notify('durable', 'c' || workflow_id)) FROM step"
+            " WHERE status IS NOT NULL)"
+        )
+    parts.append(f"""checked AS (
+    SELECT durable.ensure({" AND ".join(held)},
             'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
-        (SELECT count(pg_notify('durable', 'a' || q))
-         FROM (SELECT DISTINCT task_queue AS q FROM scheduled WHERE owner IS NULL) AS queues)
-            + (SELECT count(pg_notify('durable', 'c' || workflow_id))
-               FROM step WHERE status IS NOT NULL) AS woken)
-SELECT NULL::uuid AS run_id, -1 AS seq, NULL::timestamptz AS deadline,
-    NULL::timestamptz AS schedule_deadline, NULL::text AS parent_workflow_id,
-    NULL::uuid AS parent_run_id, NULL::int AS parent_seq, NULL::text AS workflow_name,
-    NULL::text AS task_queue, NULL::jsonb AS attributes, NULL::timestamptz AS ready_at
-FROM checked WHERE ok AND woken >= 0
-UNION ALL
-SELECT run_id, 0, NULL, NULL, parent_workflow_id, parent_run_id, parent_seq, workflow_name,
-    task_queue, attributes, ready_at
-FROM fenced
-UNION ALL
-SELECT run_id, seq, deadline, schedule_deadline, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM scheduled WHERE owner IS NOT NULL
-"""
+        {" + ".join(wakes) or "0"} AS woken)""")
+    no_wide = "".join(f", NULL::{kind} AS {name}" for name, kind in _WIDE_RETURNING)
+    no_wide = no_wide if shape.wide else ""
+    selects = [
+        "SELECT NULL::uuid AS run_id, -1 AS seq, NULL::timestamptz AS deadline,"
+        f" NULL::timestamptz AS schedule_deadline, NULL::timestamptz AS ready_at{no_wide}"
+        " FROM checked WHERE ok AND woken >= 0",
+        f"SELECT run_id, 0, NULL, NULL, ready_at{''.join(', ' + n for n in wide)} FROM fenced",
+    ]
+    if shape.scheduled:
+        selects.append(
+            f"SELECT run_id, seq, deadline, schedule_deadline, NULL{no_wide}"
+            " FROM scheduled WHERE owner IS NOT NULL"
+        )
+    sql = "WITH " + ",\n".join(parts) + "\n" + "\nUNION ALL\n".join(selects)
+    return _number_parameters(sql)
+
+
+def _number_parameters(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Replace the named parameters ``$name`` of ``sql`` by ``$1``, ``$2``... in order of
+    first use; the names in that order."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match[1], len(numbers) + 1)}"
+
+    numbered = re.sub(r"\$([a-z][a-z_]*)", number, sql)
+    return numbered, tuple(numbers)
+
 
 _Step = tuple[WorkflowTask, str, TaskCommit]  # a run's step, the worker committing it
 _Rows = list[asyncpg.Record]
@@ -1496,41 +1631,50 @@ def _commits_alone(commit: TaskCommit) -> bool:
     )
 
 
-def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
-    """The commit statement's parameters: per column, the values of every step."""
-    columns: list[list[Any]] = [[] for _ in range(43)]
-    run, history, consumed, finished, timers, scheduled, closed = (
-        columns[0:9],
-        columns[9:15],
-        columns[15:18],
-        columns[18:23],
-        columns[23:28],
-        columns[28:39],
-        columns[39:43],
-    )
+def _commit_call(
+    codecs: Codecs, steps: Sequence[_Step], *, wide: bool = False
+) -> tuple[str, list[Any]]:
+    """The commit statement for ``steps`` and its parameters (per column, every step's
+    values). ``wide``: one step whose transaction goes on (its closing is done there)."""
+    runs: list[tuple[Any, ...]] = []
+    closings: list[tuple[Any, ...]] = []
+    attributes: list[dict[str, Any]] = []
+    history: list[tuple[Any, ...]] = []
+    consumed: list[tuple[Any, ...]] = []
+    finished: list[tuple[Any, ...]] = []
+    timers: list[tuple[Any, ...]] = []
+    scheduled: list[tuple[Any, ...]] = []
     for task, worker_id, commit in steps:
         key = (task.workflow_id, task.run_id)
-        closing = _closing_event(commit) if _commits_alone(commit) else None
-        _append(closed, *_closing_values(codecs, task.workflow_id, closing))
+        closing = None if wide else _closing_event(commit)
+        closings.append(_closing_values(codecs, task.workflow_id, closing))
         events = commit.events
-        attributes: dict[str, Any] = {}
+        set_attributes: dict[str, Any] = {}
         for event in events:
             if event.type is E.ATTRIBUTES_SET:
-                attributes.update(event.attrs["attributes"])
-            _append(history, *key, event.seq, int(event.type), event.timestamp)
-            history[5].append(_seal_attrs(codecs, event.attrs))
+                set_attributes.update(event.attrs["attributes"])
+            sealed = _seal_attrs(codecs, event.attrs)
+            history.append((*key, event.seq, int(event.type), event.timestamp, sealed))
+        attributes.append(set_attributes)
         first_seq = events[0].seq if events else commit.next_seq
-        _append(run, *key, worker_id, task.fence, first_seq, commit.next_seq, attributes)
-        _append(run[7:], commit.inbox_seq, commit.next_due)
-        for message_id in commit.consumed:
-            _append(consumed, *key, message_id)
-        for seq, attempt in commit.finished_activities:
-            _append(finished, *key, worker_id, seq, attempt)
+        runs.append(
+            (
+                *key,
+                worker_id,
+                task.fence,
+                first_seq,
+                commit.next_seq,
+                commit.inbox_seq,
+                commit.next_due,
+            )
+        )
+        consumed += [(*key, message_id) for message_id in commit.consumed]
+        finished += [(*key, worker_id, *activity) for activity in commit.finished_activities]
         slots = commit.eager_slots
         for event in () if closing else events:  # a closing run keeps no timers or tasks
             if event.type is E.TIMER_STARTED:
                 sealed = _seal_attrs(codecs, {"started": event.seq})
-                _append(timers, *key, event.seq, event.attrs["fire_at"], sealed)
+                timers.append((*key, event.seq, event.attrs["fire_at"], sealed))
             elif event.type is E.ACTIVITY_SCHEDULED:
                 attrs = event.attrs
                 eager = (
@@ -1538,11 +1682,44 @@ def _commit_params(codecs: Codecs, steps: Sequence[_Step]) -> list[Any]:
                 )
                 slots -= 1
                 retry = _pack(attrs["retry"]) if attrs.get("retry") else None
-                _append(scheduled, *key, event.seq, attrs["task_queue"], attrs["name"])
-                _append(scheduled[5:], codecs.seal(attrs["args"]), retry)
-                _append(scheduled[7:], attrs.get("start_to_close"), attrs.get("heartbeat"))
-                _append(scheduled[9:], attrs.get("schedule_to_close"), worker_id if eager else None)
-    return columns
+                scheduled.append(
+                    (
+                        *key,
+                        event.seq,
+                        attrs["task_queue"],
+                        attrs["name"],
+                        codecs.seal(attrs["args"]),
+                        retry,
+                        attrs.get("start_to_close"),
+                        attrs.get("heartbeat"),
+                        attrs.get("schedule_to_close"),
+                        worker_id if eager else None,
+                    )
+                )
+    shape = _CommitShape(
+        attributes=any(attributes),
+        history=bool(history),
+        consumed=bool(consumed),
+        finished=bool(finished),
+        timers=bool(timers),
+        scheduled=bool(scheduled),
+        closing=any(status is not None for status, *_ in closings),
+        wide=wide,
+    )
+    arrays: dict[str, Sequence[Any]] = {"s_attributes": attributes}
+    for prefix, columns, rows in (
+        ("s", _STEP_COLUMNS, runs),
+        ("s", _CLOSING_COLUMNS, closings),
+        ("h", _HISTORY_COLUMNS, history),
+        ("c", _CONSUMED_COLUMNS, consumed),
+        ("f", _FINISHED_COLUMNS, finished),
+        ("t", _TIMER_COLUMNS, timers),
+        ("a", _SCHEDULED_COLUMNS, scheduled),
+    ):
+        for (name, _), values in zip(columns, zip(*rows, strict=True), strict=False):
+            arrays[f"{prefix}_{name}"] = values
+    sql, names = _commit_statement(shape)
+    return sql, [arrays[name] for name in names]
 
 
 def _closing_values(
@@ -1574,9 +1751,12 @@ def _rows_by_run(rows: _Rows) -> dict[str, _Rows]:
     return by_run
 
 
-async def _fetch_commit(conn: asyncpg.Connection, steps: Sequence[_Step]) -> dict[str, _Rows]:
+async def _fetch_commit(
+    conn: asyncpg.Connection, steps: Sequence[_Step], *, wide: bool = False
+) -> dict[str, _Rows]:
+    sql, parameters = _commit_call(_codecs(conn), steps, wide=wide)
     try:
-        return _rows_by_run(await conn.fetch(_COMMIT_SQL, *_commit_params(_codecs(conn), steps)))
+        return _rows_by_run(await conn.fetch(sql, *parameters))
     except asyncpg.PostgresError as exc:
         if getattr(exc, "sqlstate", None) == _ENSURE_FAILED:
             raise LostOwnership(str(exc)) from None
