@@ -80,9 +80,11 @@ def _baseline(target: Target, workloads: dict[str, Any], baselines: dict[str, fl
     return float(other["figures"][target.figure]["median"])
 
 
-def _number(value: float | None) -> str:
+def _number(value: float | dict[str, float] | None) -> str:
     if value is None:
         return "-"
+    if isinstance(value, dict):
+        return "/".join(f"{key} {_number(part)}" for key, part in value.items())
     if isinstance(value, int):
         return f"{value:,}"
     if abs(value) >= 1000:

@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import psutil  # type: ignore[import-untyped]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +109,42 @@ async def worker_processes(
         yield procs
     finally:
         await asyncio.gather(*(_stop(p) for p in procs))
+
+
+async def server_processes(dsn: str) -> list[psutil.Process]:
+    """The processes of the Postgres server behind ``dsn`` (postmaster and children), when
+    it runs on this machine; none otherwise."""
+    conn = await asyncpg.connect(dsn)
+    try:  # while the backend is alive
+        postmaster = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).parent()
+        return [postmaster, *postmaster.children()] if postmaster else []
+    except psutil.Error:
+        return []
+    finally:
+        await conn.close()
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+        return float(times.user + times.system + times.children_user + times.children_system)
+    except psutil.Error:
+        return 0.0
+
+
+@contextlib.asynccontextmanager
+async def cpu_split(dsn: str, workers: Sequence[int] = ()) -> AsyncIterator[dict[str, float]]:
+    """CPU seconds used while the block runs by this process (``client``), the worker
+    processes ``workers`` and the Postgres server (``postgres``, 0 when it is remote);
+    the dict yielded is filled in when the block ends."""
+    groups = {
+        "client": [psutil.Process()],
+        "workers": [psutil.Process(pid) for pid in workers],
+        "postgres": await server_processes(dsn),
+    }
+    before = {p.pid: _cpu_seconds(p) for members in groups.values() for p in members}
+    used: dict[str, float] = {}
+    yield used
+    groups["postgres"] = await server_processes(dsn)  # backends started meanwhile count too
+    for name, members in groups.items():
+        used[name] = sum(_cpu_seconds(p) - before.get(p.pid, 0.0) for p in members)

@@ -18,7 +18,7 @@ from durable._replayer import WorkflowInstance
 from durable._serialization import decode
 
 from . import workflows as wf
-from .runtime import progress, wait_until, worker_processes
+from .runtime import cpu_split, progress, wait_until, worker_processes
 from .stats import gaps, percentile
 
 START_BATCH = 200  # workflows started (or signalled) concurrently by the client
@@ -54,6 +54,11 @@ def check(condition: bool, message: str) -> None:
     """Fail the workload (reported as ERROR) when a workflow produced a wrong result."""
     if not condition:
         raise AssertionError(message)
+
+
+def per_unit(cpu_seconds: dict[str, float], units: int) -> dict[str, float]:
+    """CPU milliseconds per unit of work, by process group."""
+    return {group: round(seconds * 1000 / units, 3) for group, seconds in cpu_seconds.items()}
 
 
 def new_queue(workload: str) -> str:
@@ -189,14 +194,15 @@ async def fan_in_throughput(env: Env, processes: int) -> Run:
     count, steps = env.size(1000, minimum=4), 10
     queue = new_queue(f"W2x{processes}")
     async with (
-        worker_processes(env.dsn, queue, processes, **WORKER_OPTIONS),
+        worker_processes(env.dsn, queue, processes, **WORKER_OPTIONS) as procs,
         connect(env.dsn) as client,
     ):
-        began = time.perf_counter()
-        ids = await start_all(client, wf.echo_steps, [steps], queue, count)
-        started = time.perf_counter() - began
-        await wait_closed(client, queue, count)
-        elapsed = time.perf_counter() - began
+        async with cpu_split(env.dsn, [p.pid for p in procs]) as cpu:
+            began = time.perf_counter()
+            ids = await start_all(client, wf.echo_steps, [steps], queue, count)
+            started = time.perf_counter() - began
+            await wait_closed(client, queue, count)
+            elapsed = time.perf_counter() - began
         checked = check_results(await results(client, queue), ids, lambda _: sum(range(steps)))
     return Run(
         {"steps_per_s": count * steps / elapsed},
@@ -206,6 +212,7 @@ async def fan_in_throughput(env: Env, processes: int) -> Run:
             "worker_processes": processes,
             "wall_s": elapsed,
             "start_s": started,
+            "cpu_ms_per_step": per_unit(cpu, count * steps),
             "checked_results": checked,
         },
     )
@@ -327,10 +334,11 @@ async def w5(env: Env) -> Run:
         before = rss(procs[0].pid)
         ids, still_due = await start_parked(client, queue, count)
         after = rss(procs[0].pid)
-        began = time.perf_counter()
-        await signal_all(client, ids)
-        await wait_closed(client, queue, warmup + count)
-        elapsed = time.perf_counter() - began
+        async with cpu_split(env.dsn, [procs[0].pid]) as cpu:
+            began = time.perf_counter()
+            await signal_all(client, ids)
+            await wait_closed(client, queue, warmup + count)
+            elapsed = time.perf_counter() - began
         checked = check_results(await results(client, queue), ids, lambda i: i)
     return Run(
         {
@@ -342,6 +350,7 @@ async def w5(env: Env) -> Run:
             "rss_before_mb": before / 2**20,
             "rss_parked_mb": after / 2**20,
             "still_due_when_parked": still_due,
+            "cpu_ms_per_completion": per_unit(cpu, count),
             "checked_results": checked,
         },
     )
@@ -355,14 +364,15 @@ async def w6(env: Env) -> Run:
     lead = 3 + count / 600  # seconds from the first start to the timers' due time
     queue = new_queue("W6")
     async with (
-        worker_processes(env.dsn, queue, 1, **WORKER_OPTIONS),
+        worker_processes(env.dsn, queue, 1, **WORKER_OPTIONS) as procs,
         connect(env.dsn) as client,
     ):
         due = time.time() + lead
         ids = await start_all(client, wf.timer_at, [due], queue, count)
         await wait_count(client, queue, "next_seq > 2", count, "arming the timers")
         armed_early_s = due - time.time()
-        await wait_closed(client, queue, count, stall=max(30, armed_early_s + 30))
+        async with cpu_split(env.dsn, [procs[0].pid]) as cpu:
+            await wait_closed(client, queue, count, stall=max(30, armed_early_s + 30))
         found = await results(client, queue)
     check(set(found) == set(ids), f"expected {count} results, found {len(found)}")
     late = list(found.values())
@@ -374,6 +384,7 @@ async def w6(env: Env) -> Run:
             "p50_lateness_s": percentile(late, 50),
             "max_lateness_s": max(late),
             "armed_s_before_due": armed_early_s,
+            "cpu_ms_per_timer_from_arming": per_unit(cpu, count),
             "checked_results": len(ids),
         },
     )

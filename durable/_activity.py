@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,8 +39,8 @@ class ActivityContext:
         self._last_details = heartbeat_details
         self._pending: bytes | None = None
         self._dirty = False
-        self._cancelled = threading.Event()
-        self._cancelled_async = asyncio.Event()
+        self._cancelled = False  # read from the activity's thread, set in the worker's loop
+        self._cancelled_event: asyncio.Event | None = None  # made by the first waiter
 
     @property
     def heartbeat_details(self) -> tuple[Any, ...] | None:
@@ -58,10 +57,14 @@ class ActivityContext:
         self._dirty = True
 
     def is_cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     async def wait_cancelled(self) -> None:
-        await self._cancelled_async.wait()
+        if self._cancelled_event is None:
+            self._cancelled_event = asyncio.Event()
+            if self._cancelled:
+                self._cancelled_event.set()
+        await self._cancelled_event.wait()
 
     # -- used by the worker --------------------------------------------------------------
     def take_heartbeat(self) -> tuple[bool, bytes | None]:
@@ -70,8 +73,9 @@ class ActivityContext:
         return dirty, payload
 
     def mark_cancelled(self) -> None:
-        self._cancelled.set()
-        self._cancelled_async.set()
+        self._cancelled = True
+        if self._cancelled_event is not None:
+            self._cancelled_event.set()
 
 
 def activity_context() -> ActivityContext:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from ._definitions import (
+    DEFAULT_RETRY_POLICY,
     ActivityDefinition,
     ActivityOptions,
     RetryPolicy,
@@ -184,7 +185,7 @@ class WorkflowContext:
                 "decorate it with @durable.activity"
             )
         encode_args(args, kwargs)  # refuse unserializable arguments at the call site
-        retry = fn.options.retry or RetryPolicy()
+        retry = fn.options.retry or DEFAULT_RETRY_POLICY
         result: R = await self._runtime.local_activity(fn, args, dict(kwargs), retry)
         return result
 

@@ -108,6 +108,9 @@ class RetryPolicy:
         )
 
 
+DEFAULT_RETRY_POLICY = RetryPolicy()  # frozen: one instance serves every default
+
+
 @dataclass(frozen=True)
 class ActivityOptions:
     task_queue: str | None = None

@@ -30,7 +30,7 @@ import asyncpg
 import msgpack
 
 from ._codecs import PLAIN, Codecs
-from ._definitions import RetryPolicy
+from ._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._errors import DurableError, WorkflowAlreadyStartedError, WorkflowNotFoundError
 from ._events import Event, EventType, pack_attrs, unpack_attrs
 from ._failures import Failure, activity_failure, is_retryable
@@ -1221,7 +1221,7 @@ def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
         activity_name=row["activity_name"],
         args=codecs.open(row["args"]),
         attempt=row["attempt"],
-        retry=RetryPolicy.from_dict(retry) if retry else RetryPolicy(),
+        retry=RetryPolicy.from_dict(retry) if retry else DEFAULT_RETRY_POLICY,
         heartbeat_timeout=row["heartbeat_timeout"],
         deadline=row["deadline"],
         heartbeat_details=codecs.open(row["heartbeat_details"]),
@@ -1782,7 +1782,7 @@ def _eager_tasks(
                 activity_name=event.attrs["name"],
                 args=event.attrs["args"],
                 attempt=1,
-                retry=RetryPolicy.from_dict(retry) if retry else RetryPolicy(),
+                retry=RetryPolicy.from_dict(retry) if retry else DEFAULT_RETRY_POLICY,
                 heartbeat_timeout=event.attrs.get("heartbeat"),
                 deadline=row["deadline"],
                 heartbeat_details=None,

@@ -630,17 +630,16 @@ class Worker:
             task_queue=task.task_queue,
         )
         context = ActivityContext(info, task.heartbeat_details)
-        work = asyncio.create_task(self._call_activity(definition, task, context))
-        watchdog = asyncio.create_task(self._watch_activity(task, context, work))
+        watch = _ActivityWatch(self._store, self.worker_id, task, context, definition.is_async)
         try:
-            outcome = await work
+            outcome = await self._call_activity(definition, task, context)
         except asyncio.CancelledError:
-            stopped_by = watchdog.result() if watchdog.done() and not watchdog.cancelled() else None
-            if stopped_by is None:
+            if watch.stopped_by is None:
                 raise  # the worker is shutting down: the task is retried after its lease
-            outcome = {"failure": stopped_by}
+            watch.runner.uncancel()
+            outcome = {"failure": watch.stopped_by}
         finally:
-            watchdog.cancel()
+            watch.close()
         if "result" in outcome:
             if not self._deliver_here(task, outcome["result"]):
                 await self._until_recorded(
@@ -697,49 +696,6 @@ class Worker:
         except PayloadError as exc:  # the same result would fail again: do not retry
             return {"failure": {**to_failure(exc), "non_retryable": True}}
 
-    async def _watch_activity(
-        self, task: ActivityTask, context: ActivityContext, work: asyncio.Task[Any]
-    ) -> Failure | None:
-        """Flush heartbeats, deliver cancellation, and stop the attempt at its deadline.
-
-        Returns the failure it stopped the attempt with (after cancelling ``work``), if any.
-        """
-        interval = min(task.heartbeat_timeout / 2, 2.0) if task.heartbeat_timeout else 2.0
-        while not work.done():
-            wait = interval
-            if task.deadline is not None:
-                wait = min(wait, (task.deadline - datetime.now(UTC)).total_seconds())
-            if wait <= 0:
-                work.cancel()
-                return {
-                    "kind": "timeout",
-                    "type": "TimeoutError",
-                    "non_retryable": False,
-                    "message": f"activity {task.activity_name!r} timed out "
-                    "(start_to_close, schedule_to_close or heartbeat timeout)",
-                }
-            await asyncio.sleep(wait)
-            dirty, details = context.take_heartbeat()
-            if not dirty:
-                continue
-            try:
-                cancel = await self._store.heartbeat_activity(task, self.worker_id, details)
-            except Exception as exc:
-                _log.warning("heartbeat of %s failed: %r", task.activity_name, exc)
-                continue
-            if cancel is None or cancel:
-                context.mark_cancelled()
-                if self._activities[task.activity_name].is_async:
-                    work.cancel()
-                    return {
-                        "kind": "cancelled",
-                        "type": "CancelledError",
-                        "non_retryable": True,
-                        "message": f"activity {task.activity_name!r} was cancelled",
-                    }
-                return None
-        return None
-
     # ------------------------------------------------------------------ queries
     async def _query_loop(self) -> None:
         names = list(self._workflows)
@@ -771,6 +727,93 @@ class Worker:
             await self._store.answer_call(call.id, None, to_failure(exc))
         else:
             await self._store.answer_call(call.id, result, None)
+
+
+class _ActivityWatch:
+    """Flushes an attempt's heartbeats, delivers its cancellation, and stops it at its
+    deadline, from a task started only if the attempt is still running at the first check
+    (most attempts end before: they cost a timer handle, not a task).
+
+    ``stopped_by`` is the failure the attempt was stopped with, if it was."""
+
+    def __init__(
+        self,
+        store: Store,
+        worker_id: str,
+        task: ActivityTask,
+        context: ActivityContext,
+        is_async: bool,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.task = task
+        self.context = context
+        self.is_async = is_async  # a cancelled sync attempt runs on: it must check itself
+        runner = asyncio.current_task()
+        assert runner is not None
+        self.runner = runner  # runs the attempt: cancelled to stop it
+        self.stopped_by: Failure | None = None
+        self.interval = min(task.heartbeat_timeout / 2, 2.0) if task.heartbeat_timeout else 2.0
+        self._loop = asyncio.get_running_loop()
+        self._next_check = self._loop.call_later(self._wait(), self._start)
+        self._watching: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        """The attempt ended: nothing may stop it any more."""
+        self._next_check.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
+
+    def _wait(self) -> float:
+        wait = self.interval
+        if self.task.deadline is not None:
+            wait = min(wait, (self.task.deadline - datetime.now(UTC)).total_seconds())
+        return max(wait, 0.0)
+
+    def _start(self) -> None:
+        self._watching = asyncio.create_task(self._watch())
+
+    def _stop(self, failure: Failure) -> None:
+        self.stopped_by = failure
+        self.runner.cancel()
+
+    async def _watch(self) -> None:
+        task, context = self.task, self.context
+        while True:
+            if task.deadline is not None and task.deadline <= datetime.now(UTC):
+                self._stop(
+                    {
+                        "kind": "timeout",
+                        "type": "TimeoutError",
+                        "non_retryable": False,
+                        "message": f"activity {task.activity_name!r} timed out "
+                        "(start_to_close, schedule_to_close or heartbeat timeout)",
+                    }
+                )
+                return
+            dirty, details = context.take_heartbeat()
+            if dirty and await self._flush(details):
+                context.mark_cancelled()
+                if self.is_async:
+                    self._stop(
+                        {
+                            "kind": "cancelled",
+                            "type": "CancelledError",
+                            "non_retryable": True,
+                            "message": f"activity {task.activity_name!r} was cancelled",
+                        }
+                    )
+                return
+            await asyncio.sleep(self._wait())
+
+    async def _flush(self, details: bytes | None) -> bool:
+        """Record a heartbeat; whether the attempt is to be cancelled (or no longer ours)."""
+        try:
+            cancel = await self.store.heartbeat_activity(self.task, self.worker_id, details)
+        except Exception as exc:
+            _log.warning("heartbeat of %s failed: %r", self.task.activity_name, exc)
+            return False
+        return cancel is None or cancel
 
 
 def _should_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
