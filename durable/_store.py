@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import asyncpg
 import msgpack
@@ -1370,8 +1370,7 @@ _WIDE_RETURNING = (
 )
 
 
-@dataclass(frozen=True)
-class _CommitShape:
+class _CommitShape(NamedTuple):  # a tuple: cheap to build and hash for the statement cache
     """Which parts of the commit statement a batch of steps needs."""
 
     attributes: bool = False

@@ -299,8 +299,8 @@ class Worker:
             wake.starved = free <= 0
             if free > 0:
                 try:
-                    if await claim(free) >= free:
-                        continue  # a full claim: more may be waiting
+                    if await claim(free) >= free or wake.event.is_set():
+                        continue  # a full claim (more may wait), or notified meanwhile
                     due = await next_due()
                 except (TimeoutError, OSError, ConnectionError) as exc:
                     _log.warning("polling failed: %s", exc)
