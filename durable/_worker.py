@@ -754,8 +754,7 @@ class _ActivityWatch:
         self.runner = runner  # runs the attempt: cancelled to stop it
         self.stopped_by: Failure | None = None
         self.interval = min(task.heartbeat_timeout / 2, 2.0) if task.heartbeat_timeout else 2.0
-        self._loop = asyncio.get_running_loop()
-        self._next_check = self._loop.call_later(self._wait(), self._start)
+        self._next_check = asyncio.get_running_loop().call_later(self._wait(), self._start)
         self._watching: asyncio.Task[None] | None = None
 
     def close(self) -> None:
