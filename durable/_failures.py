@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     ActivityError,
@@ -17,6 +17,9 @@ from ._errors import (
     WorkflowTerminatedError,
 )
 from ._serialization import decode, encode
+
+if TYPE_CHECKING:
+    from ._definitions import RetryPolicy
 
 Failure = dict[str, Any]
 
@@ -98,10 +101,11 @@ def from_failure(failure: Failure) -> BaseException:
     return exc
 
 
-def is_retryable(failure: Failure, non_retryable_types: tuple[str, ...]) -> bool:
-    if failure.get("non_retryable"):
+def may_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
+    """Whether ``retry`` allows another attempt after attempt ``attempt`` failed so."""
+    if not retry.allows_attempt(attempt + 1) or failure.get("non_retryable"):
         return False
-    return failure.get("type") not in non_retryable_types
+    return failure.get("type") not in tuple(retry.non_retryable_error_types)
 
 
 def activity_failure(name: str, attempt: int, cause: Failure) -> Failure:

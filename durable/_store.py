@@ -33,7 +33,7 @@ from ._codecs import PLAIN, Codecs
 from ._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._errors import DurableError, WorkflowAlreadyStartedError, WorkflowNotFoundError
 from ._events import Event, EventType, pack_attrs, unpack_attrs
-from ._failures import Failure, activity_failure, is_retryable
+from ._failures import Failure, activity_failure, may_retry
 
 E = EventType
 _log = logging.getLogger("durable.store")
@@ -1253,11 +1253,7 @@ async def _retry_or_fail(
     too_late = task.schedule_deadline is not None and (
         _utcnow() + timedelta(seconds=delay) >= task.schedule_deadline
     )
-    if (
-        task.retry.allows_attempt(next_attempt)
-        and is_retryable(failure, tuple(task.retry.non_retryable_error_types))
-        and not too_late
-    ):
+    if may_retry(task.retry, task.attempt, failure) and not too_late:
         await conn.execute(
             "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
             " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"

@@ -27,14 +27,13 @@ from ._client import Client
 from ._definitions import (
     DEFAULT_TASK_QUEUE,
     ActivityDefinition,
-    RetryPolicy,
     WorkflowDefinition,
     check_duration,
     check_name,
 )
 from ._errors import NondeterminismError, PayloadError
 from ._events import EventType
-from ._failures import Failure, activity_failure, is_retryable, to_failure
+from ._failures import Failure, activity_failure, may_retry, to_failure
 from ._replayer import LocalActivityCall, WorkflowInstance
 from ._serialization import decode_args, encode
 from ._store import (
@@ -581,7 +580,7 @@ class Worker:
                 return {"result": encode(result)}
             except Exception as exc:
                 failure = to_failure(exc)
-                if not _should_retry(call.retry, attempt, failure):
+                if not may_retry(call.retry, attempt, failure):
                     return {"failure": activity_failure(call.definition.name, attempt, failure)}
                 await asyncio.sleep(call.retry.delay_before(attempt + 1))
 
@@ -813,12 +812,6 @@ class _ActivityWatch:
             _log.warning("heartbeat of %s failed: %r", self.task.activity_name, exc)
             return False
         return cancel is None or cancel
-
-
-def _should_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
-    return retry.allows_attempt(attempt + 1) and is_retryable(
-        failure, tuple(retry.non_retryable_error_types)
-    )
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:
