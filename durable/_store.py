@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import math
@@ -69,6 +70,7 @@ class WorkflowTask:
     resumed: bool  # some worker ran this run before (it was no longer pending)
     inbox_seq: int | None = None  # the inbox as the claim read it, when it did
     messages: tuple[InboxMessage, ...] = ()
+    started: Event | None = None  # a new run's only event, when the claim read it
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,8 @@ class Store:
         self.listener = Listener(dsn)
         self._group_commit = _Batcher(pool, self._commit_steps, lambda step: step[0].run_id)
         self._group_start = _Batcher(pool, self._insert_runs, lambda start: start[1])
+        self._group_post = _Batcher(pool, self._post_many, lambda post: post[0])
+        self._post_keys = itertools.count()
 
     @classmethod
     async def connect(
@@ -387,9 +391,15 @@ class Store:
                 list(workflow_names),
                 task_queue,
             )
-            await conn.execute(
-                "DELETE FROM durable.workers WHERE expires_at < now() - interval '1 hour'"
+            gone = await conn.fetchval(
+                "WITH gone AS (DELETE FROM durable.workers"
+                " WHERE expires_at < now() - interval '1 hour' RETURNING worker_id)"
+                " SELECT array_agg(worker_id) FROM gone"
             )
+            if gone:  # their runs stay claimable only while the lapsed lease is on record
+                await conn.execute(
+                    "UPDATE durable.workflows SET owner = NULL WHERE owner = ANY($1)", gone
+                )
 
     async def renew_worker(self, worker_id: str, ttl: float) -> bool:
         status = await self.pool.execute(
@@ -455,16 +465,31 @@ class Store:
 
     # ------------------------------------------------------------------ client operations
     async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
-        async with self.pool.acquire() as conn:
-            run = await _post_to_open_run(
-                conn, workflow_id, E.SIGNAL_RECEIVED, {"name": name, "args": args}
-            )
-        _require_open(run, workflow_id)
+        run = await self._post_grouped(workflow_id, E.SIGNAL_RECEIVED, {"name": name, "args": args})
+        if run is not None:
+            _require_open(run, workflow_id)
 
     async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
         """Ask the open run to cancel; nothing to do once the workflow has closed."""
+        await self._post_grouped(workflow_id, E.CANCEL_REQUESTED, {"reason": reason})
+
+    async def _post_grouped(
+        self, workflow_id: str, etype: EventType, attrs: dict[str, Any]
+    ) -> asyncpg.Record | None:
+        """Post to the workflow's open run, grouped with concurrent posts into one statement;
+        None once posted, else (no open run found) the latest run, closed, or an error."""
+        post = (str(next(self._post_keys)), workflow_id, etype, _seal_attrs(self.codecs, attrs))
+        if await self._group_post.submit(post):
+            return None
         async with self.pool.acquire() as conn:
-            await _post_to_open_run(conn, workflow_id, E.CANCEL_REQUESTED, {"reason": reason})
+            return await _post_to_open_run(conn, workflow_id, etype, attrs)
+
+    async def _post_many(self, posts: Sequence[_Post]) -> dict[str, bool]:
+        """Whether each post (by key) found an open run, written in one statement."""
+        posted: set[str] = await self._retrying(
+            lambda conn: _post_many(conn, posts), transaction=False
+        )
+        return {post[0]: post[0] in posted for post in posts}
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
@@ -591,40 +616,7 @@ class Store:
         the inbox_seq it bumped) while ``now()`` would hide it, and the commit would then
         take the inbox for read in full and leave the message stranded."""
         rows = await self.pool.fetch(
-            """
-            WITH mine AS (
-                SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
-                FROM durable.workflows
-                WHERE task_queue = $1 AND ready_at <= now() AND owner = $2
-                    AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
-                ORDER BY ready_at LIMIT $5),
-            others AS (
-                SELECT w.workflow_id, w.run_id, w.status <> 'pending' AS resumed
-                FROM durable.workflows w
-                WHERE w.task_queue = $1 AND w.ready_at <= now() AND w.workflow_name = ANY($3)
-                    AND (w.owner IS NULL OR (w.owner <> $2 AND NOT EXISTS (
-                        SELECT 1 FROM durable.workers k
-                        WHERE k.worker_id = w.owner AND k.expires_at > now())))
-                ORDER BY w.ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
-                FOR UPDATE OF w SKIP LOCKED),
-            taken AS (
-                UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
-                    status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END
-                FROM others o WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
-                RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed),
-            claimed AS (SELECT * FROM mine UNION ALL SELECT * FROM taken)
-            SELECT c.*, w.inbox_seq, i.id AS message_id, i.kind, i.body
-            FROM claimed c JOIN durable.workflows w
-                ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
-            LEFT JOIN durable.inbox i ON i.workflow_id = c.workflow_id AND i.run_id = c.run_id
-                AND i.visible_at <= clock_timestamp()
-            ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
-            """,
-            task_queue,
-            worker_id,
-            list(names),
-            list(busy),
-            limit,
+            _CLAIM_WORKFLOWS_SQL, task_queue, worker_id, list(names), list(busy), limit
         )
         tasks: dict[str, WorkflowTask] = {}
         for r in rows:  # one row per inbox message (or one for an empty inbox), grouped by run
@@ -637,6 +629,7 @@ class Store:
                 r["next_seq"],
                 r["resumed"],
                 r["inbox_seq"],
+                started=self._started_event(r),
             )
             if r["message_id"] is not None:
                 attrs = _open_attrs(self.codecs, r["body"])
@@ -645,19 +638,17 @@ class Store:
             tasks[run_id] = task
         return list(tasks.values())
 
+    def _started_event(self, row: asyncpg.Record) -> Event | None:
+        if row["started_body"] is None:
+            return None
+        attrs = _open_attrs(self.codecs, row["started_body"])
+        return Event(1, E.WORKFLOW_STARTED, row["started_ts"], attrs)
+
     async def next_ready_at(
         self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str]
     ) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(
-            "SELECT min(w.ready_at) FROM durable.workflows w"
-            " WHERE w.task_queue = $1 AND w.ready_at IS NOT NULL AND w.workflow_name = ANY($3)"
-            "  AND NOT (w.run_id = ANY($4::uuid[]))"
-            "  AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS ("
-            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))",
-            task_queue,
-            worker_id,
-            list(names),
-            list(busy),
+            _NEXT_READY_SQL, task_queue, worker_id, list(names), list(busy)
         )
         return value
 
@@ -1073,6 +1064,63 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
     return run_id, True
 
 
+# Store.claim_workflow_tasks: the worker's own due runs, unowned ones, then those of workers
+# whose lease lapsed, each an index range of workflows_ready_by_owner in due order ("ORDER BY
+# owner, ready_at": the planner reads IS NULL as a filter, not as a constant, and would sort).
+_CLAIM_WORKFLOWS_SQL = """
+WITH mine AS (
+    SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
+    FROM durable.workflows
+    WHERE task_queue = $1 AND owner = $2 AND ready_at <= now()
+        AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
+    ORDER BY ready_at LIMIT $5),
+unowned AS (
+    SELECT workflow_id, run_id, status <> 'pending' AS resumed
+    FROM durable.workflows
+    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND workflow_name = ANY($3)
+    ORDER BY owner, ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
+    FOR UPDATE SKIP LOCKED),
+orphaned AS (
+    SELECT workflow_id, run_id, status <> 'pending' AS resumed
+    FROM durable.workflows
+    WHERE task_queue = $1 AND ready_at <= now() AND workflow_name = ANY($3)
+        AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
+                              WHERE task_queue = $1 AND expires_at <= now()))
+    ORDER BY ready_at
+    LIMIT greatest($5 - (SELECT count(*) FROM mine) - (SELECT count(*) FROM unowned), 0)
+    FOR UPDATE SKIP LOCKED),
+taken AS (
+    UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
+        status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END
+    FROM (SELECT * FROM unowned UNION ALL SELECT * FROM orphaned) o
+    WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
+    RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed),
+claimed AS (SELECT * FROM mine UNION ALL SELECT * FROM taken)
+SELECT c.*, w.inbox_seq, i.id AS message_id, i.kind, i.body,
+    h.ts AS started_ts, h.body AS started_body
+FROM claimed c JOIN durable.workflows w ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
+LEFT JOIN durable.inbox i ON i.workflow_id = c.workflow_id AND i.run_id = c.run_id
+    AND i.visible_at <= clock_timestamp()
+LEFT JOIN durable.history h ON NOT c.resumed AND h.workflow_id = c.workflow_id
+    AND h.run_id = c.run_id AND h.seq = 1
+ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
+"""
+
+# When a run of the queue is due next for this worker (its own but the busy ones, unowned
+# ones, those of lapsed workers): the first entry of each index range.
+_NEXT_READY_SQL = """
+SELECT least(
+    (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1 AND owner = $2
+        AND ready_at IS NOT NULL AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))),
+    (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1 AND owner IS NULL
+        AND ready_at IS NOT NULL AND workflow_name = ANY($3)),
+    (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1
+        AND ready_at IS NOT NULL AND workflow_name = ANY($3)
+        AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
+                              WHERE task_queue = $1 AND expires_at <= now()))))
+"""
+
+
 class _StartRaceLost(Exception):
     """A concurrent start of the same workflow id opened its run first."""
 
@@ -1188,6 +1236,50 @@ async def _post(
         CHANNEL,
     )
     return posted
+
+
+# Messages to the open runs of workflows, in one statement: each target run's row is locked
+# in workflow_id order (so that concurrent batches cannot deadlock on each other), its
+# inbox_seq bumped by its number of messages, made due, and its queue's workers woken.
+# Returns the keys of the messages posted (the others found no open run).
+_POST_MANY_SQL = """
+WITH post AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[])
+        WITH ORDINALITY AS p(key, workflow_id, kind, body, ord)),
+locked AS (
+    SELECT w.workflow_id, w.run_id FROM durable.workflows w
+    WHERE w.workflow_id = ANY($2::text[]) AND w.closed_at IS NULL
+    ORDER BY w.workflow_id FOR UPDATE),
+target AS (
+    UPDATE durable.workflows w SET ready_at = LEAST(coalesce(w.ready_at, 'infinity'), now()),
+        inbox_seq = w.inbox_seq + n.posts
+    FROM (SELECT l.workflow_id, l.run_id, count(*) AS posts
+          FROM locked l JOIN post p ON p.workflow_id = l.workflow_id
+          GROUP BY l.workflow_id, l.run_id) AS n
+    WHERE w.workflow_id = n.workflow_id AND w.run_id = n.run_id
+    RETURNING w.workflow_id, w.run_id, w.task_queue),
+posted AS (
+    INSERT INTO durable.inbox (workflow_id, run_id, kind, body)
+    SELECT t.workflow_id, t.run_id, p.kind, p.body
+    FROM target t JOIN post p ON p.workflow_id = t.workflow_id ORDER BY p.ord
+    RETURNING 1)
+SELECT p.key, (SELECT count(pg_notify('durable', 'w' || queue))
+               FROM (SELECT DISTINCT task_queue AS queue FROM target) AS queues) AS woken
+FROM target t JOIN post p ON p.workflow_id = t.workflow_id
+"""
+
+_Post = tuple[str, str, EventType, bytes]  # key, workflow id, message kind, sealed attributes
+
+
+async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> set[str]:
+    rows = await conn.fetch(
+        _POST_MANY_SQL,
+        [key for key, _, _, _ in posts],
+        [workflow_id for _, workflow_id, _, _ in posts],
+        [int(kind) for _, _, kind, _ in posts],
+        [body for _, _, _, body in posts],
+    )
+    return {r["key"] for r in rows}
 
 
 async def _answer_call(

@@ -459,7 +459,10 @@ class Worker:
             self._cache.move_to_end(task.run_id)
             return run
         self._cache.pop(task.run_id, None)
-        history = await self._store.load_history(task.workflow_id, task.run_id)
+        if task.started is not None and task.next_seq == 2:
+            history = [task.started]
+        else:
+            history = await self._store.load_history(task.workflow_id, task.run_id)
         instance = WorkflowInstance(
             self._workflows[task.workflow_name],
             task.workflow_id,

@@ -344,6 +344,24 @@ async def test_a_stalled_worker_cannot_write_over_its_successor(
     assert history[1].attrs["value"] == b"B"
 
 
+async def test_runs_of_a_worker_gone_for_an_hour_stay_claimable(client: durable.Client) -> None:
+    """A worker's record is purged an hour after its lease lapsed; its runs go with it back
+    to the unowned ones (a claim finds lapsed owners through their records)."""
+    store = client.store
+    gone, successor = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.register_worker(gone, "default", gone, 60.0, ["parked"])
+    await client.start(parked, id="orphan")
+    (task_a,) = await store.claim_workflow_tasks("default", gone, ["parked"], [], 10)
+    await store.pool.execute(
+        "UPDATE durable.workers SET expires_at = now() - interval '2 hours' WHERE worker_id = $1",
+        gone,
+    )
+    await store.register_worker(successor, "default", successor, 60.0, ["parked"])
+    assert await store.pool.fetchval("SELECT count(*) FROM durable.workers") == 1
+    (task_b,) = await store.claim_workflow_tasks("default", successor, ["parked"], [], 10)
+    assert (task_b.workflow_id, task_b.fence) == ("orphan", task_a.fence + 1)
+
+
 @durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(milliseconds=10)))
 async def remote(text: str) -> str:
     return text  # never run here: the test claims and completes its attempts by hand

@@ -14,7 +14,7 @@ import pytest
 import durable
 from durable._events import Event
 from durable._events import EventType as E
-from durable._serialization import encode
+from durable._serialization import decode, encode
 from durable._store import KIND_UPDATE, LostOwnership, Store, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
@@ -218,3 +218,34 @@ async def test_starts_made_together_each_get_their_run_event_and_timeout(
     for run in runs:
         i = int(run["workflow_id"].split("-")[1])
         assert (run["attributes"], run["events"], run["timeouts"]) == ({"i": i}, 1, i % 2)
+
+
+async def test_signals_sent_together_each_reach_their_open_run_once_and_in_order(
+    client: durable.Client,
+) -> None:
+    for i in range(3):
+        await client.start(batched, id=f"signalled-{i}", task_queue=QUEUE)
+    closed = await client.start(batched, id="signalled-closed", task_queue=QUEUE)
+    await closed.terminate("closed before the signals")
+    sends = [client.get_handle(f"signalled-{i % 3}").signal("s", i) for i in range(36)]
+    sends.append(client.get_handle("signalled-closed").signal("s", -1))
+    sends.append(client.get_handle("never-started").signal("s", -2))
+    sends.append(client.get_handle("signalled-0").cancel("asked together"))
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    assert outcomes[:36] == [None] * 36
+    assert all(isinstance(x, durable.WorkflowNotFoundError) for x in outcomes[36:38])
+    assert outcomes[38] is None
+    pool = client.store.pool
+    for i in range(3):
+        run = await pool.fetchrow(
+            "SELECT run_id, inbox_seq, ready_at IS NOT NULL AS due FROM durable.workflows"
+            " WHERE workflow_id = $1",
+            f"signalled-{i}",
+        )
+        inbox = await client.store.load_inbox(f"signalled-{i}", str(run["run_id"]))
+        received = [m.attrs for m in inbox[1]]
+        signals = [a for a in received if "name" in a]
+        assert [decode(a["args"])[0][0] for a in signals] == list(range(i, 36, 3))
+        assert run["due"] and run["inbox_seq"] == inbox[0] == len(received)
+        assert len(received) == len(signals) + (i == 0)  # and the cancel request, once
+    assert await _count(pool, "inbox") == 36 + 1
