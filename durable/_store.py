@@ -478,7 +478,8 @@ class Store:
     ) -> asyncpg.Record | None:
         """Post to the workflow's open run, grouped with concurrent posts into one statement;
         None once posted, else (no open run found) the latest run, closed, or an error."""
-        post = (str(next(self._post_keys)), workflow_id, etype, _seal_attrs(self.codecs, attrs))
+        key, body = str(next(self._post_keys)), _seal_attrs(self.codecs, attrs)
+        post = (key, workflow_id, None, etype, body)
         if await self._group_post.submit(post):
             return None
         async with self.pool.acquire() as conn:
@@ -486,9 +487,8 @@ class Store:
 
     async def _post_many(self, posts: Sequence[_Post]) -> dict[str, bool]:
         """Whether each post (by key) found an open run, written in one statement."""
-        posted: set[str] = await self._retrying(
-            lambda conn: _post_many(conn, posts), transaction=False
-        )
+        rows: _Rows = await self._retrying(lambda conn: _post_many(conn, posts), transaction=False)
+        posted = {r["key"] for r in rows}
         return {post[0]: post[0] in posted for post in posts}
 
     async def terminate(self, workflow_id: str, reason: str | None) -> None:
@@ -1210,76 +1210,70 @@ async def _insert_history(
     )
 
 
-async def _post(
-    conn: asyncpg.Connection,
-    workflow_id: str,
-    run_id: Any,
-    etype: EventType,
-    attrs: dict[str, Any],
-) -> asyncpg.Record | None:
-    """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
-    wake its workers, in one statement. Returns the run's row, None if it is closed."""
-    posted: asyncpg.Record | None = await conn.fetchrow(
-        "WITH target AS ("
-        " UPDATE durable.workflows SET ready_at = LEAST(coalesce(ready_at, 'infinity'), now()),"
-        "  inbox_seq = inbox_seq + 1"
-        " WHERE workflow_id = $1 AND ($2::uuid IS NULL OR run_id = $2) AND closed_at IS NULL"
-        " RETURNING workflow_id, run_id, task_queue, status, closed_at), "
-        "posted AS (INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
-        " SELECT workflow_id, run_id, $3, $4 FROM target RETURNING 1) "
-        "SELECT workflow_id, run_id, task_queue, status, closed_at, pg_notify($5, 'w' || task_queue)"
-        " FROM target",
-        workflow_id,
-        run_id,
-        int(etype),
-        _seal_attrs(_codecs(conn), attrs),
-        CHANNEL,
-    )
-    return posted
-
-
-# Messages to the open runs of workflows, in one statement: each target run's row is locked
-# in workflow_id order (so that concurrent batches cannot deadlock on each other), its
-# inbox_seq bumped by its number of messages, made due, and its queue's workers woken.
-# Returns the keys of the messages posted (the others found no open run).
-_POST_MANY_SQL = """
+# Messages to open runs, in one statement (one message, or many sent together): each
+# addressed run (a given run, or the workflow's open run) is locked in workflow_id order, so
+# that concurrent posts cannot deadlock on each other, its inbox_seq bumped by its number of
+# messages and made due; the inbox rows go in in the order given, and each queue's workers
+# are woken once. Returns a row per message posted (those for closed runs post nothing).
+_POST_SQL = """
 WITH post AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[])
-        WITH ORDINALITY AS p(key, workflow_id, kind, body, ord)),
+    SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::smallint[], $5::bytea[])
+        WITH ORDINALITY AS p(key, workflow_id, run_id, kind, body, ord)),
 locked AS (
     SELECT w.workflow_id, w.run_id FROM durable.workflows w
     WHERE w.workflow_id = ANY($2::text[]) AND w.closed_at IS NULL
     ORDER BY w.workflow_id FOR UPDATE),
+addressed AS (
+    SELECT l.workflow_id, l.run_id, p.key, p.kind, p.body, p.ord
+    FROM locked l JOIN post p
+        ON p.workflow_id = l.workflow_id AND (p.run_id IS NULL OR p.run_id = l.run_id)),
 target AS (
     UPDATE durable.workflows w SET ready_at = LEAST(coalesce(w.ready_at, 'infinity'), now()),
         inbox_seq = w.inbox_seq + n.posts
-    FROM (SELECT l.workflow_id, l.run_id, count(*) AS posts
-          FROM locked l JOIN post p ON p.workflow_id = l.workflow_id
-          GROUP BY l.workflow_id, l.run_id) AS n
+    FROM (SELECT workflow_id, run_id, count(*) AS posts FROM addressed
+          GROUP BY workflow_id, run_id) AS n
     WHERE w.workflow_id = n.workflow_id AND w.run_id = n.run_id
-    RETURNING w.workflow_id, w.run_id, w.task_queue),
+    RETURNING w.workflow_id, w.run_id, w.task_queue, w.status, w.closed_at),
 posted AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, body)
-    SELECT t.workflow_id, t.run_id, p.kind, p.body
-    FROM target t JOIN post p ON p.workflow_id = t.workflow_id ORDER BY p.ord
+    SELECT a.workflow_id, a.run_id, a.kind, a.body
+    FROM addressed a JOIN target t ON t.workflow_id = a.workflow_id AND t.run_id = a.run_id
+    ORDER BY a.ord
     RETURNING 1)
-SELECT p.key, (SELECT count(pg_notify('durable', 'w' || queue))
-               FROM (SELECT DISTINCT task_queue AS queue FROM target) AS queues) AS woken
-FROM target t JOIN post p ON p.workflow_id = t.workflow_id
+SELECT a.key, t.*, (SELECT count(pg_notify('durable', 'w' || queue))
+                    FROM (SELECT DISTINCT task_queue AS queue FROM target) AS queues) AS woken
+FROM addressed a JOIN target t ON t.workflow_id = a.workflow_id AND t.run_id = a.run_id
 """
 
-_Post = tuple[str, str, EventType, bytes]  # key, workflow id, message kind, sealed attributes
+# key (unique among posts sent together), workflow id, run id (None: the open run), message
+# kind, sealed attributes
+_Post = tuple[str, str, str | None, EventType, bytes]
 
 
-async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> set[str]:
-    rows = await conn.fetch(
-        _POST_MANY_SQL,
-        [key for key, _, _, _ in posts],
-        [workflow_id for _, workflow_id, _, _ in posts],
-        [int(kind) for _, _, kind, _ in posts],
-        [body for _, _, _, body in posts],
+async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> _Rows:
+    rows: _Rows = await conn.fetch(
+        _POST_SQL,
+        [key for key, _, _, _, _ in posts],
+        [workflow_id for _, workflow_id, _, _, _ in posts],
+        [run_id for _, _, run_id, _, _ in posts],
+        [int(kind) for _, _, _, kind, _ in posts],
+        [body for _, _, _, _, body in posts],
     )
-    return {r["key"] for r in rows}
+    return rows
+
+
+async def _post(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str | None,
+    etype: EventType,
+    attrs: dict[str, Any],
+) -> asyncpg.Record | None:
+    """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
+    wake its workers. Returns the run's row, None if it is closed."""
+    post = ("", workflow_id, run_id, etype, _seal_attrs(_codecs(conn), attrs))
+    rows = await _post_many(conn, [post])
+    return rows[0] if rows else None
 
 
 async def _answer_call(
