@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
 
 import durable
 from durable import WorkflowContext, activity, workflow
+
+from .conftest import wait_for
 
 
 @activity
@@ -44,3 +47,29 @@ async def test_end_to_end(client: durable.Client) -> None:
     history = await handle.history()
     assert history[0].type == "WORKFLOW_STARTED"
     assert history[-1].type == "WORKFLOW_COMPLETED"
+
+
+async def test_workers_collect_young_garbage_less_often_while_serving(
+    client: durable.Client,
+) -> None:
+    """Cached runs make full collections costly: while any worker of the process serves, a
+    young collection waits for 10,000 allocations; the process's own setting comes back."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        first = durable.Worker(client, task_queue="gc-a", workflows=[child_wf])
+        second = durable.Worker(client, task_queue="gc-b", workflows=[child_wf])
+        async with first:
+            await wait_for(lambda: gc.get_threshold() == (10_000, 10, 10))
+            async with second:
+                await asyncio.sleep(0.1)
+            assert gc.get_threshold() == (10_000, 10, 10)  # the first one still serves
+        assert gc.get_threshold() == (700, 10, 10)
+
+        gc.set_threshold(50_000, 5, 5)
+        async with durable.Worker(client, task_queue="gc-c", workflows=[child_wf]):
+            await asyncio.sleep(0.1)
+            assert gc.get_threshold() == (50_000, 5, 5)  # higher already: kept
+        assert gc.get_threshold() == (50_000, 5, 5)
+    finally:
+        gc.set_threshold(*before)
