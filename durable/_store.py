@@ -1099,8 +1099,10 @@ claimed AS (SELECT * FROM mine UNION ALL SELECT * FROM taken)
 SELECT c.*, w.inbox_seq, i.id AS message_id, i.kind, i.body,
     h.ts AS started_ts, h.body AS started_body
 FROM claimed c JOIN durable.workflows w ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
-LEFT JOIN durable.inbox i ON i.workflow_id = c.workflow_id AND i.run_id = c.run_id
-    AND i.visible_at <= clock_timestamp()
+LEFT JOIN LATERAL (
+    SELECT id, kind, body, visible_at FROM durable.inbox
+    WHERE workflow_id = c.workflow_id AND run_id = c.run_id AND visible_at <= clock_timestamp()
+    OFFSET 0) i ON true
 LEFT JOIN durable.history h ON NOT c.resumed AND h.workflow_id = c.workflow_id
     AND h.run_id = c.run_id AND h.seq = 1
 ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
@@ -1215,34 +1217,51 @@ async def _insert_history(
 # that concurrent posts cannot deadlock on each other, its inbox_seq bumped by its number of
 # messages and made due; the inbox rows go in in the order given, and each queue's workers
 # are woken once. Returns a row per message posted (those for closed runs post nothing).
+# Each message finds its run by its own index lookup, and a run's messages travel as arrays
+# from there on: no join between two sets of a batch, whose plan would rest on row estimates
+# that a burst into tables last analyzed nearly empty (or nearly all closed) makes ~1, and
+# then compare every row with every other. A run may close between the lookup (statement
+# snapshot) and the update (latest version): the update then changes nothing and the run's
+# messages are not posted.
 _POST_SQL = """
 WITH post AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::smallint[], $5::bytea[])
         WITH ORDINALITY AS p(key, workflow_id, run_id, kind, body, ord)),
 locked AS (
-    SELECT w.workflow_id, w.run_id FROM durable.workflows w
+    SELECT 1 FROM durable.workflows w
     WHERE w.workflow_id = ANY($2::text[]) AND w.closed_at IS NULL
     ORDER BY w.workflow_id FOR UPDATE),
 addressed AS (
-    SELECT l.workflow_id, l.run_id, p.key, p.kind, p.body, p.ord
-    FROM locked l JOIN post p
-        ON p.workflow_id = l.workflow_id AND (p.run_id IS NULL OR p.run_id = l.run_id)),
+    SELECT r.run_id AS open_run_id, p.* FROM post p
+    CROSS JOIN LATERAL (SELECT w.run_id FROM durable.workflows w
+        WHERE w.workflow_id = p.workflow_id AND w.closed_at IS NULL
+            AND (p.run_id IS NULL OR w.run_id = p.run_id) OFFSET 0) r),
+runs AS (
+    SELECT workflow_id, open_run_id AS run_id, array_agg(key ORDER BY ord) AS keys,
+        array_agg(kind ORDER BY ord) AS kinds, array_agg(body ORDER BY ord) AS bodies,
+        array_agg(ord ORDER BY ord) AS ords
+    FROM addressed GROUP BY workflow_id, open_run_id),
 target AS (
-    UPDATE durable.workflows w SET ready_at = LEAST(coalesce(w.ready_at, 'infinity'), now()),
-        inbox_seq = w.inbox_seq + n.posts
-    FROM (SELECT workflow_id, run_id, count(*) AS posts FROM addressed
-          GROUP BY workflow_id, run_id) AS n
-    WHERE w.workflow_id = n.workflow_id AND w.run_id = n.run_id
-    RETURNING w.workflow_id, w.run_id, w.task_queue, w.status, w.closed_at),
+    UPDATE durable.workflows w SET
+        ready_at = CASE WHEN w.closed_at IS NULL THEN LEAST(coalesce(w.ready_at, 'infinity'), now())
+            ELSE w.ready_at END,
+        inbox_seq = w.inbox_seq + CASE WHEN w.closed_at IS NULL THEN cardinality(r.keys) ELSE 0 END
+    FROM runs r
+    WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND (SELECT count(*) FROM locked) >= 0
+    RETURNING w.workflow_id, w.run_id, w.task_queue, w.status, w.closed_at, r.keys, r.kinds,
+        r.bodies, r.ords),
 posted AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, body)
-    SELECT a.workflow_id, a.run_id, a.kind, a.body
-    FROM addressed a JOIN target t ON t.workflow_id = a.workflow_id AND t.run_id = a.run_id
-    ORDER BY a.ord
+    SELECT t.workflow_id, t.run_id, m.kind, m.body
+    FROM target t CROSS JOIN LATERAL unnest(t.kinds, t.bodies, t.ords) AS m(kind, body, ord)
+    WHERE t.closed_at IS NULL
+    ORDER BY m.ord
     RETURNING 1)
-SELECT a.key, t.*, (SELECT count(pg_notify('durable', 'w' || queue))
-                    FROM (SELECT DISTINCT task_queue AS queue FROM target) AS queues) AS woken
-FROM addressed a JOIN target t ON t.workflow_id = a.workflow_id AND t.run_id = a.run_id
+SELECT k.key, t.workflow_id, t.run_id, t.task_queue, t.status, t.closed_at,
+    (SELECT count(pg_notify('durable', 'w' || queue)) FROM (SELECT DISTINCT task_queue AS queue
+        FROM target WHERE closed_at IS NULL) AS queues) AS woken
+FROM target t CROSS JOIN LATERAL unnest(t.keys) AS k(key)
+WHERE t.closed_at IS NULL
 """
 
 # key (unique among posts sent together), workflow id, run id (None: the open run), message
@@ -1383,10 +1402,15 @@ async def _retry_or_fail(
 # The statement is assembled from the parts a batch needs (a typical step has no timers,
 # consumed messages, attributes or closing): every part left out is parameters not encoded
 # and a table not visited. Each shape is prepared once per connection.
-# The "= ANY" conditions keep every lookup on an index whatever the statistics were when
-# the plan was cached (a join with unnest() alone once chose a hash join over a full scan
-# of the inbox). Inbox ids are unique, so matching each key column against its array is
-# exact.
+# The runs are joined on their key alone: with no other condition on durable.workflows the
+# planner's only cheap way in is an index lookup per step, whatever the statistics say. A
+# condition such as "closed_at IS NULL" (estimated from statistics taken when nearly every
+# run was closed) made it expect one row and compare each run with every step. A run closes
+# only through its owner's commit (next_seq moves) or a termination (the fence moves), so
+# the fence check refuses closed runs already. The queue tables are reached with "= ANY"
+# on their keys instead, whatever their statistics (a join with unnest() alone once chose a
+# hash join over a full scan of the inbox); inbox ids are unique, so matching each key
+# column against its array is exact.
 _Columns = tuple[tuple[str, str], ...]
 _STEP_COLUMNS: _Columns = (
     ("workflow_id", "text"),
@@ -1501,9 +1525,8 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
         f"""fenced AS (
     UPDATE durable.workflows w SET {", ".join(updates)}
     FROM step s
-    WHERE w.workflow_id = ANY($s_workflow_id::text[])
-        AND w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
-        AND w.fence = s.fence AND w.next_seq = s.first_seq AND w.closed_at IS NULL
+    WHERE w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
+        AND w.fence = s.fence AND w.next_seq = s.first_seq
     RETURNING {", ".join(f"w.{name}" for name in ["run_id", "ready_at", *wide])})""",
     ]
     held = ["(SELECT count(*) FROM fenced) = cardinality($s_run_id::uuid[])"]
@@ -1556,14 +1579,15 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             else ""
         )
         kept_messages = " AND NOT (i.id = ANY($c_id::bigint[]))" if shape.consumed else ""
+        closing_ids = "ARRAY(SELECT workflow_id FROM step WHERE status IS NOT NULL)"
         parts += [
             f"""swept AS (
     DELETE FROM durable.activity_tasks t USING step s
-    WHERE s.status IS NOT NULL AND t.workflow_id = ANY($s_workflow_id::text[])
+    WHERE s.status IS NOT NULL AND t.workflow_id = ANY({closing_ids})
         AND t.workflow_id = s.workflow_id AND t.run_id = s.run_id{kept_tasks})""",
             f"""cleared AS (
     DELETE FROM durable.inbox i USING step s
-    WHERE s.status IS NOT NULL AND i.workflow_id = ANY($s_workflow_id::text[])
+    WHERE s.status IS NOT NULL AND i.workflow_id = ANY({closing_ids})
         AND i.workflow_id = s.workflow_id AND i.run_id = s.run_id{kept_messages})""",
             """cut_off AS (
     UPDATE durable.calls c SET done = true, failure = s.update_failure FROM step s
