@@ -1269,15 +1269,19 @@ WHERE t.closed_at IS NULL
 _Post = tuple[str, str, str | None, EventType, bytes]
 
 
-async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> _Rows:
-    rows: _Rows = await conn.fetch(
-        _POST_SQL,
+def _post_arrays(posts: Sequence[_Post]) -> list[list[Any]]:
+    """The parameters of _POST_SQL: each column of the posts as an array."""
+    return [
         [key for key, _, _, _, _ in posts],
         [workflow_id for _, workflow_id, _, _, _ in posts],
         [run_id for _, _, run_id, _, _ in posts],
         [int(kind) for _, _, _, kind, _ in posts],
         [body for _, _, _, _, body in posts],
-    )
+    ]
+
+
+async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> _Rows:
+    rows: _Rows = await conn.fetch(_POST_SQL, *_post_arrays(posts))
     return rows
 
 

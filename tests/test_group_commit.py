@@ -5,8 +5,10 @@ while the rest of its batch still commits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,7 +17,17 @@ import durable
 from durable._events import Event
 from durable._events import EventType as E
 from durable._serialization import decode, encode
-from durable._store import KIND_UPDATE, LostOwnership, Store, TaskCommit, WorkflowTask
+from durable._store import (
+    _CLAIM_WORKFLOWS_SQL,
+    _POST_SQL,
+    KIND_UPDATE,
+    LostOwnership,
+    Store,
+    TaskCommit,
+    WorkflowTask,
+    _commit_call,
+    _post_arrays,
+)
 
 from .conftest import wait_for
 
@@ -249,3 +261,55 @@ async def test_signals_sent_together_each_reach_their_open_run_once_and_in_order
         assert run["due"] and run["inbox_seq"] == inbox[0] == len(received)
         assert len(received) == len(signals) + (i == 0)  # and the cancel request, once
     assert await _count(pool, "inbox") == 36 + 1
+
+
+def _most_rows_compared_in_vain(plan: dict[str, Any]) -> int:
+    """The most rows any node of an EXPLAIN ANALYZE plan joined and then threw away."""
+    own = int(plan.get("Rows Removed by Join Filter", 0))
+    return max([own, *(_most_rows_compared_in_vain(p) for p in plan.get("Plans", []))])
+
+
+async def _explained(conn: asyncpg.Connection, sql: str, args: list[Any], mode: str) -> int:
+    """Run ``sql`` under EXPLAIN ANALYZE (then roll it back) with the given plan cache mode."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        plan = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args))
+    finally:
+        await transaction.rollback()
+    return _most_rows_compared_in_vain(plan[0]["Plan"])
+
+
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_burst_finds_each_run_by_its_key_whatever_the_statistics_say(
+    client: durable.Client, mode: str
+) -> None:
+    """Statistics taken while nearly every run was closed and the inbox empty (what
+    autovacuum mostly sees) make the planner expect one row where a burst brings 64: the
+    statements of a burst must still find each run by its key, not compare each message or
+    step with every run of the batch (or every inbox row with every claimed run)."""
+    pool, worker_id = client.store.pool, str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,"
+        " closed_at) SELECT 'old-' || i, gen_random_uuid(), 'batched', $1, 'completed', now()"
+        " FROM generate_series(1, 500) AS i",
+        QUEUE,
+    )
+    await pool.execute(  # an inbox that held messages once: pages, but no rows when analyzed
+        "INSERT INTO durable.inbox (workflow_id, run_id, kind, body)"
+        " SELECT workflow_id, run_id, $1, '' FROM durable.workflows, generate_series(1, 10)",
+        int(E.SIGNAL_RECEIVED),
+    )
+    await pool.execute("DELETE FROM durable.inbox")
+    await pool.execute("ANALYZE durable.workflows, durable.inbox")
+    tasks = await claimed_runs(client, worker_id, 64)
+    posts = [(str(i), t.workflow_id, None, E.SIGNAL_RECEIVED, b"") for i, t in enumerate(tasks)]
+    steps = [(t, worker_id, side_effect_step(t)) for t in tasks]
+    commit_sql, commit_args = _commit_call(client.store.codecs, steps)
+    async with pool.acquire() as conn:
+        assert await _explained(conn, _POST_SQL, _post_arrays(posts), mode) <= len(tasks)
+        assert await _explained(conn, commit_sql, commit_args, mode) <= len(tasks)
+        await asyncio.gather(*(client.get_handle(t.workflow_id).signal("s", 1) for t in tasks))
+        claim_args = [QUEUE, worker_id, ["batched"], [], 100]
+        assert await _explained(conn, _CLAIM_WORKFLOWS_SQL, claim_args, mode) <= len(tasks)
