@@ -398,7 +398,9 @@ class Store:
             )
             if gone:  # their runs stay claimable only while the lapsed lease is on record
                 await conn.execute(
-                    "UPDATE durable.workflows SET owner = NULL WHERE owner = ANY($1)", gone
+                    "UPDATE durable.workflows SET owner = NULL"
+                    " WHERE owner = ANY($1) AND closed_at IS NULL",
+                    gone,
                 )
 
     async def renew_worker(self, worker_id: str, ttl: float) -> bool:
@@ -412,8 +414,9 @@ class Store:
 
     async def unregister_worker(self, worker_id: str) -> None:
         async with self._transaction() as conn:
-            await conn.execute(
-                "UPDATE durable.workflows SET owner = NULL WHERE owner = $1", worker_id
+            await conn.execute(  # closed runs keep theirs: rewriting them all is not free
+                "UPDATE durable.workflows SET owner = NULL WHERE owner = $1 AND closed_at IS NULL",
+                worker_id,
             )
             await conn.execute(
                 "UPDATE durable.calls SET claimed_by = NULL, claimed_until = NULL "

@@ -362,6 +362,38 @@ async def test_runs_of_a_worker_gone_for_an_hour_stay_claimable(client: durable.
     assert (task_b.workflow_id, task_b.fence) == ("orphan", task_a.fence + 1)
 
 
+async def test_a_worker_leaving_hands_back_its_open_runs_and_leaves_closed_ones_alone(
+    client: durable.Client,
+) -> None:
+    """Shutdown and the purge of lapsed workers release open runs only: rewriting every run
+    a worker ever closed would take a scan and a new row version for each."""
+    store, leaving, lapsed = client.store, str(uuid.uuid4()), str(uuid.uuid4())
+    for worker_id in (leaving, lapsed):
+        await store.register_worker(worker_id, "default", worker_id, 60.0, ["parked"])
+    await client.start(parked, id="done")
+    await client.start(parked, id="open")
+    await client.start(parked, id="lapsed-open")
+    await store.claim_workflow_tasks("default", leaving, ["parked"], [], 2)
+    await store.claim_workflow_tasks("default", lapsed, ["parked"], [], 1)
+    await client.get_handle("done").terminate("closed before its worker leaves")
+    await store.pool.execute("UPDATE durable.workflows SET owner = $1", leaving)
+    await store.pool.execute(
+        "UPDATE durable.workflows SET owner = $1 WHERE workflow_id = 'lapsed-open'", lapsed
+    )
+    versions = "SELECT workflow_id, xmin::text AS version, owner FROM durable.workflows"
+    before = {r["workflow_id"]: r for r in await store.pool.fetch(versions)}
+    await store.unregister_worker(leaving)
+    await store.pool.execute(
+        "UPDATE durable.workers SET expires_at = now() - interval '2 hours' WHERE worker_id = $1",
+        lapsed,
+    )
+    await store.register_worker(str(uuid.uuid4()), "default", "next", 60.0, ["parked"])
+    after = {r["workflow_id"]: r for r in await store.pool.fetch(versions)}
+    assert after["open"]["owner"] is None and after["lapsed-open"]["owner"] is None
+    assert after["done"]["version"] == before["done"]["version"]
+    assert str(after["done"]["owner"]) == leaving
+
+
 @durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(milliseconds=10)))
 async def remote(text: str) -> str:
     return text  # never run here: the test claims and completes its attempts by hand
