@@ -568,24 +568,27 @@ class Worker:
     async def _run_local_activities(self, task: WorkflowTask, run: _CachedRun) -> None:
         instance = run.instance
         running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall] = {}
-        while not instance.closed:
-            for call in instance.unstarted_local_activities():
-                running[asyncio.create_task(self._local_activity(instance, call))] = call
-            if not running:
-                return
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for finished in sorted(done, key=lambda t: running[t].local_id):
-                call = running.pop(finished)
-                outcome = finished.result()
-                etype = (
-                    E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
-                )
-                instance.deliver(
-                    etype, {"local_id": call.local_id, "name": call.definition.name, **outcome}
-                )
-            await self._commit(task, run, [], [])
-        for leftover in running:
-            leftover.cancel()
+        try:
+            while not instance.closed:
+                for call in instance.unstarted_local_activities():
+                    running[asyncio.create_task(self._local_activity(instance, call))] = call
+                if not running:
+                    return
+                for finished in await _first_finished(running):
+                    call = running.pop(finished)
+                    outcome = finished.result()
+                    etype = (
+                        E.LOCAL_ACTIVITY_FAILED
+                        if "failure" in outcome
+                        else E.LOCAL_ACTIVITY_COMPLETED
+                    )
+                    instance.deliver(
+                        etype, {"local_id": call.local_id, "name": call.definition.name, **outcome}
+                    )
+                await self._commit(task, run, [], [])
+        finally:  # the run closed, or this task was cancelled (shutdown): the rest stop too
+            for leftover in running:
+                leftover.cancel()
 
     async def _local_activity(
         self, instance: WorkflowInstance, call: LocalActivityCall
@@ -850,6 +853,18 @@ class _ActivityWatch:
             _log.warning("heartbeat of %s failed: %r", self.task.activity_name, exc)
             return False
         return cancel is None or cancel
+
+
+async def _first_finished(
+    running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall],
+) -> list[asyncio.Task[dict[str, Any]]]:
+    """The local activities that finished first, in the order the workflow called them."""
+    if len(running) == 1:  # the common case, without asyncio.wait's waiter and callbacks
+        (only,) = running
+        await only  # raises what it raised, as its result() would
+        return [only]
+    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    return sorted(done, key=lambda t: running[t].local_id)
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

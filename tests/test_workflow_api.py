@@ -251,6 +251,36 @@ async def test_local_activity_is_retried_in_place(client: durable.Client) -> Non
     assert "ACTIVITY_SCHEDULED" not in types
 
 
+LOCAL_EVENTS: list[str] = []
+
+
+@activity
+async def slow_local() -> None:
+    LOCAL_EVENTS.append("started")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        LOCAL_EVENTS.append("cancelled")
+        raise
+
+
+@workflow
+async def slow_local_wf(ctx: WorkflowContext) -> None:
+    await ctx.local_activity(slow_local)
+
+
+async def test_a_local_activity_stops_when_its_worker_shuts_down(client: durable.Client) -> None:
+    """Past the shutdown grace the workflow task is cancelled, and the local activity it runs
+    with it: nothing of a stopped worker keeps running (another worker runs it again)."""
+    LOCAL_EVENTS.clear()
+    worker = durable.Worker(client, workflows=[slow_local_wf], shutdown_grace=timedelta(0))
+    async with worker:
+        await client.start(slow_local_wf)
+        await wait_for(lambda: LOCAL_EVENTS == ["started"])
+    await asyncio.sleep(0.1)
+    assert LOCAL_EVENTS == ["started", "cancelled"]
+
+
 async def _only_run(client: durable.Client) -> durable.WorkflowDescription:
     runs = [d async for d in client.list()]
     assert len(runs) == 1
