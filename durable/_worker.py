@@ -112,7 +112,11 @@ class _CachedRun:
 
 
 class Worker:
-    """Runs workflows and activities of one task queue. Any number may serve the same queue."""
+    """Runs workflows and activities of one task queue. Any number may serve the same queue.
+
+    While it serves, the process's garbage collector runs a young collection every 10,000
+    net allocations (``gc.set_threshold``) unless the process set a higher threshold; the
+    process's own setting comes back when its last worker stops."""
 
     def __init__(
         self,
