@@ -208,6 +208,18 @@ class WorkflowInstance:
         self._apply(event)
         self._run()
 
+    def apply_recorded(self, event: Event) -> None:
+        """Let the workflow react to an incoming event the store recorded already (a fired
+        timer): like ``deliver``, but the event is history, not new."""
+        if event.seq != self.next_seq:
+            raise NondeterminismError(
+                f"workflow {self.info.workflow_id}: {event.describe()} was recorded at seq "
+                f"{event.seq}, the instance is at {self.next_seq}"
+            )
+        self.next_seq += 1
+        self._apply(event)
+        self._run()
+
     def take_new_events(self) -> tuple[list[Event], list[tuple[str, Failure]]]:
         events, rejected = self.new_events, self.rejected_updates
         self.new_events, self.rejected_updates = [], []

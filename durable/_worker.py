@@ -165,6 +165,9 @@ class Worker:
         # activity slots held while a claim or a commit with eager activities is in flight,
         # so that activities started meanwhile cannot take them too
         self._activity_slots_held = 0
+        self._workflow_slots_held = (
+            0  # claimed runs whose tasks start once their timers are recorded
+        )
         self._wake_workflows = _Wakeup()
         self._wake_activities = _Wakeup()
         self._wake_queries = _Wakeup()
@@ -180,7 +183,8 @@ class Worker:
         return self.client.store
 
     def _free_workflow_slots(self) -> int:
-        return self.max_concurrent_workflow_tasks - len(self._workflow_tasks)
+        held = len(self._workflow_tasks) + self._workflow_slots_held
+        return self.max_concurrent_workflow_tasks - held
 
     def _free_activity_slots(self) -> int:
         held = len(self._activity_tasks) + self._activity_slots_held
@@ -363,6 +367,7 @@ class Worker:
             tasks = await self._store.claim_workflow_tasks(
                 self.task_queue, self.worker_id, names, list(self._busy), limit
             )
+            runnable: list[WorkflowTask] = []
             for task in tasks:
                 if task.run_id in self._busy:
                     # an activity result was handed to the run while we claimed it: the task
@@ -373,7 +378,14 @@ class Worker:
                     # results handed to cached runs took the slots meanwhile; the run stays
                     # due (a claim consumes nothing) and the next claim takes it
                     continue
-                self._busy.add(task.run_id)
+                self._busy.add(task.run_id)  # results handed in from now on wait for it
+                self._workflow_slots_held += 1
+                runnable.append(task)
+            try:
+                runnable = await self._record_fired_timers(runnable)
+            finally:
+                self._workflow_slots_held -= len(runnable)
+            for task in runnable:
                 self._track(self._workflow_tasks, self._run_workflow_task(task))
             return len(tasks)
 
@@ -385,6 +397,14 @@ class Worker:
                 self.task_queue, self.worker_id, names, list(self._busy)
             ),
         )
+
+    async def _record_fired_timers(self, tasks: list[WorkflowTask]) -> list[WorkflowTask]:
+        """Have the store record the claimed runs' due timers; as they were on failure."""
+        try:
+            return await self._store.record_fired_timers(self.worker_id, tasks, self.lease_ttl)
+        except Exception as exc:  # the timers stay in the inbox and are delivered as messages
+            _log.warning("recording fired timers failed: %r", exc)
+            return tasks
 
     def _track(self, group: set[asyncio.Task[None]], coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -422,7 +442,9 @@ class Worker:
                         E.ACTIVITY_COMPLETED, {"scheduled": activity_task.seq, "result": result}
                     )
                     finished.append((activity_task.seq, activity_task.attempt))
-                await self._commit(task, run, consumed, finished, required=claimed)
+                # a run that runs local activities now is due again by their commit
+                required = claimed and not instance.runs_local_activities
+                await self._commit(task, run, consumed, finished, required=required)
                 claimed = False
                 uncommitted = []
                 await self._run_local_activities(task, run)
@@ -493,12 +515,16 @@ class Worker:
             )
 
     async def _cached_run(self, task: WorkflowTask) -> _CachedRun:
+        """The run's instance, with what the store recorded for it (a fired timer) applied:
+        from the cache when it is where the claim found the run, else replayed."""
         run = self._cache.get(task.run_id)
         if run is not None and run.fence == task.fence and run.instance.next_seq == task.next_seq:
             self._cache.move_to_end(task.run_id)
+            if task.fired is not None:
+                run.instance.apply_recorded(task.fired)
             return run
         self._cache.pop(task.run_id, None)
-        if task.started is not None and task.next_seq == 2:
+        if task.started is not None and task.next_seq == 2 and task.fired is None:
             history = [task.started]
         else:
             history = await self._store.load_history(task.workflow_id, task.run_id)

@@ -394,6 +394,52 @@ async def test_a_worker_leaving_hands_back_its_open_runs_and_leaves_closed_ones_
     assert str(after["done"]["owner"]) == leaving
 
 
+LOCAL_RUNS: list[str] = []
+
+
+@durable.activity
+async def after_sleep(tag: str) -> str:
+    LOCAL_RUNS.append(tag)
+    return tag.upper()
+
+
+@durable.workflow
+async def sleeps_then_works(ctx: durable.WorkflowContext) -> str:
+    await ctx.sleep(0.3)
+    return await ctx.local_activity(after_sleep, "x")
+
+
+async def test_a_timer_recorded_by_a_worker_that_died_is_not_fired_again(
+    client: durable.Client,
+) -> None:
+    """A worker's claim records the due timer in history, then the worker dies before its
+    next commit: the run is due again one lease later, and its successor replays the fired
+    timer from history (it is not delivered a second time) and goes on from there."""
+    LOCAL_RUNS.clear()
+    store, dead = client.store, str(uuid.uuid4())
+    async with durable.Worker(client, workflows=[sleeps_then_works]):
+        handle = await client.start(sleeps_then_works, id="recorded-timer")
+        await wait_for(
+            lambda: store.pool.fetchval(
+                "SELECT next_seq > 2 FROM durable.workflows WHERE workflow_id = 'recorded-timer'"
+            )
+        )
+    await store.register_worker(dead, "default", "dead", 60.0, ["sleeps_then_works"])
+    await asyncio.sleep(0.4)  # the timer is due
+    tasks = await store.claim_workflow_tasks("default", dead, ["sleeps_then_works"], [], 10)
+    (task,) = await store.record_fired_timers(dead, tasks, lease=0.2)
+    assert task.fired is not None and task.messages == ()
+    await store.pool.execute(
+        "UPDATE durable.workers SET expires_at = now() - interval '1 second' WHERE worker_id = $1",
+        dead,
+    )
+    async with durable.Worker(client, workflows=[sleeps_then_works]):
+        assert await handle.result(timeout=20) == "X"
+    kinds = [e.type for e in await handle.history()]
+    assert kinds.count("TIMER_FIRED") == 1
+    assert LOCAL_RUNS == ["x"]
+
+
 @durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(milliseconds=10)))
 async def remote(text: str) -> str:
     return text  # never run here: the test claims and completes its attempts by hand

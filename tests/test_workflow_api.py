@@ -320,6 +320,55 @@ async def test_sleep_sleep_until_and_asyncio_sleep_are_durable_timers(
     assert types.count("TIMER_FIRED") == 4
 
 
+HISTORY_SEEN: list[list[str]] = []
+PROBE: list[durable.Client] = []
+
+
+@activity
+async def read_own_history(workflow_id: str) -> None:
+    """What the history holds while this local activity runs (read from the database)."""
+    handle = PROBE[0].get_handle(workflow_id)
+    HISTORY_SEEN.append(await event_types(handle))
+
+
+@workflow
+async def sleep_then_local_wf(ctx: WorkflowContext) -> str:
+    await ctx.sleep(0.2)
+    await ctx.local_activity(read_own_history, ctx.info.workflow_id)
+    return "done"
+
+
+async def test_a_fired_timer_is_recorded_by_the_store_and_what_follows_commits_once(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim of a run whose timer came due records TIMER_FIRED itself: the workflow
+    proceeds past its sleep on a durable event (the local activity sees it in history),
+    and the step that follows is the run's only commit after the start's."""
+    HISTORY_SEEN.clear()
+    PROBE[:] = [client]
+    commits: list[list[str]] = []
+    commit = client.store.commit_workflow_task
+
+    async def counted(task: Any, worker_id: str, step: Any) -> Any:
+        commits.append([e.type.name for e in step.events])
+        return await commit(task, worker_id, step)
+
+    monkeypatch.setattr(client.store, "commit_workflow_task", counted)
+    async with durable.Worker(client, workflows=[sleep_then_local_wf]):
+        handle = await client.start(sleep_then_local_wf)
+        assert await handle.result(timeout=20) == "done"
+    assert HISTORY_SEEN == [["WORKFLOW_STARTED", "TIMER_STARTED", "TIMER_FIRED"]]
+    assert commits == [
+        ["TIMER_STARTED"],
+        ["LOCAL_ACTIVITY_COMPLETED", "WORKFLOW_COMPLETED"],
+    ]
+    assert (await event_types(handle))[2:] == [
+        "TIMER_FIRED",
+        "LOCAL_ACTIVITY_COMPLETED",
+        "WORKFLOW_COMPLETED",
+    ]
+
+
 # ---------------------------------------------------------------------------- wait_signal
 
 
