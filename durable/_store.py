@@ -622,10 +622,14 @@ class Store:
         rows = await self.pool.fetch(
             _CLAIM_WORKFLOWS_SQL, task_queue, worker_id, list(names), list(busy), limit
         )
-        tasks: dict[str, WorkflowTask] = {}
+        runs: dict[str, tuple[asyncpg.Record, list[InboxMessage]]] = {}
         for r in rows:  # one row per inbox message (or one for an empty inbox), grouped by run
-            run_id = str(r["run_id"])
-            task = tasks.get(run_id) or WorkflowTask(
+            _, messages = runs.setdefault(str(r["run_id"]), (r, []))
+            if r["message_id"] is not None:
+                attrs = _open_attrs(self.codecs, r["body"])
+                messages.append(InboxMessage(r["message_id"], E(r["kind"]), attrs))
+        return [
+            WorkflowTask(
                 r["workflow_id"],
                 run_id,
                 r["workflow_name"],
@@ -633,14 +637,11 @@ class Store:
                 r["next_seq"],
                 r["resumed"],
                 r["inbox_seq"],
+                tuple(messages),
                 started=self._started_event(r),
             )
-            if r["message_id"] is not None:
-                attrs = _open_attrs(self.codecs, r["body"])
-                message = InboxMessage(r["message_id"], E(r["kind"]), attrs)
-                task = dataclasses.replace(task, messages=(*task.messages, message))
-            tasks[run_id] = task
-        return list(tasks.values())
+            for run_id, (r, messages) in runs.items()
+        ]
 
     def _started_event(self, row: asyncpg.Record) -> Event | None:
         if row["started_body"] is None:
