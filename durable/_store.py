@@ -90,6 +90,11 @@ class TaskCommit:
     started_children: bool = True  # the run may have open children to close with it
     has_parent: bool = True  # a parent waits for the run's outcome
 
+    @functools.cached_property
+    def closing(self) -> Event | None:
+        """The event that closes the run, if this step closes it."""
+        return next((e for e in self.events if e.type.is_terminal), None)
+
 
 @dataclass(frozen=True)
 class InboxMessage:
@@ -725,7 +730,7 @@ class Store:
         step = (task, worker_id, commit)
         if _commits_alone(commit):
             rows = await self._group_commit.submit(step)
-            if _closing_event(commit) is not None:
+            if commit.closing is not None:
                 return [], None
             return _eager_tasks(task, commit, rows), rows[0]["ready_at"]
 
@@ -1793,15 +1798,11 @@ _SIMPLE_CLOSINGS = frozenset(
 )
 
 
-def _closing_event(commit: TaskCommit) -> Event | None:
-    return next((e for e in commit.events if e.type.is_terminal), None)
-
-
 def _commits_alone(commit: TaskCommit) -> bool:
     """Whether the commit statement covers everything this commit causes."""
     if commit.rejected_updates or any(e.type in _WIDE_EVENTS for e in commit.events):
         return False
-    closing = _closing_event(commit)
+    closing = commit.closing
     return closing is None or (
         closing.type in _SIMPLE_CLOSINGS and not commit.has_parent and not commit.started_children
     )
@@ -1822,7 +1823,7 @@ def _commit_call(
     scheduled: list[tuple[Any, ...]] = []
     for task, worker_id, commit in steps:
         key = (task.workflow_id, task.run_id)
-        closing = None if wide else _closing_event(commit)
+        closing = None if wide else commit.closing
         closings.append(_closing_values(codecs, task.workflow_id, closing))
         events = commit.events
         set_attributes: dict[str, Any] = {}

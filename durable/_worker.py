@@ -165,9 +165,8 @@ class Worker:
         # activity slots held while a claim or a commit with eager activities is in flight,
         # so that activities started meanwhile cannot take them too
         self._activity_slots_held = 0
-        self._workflow_slots_held = (
-            0  # claimed runs whose tasks start once their timers are recorded
-        )
+        # workflow task slots of claimed runs whose tasks start once their timers are recorded
+        self._workflow_slots_held = 0
         self._wake_workflows = _Wakeup()
         self._wake_activities = _Wakeup()
         self._wake_queries = _Wakeup()
