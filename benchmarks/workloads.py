@@ -123,17 +123,31 @@ async def count_where(client: durable.Client, queue: str, condition: str) -> int
     return int(value)
 
 
+class StallWatch:
+    """Raises TimeoutError once a number on its way to ``count`` stops growing for
+    ``stall`` seconds."""
+
+    def __init__(self, what: str, count: int, stall: float) -> None:
+        self.what, self.count, self.stall = what, count, stall
+        self.best, self.changed = -1, time.monotonic()
+
+    def check(self, found: int) -> None:
+        if found > self.best:
+            self.best, self.changed = found, time.monotonic()
+        elif time.monotonic() - self.changed > self.stall:
+            raise TimeoutError(
+                f"{self.what}: stuck at {found} of {self.count} for {self.stall:.0f} s"
+            )
+
+
 async def wait_count(
     client: durable.Client, queue: str, condition: str, count: int, what: str, stall: float = 30
 ) -> None:
     """Wait until ``count`` workflows of ``queue`` match ``condition``; TimeoutError when the
     number matching stops growing for ``stall`` seconds."""
-    best, changed = -1, time.monotonic()
+    watch = StallWatch(what, count, stall)
     while (found := await count_where(client, queue, condition)) < count:
-        if found > best:
-            best, changed = found, time.monotonic()
-        elif time.monotonic() - changed > stall:
-            raise TimeoutError(f"{what}: stuck at {found} of {count} for {stall:.0f} s")
+        watch.check(found)
         await asyncio.sleep(0.02)
 
 
@@ -159,12 +173,9 @@ async def wait_closed(client: durable.Client, queue: str, count: int, stall: flo
             queue,
         )
         closed.update(r["workflow_id"] for r in rows)
-        best, changed = -1, time.monotonic()
+        watch = StallWatch("closing", count, stall)
         while len(closed) < count:
-            if len(closed) > best:
-                best, changed = len(closed), time.monotonic()
-            elif time.monotonic() - changed > stall:
-                raise TimeoutError(f"closing: stuck at {best} of {count} for {stall:.0f} s")
+            watch.check(len(closed))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(enough.wait(), 1.0)
     finally:
