@@ -369,7 +369,14 @@ class Client:
 
 
 class WorkflowHandle(Generic[R]):
-    """A workflow by id (and, when it came from start, the run it started)."""
+    """A workflow by id, or one of its runs.
+
+    A handle with a ``run_id`` (from ``start``, or ``get_handle(id, run_id=...)``) acts on
+    that run, or on the run it continued as (transitively): signals, updates, queries,
+    cancel and terminate never reach a run started later under the same id, and raise
+    ``WorkflowNotFoundError`` once its run is closed (a query still reads a closed run).
+    ``describe`` and ``history`` read exactly that run. Without a ``run_id`` a handle acts
+    on the workflow's open run, else its latest."""
 
     def __init__(self, client: Client, workflow_id: str, run_id: str | None, hint: Any) -> None:
         self.client = client
@@ -440,14 +447,20 @@ class WorkflowHandle(Generic[R]):
         )
 
     async def signal(self, name: str, *args: Any) -> None:
-        """Send signal ``name``; raises WorkflowNotFoundError unless the workflow is running."""
-        await self._store.signal(self.workflow_id, check_name("name", name), encode_args(args, {}))
+        """Send signal ``name``; raises WorkflowNotFoundError unless the run is open."""
+        await self._store.signal(
+            self.workflow_id, self.run_id, check_name("name", name), encode_args(args, {})
+        )
 
     async def query(self, name: str, *args: Any, timeout: float = 30.0) -> Any:
         """Ask a worker to run the workflow's query handler ``name``."""
         _check_timeout(timeout)
         call_id = await self._store.create_call(
-            KIND_QUERY, self.workflow_id, check_name("name", name), encode_args(args, {})
+            KIND_QUERY,
+            self.workflow_id,
+            self.run_id,
+            check_name("name", name),
+            encode_args(args, {}),
         )
         row = await self._await_call(call_id, timeout, "query")
         failure = self._store.open_failure(row["failure"])
@@ -459,7 +472,11 @@ class WorkflowHandle(Generic[R]):
         """Run the workflow's update handler ``name`` and return its result."""
         _check_timeout(timeout)
         call_id = await self._store.create_call(
-            KIND_UPDATE, self.workflow_id, check_name("name", name), encode_args(args, {})
+            KIND_UPDATE,
+            self.workflow_id,
+            self.run_id,
+            check_name("name", name),
+            encode_args(args, {}),
         )
         row = await self._await_call(call_id, timeout, "update")
         failure = self._store.open_failure(row["failure"])
@@ -498,11 +515,11 @@ class WorkflowHandle(Generic[R]):
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the workflow to cancel: it sees CancelledError and may clean up."""
-        await self._store.request_cancel(self.workflow_id, _check_reason(reason))
+        await self._store.request_cancel(self.workflow_id, self.run_id, _check_reason(reason))
 
     async def terminate(self, reason: str | None = None) -> None:
         """Stop the workflow at once; no workflow code runs any more."""
-        await self._store.terminate(self.workflow_id, _check_reason(reason))
+        await self._store.terminate(self.workflow_id, self.run_id, _check_reason(reason))
 
     async def describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)

@@ -2,7 +2,14 @@
 
 An event is either a *command* (issued by workflow code and matched on replay at the
 same position) or *incoming* (something that happened to the workflow; on replay it
-is delivered at the position where it was originally delivered).
+is delivered in the step where it was originally delivered).
+
+History is a sequence of *steps*. A step delivers its incoming events to the code, all of
+them before the code runs, and records the commands the code issued until it waited; the
+last event a step recorded has ``ends_step`` set, and its timestamp is the step's time (the
+workflow clock while the step ran). A step that recorded nothing else records a
+STEP_COMPLETED event. Events at the end of a history without ``ends_step`` (a start, a
+fired timer the store recorded) belong to a step that has not completed yet.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class EventType(IntEnum):
     WORKFLOW_CONTINUED_AS_NEW = 5
     WORKFLOW_TERMINATED = 6
     WORKFLOW_TIMED_OUT = 7
+    STEP_COMPLETED = 8
     ACTIVITY_SCHEDULED = 10
     ACTIVITY_COMPLETED = 11
     ACTIVITY_FAILED = 12
@@ -38,6 +46,7 @@ class EventType(IntEnum):
     CANCEL_REQUESTED = 31
     UPDATE_ACCEPTED = 32
     UPDATE_COMPLETED = 33
+    SIGNAL_DROPPED = 34
     CHILD_SCHEDULED = 40
     CHILD_COMPLETED = 41
     CHILD_FAILED = 42
@@ -67,6 +76,7 @@ COMMANDS = frozenset(
         EventType.TIMER_STARTED,
         EventType.TIMER_CANCELLED,
         EventType.UPDATE_COMPLETED,
+        EventType.SIGNAL_DROPPED,
         EventType.CHILD_SCHEDULED,
         EventType.CHILD_CANCEL_REQUESTED,
         EventType.CHILD_SIGNALED,
@@ -93,6 +103,7 @@ IDENTITY_KEYS: dict[EventType, tuple[str, ...]] = {
     EventType.ACTIVITY_CANCEL_REQUESTED: ("scheduled",),
     EventType.TIMER_CANCELLED: ("started",),
     EventType.UPDATE_COMPLETED: ("update_id",),
+    EventType.SIGNAL_DROPPED: ("name",),
     EventType.CHILD_SCHEDULED: ("name", "workflow_id"),
     EventType.CHILD_CANCEL_REQUESTED: ("scheduled",),
     EventType.CHILD_SIGNALED: ("scheduled", "name"),
@@ -109,6 +120,7 @@ class Event:
     type: EventType
     timestamp: datetime
     attrs: dict[str, Any] = field(default_factory=dict)
+    ends_step: bool = False  # the last event a completed step recorded
 
     def describe(self) -> str:
         keys = IDENTITY_KEYS.get(self.type, ())

@@ -31,8 +31,12 @@ def _encode_details(details: tuple[Any, ...]) -> bytes:
         return encode([repr(d) for d in details])
 
 
-def to_failure(exc: BaseException) -> Failure:
-    """Describe an exception as a failure record that survives serialization."""
+_MAX_CAUSES = 20  # a chain of causes is recorded this deep (a cycle would never end)
+
+
+def to_failure(exc: BaseException, _depth: int = 0) -> Failure:
+    """Describe an exception (with its chain of causes) as a failure record that survives
+    serialization."""
     failure: Failure = {
         "kind": "application",
         "message": str(exc),
@@ -62,8 +66,10 @@ def to_failure(exc: BaseException) -> Failure:
     elif isinstance(exc, builtins.TimeoutError):
         failure.update(kind="timeout", message=str(exc) or "timed out")
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        failure["cause"] = to_failure(cause)
+    if not isinstance(cause, BaseException):
+        cause = exc.__cause__  # raise ... from cause
+    if isinstance(cause, BaseException) and _depth < _MAX_CAUSES:
+        failure["cause"] = to_failure(cause, _depth + 1)
     return failure
 
 
@@ -98,6 +104,8 @@ def from_failure(failure: Failure) -> BaseException:
         )
         app.remote_traceback = failure.get("traceback")
         exc = app
+    if cause is not None and exc.__cause__ is None:
+        exc.__cause__ = cause
     return exc
 
 

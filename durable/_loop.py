@@ -2,16 +2,19 @@
 
 Its clock comes from history, ``call_at``/``call_later`` become durable timers, and it
 runs only when the engine drives it: ready callbacks run in FIFO order until none is
-left. No I/O, no threads, no wall clock.
+left. No I/O, no threads, no wall clock. Its tasks and futures hash by the order of their
+creation, not by address, so sets of them (``asyncio.wait``'s results, ``as_completed``'s
+bookkeeping) iterate in the same order on every replay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any, Protocol, TypeVar
 
 from ._errors import WorkflowError
@@ -44,6 +47,28 @@ class DurableTimerHandle(asyncio.TimerHandle):
         self.seq = 0
 
 
+class _NumberedTask(asyncio.Task[_T]):
+    """A task that hashes by its creation number on its loop (the same on every replay)."""
+
+    def __init__(self, number: int, *args: Any, **kwargs: Any) -> None:
+        self._durable_number = number  # first: the base initializer hashes the task
+        super().__init__(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return self._durable_number
+
+
+class _NumberedFuture(asyncio.Future[_T]):
+    """A future that hashes by its creation number on its loop."""
+
+    def __init__(self, number: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._durable_number = number
+        super().__init__(loop=loop)
+
+    def __hash__(self) -> int:
+        return self._durable_number
+
+
 def in_workflow() -> bool:
     """True when called from workflow code (running on a WorkflowEventLoop)."""
     return isinstance(asyncio._get_running_loop(), WorkflowEventLoop)
@@ -57,6 +82,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._closed = False
         self._exception_handler: Any = None
+        self._created = 0  # tasks and futures made so far: the next one's hash
+        self._frozen: str | None = None  # why nothing may be scheduled now (a query runs)
         self.unhandled: list[BaseException] = []
 
     # -- driving -------------------------------------------------------------------
@@ -64,19 +91,45 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         """Move the clock forward (never backward) to a recorded event's time."""
         self._now = max(self._now, now)
 
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Make this the running loop: whatever workflow code does meanwhile (a handler that
+        creates a task, an ``asyncio.get_running_loop()``) happens on it, not on the worker's."""
+        previous = asyncio._get_running_loop()
+        if previous is self:
+            yield
+            return
+        asyncio._set_running_loop(self)
+        try:
+            yield
+        finally:
+            asyncio._set_running_loop(previous)
+
+    @contextlib.contextmanager
+    def frozen(self, reason: str) -> Iterator[None]:
+        """Refuse to schedule anything while workflow code runs that must not change the run."""
+        self._frozen = reason
+        try:
+            with self.active():
+                yield
+        finally:
+            self._frozen = None
+
     def run_until_idle(self) -> None:
         """Run ready callbacks (and what they schedule) until nothing is ready."""
-        previous = asyncio._get_running_loop()
-        asyncio._set_running_loop(self)
-        self._running = True
-        try:
-            while self._ready:
-                handle = self._ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
-        finally:
-            self._running = False
-            asyncio._set_running_loop(previous)
+        with self.active():
+            self._running = True
+            try:
+                while self._ready:
+                    handle = self._ready.popleft()
+                    if not handle._cancelled:
+                        handle._run()
+            finally:
+                self._running = False
+
+    def _check_not_frozen(self) -> None:
+        if self._frozen is not None:
+            raise WorkflowError(self._frozen)
 
     def fire(self, handle: DurableTimerHandle) -> None:
         if not handle._cancelled:
@@ -93,6 +146,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
+        self._check_not_frozen()
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
@@ -113,6 +167,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
+        self._check_not_frozen()
         handle = DurableTimerHandle(when, callback, args, self, context)
         if when <= self._now:
             self._ready.append(handle)
@@ -124,8 +179,13 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         if isinstance(handle, DurableTimerHandle) and handle.seq:
             self._sink.timer_cancelled(handle)
 
+    def _next_number(self) -> int:
+        self._check_not_frozen()  # a query's future would shift the numbers of later ones
+        self._created += 1
+        return self._created
+
     def create_future(self) -> asyncio.Future[Any]:
-        return asyncio.Future(loop=self)
+        return _NumberedFuture(self._next_number(), self)
 
     def create_task(
         self,
@@ -134,7 +194,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[_T]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        return _NumberedTask(self._next_number(), coro, loop=self, name=name, context=context)
 
     def get_debug(self) -> bool:
         return False

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
 import random
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -36,6 +37,7 @@ from ._errors import (
     PayloadError,
     QueryError,
     UpdateError,
+    WorkflowCancelledError,
     WorkflowError,
 )
 from ._events import IDENTITY_KEYS, Event, EventType
@@ -76,6 +78,8 @@ class LocalActivityCall:
     future: asyncio.Future[Any]
     hint: Any
     started: bool = False
+    stopping: bool = False  # its await was cancelled: the worker stops the function
+    outcome_seen: bool = False
 
 
 @dataclass
@@ -118,7 +122,10 @@ def _signal_value(args: list[Any]) -> Any:
 
 
 class WorkflowInstance:
-    """One run of a workflow in memory; implements the WorkflowRuntime protocol."""
+    """One run of a workflow in memory; implements the WorkflowRuntime protocol.
+
+    ``replay()`` re-runs the completed steps of the recorded history; each later
+    ``run_step()`` is a live step, whose events ``take_new_events()`` hands over to commit."""
 
     def __init__(
         self,
@@ -126,8 +133,6 @@ class WorkflowInstance:
         workflow_id: str,
         run_id: str,
         history: list[Event],
-        *,
-        resumed: bool = True,
     ) -> None:
         if not history or history[0].type is not E.WORKFLOW_STARTED:
             raise NondeterminismError(
@@ -148,13 +153,22 @@ class WorkflowInstance:
         self.loop = WorkflowEventLoop(self, started.timestamp.timestamp())
         self.ctx = WorkflowContext(self)
         self._recorded = history
-        self._position = 0
+        self._position = 0  # the next recorded event of the step being replayed
+        self._step_end = 0  # where that step's recorded commands end
+        self._replaying = False
+        self._tail: list[Event] = []  # recorded events of the step that has not completed
+        self._step_time = started.timestamp
+        self._step_first_seq = 1
+        self.completed_steps = 0
         self.next_seq = history[-1].seq + 1
         self.new_events: list[Event] = []
         self.rejected_updates: list[tuple[str, Failure]] = []
         self.closed = False
+        self._closing: tuple[EventType, dict[str, Any]] | None = None  # issued as the step ends
         self._main: asyncio.Task[Any] | None = None
         self._nondeterminism: NondeterminismError | None = None
+        self._query: str | None = None  # the query whose handler runs now
+        self.tainted = False  # a query tried to change the run: its memory is not to be trusted
         self._awaited: dict[int, _Awaited] = {}
         self._timers: dict[int, DurableTimerHandle] = {}
         self._locals: dict[int, LocalActivityCall] = {}
@@ -169,56 +183,140 @@ class WorkflowInstance:
         self._patches: dict[str, bool] = {}
         self._random: random.Random | None = None
         self._execution_deadline: float | None = started.attrs.get("execution_deadline")
-        # Replaying means re-running code that ran before: known when the history holds more
-        # than its start event, or when a worker already ran the run (``resumed``).
-        self._replaying = resumed or len(history) > 1
 
     # ---------------------------------------------------------------- driving
     def replay(self) -> None:
-        """Deliver every recorded event, checking the commands the code issues against them."""
-        while self._position < len(self._recorded):
-            event = self._recorded[self._position]
-            if event.type.is_command:
-                if event.type is E.PATCH:  # marker of a patch the code no longer checks
-                    self._position += 1
-                    continue
-                raise NondeterminismError(
-                    f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): history has "
-                    f"{event.describe()} but the code did not issue it; the workflow code changed "
-                    "incompatibly (use ctx.patched() to change running workflows)"
-                )
-            self._position += 1
-            self._apply(event)
-            self._run()
+        """Re-run the completed steps of the recorded history, checking that the code issues
+        the commands each step recorded, no fewer and no more. The events of a step that did
+        not complete are delivered with the next live step."""
+        start = 0
+        for index, event in enumerate(self._recorded):
+            if event.ends_step:
+                self._replay_step(start, index + 1)
+                start = index + 1
+        self._tail = self._recorded[start:]
         self._recorded = []
-        self._replaying = False
 
-    def deliver(self, etype: EventType, attrs: dict[str, Any]) -> None:
-        """Record a new incoming event and let the workflow react to it."""
-        if self.closed:
+    def _replay_step(self, start: int, end: int) -> None:
+        events = self._recorded
+        last = events[end - 1]
+        if _closes_without_code(last):
+            for event in events[start:end]:
+                self._apply(event)
             return
-        if etype is E.UPDATE_ACCEPTED:
-            rejection = self._validate_update(attrs)
-            if rejection is not None:
-                self.rejected_updates.append((attrs["update_id"], rejection))
-                return
-        event = Event(self.next_seq, etype, _now_utc(), attrs)
-        self.next_seq += 1
-        self.new_events.append(event)
-        self._apply(event)
-        self._run()
+        self._position = start
+        self._step_end = end - 1 if last.type is E.STEP_COMPLETED else end
+        self._replaying = True
+        self._begin_step(last.timestamp, events[start].seq)
+        with self.loop.active():
+            while self._position < self._step_end and not self._closed_externally():
+                event = events[self._position]
+                if event.type.is_command:
+                    break
+                self._position += 1
+                self._apply_in_step(event)
+            self._end_step()
+        leftover = [e for e in events[self._position : self._step_end] if e.type is not E.PATCH]
+        if leftover and not self._closed_externally():
+            raise NondeterminismError(
+                f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): history has "
+                f"{leftover[0].describe()} but the code did not issue it; the workflow code "
+                "changed incompatibly (use ctx.patched() to change running workflows)"
+            )
+        self._replaying = False
+        self.completed_steps += 1
 
-    def apply_recorded(self, event: Event) -> None:
-        """Let the workflow react to an incoming event the store recorded already (a fired
-        timer): like ``deliver``, but the event is history, not new."""
+    def record(self, event: Event) -> None:
+        """An incoming event the store recorded in history since (a fired timer): delivered
+        with the next live step."""
         if event.seq != self.next_seq:
             raise NondeterminismError(
                 f"workflow {self.info.workflow_id}: {event.describe()} was recorded at seq "
                 f"{event.seq}, the instance is at {self.next_seq}"
             )
         self.next_seq += 1
+        self._tail.append(event)
+
+    def run_step(self, incoming: Sequence[tuple[EventType, dict[str, Any]]]) -> int:
+        """Run one live step: deliver the recorded events of the step that has not completed
+        and then ``incoming``, all before the code runs on, then run the code until it waits.
+        The step's events are stamped with its time, the last one ending the step. Returns
+        how many of ``incoming`` were taken: the rest stay queued for the run that a
+        continue-as-new of this step starts."""
+        tail, self._tail = self._tail, []
+        now = _now_utc()
+        self._begin_step(now, tail[0].seq if tail else self.next_seq)
+        events_before = len(self.new_events)
+        taken = 0
+        with self.loop.active():
+            for event in tail:
+                self._apply_in_step(event)
+            for etype, attrs in incoming:
+                if self.closed or self._continues_as_new():
+                    break
+                taken += 1
+                if etype is E.UPDATE_ACCEPTED:
+                    rejection = self._validate_update(attrs)
+                    if rejection is not None:
+                        self.rejected_updates.append((attrs["update_id"], rejection))
+                        continue
+                event = Event(self.next_seq, etype, now, attrs)
+                self.next_seq += 1
+                self.new_events.append(event)
+                self._apply_in_step(event)
+            if tail or len(self.new_events) > events_before:
+                self._end_step()
+                self._mark_step_end(now, events_before)
+                self.completed_steps += 1
+        return taken
+
+    def _begin_step(self, at: datetime, first_seq: int) -> None:
+        self._step_time = at
+        self._step_first_seq = first_seq
+        self.loop.advance_to(at.timestamp())
+
+    def _apply_in_step(self, event: Event) -> None:
+        """Deliver one event of a step. The start runs the body at once, so that it registers
+        its handlers before the step's other messages reach them."""
         self._apply(event)
+        if event.type is E.WORKFLOW_STARTED:
+            self._run()
+
+    def _end_step(self) -> None:
+        """Run the code until it waits; a run whose code finished closes now, after every
+        message of the step was delivered."""
+        if self._closed_externally():
+            return
         self._run()
+        if self._closing is not None:
+            etype, attrs = self._closing
+            self._command(etype, attrs)
+            self.closed = True
+
+    def _mark_step_end(self, at: datetime, events_before: int) -> None:
+        if len(self.new_events) == events_before:
+            self.new_events.append(Event(self.next_seq, E.STEP_COMPLETED, at, {}))
+            self.next_seq += 1
+        self.new_events[-1].ends_step = True
+
+    def _closed_externally(self) -> bool:
+        return self.closed and self._closing is None
+
+    def _continues_as_new(self) -> bool:
+        return self._closing is not None and self._closing[0] is E.WORKFLOW_CONTINUED_AS_NEW
+
+    def prepare_for_query(self) -> None:
+        """A run whose first step has not completed has no handlers yet: run it, for the
+        query only (what it would record is dropped)."""
+        if self.completed_steps == 0 and self._tail:
+            self.run_step(())
+            self.take_new_events()
+
+    def only_step_end_pending(self) -> bool:
+        """Whether all there is to commit is the end of steps that recorded nothing else."""
+        return not self.rejected_updates and all(
+            e.type is E.STEP_COMPLETED for e in self.new_events
+        )
 
     def take_new_events(self) -> tuple[list[Event], list[tuple[str, Failure]]]:
         events, rejected = self.new_events, self.rejected_updates
@@ -245,6 +343,17 @@ class WorkflowInstance:
         calls = [c for c in self._locals.values() if not c.started and not c.future.done()]
         for call in calls:
             call.started = True
+        return calls
+
+    def cancelled_local_activities(self) -> list[LocalActivityCall]:
+        """Local activities started whose workflow code cancelled their await since."""
+        calls = [
+            c
+            for c in self._locals.values()
+            if c.started and not c.stopping and c.future.cancelled()
+        ]
+        for call in calls:
+            call.stopping = True
         return calls
 
     def _run(self) -> None:
@@ -277,19 +386,21 @@ class WorkflowInstance:
     # ---------------------------------------------------------------- commands
     @property
     def is_replaying(self) -> bool:
-        """True while re-running recorded history (including the code after its last event)."""
+        """True while re-running a step that history recorded as completed."""
         return self._replaying
 
-    @property
-    def _matching(self) -> bool:
-        """Whether commands are matched against recorded ones (else they are recorded)."""
-        return self._position < len(self._recorded)
-
     def _command(self, etype: EventType, attrs: dict[str, Any]) -> Event:
-        """Issue a command: on replay match it against history, live record it."""
+        """Issue a command: on replay match it against the step's recorded commands, live
+        record it."""
         if self.closed and not etype.is_terminal:
             raise WorkflowError(f"{etype.name} issued after the workflow finished")
-        while self._matching:
+        self._refuse_in_query(f"a {etype.name} command")
+        if not self._replaying:
+            event = Event(self.next_seq, etype, self._step_time, attrs)
+            self.next_seq += 1
+            self.new_events.append(event)
+            return event
+        while self._position < self._step_end:
             recorded = self._recorded[self._position]
             if recorded.type is E.PATCH and etype is not E.PATCH:
                 self._position += 1
@@ -299,24 +410,38 @@ class WorkflowInstance:
                 recorded.attrs.get(k) != attrs.get(k) for k in keys
             ):
                 issued = Event(recorded.seq, etype, recorded.timestamp, attrs)
-                self._nondeterminism = NondeterminismError(
-                    f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): the code "
-                    f"issued {issued.describe()} but history has {recorded.describe()}; the "
-                    "workflow code changed incompatibly (use ctx.patched() to change running "
-                    "workflows)"
+                raise self._diverged(
+                    f"issued {issued.describe()} but history has {recorded.describe()}"
                 )
-                raise self._nondeterminism
             self._position += 1
             return recorded
-        event = Event(self.next_seq, etype, _now_utc(), attrs)
-        self.next_seq += 1
-        self.new_events.append(event)
-        return event
+        seq = self._recorded[self._step_end - 1].seq + 1 if self._step_end else self.next_seq
+        issued = Event(seq, etype, self._step_time, attrs)
+        raise self._diverged(
+            f"issued {issued.describe()} in a step that history recorded without it"
+        )
+
+    def _diverged(self, what: str) -> NondeterminismError:
+        self._nondeterminism = NondeterminismError(
+            f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): the code {what}; "
+            "the workflow code changed incompatibly (use ctx.patched() to change running "
+            "workflows)"
+        )
+        return self._nondeterminism
+
+    def _refuse_in_query(self, what: str) -> None:
+        if self._query is not None:
+            self.tainted = True
+            raise WorkflowError(
+                f"query handler {self._query!r} must not change the workflow, but it used "
+                f"{what}; queries only read state"
+            )
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.loop.time(), tz=UTC)
 
     def random(self) -> random.Random:
+        self._refuse_in_query("ctx.random() or ctx.uuid4() (they advance the recorded seed)")
         if self._random is None:
             seed = int.from_bytes(self.info.run_id.encode(), "big")
             self._random = random.Random(seed)
@@ -337,21 +462,18 @@ class WorkflowInstance:
         seq = self._command(E.ACTIVITY_SCHEDULED, attrs).seq
         future = self.loop.create_future()
         self._awaited[seq] = _Awaited(future, hint, name)
-        return self.loop.create_task(
-            self._await_outcome(seq, future, E.ACTIVITY_CANCEL_REQUESTED), name=f"activity:{name}"
-        )
+        task = self.loop.create_task(_await(future), name=f"activity:{name}")
+        task.add_done_callback(functools.partial(self._activity_task_done, seq))
+        return task
 
-    async def _await_outcome(
-        self, seq: int, future: asyncio.Future[Any], cancel_command: EventType
-    ) -> Any:
-        try:
-            return await future
-        except asyncio.CancelledError:
-            awaited = self._awaited.get(seq)
-            if awaited is not None and not awaited.cancel_requested and not self.closed:
-                awaited.cancel_requested = True
-                self._command(cancel_command, {"scheduled": seq})
-            raise
+    def _activity_task_done(self, seq: int, task: asyncio.Task[Any]) -> None:
+        """A cancelled activity task asks for the activity's cancellation (one scheduled in
+        this same step is then never sent), whether or not the task had started running."""
+        awaited = self._awaited.get(seq)
+        if task.cancelled() and awaited is not None and not awaited.cancel_requested:
+            awaited.cancel_requested = True
+            if not self.closed:
+                self._command(E.ACTIVITY_CANCEL_REQUESTED, {"scheduled": seq})
 
     async def _await_child(self, seq: int, future: asyncio.Future[Any]) -> Any:
         """Await a child; when cancelled, ask the child to cancel and wait until it closed."""
@@ -371,6 +493,7 @@ class WorkflowInstance:
         kwargs: dict[str, Any],
         retry: RetryPolicy,
     ) -> asyncio.Future[Any]:
+        self._refuse_in_query("ctx.local_activity()")
         self._local_count += 1
         future = self.loop.create_future()
         self._locals[self._local_count] = LocalActivityCall(
@@ -394,12 +517,15 @@ class WorkflowInstance:
         self._timers[handle.seq] = handle
 
     def timer_cancelled(self, handle: DurableTimerHandle) -> None:
-        if self._timers.pop(handle.seq, None) is not None and not self.closed:
+        if handle.seq in self._timers and not self.closed:
+            self._refuse_in_query("a timer's cancellation")
+            del self._timers[handle.seq]
             self._command(E.TIMER_CANCELLED, {"started": handle.seq})
 
     def start_child(
         self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
     ) -> ChildWorkflowHandle[Any]:
+        self._refuse_in_query("ctx.start_child()")
         self._child_count += 1
         child_id = workflow_id or f"{self._child_id_prefix()}/{self._child_count}"
         attrs = {
@@ -424,12 +550,25 @@ class WorkflowInstance:
         self._command(E.CHILD_SIGNALED, {"scheduled": seq, "name": name, "args": args})
 
     def cancel_child(self, seq: int) -> None:
+        """Ask the child to cancel. One started in this same step is never sent: it ends
+        here, cancelled."""
         awaited = self._awaited.get(seq)
-        if awaited is not None and not awaited.cancel_requested:
-            awaited.cancel_requested = True
-            self._command(E.CHILD_CANCEL_REQUESTED, {"scheduled": seq})
+        if awaited is None or awaited.cancel_requested:
+            return
+        self._refuse_in_query("a child's cancellation")
+        awaited.cancel_requested = True
+        self._command(E.CHILD_CANCEL_REQUESTED, {"scheduled": seq})
+        if seq >= self._step_first_seq:
+            del self._awaited[seq]
+            awaited.future.set_exception(
+                ChildWorkflowError(
+                    f"child workflow ({awaited.name}) was cancelled before it started",
+                    WorkflowCancelledError("cancelled before it started"),
+                )
+            )
 
     def wait_signal(self, name: str) -> asyncio.Future[Any]:
+        self._refuse_in_query("ctx.wait_signal()")
         future: asyncio.Future[Any] = self.loop.create_future()
         buffered = self._signal_buffers.get(name)
         if buffered:
@@ -439,27 +578,32 @@ class WorkflowInstance:
         return future
 
     def on_signal(self, name: str, handler: Callable[..., Any]) -> None:
+        self._refuse_in_query("ctx.on_signal()")
         self._signal_handlers[name] = handler
         buffered = self._signal_buffers.pop(name, None)
         while buffered:
-            self._call_signal_handler(handler, buffered.popleft())
+            self._call_signal_handler(name, handler, buffered.popleft())
 
     def on_query(self, name: str, handler: Callable[..., Any]) -> None:
+        self._refuse_in_query("ctx.on_query()")
         self._query_handlers[name] = handler
 
     def on_update(
         self, name: str, handler: Callable[..., Any], validator: Callable[..., Any] | None
     ) -> None:
+        self._refuse_in_query("ctx.on_update()")
         self._update_handlers[name] = _UpdateHandler(handler, validator)
 
     def wait_until(self, predicate: Callable[[], bool]) -> asyncio.Future[None]:
+        self._refuse_in_query("ctx.wait_until()")
         future: asyncio.Future[None] = self.loop.create_future()
         self._conditions.append(_Condition(predicate, future))
         return future
 
     def side_effect(self, fn: Callable[[], Any]) -> Any:
+        self._refuse_in_query("ctx.side_effect()")
         hint = return_hint(fn)
-        if self._matching:
+        if self._replaying:
             return decode(self._command(E.SIDE_EFFECT, {}).attrs["value"], hint)
         value = fn()
         if inspect.isawaitable(value):
@@ -469,11 +613,18 @@ class WorkflowInstance:
         return decode(payload, hint)
 
     def patched(self, change_id: str, *, deprecated: bool) -> bool:
+        """Live, a patch is taken (and recorded, unless deprecated). Replaying a completed
+        step, it is taken only where that step recorded it."""
         if change_id in self._patches:
             return self._patches[change_id]
-        if self._matching:
-            recorded = self._recorded[self._position]
-            taken = recorded.type is E.PATCH and recorded.attrs.get("change_id") == change_id
+        self._refuse_in_query("ctx.patched()")
+        if self._replaying:
+            recorded = self._recorded[self._position] if self._position < self._step_end else None
+            taken = (
+                recorded is not None
+                and recorded.type is E.PATCH
+                and recorded.attrs.get("change_id") == change_id
+            )
             if taken:
                 self._position += 1
         else:
@@ -487,10 +638,13 @@ class WorkflowInstance:
         self._command(E.ATTRIBUTES_SET, {"attributes": check_attributes(attributes)})
 
     def continue_as_new(self, args: bytes) -> NoReturn:
+        self._refuse_in_query("ctx.continue_as_new()")
         raise _ContinueAsNew(args)
 
     # ---------------------------------------------------------------- queries, updates
     def query(self, name: str, args: bytes) -> bytes:
+        """Run query handler ``name``. Whatever it does, only the query fails: it cannot
+        issue commands, schedule anything or end the run."""
         handler = self._query_handlers.get(name)
         if handler is None:
             known = ", ".join(sorted(self._query_handlers)) or "none"
@@ -499,10 +653,20 @@ class WorkflowInstance:
                 f"(registered: {known}); register one with ctx.on_query({name!r}, fn)"
             )
         positional, keywords = decode_args(args, handler)
+        self._query = name
         try:
-            result = handler(*positional, **keywords)
-        except Exception as exc:
+            with self.loop.frozen(
+                f"query handler {name!r} must not change the workflow, but it scheduled a "
+                "task, a timer or a future; queries only read state"
+            ):
+                result = handler(*positional, **keywords)
+        except WorkflowError as exc:
+            self.tainted = True  # what it did before it was stopped may have changed state
+            raise QueryError(str(exc)) from None
+        except (Exception, asyncio.CancelledError) as exc:
             raise QueryError(f"query {name!r} raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._query = None
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
@@ -523,7 +687,10 @@ class WorkflowInstance:
             return None
         try:
             positional, keywords = decode_args(attrs["args"], registered.validator)
-            registered.validator(*positional, **keywords)
+            with self.loop.frozen(
+                f"the validator of update {attrs['name']!r} must not change the workflow"
+            ):
+                registered.validator(*positional, **keywords)
         except Exception as exc:
             return to_failure(exc)
         return None
@@ -541,52 +708,73 @@ class WorkflowInstance:
             positional, keywords = decode_args(attrs["args"], self.definition.fn, skip_first=True)
             body = self.definition.fn(self.ctx, *positional, **keywords)
         except (PayloadError, TypeError) as exc:  # arguments that do not fit the function
-            self._close(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+            self._set_closing(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
             return
         self._main = self.loop.create_task(body, name="workflow")
         self._main.add_done_callback(self._on_main_done)
 
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
-        if self.closed or self._nondeterminism is not None:
+        if self._nondeterminism is not None:
             return
         if task.cancelled():
-            self._close(E.WORKFLOW_CANCELLED, {})
+            self._set_closing(E.WORKFLOW_CANCELLED, {})
             return
         exc = task.exception()
         if isinstance(exc, NondeterminismError):
             self._nondeterminism = exc
-        elif isinstance(exc, _ContinueAsNew):
-            self._close(E.WORKFLOW_CONTINUED_AS_NEW, {"args": exc.payload})
-        elif isinstance(exc, asyncio.CancelledError):
-            self._close(E.WORKFLOW_CANCELLED, {})
         elif exc is not None:
-            self._close(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+            self._close_with(exc)
         else:
             try:
                 payload = encode(task.result())
             except PayloadError as error:
-                self._close(E.WORKFLOW_FAILED, {"failure": to_failure(error)})
+                self._set_closing(E.WORKFLOW_FAILED, {"failure": to_failure(error)})
             else:
-                self._close(E.WORKFLOW_COMPLETED, {"result": payload})
+                self._set_closing(E.WORKFLOW_COMPLETED, {"result": payload})
 
-    def _close(self, etype: EventType, attrs: dict[str, Any]) -> None:
-        self._command(etype, attrs)
-        self.closed = True
+    def _close_with(self, exc: BaseException) -> None:
+        """End the run as an exception that escaped workflow code asks."""
+        if isinstance(exc, _ContinueAsNew):
+            self._set_closing(E.WORKFLOW_CONTINUED_AS_NEW, {"args": exc.payload})
+        elif isinstance(exc, asyncio.CancelledError):
+            self._set_closing(E.WORKFLOW_CANCELLED, {})
+        else:
+            self._set_closing(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+
+    def _set_closing(self, etype: EventType, attrs: dict[str, Any]) -> None:
+        """The run ends, the first reason given winning, once the step's messages are in."""
+        if self._closing is None and not self.closed:
+            self._closing = (etype, attrs)
 
     def _fail_from_handler(self, exc: BaseException) -> None:
-        if not self.closed and self._nondeterminism is None:
-            if isinstance(exc, NondeterminismError):
-                self._nondeterminism = exc
-            else:
-                self._close(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+        if self._nondeterminism is not None:
+            return
+        if isinstance(exc, NondeterminismError):
+            self._nondeterminism = exc
+        else:
+            self._close_with(exc)
 
-    def _resolve(self, seq: int, outcome: Callable[[_Awaited], None]) -> None:
+    def _resolve(self, seq: int, event: str, outcome: Callable[[_Awaited], None]) -> None:
         awaited = self._awaited.pop(seq, None)
-        if awaited is not None and not awaited.future.done():
+        if awaited is None:
+            self._corrupt(f"{event} answers seq {seq}, which awaits no outcome")
+            return
+        if not awaited.future.done():
             outcome(awaited)
 
+    def _corrupt(self, what: str) -> None:
+        if self._nondeterminism is None:
+            self._nondeterminism = NondeterminismError(
+                f"workflow {self.info.workflow_id!r} run {self.info.run_id}: corrupt history: "
+                f"{what} (a second outcome of one command, or one of no command)"
+            )
+
     def _on_activity_completed(self, attrs: dict[str, Any]) -> None:
-        self._resolve(attrs["scheduled"], lambda a: _set_decoded(a.future, attrs["result"], a.hint))
+        self._resolve(
+            attrs["scheduled"],
+            "ACTIVITY_COMPLETED",
+            lambda a: _set_decoded(a.future, attrs["result"], a.hint),
+        )
 
     def _on_activity_failed(self, attrs: dict[str, Any]) -> None:
         def fail(awaited: _Awaited) -> None:
@@ -597,10 +785,14 @@ class WorkflowInstance:
                 )
             awaited.future.set_exception(error)
 
-        self._resolve(attrs["scheduled"], fail)
+        self._resolve(attrs["scheduled"], "ACTIVITY_FAILED", fail)
 
     def _on_child_completed(self, attrs: dict[str, Any]) -> None:
-        self._resolve(attrs["scheduled"], lambda a: _set_decoded(a.future, attrs["result"], a.hint))
+        self._resolve(
+            attrs["scheduled"],
+            "CHILD_COMPLETED",
+            lambda a: _set_decoded(a.future, attrs["result"], a.hint),
+        )
 
     def _on_child_failed(self, attrs: dict[str, Any]) -> None:
         def fail(awaited: _Awaited) -> None:
@@ -612,11 +804,11 @@ class WorkflowInstance:
                 ChildWorkflowError(message, cause, workflow_id=attrs.get("workflow_id", ""))
             )
 
-        self._resolve(attrs["scheduled"], fail)
+        self._resolve(attrs["scheduled"], "CHILD_FAILED", fail)
 
     def _on_local_activity_done(self, attrs: dict[str, Any]) -> None:
         local_id = attrs["local_id"]
-        call = self._locals.pop(local_id, None)
+        call = self._locals.get(local_id)
         if local_id > self._local_count or (
             call is not None and call.definition.name != attrs["name"]
         ):
@@ -625,7 +817,11 @@ class WorkflowInstance:
                 "workflow code did not run at this point"
             )
             return
-        if call is None or call.future.done():
+        if call is None or call.outcome_seen:
+            self._corrupt(f"a second outcome of local activity #{local_id} {attrs['name']!r}")
+            return
+        call.outcome_seen = True
+        if call.future.done():
             return
         if "failure" in attrs:
             call.future.set_exception(from_failure(attrs["failure"]))
@@ -634,14 +830,16 @@ class WorkflowInstance:
 
     def _on_timer_fired(self, attrs: dict[str, Any]) -> None:
         handle = self._timers.pop(attrs["started"], None)
-        if handle is not None:
-            self.loop.fire(handle)
+        if handle is None:
+            self._corrupt(f"TIMER_FIRED answers seq {attrs['started']}, which is no pending timer")
+            return
+        self.loop.fire(handle)
 
     def _on_signal(self, attrs: dict[str, Any]) -> None:
         name, args = attrs["name"], attrs["args"]
         handler = self._signal_handlers.get(name)
         if handler is not None:
-            self._call_signal_handler(handler, args)
+            self._call_signal_handler(name, handler, args)
             return
         waiters = self._signal_waiters.get(name)
         while waiters:
@@ -651,15 +849,39 @@ class WorkflowInstance:
                 return
         self._signal_buffers.setdefault(name, collections.deque()).append(args)
 
-    def _call_signal_handler(self, handler: Callable[..., Any], args: bytes) -> None:
+    def _call_signal_handler(self, name: str, handler: Callable[..., Any], args: bytes) -> None:
+        """Call a signal handler in a task of its own: the handlers (sync or async) of the
+        signals a step delivers begin in the order the signals arrived."""
+        task = self.loop.create_task(self._run_signal_handler(name, handler, args), name=name)
+        self._watch_handler_task(task)
+
+    async def _run_signal_handler(
+        self, name: str, handler: Callable[..., Any], args: bytes
+    ) -> None:
+        """A signal whose arguments do not fit its handler is dropped (with a warning and a
+        SIGNAL_DROPPED record): one bad client cannot fail the workflow."""
+        if self.closed:
+            return
         try:
             positional, keywords = decode_args(args, handler)
+        except PayloadError as exc:
+            self._drop_signal(name, str(exc))
+            return
+        try:
             result = handler(*positional, **keywords)
-        except Exception as exc:
-            self._fail_from_handler(exc)
+        except TypeError as exc:
+            if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+                raise  # raised inside the handler: a failure of its own
+            self._drop_signal(name, str(exc))  # the call itself failed: arguments unfit
             return
         if inspect.isawaitable(result):
-            self._watch_handler_task(self.loop.create_task(_await(result), name="signal handler"))
+            await result
+
+    def _drop_signal(self, name: str, reason: str) -> None:
+        self.logger.warning(
+            "signal %r dropped: its arguments do not fit its handler: %s", name, reason
+        )
+        self._command(E.SIGNAL_DROPPED, {"name": name, "reason": reason[:2000]})
 
     def _watch_handler_task(self, task: asyncio.Task[Any]) -> None:
         def done(t: asyncio.Task[Any]) -> None:
@@ -677,11 +899,14 @@ class WorkflowInstance:
             )
             return
         self.loop.create_task(
-            self._run_update(attrs["update_id"], registered.handler, attrs["args"]),
+            self._run_update(attrs["update_id"], attrs["name"], registered.handler, attrs["args"]),
             name=f"update:{attrs['name']}",
         )
 
-    async def _run_update(self, update_id: str, handler: Callable[..., Any], args: bytes) -> None:
+    async def _run_update(
+        self, update_id: str, name: str, handler: Callable[..., Any], args: bytes
+    ) -> None:
+        continued: _ContinueAsNew | None = None
         try:
             positional, keywords = decode_args(args, handler)
             result = handler(*positional, **keywords)
@@ -690,10 +915,22 @@ class WorkflowInstance:
             outcome: dict[str, Any] = {"update_id": update_id, "result": encode(result)}
         except NondeterminismError:
             raise
+        except asyncio.CancelledError:
+            failure = UpdateError(f"the handler of update {name!r} was cancelled")
+            outcome = {"update_id": update_id, "failure": to_failure(failure)}
+        except _ContinueAsNew as exc:
+            continued = exc
+            failure = UpdateError(
+                f"the handler of update {name!r} continued the workflow as new before it "
+                "returned a result"
+            )
+            outcome = {"update_id": update_id, "failure": to_failure(failure)}
         except Exception as exc:
             outcome = {"update_id": update_id, "failure": to_failure(exc)}
         if not self.closed:
             self._command(E.UPDATE_COMPLETED, outcome)
+        if continued is not None:
+            self._close_with(continued)
 
     def _on_cancel_requested(self, attrs: dict[str, Any]) -> None:
         if self._main is not None and not self._main.done():
@@ -701,6 +938,10 @@ class WorkflowInstance:
 
     def _on_closed_externally(self, attrs: dict[str, Any]) -> None:
         self.closed = True
+        self._closing = None
+
+    def _on_step_completed(self, attrs: dict[str, Any]) -> None:
+        pass
 
     _APPLY: dict[EventType, Callable[[WorkflowInstance, dict[str, Any]], None]] = {
         E.WORKFLOW_STARTED: _on_started,
@@ -716,7 +957,17 @@ class WorkflowInstance:
         E.CANCEL_REQUESTED: _on_cancel_requested,
         E.WORKFLOW_TERMINATED: _on_closed_externally,
         E.WORKFLOW_TIMED_OUT: _on_closed_externally,
+        E.WORKFLOW_CANCELLED: _on_closed_externally,  # only as _closes_without_code says
+        E.STEP_COMPLETED: _on_step_completed,
     }
+
+
+def _closes_without_code(event: Event) -> bool:
+    """Whether the store closed the run with this event, from outside its code (terminated,
+    cancelled before it began): replaying that step runs no code."""
+    return event.type is E.WORKFLOW_TERMINATED or (
+        event.type is E.WORKFLOW_CANCELLED and bool(event.attrs.get("before_start"))
+    )
 
 
 async def _await(awaitable: Any) -> Any:

@@ -54,10 +54,19 @@ CLOSED_STATUSES = frozenset(TERMINAL_STATUS.values())
 FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 KIND_QUERY, KIND_UPDATE = 1, 2
 _ENSURE_FAILED = "DU001"  # raised by durable.ensure()
+_MISSED_MESSAGES = "DU002"  # raised by durable.ensure_read_all()
+
+
+_CANCELS = frozenset({E.TIMER_CANCELLED, E.ACTIVITY_CANCEL_REQUESTED, E.CHILD_CANCEL_REQUESTED})
 
 
 class LostOwnership(DurableError):
     """Another worker took the workflow over (or it was terminated) while we ran it."""
+
+
+class MissedMessages(DurableError):
+    """Messages reached a run while the step that closes it ran: nothing was written, and
+    the step is to be run again from history with them."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,24 @@ class TaskCommit:
     def closing(self) -> Event | None:
         """The event that closes the run, if this step closes it."""
         return next((e for e in self.events if e.type.is_terminal), None)
+
+    @functools.cached_property
+    def withdrawn(self) -> frozenset[int]:
+        """Activities, timers and children this step scheduled and cancelled again: never
+        sent (neither their scheduling nor their cancellation has an effect)."""
+        cancelled = {
+            e.attrs["started" if e.type is E.TIMER_CANCELLED else "scheduled"]
+            for e in self.events
+            if e.type in _CANCELS
+        }
+        return frozenset(e.seq for e in self.events if e.seq in cancelled)
+
+    def has_effect(self, event: Event) -> bool:
+        """Whether the event changes anything beyond history (it is not withdrawn)."""
+        if not self.withdrawn:
+            return True
+        ref = event.attrs.get("started" if event.type is E.TIMER_CANCELLED else "scheduled")
+        return event.seq not in self.withdrawn and ref not in self.withdrawn
 
 
 @dataclass(frozen=True)
@@ -473,26 +500,30 @@ class Store:
         return result
 
     # ------------------------------------------------------------------ client operations
-    async def signal(self, workflow_id: str, name: str, args: bytes) -> None:
-        run = await self._post_grouped(workflow_id, E.SIGNAL_RECEIVED, {"name": name, "args": args})
-        if run is not None:
-            _require_open(run, workflow_id)
-
-    async def request_cancel(self, workflow_id: str, reason: str | None) -> None:
-        """Ask the open run to cancel; nothing to do once the workflow has closed."""
-        await self._post_grouped(workflow_id, E.CANCEL_REQUESTED, {"reason": reason})
-
-    async def _post_grouped(
-        self, workflow_id: str, etype: EventType, attrs: dict[str, Any]
-    ) -> asyncpg.Record | None:
-        """Post to the workflow's open run, grouped with concurrent posts into one statement;
-        None once posted, else (no open run found) the latest run, closed, or an error."""
+    async def signal(self, workflow_id: str, run_id: str | None, name: str, args: bytes) -> None:
+        """Post a signal to the open run a handle addresses (see :func:`_addressed_run`)."""
+        attrs = {"name": name, "args": args}
         key, body = str(next(self._post_keys)), _seal_attrs(self.codecs, attrs)
-        post = (key, workflow_id, None, etype, body)
-        if await self._group_post.submit(post):
-            return None
+        if await self._group_post.submit((key, workflow_id, run_id, E.SIGNAL_RECEIVED, body)):
+            return  # grouped with concurrent posts into one statement
         async with self.pool.acquire() as conn:
-            return await _post_to_open_run(conn, workflow_id, etype, attrs)
+            run = await _post_to_run(conn, workflow_id, run_id, E.SIGNAL_RECEIVED, attrs)
+        _require_open(run, workflow_id, run_id)
+
+    async def request_cancel(
+        self, workflow_id: str, run_id: str | None, reason: str | None
+    ) -> None:
+        """Ask the run a handle addresses to cancel. Nothing to do once the workflow closed,
+        unless the handle is pinned to a run: then its run being closed is an error."""
+
+        async def work(conn: asyncpg.Connection) -> None:
+            run = await _addressed_run(conn, workflow_id, run_id, lock=True)
+            if run["closed_at"] is None:
+                await _cancel_run(conn, run, reason)
+            elif run_id is not None:
+                _require_open(run, workflow_id, run_id)
+
+        await self._retrying(work)
 
     async def _post_many(self, posts: Sequence[_Post]) -> dict[str, bool]:
         """Whether each post (by key) found an open run, written in one statement."""
@@ -500,11 +531,13 @@ class Store:
         posted = {r["key"] for r in rows}
         return {post[0]: post[0] in posted for post in posts}
 
-    async def terminate(self, workflow_id: str, reason: str | None) -> None:
+    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
         async def work(conn: asyncpg.Connection) -> None:
-            run = await _latest_run(conn, workflow_id, lock=True)
+            run = await _addressed_run(conn, workflow_id, run_id, lock=True)
             if run["closed_at"] is None:
                 await _terminate_run(conn, workflow_id, str(run["run_id"]), reason)
+            elif run_id is not None:
+                _require_open(run, workflow_id, run_id)
 
         await self._retrying(work)
 
@@ -512,6 +545,11 @@ class Store:
         """The run's row; its payload columns are sealed (see :meth:`open_failure`)."""
         async with self.pool.acquire() as conn:
             return await _latest_run(conn, workflow_id)
+
+    async def addressed_run(self, workflow_id: str, run_id: str | None) -> asyncpg.Record:
+        """The run a handle acts on (see :func:`_addressed_run`)."""
+        async with self.pool.acquire() as conn:
+            return await _addressed_run(conn, workflow_id, run_id)
 
     async def run_row(self, workflow_id: str, run_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -540,13 +578,15 @@ class Store:
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(
-            "SELECT seq, kind, ts, body FROM durable.history "
+            "SELECT seq, kind, ts, body, ends_step FROM durable.history "
             "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
             workflow_id,
             run_id,
         )
         return [
-            Event(r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]))
+            Event(
+                r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]), r["ends_step"]
+            )
             for r in rows
         ]
 
@@ -579,16 +619,19 @@ class Store:
             )
         )
 
-    async def create_call(self, kind: int, workflow_id: str, name: str, args: bytes) -> str:
-        """Insert a query or update request; an update also goes to the workflow's inbox."""
+    async def create_call(
+        self, kind: int, workflow_id: str, run_id: str | None, name: str, args: bytes
+    ) -> str:
+        """Insert a query or update request for the run a handle addresses; an update also
+        goes to that run's inbox, and needs it open."""
         call_id = str(uuid.uuid4())
         async with self._transaction() as conn:
             if kind == KIND_UPDATE:
                 attrs = {"update_id": call_id, "name": name, "args": args}
-                run = await _post_to_open_run(conn, workflow_id, E.UPDATE_ACCEPTED, attrs)
-                _require_open(run, workflow_id)
+                run = await _post_to_run(conn, workflow_id, run_id, E.UPDATE_ACCEPTED, attrs)
+                _require_open(run, workflow_id, run_id)
             else:
-                run = await _latest_run(conn, workflow_id)
+                run = await _addressed_run(conn, workflow_id, run_id)
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
             await conn.execute(
                 "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
@@ -738,10 +781,15 @@ class Store:
             rows = (await _fetch_commit(conn, [step], wide=True))[task.run_id]
             wide = _WideEffects(conn, task.workflow_id, task.run_id)
             for event in commit.events:
-                await wide.apply(event)
+                if commit.has_effect(event):
+                    await wide.apply(event)
             for update_id, failure in commit.rejected_updates:
                 await _answer_call(conn, update_id, None, failure)
             if wide.closing is not None:
+                if wide.closing.type in _READS_ALL and rows[0]["inbox_seq"] != commit.inbox_seq:
+                    raise MissedMessages(
+                        f"messages reached {task.workflow_id} while its closing step ran"
+                    )
                 await _close_run(
                     conn,
                     task.workflow_id,
@@ -952,26 +1000,11 @@ class Store:
     # ------------------------------------------------------------------ queries
     async def claim_queries(
         self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
-    ) -> list[QueryCall]:
-        rows = await self.pool.fetch(
-            "WITH picked AS ("
-            " SELECT c.id, w.workflow_name FROM durable.calls c JOIN durable.workflows w"
-            "  ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id"
-            " WHERE c.task_queue = $1 AND c.kind = 1 AND NOT c.done"
-            "  AND (c.claimed_until IS NULL OR c.claimed_until < now())"
-            "  AND w.workflow_name = ANY($3)"
-            "  AND (w.owner IS NULL OR w.owner = $2 OR w.closed_at IS NOT NULL OR NOT EXISTS ("
-            "   SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))"
-            " ORDER BY c.created_at LIMIT $4 FOR UPDATE OF c SKIP LOCKED) "
-            "UPDATE durable.calls c SET claimed_by = $2, claimed_until = now() + interval '30 seconds' "
-            "FROM picked WHERE c.id = picked.id "
-            "RETURNING c.id, c.workflow_id, c.run_id, picked.workflow_name, c.name, c.args",
-            task_queue,
-            worker_id,
-            list(names),
-            limit,
-        )
-        return [
+    ) -> tuple[list[QueryCall], bool]:
+        """Queries this worker may answer now, and whether others wait for their run to take
+        in the messages sent before them (see _CLAIM_QUERIES_SQL)."""
+        rows = await self.pool.fetch(_CLAIM_QUERIES_SQL, task_queue, worker_id, list(names), limit)
+        calls = [
             QueryCall(
                 str(r["id"]),
                 r["workflow_id"],
@@ -981,7 +1014,9 @@ class Store:
                 self.codecs.open(r["args"]),
             )
             for r in rows
+            if r["id"] is not None
         ]
+        return calls, any(r["waiting"] for r in rows if r["id"] is None)
 
     async def answer_call(
         self, call_id: str, result: bytes | None, failure: Failure | None
@@ -1050,26 +1085,77 @@ async def _latest_run(
     return row
 
 
-def _require_open(run: asyncpg.Record, workflow_id: str) -> None:
-    if run["closed_at"] is not None:
+# The last run of the chain of continue-as-new that begins with a given run.
+_CHAIN_END_SQL = """
+WITH RECURSIVE chain AS (
+    SELECT run_id, continued_run_id, 1 AS depth FROM durable.workflows
+    WHERE workflow_id = $1 AND run_id = $2
+    UNION ALL
+    SELECT w.run_id, w.continued_run_id, c.depth + 1
+    FROM chain c JOIN durable.workflows w ON w.workflow_id = $1 AND w.run_id = c.continued_run_id)
+SELECT run_id FROM chain ORDER BY depth DESC LIMIT 1
+"""
+
+
+async def _addressed_run(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str | None, *, lock: bool = False
+) -> asyncpg.Record:
+    """The run a handle acts on: without a run id, the workflow's open run, else its latest;
+    with one, that run or, if it continued as new, the run it became (transitively). A new
+    run started later under the same id is not reached by a handle pinned to an older one."""
+    while True:
+        if run_id is None:
+            row = await _latest_run(conn, workflow_id, lock=lock)
+        else:
+            end = await conn.fetchval(_CHAIN_END_SQL, workflow_id, run_id)
+            row = None
+            if end is not None:
+                row = await conn.fetchrow(
+                    "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2"
+                    + (" FOR UPDATE" if lock else ""),
+                    workflow_id,
+                    end,
+                )
+            if row is None:
+                raise WorkflowNotFoundError(f"no run {run_id} of workflow {workflow_id!r}")
+        if not (lock and row["status"] == "continued_as_new"):
+            return row
+        # it continued as new while we waited for its lock: the next run is the one
+
+
+def _require_open(run: asyncpg.Record, workflow_id: str, run_id: str | None = None) -> None:
+    if run["closed_at"] is None:
+        return
+    if run_id is None:
         raise WorkflowNotFoundError(
             f"workflow {workflow_id!r} is not running (its latest run is {run['status']})"
         )
+    raise WorkflowNotFoundError(
+        f"run {run_id} of workflow {workflow_id!r} is closed ({run['status']}); a handle "
+        f"pinned to a run acts on that run only: use client.get_handle({workflow_id!r}) "
+        "for the workflow's latest run"
+    )
 
 
-async def _post_to_open_run(
-    conn: asyncpg.Connection, workflow_id: str, etype: EventType, attrs: dict[str, Any]
+async def _post_to_run(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str | None,
+    etype: EventType,
+    attrs: dict[str, Any],
 ) -> asyncpg.Record:
-    """Post a message to the workflow's open run (one statement) and return that run, or
-    return its latest run, closed, without posting. A run may open between a post that
-    found none and the read that follows (it continued as new): then post again."""
+    """Post a message to the open run a handle addresses (one statement) and return that
+    run, or return the run it addresses, closed, without posting. A run may open between a
+    post that found none and the read that follows (it continued as new): then post again."""
+    target = run_id
     while True:
-        posted = await _post(conn, workflow_id, None, etype, attrs)
+        posted = await _post(conn, workflow_id, target, etype, attrs)
         if posted is not None:
             return posted
-        run = await _latest_run(conn, workflow_id)
+        run = await _addressed_run(conn, workflow_id, run_id)
         if run["closed_at"] is not None:
             return run
+        target = None if run_id is None else str(run["run_id"])
 
 
 async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[str, bool]:
@@ -1115,6 +1201,8 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
 # Store.claim_workflow_tasks: the worker's own due runs, unowned ones, then those of workers
 # whose lease lapsed, each an index range of workflows_ready_by_owner in due order ("ORDER BY
 # owner, ready_at": the planner reads IS NULL as a filter, not as a constant, and would sort).
+# A worker whose own lease lapsed (an outage longer than the lease) is not one of those: its
+# runs are its own, found once; counted twice they would bring each message twice.
 _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
@@ -1133,7 +1221,7 @@ orphaned AS (
     FROM durable.workflows
     WHERE task_queue = $1 AND ready_at <= now() AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
-                              WHERE task_queue = $1 AND expires_at <= now()))
+                              WHERE task_queue = $1 AND expires_at <= now() AND worker_id <> $2))
     ORDER BY ready_at
     LIMIT greatest($5 - (SELECT count(*) FROM mine) - (SELECT count(*) FROM unowned), 0)
     FOR UPDATE SKIP LOCKED),
@@ -1195,6 +1283,33 @@ SELECT now() AS ts, ARRAY(SELECT run_id FROM advanced) AS run_ids
 """
 
 
+# Store.claim_queries: the pending queries of runs this worker may read (its own, unowned,
+# closed, or held by a lapsed worker). A query is answered only once its run has taken in
+# every message that reached it before the query was sent (read-your-writes: a query right
+# after a signal sees the signal); until then it waits, and the last row says so.
+_CLAIM_QUERIES_SQL = """
+WITH picked AS (
+    SELECT c.id, w.workflow_name, EXISTS (
+        SELECT 1 FROM durable.inbox i WHERE i.workflow_id = c.workflow_id
+            AND i.run_id = c.run_id AND i.visible_at <= c.created_at) AS behind
+    FROM durable.calls c JOIN durable.workflows w
+        ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
+    WHERE c.task_queue = $1 AND c.kind = 1 AND NOT c.done
+        AND (c.claimed_until IS NULL OR c.claimed_until < now())
+        AND w.workflow_name = ANY($3)
+        AND (w.owner IS NULL OR w.owner = $2 OR w.closed_at IS NOT NULL OR NOT EXISTS (
+            SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))
+    ORDER BY c.created_at LIMIT $4 FOR UPDATE OF c SKIP LOCKED),
+claimed AS (
+    UPDATE durable.calls c SET claimed_by = $2, claimed_until = now() + interval '30 seconds'
+    FROM picked WHERE c.id = picked.id AND NOT picked.behind
+    RETURNING c.id, c.workflow_id, c.run_id, picked.workflow_name, c.name, c.args)
+SELECT *, false AS waiting FROM claimed
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE behind)
+"""
+
+
 class _StartRaceLost(Exception):
     """A concurrent start of the same workflow id opened its run first."""
 
@@ -1211,9 +1326,9 @@ WITH req AS (
             parent_run_id, parent_seq, attributes, delay, ts, body, deadline, timeout_body)),
 run AS (
     INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
-        parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at)
+        parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at, started_at)
     SELECT workflow_id, run_id, workflow_name, task_queue, 'pending', parent_workflow_id,
-        parent_run_id, parent_seq, attributes, now() + make_interval(secs => delay)
+        parent_run_id, parent_seq, attributes, now() + make_interval(secs => delay), ts
     FROM req
     ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
     RETURNING workflow_id, run_id, task_queue),
@@ -1272,15 +1387,16 @@ async def _insert_history(
     if not events:
         return
     await conn.execute(
-        "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body) "
-        "SELECT $1, $2, s, k, t, b FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
-        " $6::bytea[]) AS x(s, k, t, b)",
+        "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step) "
+        "SELECT $1, $2, s, k, t, b, e FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
+        " $6::bytea[], $7::bool[]) AS x(s, k, t, b, e)",
         workflow_id,
         run_id,
         [e.seq for e in events],
         [int(e.type) for e in events],
         [e.timestamp for e in events],
         [_seal_attrs(_codecs(conn), e.attrs) for e in events],
+        [e.ends_step for e in events],
     )
 
 
@@ -1294,7 +1410,8 @@ async def _insert_history(
 # that a burst into tables last analyzed nearly empty (or nearly all closed) makes ~1, and
 # then compare every row with every other. A run may close between the lookup (statement
 # snapshot) and the update (latest version): the update then changes nothing and the run's
-# messages are not posted.
+# messages are not posted. A run that has not begun keeps its due time: a message does not
+# start a delayed run early (a run not delayed is due already).
 _POST_SQL = """
 WITH post AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::smallint[], $5::bytea[])
@@ -1315,8 +1432,8 @@ runs AS (
     FROM addressed GROUP BY workflow_id, open_run_id),
 target AS (
     UPDATE durable.workflows w SET
-        ready_at = CASE WHEN w.closed_at IS NULL THEN LEAST(coalesce(w.ready_at, 'infinity'), now())
-            ELSE w.ready_at END,
+        ready_at = CASE WHEN w.closed_at IS NULL AND w.status <> 'pending'
+            THEN LEAST(coalesce(w.ready_at, 'infinity'), now()) ELSE w.ready_at END,
         inbox_seq = w.inbox_seq + CASE WHEN w.closed_at IS NULL THEN cardinality(r.keys) ELSE 0 END
     FROM runs r
     WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND (SELECT count(*) FROM locked) >= 0
@@ -1512,6 +1629,7 @@ _HISTORY_COLUMNS: _Columns = (
     ("kind", "smallint"),
     ("ts", "timestamptz"),
     ("body", "bytea"),
+    ("ends_step", "bool"),
 )
 _CONSUMED_COLUMNS: _Columns = (("workflow_id", "text"), ("run_id", "uuid"), ("id", "bigint"))
 _FINISHED_COLUMNS: _Columns = (
@@ -1549,6 +1667,7 @@ _WIDE_RETURNING = (
     ("workflow_name", "text"),
     ("task_queue", "text"),
     ("attributes", "jsonb"),
+    ("inbox_seq", "bigint"),
 )
 
 
@@ -1596,6 +1715,12 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             "ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END"
         )
     wide = [name for name, _ in _WIDE_RETURNING] if shape.wide else []
+    returning = [f"w.{name}" for name in ["run_id", "ready_at", *wide]]
+    if shape.closing:  # a step that closes the run must have read every message sent to it
+        returning.append(
+            "s.status IN ('completed', 'failed', 'cancelled') AND w.inbox_seq <> s.inbox_seq"
+            " AS missed_messages"
+        )
     parts = [
         f"step AS (SELECT * FROM {_unnest('s', step_columns)})",
         f"""fenced AS (
@@ -1603,13 +1728,13 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
     FROM step s
     WHERE w.workflow_id = s.workflow_id AND w.run_id = s.run_id AND w.owner = s.owner
         AND w.fence = s.fence AND w.next_seq = s.first_seq
-    RETURNING {", ".join(f"w.{name}" for name in ["run_id", "ready_at", *wide])})""",
+    RETURNING {", ".join(returning)})""",
     ]
     held = ["(SELECT count(*) FROM fenced) = cardinality($s_run_id::uuid[])"]
     wakes = []
     if shape.history:
         parts.append(f"""appended AS (
-    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
     SELECT * FROM {_unnest("h", _HISTORY_COLUMNS)})""")
     if shape.consumed:
         parts.append("""consumed AS (
@@ -1674,16 +1799,22 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             "(SELECT count(pg_notify('durable', 'c' || workflow_id)) FROM step"
             " WHERE status IS NOT NULL)"
         )
+    read_all = (
+        ", durable.ensure_read_all(NOT EXISTS (SELECT 1 FROM fenced WHERE missed_messages))"
+        " AS read_all"
+        if shape.closing
+        else ""
+    )
     parts.append(f"""checked AS (
     SELECT durable.ensure({" AND ".join(held)},
             'the workflow or one of its activity tasks is no longer held by this worker') AS ok,
-        {" + ".join(wakes) or "0"} AS woken)""")
+        {" + ".join(wakes) or "0"} AS woken{read_all})""")
     no_wide = "".join(f", NULL::{kind} AS {name}" for name, kind in _WIDE_RETURNING)
     no_wide = no_wide if shape.wide else ""
     selects = [
         "SELECT NULL::uuid AS run_id, -1 AS seq, NULL::timestamptz AS deadline,"
         f" NULL::timestamptz AS schedule_deadline, NULL::timestamptz AS ready_at{no_wide}"
-        " FROM checked WHERE ok AND woken >= 0",
+        f" FROM checked WHERE ok AND woken >= 0{' AND read_all' if shape.closing else ''}",
         f"SELECT run_id, 0, NULL, NULL, ready_at{''.join(', ' + n for n in wide)} FROM fenced",
     ]
     if shape.scheduled:
@@ -1792,6 +1923,8 @@ _WIDE_EVENTS = frozenset(
         E.UPDATE_COMPLETED,
     }
 )
+# Closings of code that ran to its end: its step must have read every message of the run.
+_READS_ALL = frozenset({E.WORKFLOW_COMPLETED, E.WORKFLOW_FAILED, E.WORKFLOW_CANCELLED})
 # Closings the commit statement does itself: nobody to notify, nothing to start after.
 _SIMPLE_CLOSINGS = frozenset(
     {E.WORKFLOW_COMPLETED, E.WORKFLOW_FAILED, E.WORKFLOW_CANCELLED, E.WORKFLOW_TIMED_OUT}
@@ -1800,7 +1933,9 @@ _SIMPLE_CLOSINGS = frozenset(
 
 def _commits_alone(commit: TaskCommit) -> bool:
     """Whether the commit statement covers everything this commit causes."""
-    if commit.rejected_updates or any(e.type in _WIDE_EVENTS for e in commit.events):
+    if commit.rejected_updates or any(
+        e.type in _WIDE_EVENTS and commit.has_effect(e) for e in commit.events
+    ):
         return False
     closing = commit.closing
     return closing is None or (
@@ -1831,7 +1966,9 @@ def _commit_call(
             if event.type is E.ATTRIBUTES_SET:
                 set_attributes.update(event.attrs["attributes"])
             sealed = _seal_attrs(codecs, event.attrs)
-            history.append((*key, event.seq, int(event.type), event.timestamp, sealed))
+            history.append(
+                (*key, event.seq, int(event.type), event.timestamp, sealed, event.ends_step)
+            )
         attributes.append(set_attributes)
         first_seq = events[0].seq if events else commit.next_seq
         runs.append(
@@ -1849,6 +1986,8 @@ def _commit_call(
         finished += [(*key, worker_id, *activity) for activity in commit.finished_activities]
         slots = commit.eager_slots
         for event in () if closing else events:  # a closing run keeps no timers or tasks
+            if event.seq in commit.withdrawn:
+                continue
             if event.type is E.TIMER_STARTED:
                 sealed = _seal_attrs(codecs, {"started": event.seq})
                 timers.append((*key, event.seq, event.attrs["fire_at"], sealed))
@@ -1935,8 +2074,11 @@ async def _fetch_commit(
     try:
         return _rows_by_run(await conn.fetch(sql, *parameters))
     except asyncpg.PostgresError as exc:
-        if getattr(exc, "sqlstate", None) == _ENSURE_FAILED:
+        state = getattr(exc, "sqlstate", None)
+        if state == _ENSURE_FAILED:
             raise LostOwnership(str(exc)) from None
+        if state == _MISSED_MESSAGES:
+            raise MissedMessages(str(exc)) from None
         raise
 
 
@@ -1996,9 +2138,9 @@ class _WideEffects:
         elif t is E.CHILD_SCHEDULED:
             await self._start_child(event)
         elif t is E.CHILD_CANCEL_REQUESTED:
-            await self._post_to_child(
-                attrs["scheduled"], E.CANCEL_REQUESTED, {"reason": "parent requested cancellation"}
-            )
+            child = await self._open_child(attrs["scheduled"], lock=True)
+            if child is not None:
+                await _cancel_run(self.conn, child, "parent requested cancellation")
         elif t is E.CHILD_SIGNALED:
             await self._post_to_child(
                 attrs["scheduled"],
@@ -2058,15 +2200,20 @@ class _WideEffects:
             )
 
     async def _post_to_child(self, scheduled: int, etype: EventType, attrs: dict[str, Any]) -> None:
-        child = await self.conn.fetchrow(
-            "SELECT workflow_id, run_id FROM durable.workflows WHERE parent_workflow_id = $1"
-            " AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL",
+        child = await self._open_child(scheduled)
+        if child is not None:
+            await _post(self.conn, child["workflow_id"], str(child["run_id"]), etype, attrs)
+
+    async def _open_child(self, scheduled: int, *, lock: bool = False) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT workflow_id, run_id, status FROM durable.workflows WHERE parent_workflow_id = $1"
+            " AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL"
+            + (" FOR UPDATE" if lock else ""),
             self.workflow_id,
             self.run_id,
             scheduled,
         )
-        if child is not None:
-            await _post(self.conn, child["workflow_id"], child["run_id"], etype, attrs)
+        return row
 
 
 def _closing_failure(closing: Event) -> Failure | None:
@@ -2206,6 +2353,31 @@ async def _close_run(
 async def _terminate_run(
     conn: asyncpg.Connection, workflow_id: str, run_id: str, reason: str | None
 ) -> None:
+    await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_TERMINATED, {"reason": reason})
+
+
+async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str | None) -> None:
+    """Ask an open run (its row locked) to cancel. A run that has not begun (no worker ran
+    it yet, and its queue may have none) is cancelled at once: none of its code ever ran,
+    none has to clean up."""
+    workflow_id, run_id = run["workflow_id"], str(run["run_id"])
+    if run["status"] == "pending":
+        attrs = {"reason": reason, "before_start": True}
+        await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_CANCELLED, attrs)
+    else:
+        await _post(conn, workflow_id, run_id, E.CANCEL_REQUESTED, {"reason": reason})
+
+
+async def _close_without_code(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str,
+    etype: EventType,
+    attrs: dict[str, Any],
+) -> None:
+    """Close an open run from outside its code (terminated, cancelled before it began): the
+    fence moves, so that its owner's next commit fails, and the closing event is a step of
+    its own that runs no code on replay."""
     row = await conn.fetchrow(
         "UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL "
         "WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL "
@@ -2216,6 +2388,6 @@ async def _terminate_run(
     )
     if row is None:
         return
-    event = Event(row["seq"], E.WORKFLOW_TERMINATED, _utcnow(), {"reason": reason})
+    event = Event(row["seq"], etype, _utcnow(), attrs, ends_step=True)
     await _insert_history(conn, workflow_id, run_id, [event])
     await _close_run(conn, workflow_id, run_id, event, row)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ._activity import ActivityContext, ActivityInfo, run_activity_function
 from ._client import Client
+from ._context import WorkflowInfo
 from ._definitions import (
     DEFAULT_TASK_QUEUE,
     ActivityDefinition,
@@ -39,7 +40,9 @@ from ._replayer import LocalActivityCall, WorkflowInstance
 from ._serialization import decode_args, encode
 from ._store import (
     ActivityTask,
+    InboxMessage,
     LostOwnership,
+    MissedMessages,
     QueryCall,
     Store,
     TaskCommit,
@@ -49,6 +52,7 @@ from ._store import (
 
 E = EventType
 _log = logging.getLogger("durable.worker")
+_QUERY_RECHECK = timedelta(milliseconds=20)  # queries waiting for their run's step
 
 
 class _Wakeup:
@@ -111,6 +115,45 @@ class _CachedRun:
     inbox_seq: int = 0
 
 
+@dataclass(frozen=True)
+class _HandedOver:
+    """An outcome produced in this process for a run it holds, delivered with its next step:
+    an activity attempt's result (committed fenced by that attempt) or a local activity's."""
+
+    etype: EventType
+    attrs: dict[str, Any]
+    activity: ActivityTask | None = None
+
+
+class _BusyRuns:
+    """The runs with a workflow task in flight here; a query waits until its run is idle,
+    for its state is committed then."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, asyncio.Event | None] = {}
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._idle
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._idle)
+
+    def add(self, run_id: str) -> None:
+        self._idle[run_id] = None
+
+    def discard(self, run_id: str) -> None:
+        event = self._idle.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_idle(self, run_id: str) -> None:
+        while run_id in self._idle:
+            event = self._idle[run_id]
+            if event is None:
+                event = self._idle[run_id] = asyncio.Event()
+            await event.wait()
+
+
 class Worker:
     """Runs workflows and activities of one task queue. Any number may serve the same queue.
 
@@ -157,8 +200,10 @@ class Worker:
         self.worker_id = str(uuid.uuid4())
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self._cache: collections.OrderedDict[str, _CachedRun] = collections.OrderedDict()
-        self._finished_here: dict[str, list[tuple[ActivityTask, bytes]]] = {}
-        self._busy: set[str] = set()
+        self._handed: dict[str, list[_HandedOver]] = {}  # by run, for its next step
+        self._waiting: dict[str, str] = {}  # idle runs with handed outcomes, no slot yet
+        self._local_runs: dict[tuple[str, int], _LocalActivityRun] = {}  # (run, local id)
+        self._busy = _BusyRuns()
         self._due_again: set[str] = set()  # busy runs that became due while busy
         self._workflow_tasks: set[asyncio.Task[None]] = set()
         self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
@@ -274,13 +319,23 @@ class Worker:
                 _log.info("worker %s stopped", self.identity)
 
     async def _drain(self) -> None:
-        """Let in-flight work finish within the grace period; hand back the rest."""
-        pending = [*self._workflow_tasks, *self._activity_tasks]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=self.shutdown_grace)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        """Let in-flight work (and the steps it hands outcomes to) finish within the grace
+        period; hand back the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace
+        while pending := self._in_flight():
+            if loop.time() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+            await asyncio.wait(
+                pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+
+    def _in_flight(self) -> list[asyncio.Task[Any]]:
+        locals_ = [local.task for local in self._local_runs.values()]
+        return [*self._workflow_tasks, *self._activity_tasks, *locals_]
 
     async def _lease_loop(self) -> None:
         interval = self.lease_ttl / 3
@@ -314,7 +369,7 @@ class Worker:
             self.task_queue,
             self.worker_id,
             list(self._activity_tasks.values()),
-            [*self._busy, *self._finished_here],
+            [*self._busy, *self._handed],
             older_than=self.lease_ttl,
         )
         for row in released:
@@ -369,15 +424,15 @@ class Worker:
             runnable: list[WorkflowTask] = []
             for task in tasks:
                 if task.run_id in self._busy:
-                    # an activity result was handed to the run while we claimed it: the task
-                    # running it now cannot see this inbox; claim the run again after it
+                    # an outcome was handed to the run while we claimed it: the task running
+                    # it now cannot see this inbox; claim the run again after it
                     self._due_again.add(task.run_id)
                     continue
                 if self._free_workflow_slots() <= 0:
-                    # results handed to cached runs took the slots meanwhile; the run stays
+                    # outcomes handed to cached runs took the slots meanwhile; the run stays
                     # due (a claim consumes nothing) and the next claim takes it
                     continue
-                self._busy.add(task.run_id)  # results handed in from now on wait for it
+                self._busy.add(task.run_id)  # outcomes handed in from now on wait for it
                 self._workflow_slots_held += 1
                 runnable.append(task)
             try:
@@ -385,7 +440,7 @@ class Worker:
             finally:
                 self._workflow_slots_held -= len(runnable)
             for task in runnable:
-                self._track(self._workflow_tasks, self._run_workflow_task(task))
+                self._start_workflow_task(task)
             return len(tasks)
 
         await self._poll(
@@ -405,20 +460,28 @@ class Worker:
             _log.warning("recording fired timers failed: %r", exc)
             return tasks
 
-    def _track(self, group: set[asyncio.Task[None]], coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        group.add(task)
-        task.add_done_callback(group.discard)
+    def _start_workflow_task(self, task: WorkflowTask, *, from_inbox: bool = True) -> None:
+        runner = asyncio.create_task(self._run_workflow_task(task, from_inbox=from_inbox))
+        self._workflow_tasks.add(runner)
+        runner.add_done_callback(self._workflow_task_finished)
+
+    def _workflow_task_finished(self, runner: asyncio.Task[None]) -> None:
+        """Its slot is free now: a run waiting with handed outcomes takes it first, else the
+        poller claims at once (it may have found every slot taken)."""
+        self._workflow_tasks.discard(runner)
+        self._start_waiting_runs()
+        self._wake_workflows.capacity_freed()
 
     async def _run_workflow_task(self, task: WorkflowTask, *, from_inbox: bool = True) -> None:
-        """Deliver what is new to the run (its inbox, activities finished here) and commit."""
-        uncommitted: list[tuple[ActivityTask, bytes]] = []
+        """Run steps of the run until nothing is left to deliver: each takes in what is new
+        (its inbox, outcomes handed over by this process) and commits what it caused."""
+        handed: list[_HandedOver] = []
         try:
             run = await self._cached_run(task)
             instance = run.instance
             claimed = from_inbox  # a claimed run is due: its commit must reset when it is due next
             while True:
-                consumed: list[int] = []
+                messages: list[InboxMessage] = []
                 if from_inbox:
                     if task.inbox_seq is not None:  # the claim read the inbox already
                         run.inbox_seq, messages = task.inbox_seq, list(task.messages)
@@ -426,119 +489,138 @@ class Worker:
                         run.inbox_seq, messages = await self._store.load_inbox(
                             task.workflow_id, task.run_id
                         )
-                    for message in messages:
-                        if instance.closed:
-                            break
-                        instance.deliver(message.type, message.attrs)
-                        consumed.append(message.id)
                     from_inbox = False
-                uncommitted = self._finished_here.pop(task.run_id, [])
-                finished: list[tuple[int, int]] = []
-                for activity_task, result in uncommitted:
-                    if instance.closed:
-                        break
-                    instance.deliver(
-                        E.ACTIVITY_COMPLETED, {"scheduled": activity_task.seq, "result": result}
-                    )
-                    finished.append((activity_task.seq, activity_task.attempt))
-                # a run that runs local activities now is due again by their commit
-                required = claimed and not instance.runs_local_activities
-                await self._commit(task, run, consumed, finished, required=required)
+                handed = self._handed.pop(task.run_id, [])
+                incoming = [(m.type, m.attrs) for m in messages]
+                incoming += [(h.etype, h.attrs) for h in handed]
+                taken = instance.run_step(incoming)
+                consumed = [m.id for m in messages[:taken]]
+                finished = [h.activity for h in handed[: max(0, taken - len(messages))]]
+                if consumed or finished or not self._may_defer(task, claimed, instance):
+                    await self._commit(task, run, consumed, finished, required=claimed)
                 claimed = False
-                uncommitted = []
-                await self._run_local_activities(task, run)
-                if instance.closed or not self._finished_here.get(task.run_id):
+                handed = []
+                if instance.closed:
+                    return
+                self._start_local_activities(task.run_id, instance)
+                if not self._handed.get(task.run_id):
                     return
         except NondeterminismError as exc:
             _log.error("%s", exc)
             await self._give_back(task, exc)
         except LostOwnership:
             _log.info("workflow %s was taken over by another worker", task.workflow_id)
-            self._cache.pop(task.run_id, None)
+            self._forget_run(task.run_id)
+        except MissedMessages:
+            # messages arrived while the step that closes the run ran: run it again, from
+            # history, with them (nothing of it was written)
+            self._forget_run(task.run_id)
+            self._due_again.add(task.run_id)
         except asyncio.CancelledError:
-            self._cache.pop(task.run_id, None)
+            self._forget_run(task.run_id)
             raise
         except Exception as exc:
             _log.exception("workflow task of %s failed", task.workflow_id)
             await self._give_back(task, exc)
         finally:
-            uncommitted += self._finished_here.pop(task.run_id, [])
-            await self._report_through_store(uncommitted)
+            handed += self._handed.pop(task.run_id, [])
             self._busy.discard(task.run_id)
+            if handed and task.run_id in self._cache:  # came too late for the last step
+                self._handed[task.run_id] = handed
+                self._waiting.setdefault(task.run_id, task.workflow_id)
+            else:
+                await self._report_through_store(handed)
             if task.run_id in self._due_again:
                 self._due_again.discard(task.run_id)
                 self._wake_workflows.event.set()
-            else:
-                self._wake_workflows.capacity_freed()
 
-    def _deliver_here(self, activity_task: ActivityTask, result: bytes) -> bool:
-        """Hand an activity's result straight to its workflow when this worker holds the run.
-
-        The result then reaches history with the next step of the workflow, in one commit.
-        """
-        run = self._cache.get(activity_task.run_id)
-        if run is None or self._stopping.is_set():
-            return False
-        idle = activity_task.run_id not in self._busy
-        if idle and self._free_workflow_slots() <= 0:
+    def _hand_over(self, workflow_id: str, run_id: str, item: _HandedOver) -> bool:
+        """Hand an outcome produced here to a run this worker holds: it reaches history with
+        the run's next step, in one commit. False when the run is not held here."""
+        run = self._cache.get(run_id)
+        if run is None or (self._stopping.is_set() and item.activity is not None):
+            return False  # (a result goes through the inbox while the worker stops)
+        idle = run_id not in self._busy
+        if idle and item.activity is not None and self._free_workflow_slots() <= 0:
             return False  # no workflow task slot free: the result goes through the inbox
-        self._finished_here.setdefault(activity_task.run_id, []).append((activity_task, result))
+        self._handed.setdefault(run_id, []).append(item)
         if idle:
-            self._busy.add(activity_task.run_id)
+            self._waiting.setdefault(run_id, workflow_id)
+            self._start_waiting_runs()
+        return True
+
+    def _start_waiting_runs(self) -> None:
+        """Start a step for each idle run holding handed-over outcomes, while slots are free."""
+        while self._waiting and self._free_workflow_slots() > 0:
+            run_id, workflow_id = next(iter(self._waiting.items()))
+            del self._waiting[run_id]
+            run = self._cache.get(run_id)
+            if run is None or run_id in self._busy or not self._handed.get(run_id):
+                continue
+            self._busy.add(run_id)
             task = WorkflowTask(
-                activity_task.workflow_id,
-                activity_task.run_id,
+                workflow_id,
+                run_id,
                 run.instance.info.workflow_name,
                 run.fence,
                 run.instance.next_seq,
                 resumed=True,
             )
-            self._track(self._workflow_tasks, self._run_workflow_task(task, from_inbox=False))
-        return True
+            self._start_workflow_task(task, from_inbox=False)
 
-    async def _report_through_store(self, results: list[tuple[ActivityTask, bytes]]) -> None:
-        """Results handed here but not committed (the task failed) go through the inbox."""
-        for activity_task, result in results:
+    async def _report_through_store(self, handed: list[_HandedOver]) -> None:
+        """Activity results handed here but not committed (the task failed) go through the
+        inbox; local activity outcomes are dropped: the run's next replay runs them again."""
+        for item in handed:
+            activity_task = item.activity
+            if activity_task is None:
+                continue
             await self._until_recorded(
                 activity_task,
                 functools.partial(
-                    self._store.complete_activity, activity_task, self.worker_id, result
+                    self._store.complete_activity,
+                    activity_task,
+                    self.worker_id,
+                    item.attrs["result"],
                 ),
             )
 
     async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
-        self._cache.pop(task.run_id, None)
+        self._forget_run(task.run_id)
         with contextlib.suppress(Exception):
             await self._store.release_workflow(
                 task, self.worker_id, f"{type(exc).__name__}: {exc}", retry_in=2.0
             )
 
+    def _forget_run(self, run_id: str) -> None:
+        """Drop a run from memory, with the local activities it runs here."""
+        self._cache.pop(run_id, None)
+        self._waiting.pop(run_id, None)
+        for key in [key for key in self._local_runs if key[0] == run_id]:
+            self._local_runs.pop(key).stop()
+
     async def _cached_run(self, task: WorkflowTask) -> _CachedRun:
-        """The run's instance, with what the store recorded for it (a fired timer) applied:
+        """The run's instance, with what the store recorded for it (a fired timer) added:
         from the cache when it is where the claim found the run, else replayed."""
         run = self._cache.get(task.run_id)
         if run is not None and run.fence == task.fence and run.instance.next_seq == task.next_seq:
             self._cache.move_to_end(task.run_id)
             if task.fired is not None:
-                run.instance.apply_recorded(task.fired)
+                run.instance.record(task.fired)
             return run
-        self._cache.pop(task.run_id, None)
+        self._forget_run(task.run_id)
         if task.started is not None and task.next_seq == 2 and task.fired is None:
             history = [task.started]
         else:
             history = await self._store.load_history(task.workflow_id, task.run_id)
         instance = WorkflowInstance(
-            self._workflows[task.workflow_name],
-            task.workflow_id,
-            task.run_id,
-            history,
-            resumed=task.resumed,
+            self._workflows[task.workflow_name], task.workflow_id, task.run_id, history
         )
         instance.replay()
         run = _CachedRun(task.fence, instance)
         self._cache[task.run_id] = run
         while len(self._cache) > self.max_cached_workflows:
-            self._cache.popitem(last=False)
+            self._forget_run(next(iter(self._cache)))
         return run
 
     async def _commit(
@@ -546,7 +628,7 @@ class Worker:
         task: WorkflowTask,
         run: _CachedRun,
         consumed: list[int],
-        finished: list[tuple[int, int]],
+        finished: list[ActivityTask | None],
         *,
         required: bool = False,
     ) -> None:
@@ -562,7 +644,7 @@ class Worker:
             inbox_seq=run.inbox_seq,
             next_due=self._next_due(instance),
             consumed=consumed,
-            finished_activities=finished,
+            finished_activities=[(t.seq, t.attempt) for t in finished if t is not None],
             rejected_updates=rejected,
             eager_slots=eager_slots,
             eager_activities=self._eager,
@@ -583,7 +665,20 @@ class Worker:
         for activity_task in eager:
             self._start_activity(activity_task)
         if instance.closed:
-            self._cache.pop(task.run_id, None)
+            self._forget_run(task.run_id)
+
+    @staticmethod
+    def _may_defer(task: WorkflowTask, claimed: bool, instance: WorkflowInstance) -> bool:
+        """Whether a step's commit can wait for the next step's: it only started local
+        activities (whose outcomes make the next step), it recorded nothing but its end, and
+        the run is not left due (unclaimed, or its due timer was recorded at the claim, which
+        made it due again a lease later). A timer followed by local work commits once; should
+        this worker die meanwhile, the step is run again from its recorded timer."""
+        return (
+            instance.runs_local_activities
+            and instance.only_step_end_pending()
+            and (not claimed or task.fired is not None)
+        )
 
     def _next_due(self, instance: WorkflowInstance) -> datetime | None:
         """When the run must be looked at next. While its local activities run here, that is
@@ -594,65 +689,30 @@ class Worker:
             due = min(due, lease_end) if due else lease_end
         return due
 
-    async def _run_local_activities(self, task: WorkflowTask, run: _CachedRun) -> None:
-        instance = run.instance
-        running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall] = {}
-        try:
-            while not instance.closed:
-                for call in instance.unstarted_local_activities():
-                    running[asyncio.create_task(self._local_activity(instance, call))] = call
-                if not running:
-                    return
-                for finished in await _first_finished(running):
-                    call = running.pop(finished)
-                    outcome = finished.result()
-                    etype = (
-                        E.LOCAL_ACTIVITY_FAILED
-                        if "failure" in outcome
-                        else E.LOCAL_ACTIVITY_COMPLETED
-                    )
-                    instance.deliver(
-                        etype, {"local_id": call.local_id, "name": call.definition.name, **outcome}
-                    )
-                await self._commit(task, run, [], [])
-        finally:  # the run closed, or this task was cancelled (shutdown): the rest stop too
-            for leftover in running:
-                leftover.cancel()
+    # ------------------------------------------------------------------ local activities
+    def _start_local_activities(self, run_id: str, instance: WorkflowInstance) -> None:
+        """Stop the local activities whose await the step cancelled, start those it called.
+        They run beside the run's steps: its timers, signals and cancellation reach it
+        meanwhile, and each outcome is handed to the run as it comes."""
+        for call in instance.cancelled_local_activities():
+            local = self._local_runs.pop((run_id, call.local_id), None)
+            if local is not None:
+                local.stop()
+        for call in instance.unstarted_local_activities():
+            local = _LocalActivityRun(instance.info, call, self.task_queue, self._executor)
+            self._local_runs[(run_id, call.local_id)] = local
+            local.task.add_done_callback(functools.partial(self._local_finished, local))
 
-    async def _local_activity(
-        self, instance: WorkflowInstance, call: LocalActivityCall
-    ) -> dict[str, Any]:
-        attempt = 0
-        timeout = call.definition.options.start_to_close_timeout
-        while True:
-            attempt += 1
-            info = ActivityInfo(
-                workflow_id=instance.info.workflow_id,
-                run_id=instance.info.run_id,
-                activity_id=f"local-{call.local_id}",
-                activity_name=call.definition.name,
-                attempt=attempt,
-                idempotency_key=f"{instance.info.workflow_id}/{instance.info.run_id}/local-{call.local_id}",
-                deadline=None,
-                task_queue=self.task_queue,
-                is_local=True,
-            )
-            try:
-                run = run_activity_function(
-                    call.definition,
-                    list(call.args),
-                    dict(call.kwargs),
-                    ActivityContext(info, None),
-                    self._executor,
-                )
-                async with asyncio.timeout(timeout.total_seconds() if timeout else None):
-                    result = await run
-                return {"result": encode(result)}
-            except Exception as exc:
-                failure = to_failure(exc)
-                if not may_retry(call.retry, attempt, failure):
-                    return {"failure": activity_failure(call.definition.name, attempt, failure)}
-                await asyncio.sleep(call.retry.delay_before(attempt + 1))
+    def _local_finished(self, local: _LocalActivityRun, runner: asyncio.Task[Any]) -> None:
+        info, call = local.info, local.call
+        if self._local_runs.get((info.run_id, call.local_id)) is local:
+            del self._local_runs[(info.run_id, call.local_id)]
+        if runner.cancelled() or call.future.done():
+            return  # stopped: the workflow does not wait for it any more
+        outcome = runner.result()
+        etype = E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
+        attrs = {"local_id": call.local_id, "name": call.definition.name, **outcome}
+        self._hand_over(info.workflow_id, info.run_id, _HandedOver(etype, attrs))
 
     # ------------------------------------------------------------------ activity tasks
     async def _activity_loop(self) -> None:
@@ -705,12 +765,17 @@ class Worker:
         except asyncio.CancelledError:
             if watch.stopped_by is None:
                 raise  # the worker is shutting down: the task is retried after its lease
-            watch.runner.uncancel()
-            outcome = {"failure": watch.stopped_by}
         finally:
             watch.close()
+        if watch.stopped_by is not None:  # what an attempt returns once stopped is discarded
+            if watch.runner.cancelling():
+                watch.runner.uncancel()
+            outcome = {"failure": watch.stopped_by}
         if "result" in outcome:
-            if not self._deliver_here(task, outcome["result"]):
+            handed = _HandedOver(
+                E.ACTIVITY_COMPLETED, {"scheduled": task.seq, "result": outcome["result"]}, task
+            )
+            if not self._hand_over(task.workflow_id, task.run_id, handed):
                 await self._until_recorded(
                     task,
                     lambda: self._store.complete_activity(task, self.worker_id, outcome["result"]),
@@ -760,28 +825,33 @@ class Worker:
             raise
         except Exception as exc:
             return {"failure": to_failure(exc)}
-        try:
-            return {"result": encode(result)}
-        except PayloadError as exc:  # the same result would fail again: do not retry
-            return {"failure": {**to_failure(exc), "non_retryable": True}}
+        encoded = _encode_result(result)
+        return {"result": encoded} if isinstance(encoded, bytes) else {"failure": encoded}
 
     # ------------------------------------------------------------------ queries
     async def _query_loop(self) -> None:
         names = list(self._workflows)
+        waiting = False  # queries wait for their run's step: look again soon
 
         async def claim(limit: int) -> int:
-            calls = await self._store.claim_queries(self.task_queue, self.worker_id, names, limit)
+            nonlocal waiting
+            calls, waiting = await self._store.claim_queries(
+                self.task_queue, self.worker_id, names, limit
+            )
             for call in calls:
                 await self._answer_query(call)
             return len(calls)
 
-        async def nothing_due() -> None:
-            return None
+        async def soon_if_waiting() -> datetime | None:
+            return datetime.now(UTC) + _QUERY_RECHECK if waiting else None
 
-        await self._poll(self._wake_queries, lambda: 10, claim, nothing_due)
+        await self._poll(self._wake_queries, lambda: 10, claim, soon_if_waiting)
 
     async def _answer_query(self, call: QueryCall) -> None:
+        """Answer from the run's committed state: after the step in flight here, if any."""
+        instance: WorkflowInstance | None = None
         try:
+            await self._busy.wait_idle(call.run_id)
             cached = self._cache.get(call.run_id)
             if cached is not None:
                 instance = cached.instance
@@ -791,11 +861,15 @@ class Worker:
                     self._workflows[call.workflow_name], call.workflow_id, call.run_id, history
                 )
                 instance.replay()
+                instance.prepare_for_query()
             result = instance.query(call.name, call.args)
         except Exception as exc:
             await self._store.answer_call(call.id, None, to_failure(exc))
         else:
             await self._store.answer_call(call.id, result, None)
+        finally:
+            if instance is not None and instance.tainted and call.run_id not in self._busy:
+                self._forget_run(call.run_id)  # replayed from history at its next step
 
 
 class _ActivityWatch:
@@ -843,6 +917,7 @@ class _ActivityWatch:
 
     def _stop(self, failure: Failure) -> None:
         self.stopped_by = failure
+        self.context.mark_cancelled()
         self.runner.cancel()
 
     async def _watch(self) -> None:
@@ -884,16 +959,115 @@ class _ActivityWatch:
         return cancel is None or cancel
 
 
-async def _first_finished(
-    running: dict[asyncio.Task[dict[str, Any]], LocalActivityCall],
-) -> list[asyncio.Task[dict[str, Any]]]:
-    """The local activities that finished first, in the order the workflow called them."""
-    if len(running) == 1:  # the common case, without asyncio.wait's waiter and callbacks
-        (only,) = running
-        await only  # raises what it raised, as its result() would
-        return [only]
-    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-    return sorted(done, key=lambda t: running[t].local_id)
+class _LocalActivityRun:
+    """One local activity call running in this worker, attempt after attempt, until it has
+    an outcome or its workflow stops it."""
+
+    def __init__(
+        self,
+        info: WorkflowInfo,
+        call: LocalActivityCall,
+        task_queue: str,
+        executor: concurrent.futures.Executor,
+    ) -> None:
+        self.info = info
+        self.call = call
+        self.task_queue = task_queue
+        self.executor = executor
+        self.context: ActivityContext | None = None
+        self.stopped = False
+        self.task: asyncio.Task[dict[str, Any]] = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        """The workflow cancelled its await, or lets go of the run: the attempt sees
+        ``is_cancelled()`` and, if async, CancelledError."""
+        self.stopped = True
+        if self.context is not None:
+            self.context.mark_cancelled()
+        self.task.cancel()
+
+    async def _run(self) -> dict[str, Any]:
+        call, definition = self.call, self.call.definition
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(attempt)
+            if isinstance(outcome, bytes):
+                return {"result": outcome}
+            if not may_retry(call.retry, attempt, outcome):
+                return {"failure": activity_failure(definition.name, attempt, outcome)}
+            await asyncio.sleep(call.retry.delay_before(attempt + 1))
+
+    async def _attempt(self, attempt: int) -> bytes | Failure:
+        """Run one attempt: its encoded result, or its failure. An attempt past its
+        start_to_close_timeout fails as timed out, even if it returns late."""
+        call, info = self.call, self.info
+        key = f"{info.workflow_id}/{info.run_id}/local-{call.local_id}"
+        context = ActivityContext(
+            ActivityInfo(
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                activity_id=f"local-{call.local_id}",
+                activity_name=call.definition.name,
+                attempt=attempt,
+                idempotency_key=key,
+                deadline=None,
+                task_queue=self.task_queue,
+                is_local=True,
+            ),
+            None,
+        )
+        self.context = context
+        if self.stopped:
+            context.mark_cancelled()
+        timeout = call.definition.options.start_to_close_timeout
+        expired = False
+        runner = asyncio.current_task()
+        assert runner is not None
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            context.mark_cancelled()
+            runner.cancel()
+
+        watchdog = (
+            asyncio.get_running_loop().call_later(timeout.total_seconds(), expire)
+            if timeout
+            else None
+        )
+        try:
+            result = await run_activity_function(
+                call.definition, list(call.args), dict(call.kwargs), context, self.executor
+            )
+            if not expired:
+                return _encode_result(result)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+        except Exception as exc:
+            if not expired:
+                return to_failure(exc)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        runner.uncancel()
+        return {
+            "kind": "timeout",
+            "type": "TimeoutError",
+            "non_retryable": False,
+            "message": f"local activity {call.definition.name!r} timed out after "
+            f"{timeout.total_seconds() if timeout else 0:g} s (start_to_close_timeout)",
+        }
+
+
+def _encode_result(result: Any) -> bytes | Failure:
+    """An activity's result encoded, or the failure of a result that cannot be (not retried:
+    the same result would fail again)."""
+    try:
+        return encode(result)
+    except PayloadError as exc:
+        return {**to_failure(exc), "non_retryable": True}
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

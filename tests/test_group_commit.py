@@ -22,6 +22,7 @@ from durable._store import (
     _POST_SQL,
     KIND_UPDATE,
     LostOwnership,
+    MissedMessages,
     Store,
     TaskCommit,
     WorkflowTask,
@@ -40,11 +41,18 @@ async def batched(ctx: durable.WorkflowContext) -> None:
 
 
 async def claimed_runs(client: durable.Client, worker_id: str, count: int) -> list[WorkflowTask]:
-    store = client.store
-    await store.register_worker(worker_id, QUEUE, "test", 60, ["batched"])
+    await started_runs(client, worker_id, count)
+    return await claim_runs(client, worker_id, count)
+
+
+async def started_runs(client: durable.Client, worker_id: str, count: int) -> None:
+    await client.store.register_worker(worker_id, QUEUE, "test", 60, ["batched"])
     for i in range(count):
         await client.start(batched, id=f"run-{i}", task_queue=QUEUE)
-    tasks = await store.claim_workflow_tasks(QUEUE, worker_id, ["batched"], [], count)
+
+
+async def claim_runs(client: durable.Client, worker_id: str, count: int) -> list[WorkflowTask]:
+    tasks = await client.store.claim_workflow_tasks(QUEUE, worker_id, ["batched"], [], count)
     assert len(tasks) == count
     return sorted(tasks, key=lambda t: t.workflow_id)
 
@@ -133,12 +141,14 @@ def _needs_a_batching_pool(client: durable.Client) -> None:
 
 
 def closing_step(task: WorkflowTask, result: str) -> TaskCommit:
-    event = Event(2, E.WORKFLOW_COMPLETED, datetime.now(UTC), {"result": encode(result)})
+    now = datetime.now(UTC)
+    event = Event(2, E.WORKFLOW_COMPLETED, now, {"result": encode(result)}, ends_step=True)
     return TaskCommit(
         events=[event],
         next_seq=3,
         inbox_seq=task.inbox_seq or 0,
         next_due=None,
+        consumed=[m.id for m in task.messages],
         started_children=False,
         has_parent=False,
     )
@@ -148,8 +158,9 @@ async def test_a_run_closed_by_the_commit_statement_leaves_nothing_behind(
     client: durable.Client,
 ) -> None:
     worker_id = str(uuid.uuid4())
-    tasks = await claimed_runs(client, worker_id, 2)
-    update = await client.store.create_call(KIND_UPDATE, "run-0", "late", encode([]))
+    await started_runs(client, worker_id, 2)
+    update = await client.store.create_call(KIND_UPDATE, "run-0", None, "late", encode([]))
+    tasks = await claim_runs(client, worker_id, 2)  # the step reads the update, never answers
     outcomes = await commit_together(
         client.store, worker_id, tasks, [closing_step(t, f"done {t.workflow_id}") for t in tasks]
     )
@@ -169,6 +180,23 @@ async def test_a_run_closed_by_the_commit_statement_leaves_nothing_behind(
     failure = client.store.open_failure(outcome["failure"])
     assert failure is not None
     assert failure["message"] == "workflow 'run-0' closed (completed) before the update completed"
+
+
+async def test_a_closing_step_that_missed_a_message_writes_nothing(client: durable.Client) -> None:
+    """A message that reached the run after its closing step read the inbox: the commit
+    fails as a whole (MissedMessages) and the run stays open with the message."""
+    worker_id = str(uuid.uuid4())
+    tasks = await claimed_runs(client, worker_id, 2)
+    await client.get_handle("run-1").signal("late")
+    outcomes = await commit_together(
+        client.store, worker_id, tasks, [closing_step(t, "done") for t in tasks]
+    )
+    assert outcomes[0] == ([], None)
+    assert isinstance(outcomes[1], MissedMessages)
+    assert (await client.get_handle("run-0").describe()).status == "completed"
+    late = await client.get_handle("run-1").describe()
+    assert (late.status, late.history_length) == ("running", 1)
+    assert await _count(client.store.pool, "inbox") == 1
 
 
 @durable.activity(name="nobody-serves-this", task_queue="nobody")
@@ -242,11 +270,9 @@ async def test_signals_sent_together_each_reach_their_open_run_once_and_in_order
     sends = [client.get_handle(f"signalled-{i % 3}").signal("s", i) for i in range(36)]
     sends.append(client.get_handle("signalled-closed").signal("s", -1))
     sends.append(client.get_handle("never-started").signal("s", -2))
-    sends.append(client.get_handle("signalled-0").cancel("asked together"))
     outcomes = await asyncio.gather(*sends, return_exceptions=True)
     assert outcomes[:36] == [None] * 36
     assert all(isinstance(x, durable.WorkflowNotFoundError) for x in outcomes[36:38])
-    assert outcomes[38] is None
     pool = client.store.pool
     for i in range(3):
         run = await pool.fetchrow(
@@ -258,9 +284,12 @@ async def test_signals_sent_together_each_reach_their_open_run_once_and_in_order
         received = [m.attrs for m in inbox[1]]
         signals = [a for a in received if "name" in a]
         assert [decode(a["args"])[0][0] for a in signals] == list(range(i, 36, 3))
-        assert run["due"] and run["inbox_seq"] == inbox[0] == len(received)
-        assert len(received) == len(signals) + (i == 0)  # and the cancel request, once
-    assert await _count(pool, "inbox") == 36 + 1
+        assert run["due"] and run["inbox_seq"] == inbox[0] == len(received) == len(signals)
+    assert await _count(pool, "inbox") == 36
+    # a run no worker has begun is cancelled at once: none of its code ran, none cleans up
+    await client.get_handle("signalled-0").cancel("before it began")
+    assert (await client.get_handle("signalled-0").describe()).status == "cancelled"
+    assert await _count(pool, "inbox") == 24
 
 
 def _most_rows_compared_in_vain(plan: dict[str, Any]) -> int:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 import durable
 from durable import WorkflowContext, activity, workflow
@@ -43,3 +46,29 @@ async def test_parked_workflows_are_not_due_and_do_not_starve_others(
         await asyncio.gather(*(h.signal("go", i) for i, h in enumerate(handles)))
         results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
     assert results == [str(i) for i in range(40)]
+
+
+@workflow
+async def two_steps(ctx: WorkflowContext) -> int:
+    first = await ctx.activity(one)
+    return first + await ctx.local_activity(one)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 100])
+async def test_a_backlog_runs_on_whatever_slots_a_worker_has(
+    client: durable.Client, slots: int
+) -> None:
+    """25 workflows queued before the worker starts: with one slot of each kind, every freed
+    slot claims again at once (it once waited for the 1 s poll: ~25 s for the backlog)."""
+    handles = [await client.start(two_steps) for _ in range(25)]
+    started = time.monotonic()
+    async with durable.Worker(
+        client,
+        workflows=[two_steps],
+        activities=[one],
+        max_concurrent_workflow_tasks=slots,
+        max_concurrent_activities=slots,
+    ):
+        results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
+    print(f"{slots} slot(s): 25 queued workflows in {time.monotonic() - started:.2f} s")
+    assert results == [2] * 25

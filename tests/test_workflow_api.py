@@ -358,12 +358,13 @@ async def test_a_fired_timer_is_recorded_by_the_store_and_what_follows_commits_o
         handle = await client.start(sleep_then_local_wf)
         assert await handle.result(timeout=20) == "done"
     assert HISTORY_SEEN == [["WORKFLOW_STARTED", "TIMER_STARTED", "TIMER_FIRED"]]
-    assert commits == [
+    assert commits == [  # the step that only started the local activity commits with the next
         ["TIMER_STARTED"],
-        ["LOCAL_ACTIVITY_COMPLETED", "WORKFLOW_COMPLETED"],
+        ["STEP_COMPLETED", "LOCAL_ACTIVITY_COMPLETED", "WORKFLOW_COMPLETED"],
     ]
     assert (await event_types(handle))[2:] == [
         "TIMER_FIRED",
+        "STEP_COMPLETED",
         "LOCAL_ACTIVITY_COMPLETED",
         "WORKFLOW_COMPLETED",
     ]

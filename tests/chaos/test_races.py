@@ -34,25 +34,30 @@ async def linger(seconds: float) -> None:
 @workflow
 async def rounds_until_cancelled(ctx: WorkflowContext, round_: int) -> int:
     if round_ == 1:
-        await ctx.local_activity(linger, 3.0)  # the task that continues-as-new stays open
+        await ctx.wait_signal("next")
         ctx.continue_as_new(round_ + 1)
     await ctx.wait_signal("never")  # ends only by cancellation
     return round_
 
 
 async def test_cancel_during_continue_as_new_reaches_the_next_run(client: durable.Client) -> None:
-    """A cancel request accepted while the run is continuing-as-new must not be lost."""
+    """A cancel request accepted while the step that continues the run as new is in flight
+    (its commit waits for a lock on history) must reach the next run."""
     async with durable.Worker(
         client,
         task_queue=QUEUE,
         workflows=[rounds_until_cancelled],
-        activities=[linger],
         poll_interval=timedelta(milliseconds=100),
     ):
         handle = await client.start(rounds_until_cancelled, 1, id="cancel-can", task_queue=QUEUE)
-        await asyncio.sleep(1.0)  # the first run is inside its local activity now
-        assert (await handle.describe()).status == "running"
-        await handle.cancel()
+        await wait_for(lambda: _status_is(client, "cancel-can", "running"))
+        async with client.store.pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("LOCK TABLE durable.history IN SHARE MODE")
+            await handle.signal("next")
+            await asyncio.sleep(0.5)  # the step continuing as new waits to append its history
+            cancel = asyncio.create_task(handle.cancel())
+            await asyncio.sleep(0.5)
+        await cancel
         await wait_for(lambda: _runs_closed(client, "cancel-can"), timeout=10)
         try:
             await handle.result(timeout=10)
@@ -67,6 +72,10 @@ async def test_cancel_during_continue_as_new_reaches_the_next_run(client: durabl
             f"when run 1 continued as new: the latest run is {described.status}, its history "
             f"{history} has no CANCEL_REQUESTED"
         )
+
+
+async def _status_is(client: durable.Client, workflow_id: str, status: str) -> bool:
+    return (await client.get_handle(workflow_id).describe()).status == status
 
 
 async def _runs_closed(client: durable.Client, workflow_id: str) -> bool:
