@@ -2,9 +2,9 @@
 
 Its clock comes from history, ``call_at``/``call_later`` become durable timers, and it
 runs only when the engine drives it: ready callbacks run in FIFO order until none is
-left. No I/O, no threads, no wall clock. Its tasks and futures hash by the order of their
-creation, not by address, so sets of them (``asyncio.wait``'s results, ``as_completed``'s
-bookkeeping) iterate in the same order on every replay.
+left. No I/O, no threads, no wall clock. Its tasks and futures hash by a seed of the run plus the order of
+their creation, not by address, so sets of them (``asyncio.wait``'s results,
+``as_completed``'s bookkeeping) iterate in the same order on every replay.
 """
 
 from __future__ import annotations
@@ -48,25 +48,62 @@ class DurableTimerHandle(asyncio.TimerHandle):
 
 
 class _NumberedTask(asyncio.Task[_T]):
-    """A task that hashes by its creation number on its loop (the same on every replay)."""
+    """A task that hashes by its number, given by its loop as it is created: the same
+    numbers on every replay. Its cancel hook, if any, hears of its cancellation as it is
+    requested."""
 
-    def __init__(self, number: int, *args: Any, **kwargs: Any) -> None:
-        self._durable_number = number  # first: the base initializer hashes the task
-        super().__init__(*args, **kwargs)
+    __slots__ = ("_cancel_hook", "_durable_number")
+    _cancel_hook: Callable[[], object] | None
+    _durable_number: int
 
     def __hash__(self) -> int:
         return self._durable_number
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        hook = self._cancel_hook
+        if hook is not None and not self.done():
+            hook()
+        return super().cancel(msg)
 
 
 class _NumberedFuture(asyncio.Future[_T]):
-    """A future that hashes by its creation number on its loop."""
+    """A future that hashes by its number, given by its loop as it is first hashed."""
 
-    def __init__(self, number: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._durable_number = number
-        super().__init__(loop=loop)
+    __slots__ = ("_durable_number",)
+    _durable_number: int
 
     def __hash__(self) -> int:
-        return self._durable_number
+        try:
+            return self._durable_number
+        except AttributeError:  # rare: most futures are never hashed
+            loop = self.get_loop()
+            assert isinstance(loop, WorkflowEventLoop)
+            number = self._durable_number = loop.next_number()
+            return number
+
+
+class _Active:
+    """The context of ``WorkflowEventLoop.active()``: one per loop, entered at every step;
+    a nested entry (a validator or query within a step) changes nothing."""
+
+    __slots__ = ("depth", "loop", "previous")
+
+    def __init__(self, loop: WorkflowEventLoop) -> None:
+        self.loop = loop
+        self.previous: asyncio.AbstractEventLoop | None = None
+        self.depth = 0
+
+    def __enter__(self) -> None:
+        if self.depth == 0:
+            self.previous = asyncio._get_running_loop()
+            asyncio._set_running_loop(self.loop)
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            asyncio._set_running_loop(self.previous)
+            self.previous = None
 
 
 def in_workflow() -> bool:
@@ -75,15 +112,19 @@ def in_workflow() -> bool:
 
 
 class WorkflowEventLoop(asyncio.AbstractEventLoop):
-    def __init__(self, sink: TimerSink, now: float) -> None:
+    def __init__(self, sink: TimerSink, now: float, seed: int) -> None:
         self._sink = sink
         self._now = now
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
         self._running = False
         self._closed = False
         self._exception_handler: Any = None
-        self._created = 0  # tasks and futures made so far: the next one's hash
+        # tasks and futures hash by seed + creation number: within a run the same on every
+        # replay, across the runs a worker holds far apart (asyncio keeps every task of the
+        # process in one set, where equal hashes would collide)
+        self._created = seed
         self._frozen: str | None = None  # why nothing may be scheduled now (a query runs)
+        self._active = _Active(self)
         self.unhandled: list[BaseException] = []
 
     # -- driving -------------------------------------------------------------------
@@ -91,19 +132,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         """Move the clock forward (never backward) to a recorded event's time."""
         self._now = max(self._now, now)
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self) -> _Active:
         """Make this the running loop: whatever workflow code does meanwhile (a handler that
         creates a task, an ``asyncio.get_running_loop()``) happens on it, not on the worker's."""
-        previous = asyncio._get_running_loop()
-        if previous is self:
-            yield
-            return
-        asyncio._set_running_loop(self)
-        try:
-            yield
-        finally:
-            asyncio._set_running_loop(previous)
+        return self._active
 
     @contextlib.contextmanager
     def frozen(self, reason: str) -> Iterator[None]:
@@ -116,20 +148,20 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             self._frozen = None
 
     def run_until_idle(self) -> None:
-        """Run ready callbacks (and what they schedule) until nothing is ready."""
-        with self.active():
-            self._running = True
-            try:
-                while self._ready:
-                    handle = self._ready.popleft()
-                    if not handle._cancelled:
-                        handle._run()
-            finally:
-                self._running = False
+        """Run ready callbacks (and what they schedule) until nothing is ready; within
+        ``active()``."""
+        self._running = True
+        try:
+            ready = self._ready
+            while ready:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            self._running = False
 
-    def _check_not_frozen(self) -> None:
-        if self._frozen is not None:
-            raise WorkflowError(self._frozen)
+    def _refuse_frozen(self) -> None:
+        raise WorkflowError(self._frozen)
 
     def fire(self, handle: DurableTimerHandle) -> None:
         if not handle._cancelled:
@@ -146,7 +178,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
-        self._check_not_frozen()
+        if self._frozen is not None:
+            self._refuse_frozen()
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
@@ -167,7 +200,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
-        self._check_not_frozen()
+        if self._frozen is not None:
+            self._refuse_frozen()
         handle = DurableTimerHandle(when, callback, args, self, context)
         if when <= self._now:
             self._ready.append(handle)
@@ -179,13 +213,17 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         if isinstance(handle, DurableTimerHandle) and handle.seq:
             self._sink.timer_cancelled(handle)
 
-    def _next_number(self) -> int:
-        self._check_not_frozen()  # a query's future would shift the numbers of later ones
+    def next_number(self) -> int:
+        """The number a task or future of this loop hashes by."""
+        if self._frozen is not None:  # a query's would shift the numbers of later ones
+            self._refuse_frozen()
         self._created += 1
         return self._created
 
     def create_future(self) -> asyncio.Future[Any]:
-        return _NumberedFuture(self._next_number(), self)
+        if self._frozen is not None:
+            self._refuse_frozen()
+        return _NumberedFuture(loop=self)
 
     def create_task(
         self,
@@ -194,7 +232,23 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[_T]:
-        return _NumberedTask(self._next_number(), coro, loop=self, name=name, context=context)
+        return self.create_task_hooked(coro, name, None, context)
+
+    def create_task_hooked(
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        name: str | None,
+        on_cancel: Callable[[], object] | None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[_T]:
+        """A task that calls ``on_cancel()`` as its cancellation is requested (whether or not
+        it began running; a done task's is not)."""
+        # numbered before the base initializer registers (and so hashes) it
+        task: _NumberedTask[_T] = _NumberedTask.__new__(_NumberedTask)
+        task._durable_number = self.next_number()
+        task._cancel_hook = on_cancel
+        task.__init__(coro, loop=self, name=name, context=context)  # type: ignore[misc]
+        return task
 
     def get_debug(self) -> bool:
         return False

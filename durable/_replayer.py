@@ -40,7 +40,7 @@ from ._errors import (
     WorkflowCancelledError,
     WorkflowError,
 )
-from ._events import IDENTITY_KEYS, Event, EventType
+from ._events import COMMANDS, IDENTITY_KEYS, TERMINAL, Event, EventType
 from ._failures import Failure, from_failure, to_failure
 from ._loop import DurableTimerHandle, WorkflowEventLoop
 from ._serialization import decode, decode_args, encode, return_hint
@@ -79,7 +79,6 @@ class LocalActivityCall:
     hint: Any
     started: bool = False
     stopping: bool = False  # its await was cancelled: the worker stops the function
-    outcome_seen: bool = False
 
 
 @dataclass
@@ -127,6 +126,45 @@ class WorkflowInstance:
     ``replay()`` re-runs the completed steps of the recorded history; each later
     ``run_step()`` is a live step, whose events ``take_new_events()`` hands over to commit."""
 
+    __slots__ = (  # thousands stay cached in a worker: no per-instance dict
+        "_awaited",
+        "_child_count",
+        "_closing",
+        "_conditions",
+        "_execution_deadline",
+        "_local_count",
+        "_locals",
+        "_main",
+        "_nondeterminism",
+        "_patches",
+        "_position",
+        "_query",
+        "_query_handlers",
+        "_random",
+        "_recorded",
+        "_replaying",
+        "_signal_buffers",
+        "_signal_handlers",
+        "_signal_waiters",
+        "_step_end",
+        "_step_first_seq",
+        "_step_time",
+        "_tail",
+        "_timers",
+        "_update_handlers",
+        "closed",
+        "completed_steps",
+        "ctx",
+        "definition",
+        "info",
+        "logger",
+        "loop",
+        "new_events",
+        "next_seq",
+        "rejected_updates",
+        "tainted",
+    )
+
     def __init__(
         self,
         definition: WorkflowDefinition[Any, Any],
@@ -150,7 +188,7 @@ class WorkflowInstance:
             parent_workflow_id=started.attrs.get("parent_workflow_id"),
         )
         self.logger = _ReplayAwareLogger(self)
-        self.loop = WorkflowEventLoop(self, started.timestamp.timestamp())
+        self.loop = WorkflowEventLoop(self, started.timestamp.timestamp(), _seed(run_id))
         self.ctx = WorkflowContext(self)
         self._recorded = history
         self._position = 0  # the next recorded event of the step being replayed
@@ -209,12 +247,14 @@ class WorkflowInstance:
         self._replaying = True
         self._begin_step(last.timestamp, events[start].seq)
         with self.loop.active():
-            while self._position < self._step_end and not self._closed_externally():
+            while self._position < self._step_end:
                 event = events[self._position]
-                if event.type.is_command:
+                if event.type in COMMANDS or (self.closed and self._closing is None):
                     break
                 self._position += 1
-                self._apply_in_step(event)
+                self._apply(event)
+                if event.type is E.WORKFLOW_STARTED:  # see _apply_in_step
+                    self._run()
             self._end_step()
         leftover = [e for e in events[self._position : self._step_end] if e.type is not E.PATCH]
         if leftover and not self._closed_externally():
@@ -346,14 +386,11 @@ class WorkflowInstance:
         return calls
 
     def cancelled_local_activities(self) -> list[LocalActivityCall]:
-        """Local activities started whose workflow code cancelled their await since."""
-        calls = [
-            c
-            for c in self._locals.values()
-            if c.started and not c.stopping and c.future.cancelled()
-        ]
+        """Local activities started whose workflow code cancelled their await since: the
+        worker stops them and records no outcome of theirs."""
+        calls = [c for c in self._locals.values() if c.started and c.future.cancelled()]
         for call in calls:
-            call.stopping = True
+            del self._locals[call.local_id]
         return calls
 
     def _run(self) -> None:
@@ -392,9 +429,10 @@ class WorkflowInstance:
     def _command(self, etype: EventType, attrs: dict[str, Any]) -> Event:
         """Issue a command: on replay match it against the step's recorded commands, live
         record it."""
-        if self.closed and not etype.is_terminal:
+        if self.closed and etype not in TERMINAL:
             raise WorkflowError(f"{etype.name} issued after the workflow finished")
-        self._refuse_in_query(f"a {etype.name} command")
+        if self._query is not None:
+            self._refuse_in_query(f"a {etype.name} command")
         if not self._replaying:
             event = Event(self.next_seq, etype, self._step_time, attrs)
             self.next_seq += 1
@@ -462,18 +500,19 @@ class WorkflowInstance:
         seq = self._command(E.ACTIVITY_SCHEDULED, attrs).seq
         future = self.loop.create_future()
         self._awaited[seq] = _Awaited(future, hint, name)
-        task = self.loop.create_task(_await(future), name=f"activity:{name}")
-        task.add_done_callback(functools.partial(self._activity_task_done, seq))
-        return task
+        return self.loop.create_task_hooked(
+            _await(future),
+            f"activity:{name}",
+            functools.partial(self._activity_cancel_requested, seq),
+        )
 
-    def _activity_task_done(self, seq: int, task: asyncio.Task[Any]) -> None:
-        """A cancelled activity task asks for the activity's cancellation (one scheduled in
-        this same step is then never sent), whether or not the task had started running."""
+    def _activity_cancel_requested(self, seq: int) -> None:
+        """Cancelling an activity's task asks for the activity's cancellation (one scheduled
+        in this same step is then never sent), whether or not the task began running."""
         awaited = self._awaited.get(seq)
-        if task.cancelled() and awaited is not None and not awaited.cancel_requested:
+        if awaited is not None and not awaited.cancel_requested and not self.closed:
             awaited.cancel_requested = True
-            if not self.closed:
-                self._command(E.ACTIVITY_CANCEL_REQUESTED, {"scheduled": seq})
+            self._command(E.ACTIVITY_CANCEL_REQUESTED, {"scheduled": seq})
 
     async def _await_child(self, seq: int, future: asyncio.Future[Any]) -> Any:
         """Await a child; when cancelled, ask the child to cancel and wait until it closed."""
@@ -808,7 +847,7 @@ class WorkflowInstance:
 
     def _on_local_activity_done(self, attrs: dict[str, Any]) -> None:
         local_id = attrs["local_id"]
-        call = self._locals.get(local_id)
+        call = self._locals.pop(local_id, None)
         if local_id > self._local_count or (
             call is not None and call.definition.name != attrs["name"]
         ):
@@ -817,10 +856,9 @@ class WorkflowInstance:
                 "workflow code did not run at this point"
             )
             return
-        if call is None or call.outcome_seen:
+        if call is None:
             self._corrupt(f"a second outcome of local activity #{local_id} {attrs['name']!r}")
             return
-        call.outcome_seen = True
         if call.future.done():
             return
         if "failure" in attrs:
@@ -960,6 +998,11 @@ class WorkflowInstance:
         E.WORKFLOW_CANCELLED: _on_closed_externally,  # only as _closes_without_code says
         E.STEP_COMPLETED: _on_step_completed,
     }
+
+
+def _seed(run_id: str) -> int:
+    """A number of the run, the same in every process: 56 bits of a hash of its id."""
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=7).digest(), "big")
 
 
 def _closes_without_code(event: Event) -> bool:

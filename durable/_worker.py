@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._activity import ActivityContext, ActivityInfo, run_activity_function
 from ._client import Client
@@ -53,6 +53,7 @@ from ._store import (
 E = EventType
 _log = logging.getLogger("durable.worker")
 _QUERY_RECHECK = timedelta(milliseconds=20)  # queries waiting for their run's step
+_PARK_FOR = 0.5  # seconds a workflow task waits at least for its local activities, in its slot
 
 
 class _Wakeup:
@@ -115,14 +116,19 @@ class _CachedRun:
     inbox_seq: int = 0
 
 
-@dataclass(frozen=True)
-class _HandedOver:
+class _HandedOver(NamedTuple):
     """An outcome produced in this process for a run it holds, delivered with its next step:
     an activity attempt's result (committed fenced by that attempt) or a local activity's."""
 
     etype: EventType
     attrs: dict[str, Any]
     activity: ActivityTask | None = None
+    local: LocalActivityCall | None = None
+
+    @property
+    def wanted(self) -> bool:
+        """A local activity's outcome is not recorded once the workflow cancelled its await."""
+        return self.local is None or not self.local.future.done()
 
 
 class _BusyRuns:
@@ -202,8 +208,10 @@ class Worker:
         self._cache: collections.OrderedDict[str, _CachedRun] = collections.OrderedDict()
         self._handed: dict[str, list[_HandedOver]] = {}  # by run, for its next step
         self._waiting: dict[str, str] = {}  # idle runs with handed outcomes, no slot yet
-        self._local_runs: dict[tuple[str, int], _LocalActivityRun] = {}  # (run, local id)
+        self._local_runs: dict[str, dict[int, _LocalActivityRun]] = {}  # by run, local id
         self._busy = _BusyRuns()
+        self._parked: dict[str, asyncio.Future[WorkflowTask | None]] = {}  # see _park
+        self._parked_since: collections.OrderedDict[float, list[str]] = collections.OrderedDict()
         self._due_again: set[str] = set()  # busy runs that became due while busy
         self._workflow_tasks: set[asyncio.Task[None]] = set()
         self._activity_tasks: dict[asyncio.Task[None], ActivityTask] = {}
@@ -334,13 +342,14 @@ class Worker:
             )
 
     def _in_flight(self) -> list[asyncio.Task[Any]]:
-        locals_ = [local.task for local in self._local_runs.values()]
+        locals_ = [local.task for calls in self._local_runs.values() for local in calls.values()]
         return [*self._workflow_tasks, *self._activity_tasks, *locals_]
 
     async def _lease_loop(self) -> None:
         interval = self.lease_ttl / 3
         while True:
             await asyncio.sleep(min(interval, 1.0))
+            self._unpark_the_slow()
             try:
                 if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
                     # our lease lapsed (we were stalled): whatever we cached may be someone else's
@@ -423,6 +432,8 @@ class Worker:
             )
             runnable: list[WorkflowTask] = []
             for task in tasks:
+                if self._unpark(task.run_id, task):
+                    continue  # its parked task goes on with it
                 if task.run_id in self._busy:
                     # an outcome was handed to the run while we claimed it: the task running
                     # it now cannot see this inbox; claim the run again after it
@@ -490,7 +501,7 @@ class Worker:
                             task.workflow_id, task.run_id
                         )
                     from_inbox = False
-                handed = self._handed.pop(task.run_id, [])
+                handed = [h for h in self._handed.pop(task.run_id, []) if h.wanted]
                 incoming = [(m.type, m.attrs) for m in messages]
                 incoming += [(h.etype, h.attrs) for h in handed]
                 taken = instance.run_step(incoming)
@@ -503,8 +514,17 @@ class Worker:
                 if instance.closed:
                     return
                 self._start_local_activities(task.run_id, instance)
-                if not self._handed.get(task.run_id):
+                if self._handed.get(task.run_id):
+                    continue
+                if not self._local_runs.get(task.run_id):
                     return
+                woken = await self._park(task.run_id)
+                if isinstance(woken, WorkflowTask):  # claimed meanwhile: its inbox is next
+                    task, from_inbox, claimed = woken, True, True
+                    run = await self._cached_run(task)
+                    instance = run.instance
+                elif not self._handed.get(task.run_id) or task.run_id not in self._cache:
+                    return  # the outcomes take longer: they start a task of their own
         except NondeterminismError as exc:
             _log.error("%s", exc)
             await self._give_back(task, exc)
@@ -534,12 +554,51 @@ class Worker:
                 self._due_again.discard(task.run_id)
                 self._wake_workflows.event.set()
 
+    async def _park(self, run_id: str) -> WorkflowTask | None:
+        """Wait, still holding the run's slot, for the next outcome of the local activities
+        it runs here (None), or for a claim of the run (its task): messages that reach the
+        run meanwhile are claimed as usual, and delivered at once. After a while the slot
+        goes back: a slow local activity's outcome then starts a task of its own."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WorkflowTask | None] = loop.create_future()
+        self._parked[run_id] = future
+        self._parked_since.setdefault(loop.time(), []).append(run_id)
+        self._busy.discard(run_id)  # claimable, and its state (committed) readable by queries
+        try:
+            return await future
+        finally:
+            if self._parked.get(run_id) is future:
+                del self._parked[run_id]
+            if not future.done():  # cancelled (shutdown)
+                self._busy.add(run_id)
+
+    def _unpark_the_slow(self) -> None:
+        """Give back the slots of tasks parked longer than _PARK_FOR (from the lease loop)."""
+        now = asyncio.get_running_loop().time()
+        while self._parked_since and next(iter(self._parked_since)) < now - _PARK_FOR:
+            _, run_ids = self._parked_since.popitem(last=False)
+            for run_id in run_ids:
+                self._unpark(run_id, None)
+
+    def _unpark(self, run_id: str, woken: WorkflowTask | None) -> bool:
+        """Wake the task parked on the run (busy again from now); False if none is."""
+        future = self._parked.pop(run_id, None)
+        if future is None or future.done():
+            return False
+        self._busy.add(run_id)
+        future.set_result(woken)
+        return True
+
     def _hand_over(self, workflow_id: str, run_id: str, item: _HandedOver) -> bool:
         """Hand an outcome produced here to a run this worker holds: it reaches history with
         the run's next step, in one commit. False when the run is not held here."""
         run = self._cache.get(run_id)
         if run is None or (self._stopping.is_set() and item.activity is not None):
             return False  # (a result goes through the inbox while the worker stops)
+        if run_id in self._parked:
+            self._handed.setdefault(run_id, []).append(item)
+            self._unpark(run_id, None)
+            return True
         idle = run_id not in self._busy
         if idle and item.activity is not None and self._free_workflow_slots() <= 0:
             return False  # no workflow task slot free: the result goes through the inbox
@@ -596,8 +655,9 @@ class Worker:
         """Drop a run from memory, with the local activities it runs here."""
         self._cache.pop(run_id, None)
         self._waiting.pop(run_id, None)
-        for key in [key for key in self._local_runs if key[0] == run_id]:
-            self._local_runs.pop(key).stop()
+        self._unpark(run_id, None)
+        for local in self._local_runs.pop(run_id, {}).values():
+            local.stop()
 
     async def _cached_run(self, task: WorkflowTask) -> _CachedRun:
         """The run's instance, with what the store recorded for it (a fired timer) added:
@@ -695,24 +755,27 @@ class Worker:
         They run beside the run's steps: its timers, signals and cancellation reach it
         meanwhile, and each outcome is handed to the run as it comes."""
         for call in instance.cancelled_local_activities():
-            local = self._local_runs.pop((run_id, call.local_id), None)
+            local = self._local_runs.get(run_id, {}).pop(call.local_id, None)
             if local is not None:
                 local.stop()
         for call in instance.unstarted_local_activities():
             local = _LocalActivityRun(instance.info, call, self.task_queue, self._executor)
-            self._local_runs[(run_id, call.local_id)] = local
+            self._local_runs.setdefault(run_id, {})[call.local_id] = local
             local.task.add_done_callback(functools.partial(self._local_finished, local))
 
     def _local_finished(self, local: _LocalActivityRun, runner: asyncio.Task[Any]) -> None:
         info, call = local.info, local.call
-        if self._local_runs.get((info.run_id, call.local_id)) is local:
-            del self._local_runs[(info.run_id, call.local_id)]
+        running = self._local_runs.get(info.run_id, {})
+        if running.get(call.local_id) is local:
+            del running[call.local_id]
+            if not running:
+                del self._local_runs[info.run_id]
         if runner.cancelled() or call.future.done():
             return  # stopped: the workflow does not wait for it any more
         outcome = runner.result()
         etype = E.LOCAL_ACTIVITY_FAILED if "failure" in outcome else E.LOCAL_ACTIVITY_COMPLETED
         attrs = {"local_id": call.local_id, "name": call.definition.name, **outcome}
-        self._hand_over(info.workflow_id, info.run_id, _HandedOver(etype, attrs))
+        self._hand_over(info.workflow_id, info.run_id, _HandedOver(etype, attrs, local=call))
 
     # ------------------------------------------------------------------ activity tasks
     async def _activity_loop(self) -> None:
@@ -962,6 +1025,8 @@ class _ActivityWatch:
 class _LocalActivityRun:
     """One local activity call running in this worker, attempt after attempt, until it has
     an outcome or its workflow stops it."""
+
+    __slots__ = ("call", "context", "executor", "info", "stopped", "task", "task_queue")
 
     def __init__(
         self,

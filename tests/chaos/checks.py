@@ -7,7 +7,7 @@ the workflow, run and events concerned, so a failure can be reproduced and diagn
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,10 @@ from typing import Any
 import asyncpg
 import msgpack
 
+from durable import NondeterminismError
+from durable._events import Event as DurableEvent
 from durable._events import EventType, unpack_attrs
+from durable._replayer import WorkflowInstance
 from durable._serialization import decode
 from durable._store import TERMINAL_STATUS
 
@@ -38,6 +41,7 @@ class Event:
     type: EventType
     ts: datetime
     attrs: dict[str, Any]
+    ends_step: bool = False
 
 
 @dataclass
@@ -94,23 +98,30 @@ class Snapshot:
         return [r for r in self.runs if r.row["parent_workflow_id"] == workflow_id]
 
 
-async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
+async def load_runs(conn: asyncpg.Connection) -> tuple[list[Run], list[str]]:
+    """Every run with its history, and the history rows of no run."""
     runs = {
         (r["workflow_id"], str(r["run_id"])): Run(r)
         for r in await conn.fetch("SELECT * FROM durable.workflows")
     }
     orphans: list[str] = []
     for row in await conn.fetch(
-        "SELECT workflow_id, run_id, seq, kind, ts, body FROM durable.history "
+        "SELECT workflow_id, run_id, seq, kind, ts, body, ends_step FROM durable.history "
         "ORDER BY workflow_id, run_id, seq"
     ):
         run = runs.get((row["workflow_id"], str(row["run_id"])))
         if run is None:
             orphans.append(f"{row['workflow_id']} run {str(row['run_id'])[:8]} seq {row['seq']}")
             continue
-        run.events.append(Event(row["seq"], E(row["kind"]), row["ts"], unpack_attrs(row["body"])))
+        attrs = unpack_attrs(row["body"])
+        run.events.append(Event(row["seq"], E(row["kind"]), row["ts"], attrs, row["ends_step"]))
+    return list(runs.values()), orphans
+
+
+async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
+    runs, orphans = await load_runs(conn)
     return Snapshot(
-        runs=list(runs.values()),
+        runs=runs,
         orphan_events=orphans,
         inbox=list(await conn.fetch("SELECT workflow_id, run_id, id, kind FROM durable.inbox")),
         activity_tasks=list(
@@ -136,9 +147,9 @@ async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
 
 
 # ---------------------------------------------------------------------------- histories
-def check_history(run: Run) -> list[str]:
+def check_history(run: Run, workflows: Sequence[Any] = app.WORKFLOWS) -> list[str]:
     """Contiguous seq 1..n, one terminal event at the end, no duplicate or dangling
-    completion, no timer fired before its time."""
+    completion, no timer fired before its time; a closed run's history replays."""
     problems: list[str] = []
     seqs = [e.seq for e in run.events]
     if seqs != list(range(1, len(seqs) + 1)):
@@ -151,7 +162,26 @@ def check_history(run: Run) -> list[str]:
         problems.append(f"{run.label()}: history does not begin with WORKFLOW_STARTED")
     problems += _check_terminal(run)
     problems += _check_completions(run)
+    problems += _check_replay(run, workflows)
     return problems
+
+
+def _check_replay(run: Run, workflows: Sequence[Any]) -> list[str]:
+    """A closed run's steps are all complete, and replaying them with the workflow code
+    issues exactly the commands they recorded, none twice answered."""
+    if not run.closed or not run.events:
+        return []
+    if not run.events[-1].ends_step:
+        return [f"{run.label()}: the closing event at seq {run.events[-1].seq} ends no step"]
+    definitions = {d.name: d for d in workflows}
+    history = [DurableEvent(e.seq, e.type, e.ts, e.attrs, e.ends_step) for e in run.events]
+    try:
+        WorkflowInstance(
+            definitions[run.row["workflow_name"]], run.workflow_id, run.run_id, history
+        ).replay()
+    except NondeterminismError as exc:
+        return [f"{run.label()}: its history does not replay: {exc}"]
+    return []
 
 
 def _check_terminal(run: Run) -> list[str]:

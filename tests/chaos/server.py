@@ -136,6 +136,10 @@ class PostgresServer:
             "--encoding=utf8",
             "--no-sync",
         )
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the initialised server (after ``stop_immediate``)."""
         # fsync=off: the faults crash Postgres, never the machine, so the OS keeps every write
         # and nothing is lost; it spares crash recovery the sync of the whole data folder,
         # which took 8 s of a 10 s restart while a benchmark loaded the disk
@@ -144,6 +148,10 @@ class PostgresServer:
             f" -c max_connections={MAX_CONNECTIONS} -c fsync=off"
         )
         self._pg_ctl("-l", str(self.log), "-o", options, "start")
+
+    def stop_immediate(self) -> None:
+        """Crash-stop the server (``-m immediate``) and leave it down."""
+        self._pg_ctl("-m", "immediate", "stop")
 
     def restart_immediate(self) -> float:
         """Crash-stop the server (``-m immediate``: no checkpoint, every backend killed) and
