@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,36 @@ async def test_a_backlog_runs_on_whatever_slots_a_worker_has(
         results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
     print(f"{slots} slot(s): 25 queued workflows in {time.monotonic() - started:.2f} s")
     assert results == [2] * 25
+
+
+@activity
+async def slow_local() -> int:
+    await asyncio.sleep(4.0)
+    return 1
+
+
+@workflow
+async def waits_on_slow_local(ctx: WorkflowContext) -> int:
+    return await ctx.local_activity(slow_local)
+
+
+async def test_a_slow_local_activity_gives_its_slot_back(client: durable.Client) -> None:
+    """A workflow task waits for its local activities in its slot only for a while: with one
+    slot, a workflow whose local activity takes 4 s does not hold up the others."""
+    async with durable.Worker(
+        client,
+        workflows=[waits_on_slow_local, quick],
+        activities=[one],
+        max_concurrent_workflow_tasks=1,
+    ):
+        slow = await client.start(waits_on_slow_local)
+        await wait_for(lambda: _status_is(client, slow, "running"))
+        assert await client.execute(quick) == 1
+        assert (await slow.describe()).status == "running"  # its local activity still runs
+        assert await slow.result(timeout=20) == 1
+
+
+async def _status_is(
+    client: durable.Client, handle: durable.WorkflowHandle[Any], status: str
+) -> bool:
+    return (await handle.describe()).status == status
