@@ -628,13 +628,15 @@ def _event_dict(event: HistoryEvent) -> dict[str, Any]:
         "type": event.type,
         "timestamp": event.timestamp,
         "fields": event.fields,
+        "ends_step": event.ends_step,
     }
 
 
 def _event_line(event: HistoryEvent) -> str:
     fields = " ".join(f"{key}={_short(value)}" for key, value in event.fields.items())
     stamp = event.timestamp.isoformat(sep=" ", timespec="milliseconds")
-    return f"{event.seq:>4}  {stamp}  {event.type:<24}  {fields}".rstrip()
+    end = "|" if event.ends_step else " "  # the last event of a completed step
+    return f"{event.seq:>4}{end} {stamp}  {event.type:<24}  {fields}".rstrip()
 
 
 async def _list(args: argparse.Namespace) -> int:

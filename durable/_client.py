@@ -86,12 +86,15 @@ class WorkflowDescription:
 
 @dataclass(frozen=True)
 class HistoryEvent:
-    """One recorded event: ``.seq``, ``.type``, ``.timestamp`` and its fields as attributes."""
+    """One recorded event: ``.seq``, ``.type``, ``.timestamp`` and its fields as attributes;
+    ``.ends_step`` marks the last event of a completed step (the step's time is then its
+    timestamp)."""
 
     seq: int
     type: str
     timestamp: datetime
     fields: dict[str, Any]
+    ends_step: bool = False
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -105,7 +108,7 @@ def _history_event(event: Event) -> HistoryEvent:
         key: decode(value) if key in PAYLOAD_KEYS and isinstance(value, bytes) else value
         for key, value in event.attrs.items()
     }
-    return HistoryEvent(event.seq, event.type.name, event.timestamp, fields)
+    return HistoryEvent(event.seq, event.type.name, event.timestamp, fields, event.ends_step)
 
 
 def _check_timeout(value: Any) -> None:
