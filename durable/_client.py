@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
 import asyncpg
 
+from ._calls import UNAVAILABLE, call
 from ._codecs import Codecs, PayloadCodec
 from ._definitions import (
     DEFAULT_TASK_QUEUE,
@@ -25,6 +27,7 @@ from ._definitions import (
 )
 from ._embedded import embedded_dsn, resolve_dsn
 from ._errors import (
+    DatabaseUnavailableError,
     DurableError,
     PayloadError,
     QueryError,
@@ -41,6 +44,7 @@ from ._serialization import decode, encode_args, return_hint
 from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, wait_notified
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 ID_REUSE_POLICIES = ("allow_duplicate", "allow_failed_only", "reject_duplicate")
 ID_CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
@@ -111,13 +115,18 @@ def _history_event(event: Event) -> HistoryEvent:
     return HistoryEvent(event.seq, event.type.name, event.timestamp, fields, event.ends_step)
 
 
-def _check_timeout(value: Any) -> None:
+def _check_timeout(value: Any, arg: str = "timeout") -> None:
     if value is not None and (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not 0 < value < float("inf")
     ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+        raise ValueError(f"{arg} must be a positive number of seconds or None, got {value!r}")
+
+
+def _request_id(value: Any) -> str:
+    """A client write's request id: the caller's (checked), else a new one."""
+    return str(uuid.uuid4()) if value is None else check_name("request_id", value)
 
 
 def _check_reason(value: Any) -> str | None:
@@ -133,10 +142,29 @@ def _check_choice(arg: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 class Client:
-    """A connection to the durable database. Create it with ``await Client.connect()``."""
+    """A connection to the durable database. Create it with ``await Client.connect()``.
 
-    def __init__(self, store: Store) -> None:
+    Every call it makes (and every call of its handles) finishes within ``call_timeout``
+    seconds whatever the database does: a database that cannot be reached raises
+    ``DatabaseUnavailableError``, one that does not answer ``durable.TimeoutError``. While the
+    database is away, calls are attempted again within that time; writes are applied once
+    (each carries a request id)."""
+
+    def __init__(self, store: Store, call_timeout: float | None = 30.0) -> None:
         self.store = store
+        self.call_timeout = call_timeout
+
+    async def _call(
+        self,
+        operation: str,
+        workflow_id: str | None,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        writes: bool = False,
+    ) -> T:
+        return await call(
+            operation, workflow_id, self.call_timeout, attempt, writes=writes, retry=True
+        )
 
     @classmethod
     async def connect(
@@ -146,16 +174,19 @@ class Client:
         max_connections: int = 10,
         connect_timeout: float = 10.0,
         codecs: Sequence[PayloadCodec] = (),
+        call_timeout: float | None = 30.0,
     ) -> Client:
         """Connect (and migrate the schema if needed).
 
         ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database. A server that
-        does not answer within ``connect_timeout`` seconds is an error.
+        does not answer within ``connect_timeout`` seconds is an error. ``call_timeout`` is
+        the deadline of every later call (None: none).
         ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
         every stored payload, first to last; workers and clients sharing workflows need the
         same codecs (with every key still in use).
         """
         _check_timeout(connect_timeout)
+        _check_timeout(call_timeout, "call_timeout")
         chain = Codecs(codecs)  # refuse bad codecs before connecting
         resolved = resolve_dsn(dsn)
         if resolved is None:
@@ -171,11 +202,16 @@ class Client:
             reason = str(exc)
             if isinstance(exc, builtins.TimeoutError):
                 reason = f"no answer within {connect_timeout} s (connect_timeout)"
-            raise DurableError(
+            message = (
                 f"cannot connect to Postgres at {_redact(resolved)}: {reason}; check the dsn "
                 "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
-            ) from exc
-        return cls(store)
+            )
+            if isinstance(exc, UNAVAILABLE):
+                raise DatabaseUnavailableError(
+                    message, operation="connect", may_have_taken_effect=False
+                ) from exc
+            raise DurableError(message) from exc
+        return cls(store, call_timeout)
 
     async def close(self) -> None:
         await self.store.close()
@@ -237,8 +273,27 @@ class Client:
             execution_timeout,
             attributes,
         )
-        run_id, _ = await self.store.start_workflow(request)
+        run_id = await self._start(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    async def _start(
+        self,
+        request: StartRequest,
+        signal: tuple[str, bytes, str] | None = None,
+        operation: str = "start",
+    ) -> str:
+        """Start ``request``; attempted again while the database is away, without a second
+        run (each attempt opens the same run id, and one that committed is the start)."""
+        run_id = str(uuid.uuid4())
+        attempts = 0
+
+        async def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            opened, _ = await self.store.start_workflow(request, run_id, signal, again=attempts > 1)
+            return opened
+
+        return await self._call(operation, request.workflow_id, attempt, writes=True)
 
     @overload
     async def execute(
@@ -262,8 +317,10 @@ class Client:
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> WorkflowHandle[R]:
-        """Signal the running workflow ``id``, or start it and signal it, atomically."""
+        """Signal the running workflow ``id``, or start it and signal it, atomically. The
+        signal is applied once per ``request_id`` (default: a new one)."""
         check_name("signal", signal)
         if not isinstance(signal_args, tuple | list):
             raise TypeError(f"signal_args must be a tuple of arguments, got {signal_args!r:.200}")
@@ -279,7 +336,8 @@ class Client:
             execution_timeout,
             attributes,
         )
-        run_id, _ = await self.store.start_workflow(request, signal=(signal, payload))
+        request_id = _request_id(request_id)
+        run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
 
     async def _start_request(
@@ -319,7 +377,9 @@ class Client:
         )
         queue = task_queue or (definition.task_queue if definition else None)
         if definition is None:
-            registered = await self.store.registered_task_queue(name)
+            registered = await self._call(
+                "start", workflow_id, lambda: self.store.registered_task_queue(name)
+            )
             if registered is None:
                 raise WorkflowNotFoundError(
                     f"no worker has registered a workflow named {name!r}; check the name, or "
@@ -355,7 +415,8 @@ class Client:
         filters = check_attributes(attributes)
         after: tuple[datetime, str, str] | None = None
         while True:
-            rows = await self.store.list_workflows(
+            page = functools.partial(
+                self.store.list_workflows,
                 status=status,
                 workflow_name=workflow_name,
                 attributes=filters,
@@ -363,6 +424,7 @@ class Client:
                 after=after,
                 limit=200,
             )
+            rows = await self._call("list", None, page)
             for row in rows:
                 yield _description(row, [])
             if len(rows) < 200:
@@ -401,7 +463,9 @@ class WorkflowHandle(Generic[R]):
         try:
             async with asyncio.timeout(seconds):
                 return await self._wait_result()
-        except builtins.TimeoutError:
+        except builtins.TimeoutError as exc:
+            if isinstance(exc, TimeoutError):
+                raise  # the database did not answer (call_timeout)
             raise TimeoutError(
                 f"workflow {self.workflow_id!r} did not finish within {seconds} s"
             ) from None
@@ -409,12 +473,12 @@ class WorkflowHandle(Generic[R]):
     async def _wait_result(self) -> R:
         closed = asyncio.Event()
         key = "c" + self.workflow_id
-        await self._store.listener.subscribe(key, closed)
+        await self._call("result", lambda: self._store.listener.subscribe(key, closed))
         try:
             run_id = self.run_id
             while True:
                 closed.clear()
-                row = await self._run(run_id)
+                row = await self._call("result", functools.partial(self._run, run_id))
                 if row["status"] == "continued_as_new":
                     run_id = str(row["continued_run_id"])
                     continue
@@ -449,38 +513,62 @@ class WorkflowHandle(Generic[R]):
             f"workflow {self.workflow_id!r} {status}: {message}", from_failure(failure)
         )
 
-    async def signal(self, name: str, *args: Any) -> None:
-        """Send signal ``name``; raises WorkflowNotFoundError unless the run is open."""
-        await self._store.signal(
-            self.workflow_id, self.run_id, check_name("name", name), encode_args(args, {})
+    def _call(
+        self, operation: str, attempt: Callable[[], Awaitable[T]], *, writes: bool = False
+    ) -> Awaitable[T]:
+        return self.client._call(operation, self.workflow_id, attempt, writes=writes)
+
+    async def signal(self, name: str, *args: Any, request_id: str | None = None) -> None:
+        """Send signal ``name``; raises WorkflowNotFoundError unless the run is open. Sent
+        again with the same ``request_id`` (default: a new one), it is delivered once."""
+        signal = functools.partial(
+            self._store.signal,
+            self.workflow_id,
+            self.run_id,
+            check_name("name", name),
+            encode_args(args, {}),
+            _request_id(request_id),
         )
+        await self._call("signal", signal, writes=True)
 
     async def query(self, name: str, *args: Any, timeout: float = 30.0) -> Any:
         """Ask a worker to run the workflow's query handler ``name``."""
         _check_timeout(timeout)
-        call_id = await self._store.create_call(
+        create = functools.partial(
+            self._store.create_call,
             KIND_QUERY,
             self.workflow_id,
             self.run_id,
             check_name("name", name),
             encode_args(args, {}),
         )
+        call_id = await self._call("query", create)
         row = await self._await_call(call_id, timeout, "query")
         failure = self._store.open_failure(row["failure"])
         if failure is not None:
             raise QueryError(failure.get("message", "query failed"))
         return decode(self._store.open_payload(row["result"]))
 
-    async def update(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        """Run the workflow's update handler ``name`` and return its result."""
+    async def update(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        """Run the workflow's update handler ``name`` and return its result. Sent again with
+        the same ``request_id`` (default: a new one), it runs once and waits for that run."""
         _check_timeout(timeout)
-        call_id = await self._store.create_call(
+        create = functools.partial(
+            self._store.create_call,
             KIND_UPDATE,
             self.workflow_id,
             self.run_id,
             check_name("name", name),
             encode_args(args, {}),
+            _request_id(request_id),
         )
+        call_id = await self._call("update", create, writes=True)
         row = await self._await_call(call_id, timeout, "update")
         failure = self._store.open_failure(row["failure"])
         if failure is not None:
@@ -492,20 +580,23 @@ class WorkflowHandle(Generic[R]):
     async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
         answered = asyncio.Event()
         key = "r" + call_id
-        await self._store.listener.subscribe(key, answered)
+        await self._call(what, lambda: self._store.listener.subscribe(key, answered))
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     answered.clear()
-                    row = await self._store.call_outcome(call_id)
+                    row = await self._call(what, lambda: self._store.call_outcome(call_id))
                     if row is not None:
                         return row
                     await wait_notified(answered, 1.0)
-        except builtins.TimeoutError:
-            await self._store.forget_call(call_id)
+        except builtins.TimeoutError as exc:
+            if isinstance(exc, TimeoutError):
+                raise  # the database did not answer (call_timeout)
+            if what == "query":
+                await self._call(what, lambda: self._store.forget_call(call_id))
             note = (
                 "; the update stays queued for the workflow and runs when a worker picks it "
-                "up, so do not send it again if it must apply once"
+                "up: send it again with the same request_id to wait for it"
                 if what == "update"
                 else ""
             )
@@ -516,21 +607,43 @@ class WorkflowHandle(Generic[R]):
         finally:
             self._store.listener.unsubscribe(key, answered)
 
-    async def cancel(self, reason: str | None = None) -> None:
-        """Ask the workflow to cancel: it sees CancelledError and may clean up."""
-        await self._store.request_cancel(self.workflow_id, self.run_id, _check_reason(reason))
+    async def cancel(self, reason: str | None = None, *, request_id: str | None = None) -> None:
+        """Ask the workflow to cancel: it sees CancelledError and may clean up. Asked again
+        with the same ``request_id`` (default: a new one), it is asked once."""
+        cancel = functools.partial(
+            self._store.request_cancel,
+            self.workflow_id,
+            self.run_id,
+            _check_reason(reason),
+            _request_id(request_id),
+        )
+        await self._call("cancel", cancel, writes=True)
 
-    async def terminate(self, reason: str | None = None) -> None:
-        """Stop the workflow at once; no workflow code runs any more."""
-        await self._store.terminate(self.workflow_id, self.run_id, _check_reason(reason))
+    async def terminate(self, reason: str | None = None, *, request_id: str | None = None) -> None:
+        """Stop the workflow at once; no workflow code runs any more. Applied once per
+        ``request_id`` (default: a new one)."""
+        terminate = functools.partial(
+            self._store.terminate,
+            self.workflow_id,
+            self.run_id,
+            _check_reason(reason),
+            _request_id(request_id),
+        )
+        await self._call("terminate", terminate, writes=True)
 
     async def describe(self) -> WorkflowDescription:
+        return await self._call("describe", self._describe)
+
+    async def _describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)
         pending = await self._store.pending_activities(self.workflow_id, str(row["run_id"]))
         failures = [_failure_message(self._store, p["last_failure"]) for p in pending]
         return _description(row, list(zip(pending, failures, strict=True)))
 
     async def history(self) -> list[HistoryEvent]:
+        return await self._call("history", self._history)
+
+    async def _history(self) -> list[HistoryEvent]:
         row = await self._run(self.run_id)
         events = await self._store.load_history(self.workflow_id, str(row["run_id"]))
         return [_history_event(e) for e in events]

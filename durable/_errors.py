@@ -118,3 +118,17 @@ class WorkflowError(DurableError):
 
 class TimeoutError(DurableError, builtins.TimeoutError):
     """An operation timed out; also an ``asyncio.TimeoutError``."""
+
+
+class DatabaseUnavailableError(DurableError):
+    """The database could not be reached for a client operation (connection refused, reset
+    or terminated, server starting up or shutting down), within the call's deadline.
+
+    ``operation`` names the call; ``may_have_taken_effect`` is False when the write surely
+    did not happen (it was never sent) and True when it may have: repeat it with the same
+    ``request_id`` to apply it exactly once."""
+
+    def __init__(self, message: str, *, operation: str, may_have_taken_effect: bool) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.may_have_taken_effect = may_have_taken_effect

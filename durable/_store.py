@@ -32,7 +32,12 @@ import msgpack
 
 from ._codecs import PLAIN, Codecs
 from ._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._errors import DurableError, WorkflowAlreadyStartedError, WorkflowNotFoundError
+from ._errors import (
+    DurableError,
+    UpdateError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotFoundError,
+)
 from ._events import Event, EventType, pack_attrs, unpack_attrs
 from ._failures import Failure, activity_failure, may_retry
 
@@ -55,6 +60,7 @@ FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 KIND_QUERY, KIND_UPDATE = 1, 2
 _ENSURE_FAILED = "DU001"  # raised by durable.ensure()
 _MISSED_MESSAGES = "DU002"  # raised by durable.ensure_read_all()
+_REQUEST_RACE = "DU003"  # raised by durable.ensure_new_requests()
 
 
 _CANCELS = frozenset({E.TIMER_CANCELLED, E.ACTIVITY_CANCEL_REQUESTED, E.CHILD_CANCEL_REQUESTED})
@@ -392,8 +398,8 @@ class Store:
                         return await work(conn)
                 async with self._transaction() as conn:
                     return await work(conn)
-            except _RETRYABLE:
-                if attempt == 4:
+            except (*_RETRYABLE, asyncpg.PostgresError) as exc:
+                if attempt == 4 or not (isinstance(exc, _RETRYABLE) or _request_race(exc)):
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -436,6 +442,22 @@ class Store:
                     gone,
                 )
 
+    async def purge_requests(self, kept: float, limit: int = 1000) -> int:
+        """Forget client requests older than ``kept`` seconds (a request sent again after
+        that is applied again), and the answered updates with them; a batch at a time."""
+        status = await self.pool.execute(
+            "WITH old AS (DELETE FROM durable.requests WHERE ctid = ANY(ARRAY("
+            "  SELECT ctid FROM durable.requests"
+            "  WHERE created_at < now() - make_interval(secs => $1) LIMIT $2))"
+            " RETURNING 1) "
+            "DELETE FROM durable.calls WHERE kind = 2 AND done"
+            " AND created_at < now() - make_interval(secs => $1)"
+            " AND (SELECT count(*) FROM old) >= 0",
+            kept,
+            limit,
+        )
+        return int(status.split()[-1])
+
     async def renew_worker(self, worker_id: str, ttl: float) -> bool:
         status = await self.pool.execute(
             "UPDATE durable.workers SET expires_at = now() + make_interval(secs => $2) "
@@ -467,32 +489,38 @@ class Store:
 
     # ------------------------------------------------------------------ starting
     async def start_workflow(
-        self, request: StartRequest, signal: tuple[str, bytes] | None = None
+        self,
+        request: StartRequest,
+        run_id: str,
+        signal: tuple[str, bytes, str] | None = None,
+        *,
+        again: bool = False,
     ) -> tuple[str, bool]:
-        """Start a run (or, per the conflict policy, use the open one). Returns (run_id, started)."""
-        if signal is None and request.is_plain:  # one statement, unless the id is in use
-            run_id = str(uuid.uuid4())
-            if await self._group_start.submit((request, run_id)):
-                return run_id, True
+        """Start run ``run_id`` (or, per the conflict policy, use the open one) and post
+        ``signal`` (name, arguments, request id) to it. Returns (run_id, started).
+
+        ``again``: an earlier attempt with this run id may have committed (its connection
+        broke); if it did, that is the start."""
+        if again and await self.run_row(request.workflow_id, run_id) is not None:
+            return run_id, True
+        plain = signal is None and request.is_plain  # one statement, unless the id is in use
+        if plain and await self._group_start.submit((request, run_id)):
+            return run_id, True
 
         async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
-            run_id, started = await _start_in(conn, request)
+            opened, started = await _start_in(conn, request, run_id)
             if signal is not None:
-                await _post(
-                    conn,
-                    request.workflow_id,
-                    run_id,
-                    E.SIGNAL_RECEIVED,
-                    {"name": signal[0], "args": signal[1]},
-                )
-            return run_id, started
+                name, args, request_id = signal
+                attrs = {"name": name, "args": args}
+                await _post(conn, request.workflow_id, opened, E.SIGNAL_RECEIVED, attrs, request_id)
+            return opened, started
 
         try:
             result: tuple[str, bool] = await self._retrying(work)
         except _StartRaceLost:
             # a concurrent start of the same id won the race
             if request.id_conflict_policy == "use_existing" or signal is not None:
-                return await self.start_workflow(request, signal)
+                return await self.start_workflow(request, run_id, signal)
             raise WorkflowAlreadyStartedError(
                 f"workflow {request.workflow_id!r} is already running",
                 workflow_id=request.workflow_id,
@@ -500,24 +528,33 @@ class Store:
         return result
 
     # ------------------------------------------------------------------ client operations
-    async def signal(self, workflow_id: str, run_id: str | None, name: str, args: bytes) -> None:
-        """Post a signal to the open run a handle addresses (see :func:`_addressed_run`)."""
+    async def signal(
+        self, workflow_id: str, run_id: str | None, name: str, args: bytes, request_id: str
+    ) -> None:
+        """Post a signal to the open run a handle addresses (see :func:`_addressed_run`),
+        once per request id."""
         attrs = {"name": name, "args": args}
         key, body = str(next(self._post_keys)), _seal_attrs(self.codecs, attrs)
-        if await self._group_post.submit((key, workflow_id, run_id, E.SIGNAL_RECEIVED, body)):
+        post = (key, workflow_id, run_id, E.SIGNAL_RECEIVED, body, request_id)
+        if await self._group_post.submit(post):
             return  # grouped with concurrent posts into one statement
         async with self.pool.acquire() as conn:
-            run = await _post_to_run(conn, workflow_id, run_id, E.SIGNAL_RECEIVED, attrs)
+            run = await _post_to_run(
+                conn, workflow_id, run_id, E.SIGNAL_RECEIVED, attrs, request_id
+            )
         _require_open(run, workflow_id, run_id)
 
     async def request_cancel(
-        self, workflow_id: str, run_id: str | None, reason: str | None
+        self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
     ) -> None:
-        """Ask the run a handle addresses to cancel. Nothing to do once the workflow closed,
-        unless the handle is pinned to a run: then its run being closed is an error."""
+        """Ask the run a handle addresses to cancel, once per request id. Nothing to do once
+        the workflow closed, unless the handle is pinned to a run: then its run being closed
+        is an error."""
 
         async def work(conn: asyncpg.Connection) -> None:
             run = await _addressed_run(conn, workflow_id, run_id, lock=True)
+            if not await _first_time(conn, workflow_id, request_id):
+                return
             if run["closed_at"] is None:
                 await _cancel_run(conn, run, reason)
             elif run_id is not None:
@@ -531,9 +568,15 @@ class Store:
         posted = {r["key"] for r in rows}
         return {post[0]: post[0] in posted for post in posts}
 
-    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
+    async def terminate(
+        self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
+    ) -> None:
+        """Terminate the run a handle addresses, once per request id."""
+
         async def work(conn: asyncpg.Connection) -> None:
             run = await _addressed_run(conn, workflow_id, run_id, lock=True)
+            if not await _first_time(conn, workflow_id, request_id):
+                return
             if run["closed_at"] is None:
                 await _terminate_run(conn, workflow_id, str(run["run_id"]), reason)
             elif run_id is not None:
@@ -620,12 +663,28 @@ class Store:
         )
 
     async def create_call(
-        self, kind: int, workflow_id: str, run_id: str | None, name: str, args: bytes
+        self,
+        kind: int,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: bytes,
+        request_id: str | None = None,
     ) -> str:
         """Insert a query or update request for the run a handle addresses; an update also
-        goes to that run's inbox, and needs it open."""
+        goes to that run's inbox, and needs it open. An update with a request id is sent
+        once: sent again, it is the same call (its id derives from the request id)."""
         call_id = str(uuid.uuid4())
+        if request_id is not None:
+            call_id = str(uuid.uuid5(_UPDATE_IDS, f"{workflow_id}\x00{request_id}"))
         async with self._transaction() as conn:
+            if request_id is not None and not await _first_time(conn, workflow_id, request_id):
+                if not await conn.fetchval("SELECT 1 FROM durable.calls WHERE id = $1", call_id):
+                    raise UpdateError(
+                        f"the update with request_id {request_id!r} to workflow {workflow_id!r} "
+                        f"was applied more than {REQUESTS_KEPT} ago; its answer is forgotten"
+                    )
+                return call_id  # sent before: its answer (when there is one) is the answer
             if kind == KIND_UPDATE:
                 attrs = {"update_id": call_id, "name": name, "args": args}
                 run = await _post_to_run(conn, workflow_id, run_id, E.UPDATE_ACCEPTED, attrs)
@@ -647,9 +706,14 @@ class Store:
         return call_id
 
     async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
-        """The answer to a call once it is done (and then forget the call); sealed."""
+        """The answer to a call once it is done, sealed. A query is forgotten then; an
+        update is kept (for a resend of its request: see purge_requests)."""
         return await self.pool.fetchrow(
-            "DELETE FROM durable.calls WHERE id = $1 AND done RETURNING result, failure", call_id
+            "WITH answer AS (SELECT id, kind, result, failure FROM durable.calls"
+            " WHERE id = $1 AND done),"
+            " forgotten AS (DELETE FROM durable.calls WHERE id = $1 AND kind = 1 AND done) "
+            "SELECT result, failure FROM answer",
+            call_id,
         )
 
     async def forget_call(self, call_id: str) -> None:
@@ -1143,13 +1207,14 @@ async def _post_to_run(
     run_id: str | None,
     etype: EventType,
     attrs: dict[str, Any],
+    request_id: str | None = None,
 ) -> asyncpg.Record:
     """Post a message to the open run a handle addresses (one statement) and return that
     run, or return the run it addresses, closed, without posting. A run may open between a
     post that found none and the read that follows (it continued as new): then post again."""
     target = run_id
     while True:
-        posted = await _post(conn, workflow_id, target, etype, attrs)
+        posted = await _post(conn, workflow_id, target, etype, attrs, request_id)
         if posted is not None:
             return posted
         run = await _addressed_run(conn, workflow_id, run_id)
@@ -1158,7 +1223,9 @@ async def _post_to_run(
         target = None if run_id is None else str(run["run_id"])
 
 
-async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[str, bool]:
+async def _start_in(
+    conn: asyncpg.Connection, request: StartRequest, run_id: str | None = None
+) -> tuple[str, bool]:
     existing = await conn.fetchrow(
         "SELECT run_id, status, closed_at FROM durable.workflows WHERE workflow_id = $1 "
         "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE",
@@ -1192,7 +1259,7 @@ async def _start_in(conn: asyncpg.Connection, request: StartRequest) -> tuple[st
                 workflow_id=request.workflow_id,
                 run_id=str(existing["run_id"]),
             )
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     if not await _insert_run(conn, request, run_id):
         raise _StartRaceLost
     return run_id, True
@@ -1310,6 +1377,21 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE be
 """
 
 
+REQUESTS_KEPT = timedelta(days=1)  # a client request is applied once within this time
+_UPDATE_IDS = uuid.UUID("9d7c3f7e-4b1e-4a53-9c44-6a1c1a6f0d11")  # namespace of update ids
+
+
+async def _first_time(conn: asyncpg.Connection, workflow_id: str, request_id: str) -> bool:
+    """Record a client request in this transaction; False if it was applied before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO durable.requests (workflow_id, request_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        workflow_id,
+        request_id,
+    )
+    return bool(inserted)
+
+
 class _StartRaceLost(Exception):
     """A concurrent start of the same workflow id opened its run first."""
 
@@ -1414,8 +1496,12 @@ async def _insert_history(
 # start a delayed run early (a run not delayed is due already).
 _POST_SQL = """
 WITH post AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::smallint[], $5::bytea[])
-        WITH ORDINALITY AS p(key, workflow_id, run_id, kind, body, ord)),
+    SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::smallint[], $5::bytea[],
+        $6::text[]) WITH ORDINALITY AS p(key, workflow_id, run_id, kind, body, request_id, ord)),
+seen AS (
+    SELECT p.key FROM post p WHERE p.request_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM durable.requests q
+        WHERE q.workflow_id = p.workflow_id AND q.request_id = p.request_id)),
 locked AS (
     SELECT 1 FROM durable.workflows w
     WHERE w.workflow_id = ANY($2::text[]) AND w.closed_at IS NULL
@@ -1424,11 +1510,12 @@ addressed AS (
     SELECT r.run_id AS open_run_id, p.* FROM post p
     CROSS JOIN LATERAL (SELECT w.run_id FROM durable.workflows w
         WHERE w.workflow_id = p.workflow_id AND w.closed_at IS NULL
-            AND (p.run_id IS NULL OR w.run_id = p.run_id) OFFSET 0) r),
+            AND (p.run_id IS NULL OR w.run_id = p.run_id) OFFSET 0) r
+    WHERE NOT (p.key = ANY(ARRAY(SELECT key FROM seen)))),
 runs AS (
     SELECT workflow_id, open_run_id AS run_id, array_agg(key ORDER BY ord) AS keys,
         array_agg(kind ORDER BY ord) AS kinds, array_agg(body ORDER BY ord) AS bodies,
-        array_agg(ord ORDER BY ord) AS ords
+        array_agg(ord ORDER BY ord) AS ords, array_agg(request_id ORDER BY ord) AS request_ids
     FROM addressed GROUP BY workflow_id, open_run_id),
 target AS (
     UPDATE durable.workflows w SET
@@ -1438,40 +1525,64 @@ target AS (
     FROM runs r
     WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND (SELECT count(*) FROM locked) >= 0
     RETURNING w.workflow_id, w.run_id, w.task_queue, w.status, w.closed_at, r.keys, r.kinds,
-        r.bodies, r.ords),
+        r.bodies, r.ords, r.request_ids),
 posted AS (
     INSERT INTO durable.inbox (workflow_id, run_id, kind, body)
     SELECT t.workflow_id, t.run_id, m.kind, m.body
     FROM target t CROSS JOIN LATERAL unnest(t.kinds, t.bodies, t.ords) AS m(kind, body, ord)
     WHERE t.closed_at IS NULL
     ORDER BY m.ord
-    RETURNING 1)
-SELECT k.key, t.workflow_id, t.run_id, t.task_queue, t.status, t.closed_at,
+    RETURNING 1),
+recorded AS (
+    SELECT t.workflow_id, q.request_id
+    FROM target t CROSS JOIN LATERAL unnest(t.request_ids) AS q(request_id)
+    WHERE t.closed_at IS NULL AND q.request_id IS NOT NULL),
+requested AS (
+    INSERT INTO durable.requests (workflow_id, request_id)
+    SELECT workflow_id, request_id FROM recorded
+    ON CONFLICT DO NOTHING
+    RETURNING 1),
+checked AS (
+    SELECT durable.ensure_new_requests(
+        (SELECT count(*) FROM requested) = (SELECT count(*) FROM recorded)) AS ok)
+SELECT k.key, t.workflow_id, t.run_id, t.task_queue, t.status, t.closed_at, false AS duplicate,
     (SELECT count(pg_notify('durable', 'w' || queue)) FROM (SELECT DISTINCT task_queue AS queue
         FROM target WHERE closed_at IS NULL) AS queues) AS woken
 FROM target t CROSS JOIN LATERAL unnest(t.keys) AS k(key)
-WHERE t.closed_at IS NULL
+WHERE t.closed_at IS NULL AND (SELECT ok FROM checked)
+UNION ALL
+SELECT key, NULL, NULL, NULL, NULL, NULL, true, 0 FROM seen
 """
 
 # key (unique among posts sent together), workflow id, run id (None: the open run), message
-# kind, sealed attributes
-_Post = tuple[str, str, str | None, EventType, bytes]
+# kind, sealed attributes, request id (None: no client request to apply once)
+_Post = tuple[str, str, str | None, EventType, bytes, str | None]
 
 
 def _post_arrays(posts: Sequence[_Post]) -> list[list[Any]]:
     """The parameters of _POST_SQL: each column of the posts as an array."""
-    return [
-        [key for key, _, _, _, _ in posts],
-        [workflow_id for _, workflow_id, _, _, _ in posts],
-        [run_id for _, _, run_id, _, _ in posts],
-        [int(kind) for _, _, _, kind, _ in posts],
-        [body for _, _, _, _, body in posts],
-    ]
+    columns: list[list[Any]] = [[] for _ in range(6)]
+    for post in posts:
+        _append(columns, *post)
+    columns[3] = [int(kind) for kind in columns[3]]
+    return columns
 
 
 async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> _Rows:
-    rows: _Rows = await conn.fetch(_POST_SQL, *_post_arrays(posts))
-    return rows
+    """Post in one statement. A request that a concurrent post of the same request id
+    applied first aborts it (DU003); then it runs again and finds that request applied."""
+    for attempt in range(3):
+        try:
+            rows: _Rows = await conn.fetch(_POST_SQL, *_post_arrays(posts))
+            return rows
+        except asyncpg.PostgresError as exc:  # (in a transaction, _retrying runs it again)
+            if not _request_race(exc) or attempt == 2 or conn.is_in_transaction():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _request_race(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) == _REQUEST_RACE
 
 
 async def _post(
@@ -1480,10 +1591,12 @@ async def _post(
     run_id: str | None,
     etype: EventType,
     attrs: dict[str, Any],
+    request_id: str | None = None,
 ) -> asyncpg.Record | None:
     """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
-    wake its workers. Returns the run's row, None if it is closed."""
-    post = ("", workflow_id, run_id, etype, _seal_attrs(_codecs(conn), attrs))
+    wake its workers, once per ``request_id``. Returns the run's row (``duplicate`` when the
+    request was applied before, its other columns then NULL), None if it is closed."""
+    post = ("", workflow_id, run_id, etype, _seal_attrs(_codecs(conn), attrs), request_id)
     rows = await _post_many(conn, [post])
     return rows[0] if rows else None
 

@@ -39,6 +39,7 @@ from ._failures import Failure, activity_failure, may_retry, to_failure
 from ._replayer import LocalActivityCall, WorkflowInstance
 from ._serialization import decode_args, encode
 from ._store import (
+    REQUESTS_KEPT,
     ActivityTask,
     InboxMessage,
     LostOwnership,
@@ -53,6 +54,7 @@ from ._store import (
 E = EventType
 _log = logging.getLogger("durable.worker")
 _QUERY_RECHECK = timedelta(milliseconds=20)  # queries waiting for their run's step
+_PURGE_EVERY = 60.0  # seconds between purges of old client requests, per worker
 _PARK_FOR = 0.5  # seconds a workflow task waits at least for its local activities, in its slot
 
 
@@ -347,6 +349,8 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         interval = self.lease_ttl / 3
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + _PURGE_EVERY
         while True:
             await asyncio.sleep(min(interval, 1.0))
             self._unpark_the_slow()
@@ -365,6 +369,9 @@ class Worker:
                 if self._activities:
                     await self._store.reap_activities(self.task_queue)
                     await self._release_unstarted_activities()
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + _PURGE_EVERY
+                    await self._store.purge_requests(REQUESTS_KEPT.total_seconds())
                 await self._store.listener.reconnect_if_lost()
             except (TimeoutError, OSError) as exc:
                 _log.warning("lease renewal failed: %s", exc)

@@ -83,9 +83,10 @@ async def assert_intact(dsn: str) -> None:
 
 
 async def open_calls(dsn: str) -> int:
+    """Queries and updates not answered (answered updates are kept for their request ids)."""
     conn = await asyncpg.connect(dsn)
     try:
-        count: int = await conn.fetchval("SELECT count(*) FROM durable.calls")
+        count: int = await conn.fetchval("SELECT count(*) FROM durable.calls WHERE NOT done")
         return count
     finally:
         await conn.close()

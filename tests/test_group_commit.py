@@ -333,7 +333,10 @@ async def test_a_burst_finds_each_run_by_its_key_whatever_the_statistics_say(
     await pool.execute("DELETE FROM durable.inbox")
     await pool.execute("ANALYZE durable.workflows, durable.inbox")
     tasks = await claimed_runs(client, worker_id, 64)
-    posts = [(str(i), t.workflow_id, None, E.SIGNAL_RECEIVED, b"") for i, t in enumerate(tasks)]
+    posts = [
+        (str(i), t.workflow_id, None, E.SIGNAL_RECEIVED, b"", f"request {i}")
+        for i, t in enumerate(tasks)
+    ]
     steps = [(t, worker_id, side_effect_step(t)) for t in tasks]
     commit_sql, commit_args = _commit_call(client.store.codecs, steps)
     async with pool.acquire() as conn:
