@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
@@ -33,6 +33,7 @@ _NEVER_SENT: tuple[type[BaseException], ...] = (
 )
 _FIRST_RETRY, _MAX_RETRY = 0.05, 1.0  # seconds between attempts, doubling
 _LAST_TRY_BEFORE = 0.05  # seconds before the deadline: no attempt starts later
+_RECANCEL = 0.05  # seconds between cancellations of an attempt past its deadline
 
 
 def _what(operation: str, workflow_id: str | None) -> str:
@@ -53,31 +54,28 @@ async def call(
     deadline; any other raises DatabaseUnavailableError at once. Past the deadline: the
     last DatabaseUnavailableError, or TimeoutError naming the operation.
 
-    The deadline holds whatever the server does: an attempt still running then is cancelled
-    and left behind (a cancelled query on a stalled server can keep its connection busy
-    until the server answers; the caller does not wait for that)."""
+    The deadline holds whatever the server does: past it, the attempt is cancelled, and
+    cancelled again every 50 ms until it gives up (a query cancelled on a stalled server can
+    wait for the server once more, in its connection's release)."""
     loop = asyncio.get_running_loop()
     end = None if deadline is None else loop.time() + deadline
     failure: BaseException | None = None
     maybe_applied = False
     delay = _FIRST_RETRY
     while True:
-        running = asyncio.ensure_future(attempt())
-        remaining = None if end is None else max(0.0, end - loop.time())
-        done, _ = await _wait(running, remaining)
-        if not done:
-            _abandon(running)
+        try:
+            async with _Deadline(end):
+                return await attempt()
+        except DurableError:
+            raise  # (durable's TimeoutError is an OSError too)
+        except _Expired:
             if failure is not None:
                 raise _unavailable(operation, workflow_id, failure, maybe_applied) from failure
             raise TimeoutError(
                 f"{_what(operation, workflow_id)} got no answer from the database within "
                 f"{deadline:g} s (call_timeout); it may be overloaded or stalled"
                 + ("; the write may have taken effect" if writes else "")
-            )
-        try:
-            return running.result()
-        except DurableError:
-            raise  # (durable's TimeoutError is an OSError too)
+            ) from None
         except UNAVAILABLE as exc:
             failure = exc
             maybe_applied = maybe_applied or (writes and not isinstance(exc, _NEVER_SENT))
@@ -89,22 +87,43 @@ async def call(
         delay = min(delay * 2, _MAX_RETRY)
 
 
-async def _wait(running: asyncio.Future[T], timeout: float | None) -> tuple[set[Any], set[Any]]:
-    try:
-        return await asyncio.wait({running}, timeout=timeout)
-    except asyncio.CancelledError:  # the caller is cancelled: so is its attempt
-        _abandon(running)
-        raise
+class _Expired(Exception):
+    """The deadline of a call passed."""
 
 
-def _abandon(running: asyncio.Future[Any]) -> None:
-    running.cancel()
-    running.add_done_callback(_retrieve)
+class _Deadline:
+    """Like ``asyncio.timeout_at(end)``, but once past ``end`` it cancels the task again
+    every _RECANCEL seconds until the block is left, and raises _Expired."""
 
+    __slots__ = ("cancels", "end", "handle", "task")
 
-def _retrieve(running: asyncio.Future[Any]) -> None:
-    if not running.cancelled():
-        running.exception()  # an outcome nobody waits for any more
+    def __init__(self, end: float | None) -> None:
+        self.end = end
+        self.handle: asyncio.TimerHandle | None = None
+        self.cancels = 0
+
+    async def __aenter__(self) -> None:
+        if self.end is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self.task = task
+            self.handle = asyncio.get_running_loop().call_at(self.end, self._expire)
+
+    def _expire(self) -> None:
+        self.cancels += 1
+        self.task.cancel()
+        self.handle = asyncio.get_running_loop().call_later(_RECANCEL, self._expire)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        if not self.cancels:
+            return
+        remaining = self.task.cancelling()
+        for _ in range(self.cancels):
+            remaining = self.task.uncancel()
+        if kind is asyncio.CancelledError and remaining == 0:  # ours alone
+            raise _Expired
 
 
 def _unavailable(

@@ -6,6 +6,8 @@ import asyncio
 import builtins
 import dataclasses
 import functools
+import itertools
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,9 +126,28 @@ def _check_timeout(value: Any, arg: str = "timeout") -> None:
         raise ValueError(f"{arg} must be a positive number of seconds or None, got {value!r}")
 
 
+class _RequestIds:
+    """New request ids: a random prefix of the process (a new one in a forked child) and a
+    number, unique across processes and cheap (uuid4 costs a system call each)."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = uuid.uuid4().hex
+        self.numbers = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self.prefix}-{next(self.numbers)}"
+
+
+_request_ids = _RequestIds()
+
+
 def _request_id(value: Any) -> str:
     """A client write's request id: the caller's (checked), else a new one."""
-    return str(uuid.uuid4()) if value is None else check_name("request_id", value)
+    return _request_ids.new() if value is None else check_name("request_id", value)
 
 
 def _check_reason(value: Any) -> str | None:
