@@ -57,9 +57,12 @@ class ActivityContext:
         self._dirty = True
 
     def is_cancelled(self) -> bool:
+        """Whether this attempt was asked to stop: its activity was cancelled, or the attempt
+        passed its deadline. A sync activity must check it itself."""
         return self._cancelled
 
     async def wait_cancelled(self) -> None:
+        """Return once ``is_cancelled()`` is true."""
         if self._cancelled_event is None:
             self._cancelled_event = asyncio.Event()
             if self._cancelled:
@@ -67,12 +70,12 @@ class ActivityContext:
         await self._cancelled_event.wait()
 
     # -- used by the worker --------------------------------------------------------------
-    def take_heartbeat(self) -> tuple[bool, bytes | None]:
+    def _take_heartbeat(self) -> tuple[bool, bytes | None]:
         dirty, payload = self._dirty, self._pending
         self._dirty, self._pending = False, None
         return dirty, payload
 
-    def mark_cancelled(self) -> None:
+    def _mark_cancelled(self) -> None:
         self._cancelled = True
         if self._cancelled_event is not None:
             self._cancelled_event.set()

@@ -235,6 +235,7 @@ class Client:
         return cls(store, call_timeout)
 
     async def close(self) -> None:
+        """Close the connections (the embedded database keeps running)."""
         await self.store.close()
 
     async def __aenter__(self) -> Client:
@@ -653,6 +654,7 @@ class WorkflowHandle(Generic[R]):
         await self._call("terminate", terminate, writes=True)
 
     async def describe(self) -> WorkflowDescription:
+        """The run's status, times, attributes, last error and pending activities."""
         return await self._call("describe", self._describe)
 
     async def _describe(self) -> WorkflowDescription:
@@ -662,6 +664,7 @@ class WorkflowHandle(Generic[R]):
         return _description(row, list(zip(pending, failures, strict=True)))
 
     async def history(self) -> list[HistoryEvent]:
+        """The run's recorded history, oldest event first."""
         return await self._call("history", self._history)
 
     async def _history(self) -> list[HistoryEvent]:

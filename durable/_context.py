@@ -55,9 +55,11 @@ class ChildWorkflowHandle(Awaitable[R]):
         return self._task.__await__()
 
     def done(self) -> bool:
+        """Whether the child closed (its outcome is known)."""
         return self._task.done()
 
     async def signal(self, name: str, *args: Any) -> None:
+        """Send signal ``name`` to the child (recorded as CHILD_SIGNALED)."""
         self._runtime.signal_child(self._seq, name, encode_args(args, {}))
 
     def cancel(self) -> None:
@@ -130,14 +132,17 @@ class WorkflowContext:
     # -- information ------------------------------------------------------------------
     @property
     def info(self) -> WorkflowInfo:
+        """Ids, name, task queue, attempt, start time and parent of this run."""
         return self._runtime.info
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that adds the workflow and run ids, silent while replaying."""
         return self._runtime.logger
 
     @property
     def is_replaying(self) -> bool:
+        """True while the code re-runs a step that history recorded (not a new one)."""
         return self._runtime.is_replaying
 
     def now(self) -> datetime:
@@ -149,6 +154,7 @@ class WorkflowContext:
         return self._runtime.random()
 
     def uuid4(self) -> uuid.UUID:
+        """A random UUID drawn from ``random()``: the same on every replay."""
         return uuid.UUID(int=self._runtime.random().getrandbits(128), version=4)
 
     # -- activities -----------------------------------------------------------------------
@@ -198,6 +204,7 @@ class WorkflowContext:
         await asyncio.sleep(seconds)
 
     async def sleep_until(self, when: datetime) -> None:
+        """A durable timer until ``when`` (timezone-aware)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise TypeError(f"when must be a timezone-aware datetime, got {when!r}")
         await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
@@ -211,9 +218,13 @@ class WorkflowContext:
         return await _wait_for(future, timeout, f"signal {name!r}")
 
     def on_signal(self, name: str, handler: Callable[..., Any]) -> None:
+        """Call ``handler(*args)`` (sync or async) for every signal ``name``, in arrival
+        order; signals sent before it was registered reach it too. A signal whose arguments
+        do not fit the handler is dropped (SIGNAL_DROPPED)."""
         self._runtime.on_signal(check_name("name", name), _callable(handler, "handler"))
 
     def on_query(self, name: str, fn: Callable[..., Any]) -> None:
+        """Answer ``handle.query(name, *args)`` with ``fn(*args)``, which must only read."""
         self._runtime.on_query(check_name("name", name), _callable(fn, "fn"))
 
     def on_update(
@@ -222,6 +233,9 @@ class WorkflowContext:
         handler: Callable[..., Any],
         validator: Callable[..., Any] | None = None,
     ) -> None:
+        """Run ``handler(*args)`` (sync or async) for ``handle.update(name, *args)`` and return
+        its result to the caller; ``validator(*args)`` may reject it (by raising) before it
+        is recorded."""
         if validator is not None:
             _callable(validator, "validator")
         self._runtime.on_update(check_name("name", name), _callable(handler, "handler"), validator)
@@ -271,9 +285,12 @@ class WorkflowContext:
         return result
 
     def patched(self, change_id: str) -> bool:
+        """True on new runs (recorded), and on replays of runs that passed this point with
+        the new code; False where an old run passed it with the old code."""
         return self._runtime.patched(check_name("change_id", change_id), deprecated=False)
 
     def deprecate_patch(self, change_id: str) -> None:
+        """Take the new branch for good, while runs that recorded the patch still replay."""
         self._runtime.patched(check_name("change_id", change_id), deprecated=True)
 
     def set_attributes(self, **attributes: Any) -> None:

@@ -82,10 +82,11 @@ class RetryPolicy:
         )
         return float(min(cap, initial * self.backoff_coefficient ** max(0, attempt - 2)))
 
-    def allows_attempt(self, attempt: int) -> bool:
+    def _allows_attempt(self, attempt: int) -> bool:
         return self.maximum_attempts == 0 or attempt <= self.maximum_attempts
 
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
+        """The policy as recorded in history (plain values)."""
         return {
             "initial_interval": self.initial_interval.total_seconds(),
             "backoff_coefficient": self.backoff_coefficient,
@@ -97,7 +98,8 @@ class RetryPolicy:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+    def _from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+        """The policy recorded by ``_to_dict``."""
         maximum = data.get("maximum_interval")
         return cls(
             initial_interval=timedelta(seconds=data["initial_interval"]),
@@ -275,6 +277,7 @@ class WorkflowDefinition(Generic[P, R]):
     def with_options(
         self, *, name: str | None = None, task_queue: str | None = None, id: str | None = None
     ) -> WorkflowDefinition[P, R]:
+        """A copy with other options (for one start or child): name, task queue, id."""
         check_name("name", name, optional=True)
         check_name("task_queue", task_queue, optional=True)
         check_name("id", id, optional=True)

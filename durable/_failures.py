@@ -111,7 +111,7 @@ def from_failure(failure: Failure) -> BaseException:
 
 def may_retry(retry: RetryPolicy, attempt: int, failure: Failure) -> bool:
     """Whether ``retry`` allows another attempt after attempt ``attempt`` failed so."""
-    if not retry.allows_attempt(attempt + 1) or failure.get("non_retryable"):
+    if not retry._allows_attempt(attempt + 1) or failure.get("non_retryable"):
         return False
     return failure.get("type") not in tuple(retry.non_retryable_error_types)
 

@@ -492,7 +492,7 @@ class WorkflowInstance:
             "name": name,
             "task_queue": options.task_queue or self.info.task_queue,
             "args": args,
-            "retry": options.retry.to_dict() if options.retry else None,
+            "retry": options.retry._to_dict() if options.retry else None,
             "start_to_close": _seconds_or_none(options.start_to_close_timeout),
             "schedule_to_close": _seconds_or_none(options.schedule_to_close_timeout),
             "heartbeat": _seconds_or_none(options.heartbeat_timeout),

@@ -265,6 +265,8 @@ class Worker:
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Stop taking work, finish what is in flight within ``shutdown_grace``, hand back
+        the rest, and return once the worker stopped."""
         self._stopping.set()
         if self._running is not None:
             await self._running
@@ -851,7 +853,7 @@ class Worker:
                     lambda: self._store.complete_activity(task, self.worker_id, outcome["result"]),
                 )
         else:
-            _, details = context.take_heartbeat()
+            _, details = context._take_heartbeat()
             await self._until_recorded(
                 task,
                 lambda: self._store.fail_activity(
@@ -987,7 +989,7 @@ class _ActivityWatch:
 
     def _stop(self, failure: Failure) -> None:
         self.stopped_by = failure
-        self.context.mark_cancelled()
+        self.context._mark_cancelled()
         self.runner.cancel()
 
     async def _watch(self) -> None:
@@ -1004,9 +1006,9 @@ class _ActivityWatch:
                     }
                 )
                 return
-            dirty, details = context.take_heartbeat()
+            dirty, details = context._take_heartbeat()
             if dirty and await self._flush(details):
-                context.mark_cancelled()
+                context._mark_cancelled()
                 if self.is_async:
                     self._stop(
                         {
@@ -1055,7 +1057,7 @@ class _LocalActivityRun:
         ``is_cancelled()`` and, if async, CancelledError."""
         self.stopped = True
         if self.context is not None:
-            self.context.mark_cancelled()
+            self.context._mark_cancelled()
         self.task.cancel()
 
     async def _run(self) -> dict[str, Any]:
@@ -1091,7 +1093,7 @@ class _LocalActivityRun:
         )
         self.context = context
         if self.stopped:
-            context.mark_cancelled()
+            context._mark_cancelled()
         timeout = call.definition.options.start_to_close_timeout
         expired = False
         runner = asyncio.current_task()
@@ -1100,7 +1102,7 @@ class _LocalActivityRun:
         def expire() -> None:
             nonlocal expired
             expired = True
-            context.mark_cancelled()
+            context._mark_cancelled()
             runner.cancel()
 
         watchdog = (
