@@ -355,8 +355,9 @@ async def wait_order_wf(ctx: WorkflowContext) -> list[str]:
     return [str(i) for i in order] + finished
 
 
-def replay(definition: Any, history: list[Event]) -> None:
-    instance = WorkflowInstance(definition, "id", "run", history)
+def replay(definition: Any, history: list[Event], run_id: str = "run") -> None:
+    # the run id seeds the loop's task hashes: a replay must use the run's own
+    instance = WorkflowInstance(definition, "id", run_id, history)
     instance.replay()
 
 
@@ -371,7 +372,7 @@ async def test_asyncio_wait_and_as_completed_replay_in_the_recorded_order(
     ballast = []
     for size in range(40):  # replays with other objects at other addresses
         ballast.append([object() for _ in range(size * 7)])
-        replay(wait_order_wf, history)
+        replay(wait_order_wf, history, str(handle.run_id))
         gc.collect()
 
 
