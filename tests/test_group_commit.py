@@ -18,17 +18,16 @@ from durable._events import Event
 from durable._events import EventType as E
 from durable._serialization import decode, encode
 from durable._store import (
-    _CLAIM_WORKFLOWS_SQL,
-    _POST_SQL,
     KIND_UPDATE,
     LostOwnership,
     MissedMessages,
     Store,
     TaskCommit,
     WorkflowTask,
-    _commit_call,
-    _post_arrays,
 )
+from durable._store.commit import _commit_call
+from durable._store.runs import _post_arrays
+from durable._store.sql import _CLAIM_WORKFLOWS_SQL, _POST_SQL
 
 from .conftest import wait_for
 

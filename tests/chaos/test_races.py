@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 import durable
-from durable import WorkflowContext, _store, activity, workflow
-from durable._store import Store
+from durable import WorkflowContext, activity, workflow
+from durable._store import Store, runs
 
 from ..conftest import _with_database, wait_for
 
@@ -318,19 +318,19 @@ async def test_message_to_a_run_closing_as_it_is_sent_reaches_the_next_run(
     ):
         handle = await client.start(continues_on_go, 1, id=f"race-{message}", task_queue=QUEUE)
         async with client.store.pool.acquire() as conn:
-            stale = await _store._latest_run(conn, handle.workflow_id)
+            stale = await runs._latest_run(conn, handle.workflow_id)
         await handle.signal("go")
         await wait_for(lambda: _runs_closed(client, handle.workflow_id), timeout=10)
-        real = _store._latest_run
+        real = runs._latest_run
         reads: list[str] = []
 
         async def stale_first(conn: asyncpg.Connection, workflow_id: str, **kw: Any) -> Any:
             reads.append(workflow_id)
             return stale if len(reads) == 1 else await real(conn, workflow_id, **kw)
 
-        monkeypatch.setattr(_store, "_latest_run", stale_first)
-        try:
-            outcome = await _send(handle, message)
+        monkeypatch.setattr(runs, "_latest_run", stale_first)
+        try:  # a handle without a run id: it reads the latest run (the stale one, first)
+            outcome = await _send(client.get_handle(handle.workflow_id), message)
         except durable.TimeoutError:
             raise AssertionError(
                 f"the {message} was posted to run 1 after it continued as new and was "

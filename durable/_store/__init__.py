@@ -1,0 +1,94 @@
+"""The Postgres store: the only package that speaks SQL (and imports asyncpg).
+
+Invariants kept here:
+- a history event is written in the same transaction as the state change it causes;
+- only the worker that owns a workflow (owner + fence) appends to its history, except
+  terminate and cancel-before-start, which move the fence so that the owner's next commit
+  fails, and the fired timer a claim records, fenced like a commit;
+- what happens to a workflow reaches it through its inbox, or, when produced by the
+  worker that holds it (activity and local activity outcomes), in that worker's memory,
+  and becomes history only in a commit of the owner.
+
+Its parts: records (what leaves the store), sql (static statements), commit (the commit
+statement builder), closing (the rules for closing a run), runs (posting to and starting
+runs), batching, listener, migrations; the Store class is made of base, workers,
+client_ops, workflow_tasks and activity_tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import asyncpg
+
+from .._codecs import PLAIN, Codecs
+from .activity_tasks import ActivityTasks
+from .batching import _Batcher
+from .client_ops import ClientOps
+from .closing import TERMINAL_STATUS
+from .connection import _Connection, _init_connection, _keep_session
+from .errors import LostOwnership, MissedMessages
+from .listener import Listener, wait_notified
+from .migrations import apply_migrations
+from .records import ActivityTask, InboxMessage, QueryCall, StartRequest, TaskCommit, WorkflowTask
+from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
+from .workers import WorkerRecords
+from .workflow_tasks import WorkflowTasks
+
+__all__ = [
+    "KIND_QUERY",
+    "KIND_UPDATE",
+    "REQUESTS_KEPT",
+    "TERMINAL_STATUS",
+    "ActivityTask",
+    "InboxMessage",
+    "LostOwnership",
+    "MissedMessages",
+    "QueryCall",
+    "StartRequest",
+    "Store",
+    "TaskCommit",
+    "WorkflowTask",
+    "apply_migrations",
+    "wait_notified",
+]
+
+
+class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
+    """Every statement durable runs, behind thin methods that return typed records."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, codecs: Codecs) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.codecs = codecs
+        self.listener = Listener(dsn)
+        self._group_commit = _Batcher(pool, self._commit_steps, lambda step: step[0].run_id)
+        self._group_start = _Batcher(pool, self._insert_runs, lambda start: start[1])
+        self._group_post = _Batcher(pool, self._post_many, lambda post: post[0])
+        self._post_keys = itertools.count()
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        max_connections: int = 10,
+        migrate: bool = True,
+        codecs: Codecs = PLAIN,
+        connect_timeout: float = 10.0,
+    ) -> Store:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            connection_class=_Connection,
+            init=functools.partial(_init_connection, codecs=codecs),
+            reset=_keep_session,
+            timeout=connect_timeout,
+        )
+        store = cls(pool, dsn, codecs)
+        if migrate:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+        return store

@@ -1,0 +1,269 @@
+"""Activity tasks: claims, outcomes, heartbeats, the reaper."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from .._codecs import Codecs
+from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
+from .._events import EventType
+from .._failures import Failure, activity_failure, may_retry
+from .base import StoreBase
+from .connection import (
+    _codecs,
+    _seal_failure,
+    _unpack,
+    _utcnow,
+)
+from .records import (
+    ActivityTask,
+)
+from .runs import (
+    _post,
+)
+from .sql import (
+    _CLAIM_ACTIVITY_SET,
+)
+
+E = EventType
+_log = logging.getLogger("durable.store")
+
+
+class ActivityTasks(StoreBase):
+    """What a worker does with activity attempts."""
+
+    # ------------------------------------------------------------------ activity tasks
+    async def claim_activity_tasks(
+        self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
+    ) -> list[ActivityTask]:
+        rows = await self.pool.fetch(
+            "WITH picked AS ("
+            " SELECT workflow_id, run_id, seq FROM durable.activity_tasks"
+            " WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()"
+            "  AND activity_name = ANY($3)"
+            " ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            f"UPDATE durable.activity_tasks t SET {_CLAIM_ACTIVITY_SET} "
+            "FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id"
+            " AND t.seq = picked.seq RETURNING t.*",
+            task_queue,
+            worker_id,
+            list(names),
+            limit,
+        )
+        return [_activity_task(self.codecs, r) for r in rows]
+
+    async def next_activity_visible_at(
+        self, task_queue: str, names: Sequence[str]
+    ) -> datetime | None:
+        value: datetime | None = await self.pool.fetchval(
+            "SELECT min(visible_at) FROM durable.activity_tasks "
+            "WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)",
+            task_queue,
+            list(names),
+        )
+        return value
+
+    async def complete_activity(self, task: ActivityTask, worker_id: str, result: bytes) -> bool:
+        return await self._finish_activity(
+            task, worker_id, E.ACTIVITY_COMPLETED, {"scheduled": task.seq, "result": result}
+        )
+
+    async def fail_activity(
+        self, task: ActivityTask, worker_id: str, failure: Failure, details: bytes | None = None
+    ) -> str:
+        """Retry or fail for good; returns "retry", "failed" or "lost".
+
+        ``details`` are heartbeat details not flushed yet, kept for the next attempt.
+        """
+
+        async def work(conn: asyncpg.Connection) -> str:
+            owned = await conn.fetchval(
+                "SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
+                "AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE",
+                task.workflow_id,
+                task.run_id,
+                task.seq,
+                task.attempt,
+                worker_id,
+            )
+            if owned is None:
+                return "lost"
+            return await _retry_or_fail(conn, task, failure, details)
+
+        outcome: str = await self._retrying(work)
+        return outcome
+
+    async def _finish_activity(
+        self, task: ActivityTask, worker_id: str, etype: EventType, attrs: dict[str, Any]
+    ) -> bool:
+        async def work(conn: asyncpg.Connection) -> bool:
+            deleted = await conn.fetchval(
+                "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
+                "AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1",
+                task.workflow_id,
+                task.run_id,
+                task.seq,
+                task.attempt,
+                worker_id,
+            )
+            if deleted is None:
+                return False
+            await _post(conn, task.workflow_id, task.run_id, etype, attrs)
+            return True
+
+        finished: bool = await self._retrying(work)
+        return finished
+
+    async def heartbeat_activity(
+        self, task: ActivityTask, worker_id: str, details: bytes | None
+    ) -> bool | None:
+        """Record a heartbeat; returns whether cancellation was requested, None if lost."""
+        row = await self.pool.fetchrow(
+            "UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),"
+            " deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,"
+            "   now() + make_interval(secs => heartbeat_timeout)) "
+            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5 "
+            "RETURNING cancel_requested, deadline",
+            task.workflow_id,
+            task.run_id,
+            task.seq,
+            task.attempt,
+            worker_id,
+            self.codecs.seal(details),
+        )
+        if row is None:
+            return None
+        task.deadline = row["deadline"]
+        return bool(row["cancel_requested"])
+
+    async def reap_activities(self, task_queue: str) -> int:
+        """Time out activities past their deadline or held by dead workers; retry or fail them."""
+
+        async def work(conn: asyncpg.Connection) -> int:
+            rows = await conn.fetch(
+                "SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND ("
+                " t.deadline < now() OR (t.owner IS NOT NULL AND NOT EXISTS ("
+                "  SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner"
+                "  AND k.expires_at > now()))) "
+                "LIMIT 100 FOR UPDATE SKIP LOCKED",
+                task_queue,
+            )
+            for row in rows:
+                task = _activity_task(self.codecs, row)
+                await _retry_or_fail(conn, task, _timeout_failure(row))
+            return len(rows)
+
+        reaped: int = await self._retrying(work)
+        return reaped
+
+    async def release_unstarted_activities(
+        self,
+        task_queue: str,
+        worker_id: str,
+        running: Sequence[ActivityTask],
+        busy_runs: Sequence[str],
+        older_than: float,
+    ) -> list[asyncpg.Record]:
+        """Make visible again the attempts claimed for this worker more than ``older_than``
+        seconds ago that it does not run: the reply to their claim was lost (the claim
+        committed, the connection died). Attempts running here and activities of runs busy
+        here (results handed to the run, not yet committed) are kept. Returns the released."""
+        return list(
+            await self.pool.fetch(
+                "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
+                " visible_at = now(), deadline = schedule_deadline "
+                "WHERE task_queue = $1 AND owner = $2"
+                " AND started_at < now() - make_interval(secs => $3)"
+                " AND NOT (run_id = ANY($4::uuid[]))"
+                " AND (run_id, seq, attempt) NOT IN ("
+                "  SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[])) "
+                "RETURNING workflow_id, seq, activity_name, attempt",
+                task_queue,
+                worker_id,
+                older_than,
+                list(busy_runs),
+                [t.run_id for t in running],
+                [t.seq for t in running],
+                [t.attempt for t in running],
+            )
+        )
+
+
+def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
+    retry = _unpack(row["retry"])
+    return ActivityTask(
+        workflow_id=row["workflow_id"],
+        run_id=str(row["run_id"]),
+        seq=row["seq"],
+        task_queue=row["task_queue"],
+        activity_name=row["activity_name"],
+        args=codecs.open(row["args"]),
+        attempt=row["attempt"],
+        retry=RetryPolicy._from_dict(retry) if retry else DEFAULT_RETRY_POLICY,
+        heartbeat_timeout=row["heartbeat_timeout"],
+        deadline=row["deadline"],
+        heartbeat_details=codecs.open(row["heartbeat_details"]),
+        schedule_deadline=row["schedule_deadline"],
+    )
+
+
+def _timeout_failure(row: asyncpg.Record) -> Failure:
+    if row["owner"] is None:
+        what = "schedule_to_close timeout"
+    elif row["deadline"] is not None and row["deadline"] < _utcnow():
+        what = "start_to_close/heartbeat timeout"
+    else:
+        what = "lost worker (the worker running it stopped heartbeating)"
+    return {
+        "kind": "timeout",
+        "message": f"activity {row['activity_name']!r} timed out: {what}",
+        "type": "TimeoutError",
+        "non_retryable": row["owner"] is None,
+    }
+
+
+async def _retry_or_fail(
+    conn: asyncpg.Connection, task: ActivityTask, failure: Failure, details: bytes | None = None
+) -> str:
+    """Under the row lock: schedule the next attempt, or post the final failure."""
+    next_attempt = task.attempt + 1
+    delay = task.retry.delay_before(next_attempt)
+    too_late = task.schedule_deadline is not None and (
+        _utcnow() + timedelta(seconds=delay) >= task.schedule_deadline
+    )
+    if may_retry(task.retry, task.attempt, failure) and not too_late:
+        await conn.execute(
+            "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
+            " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"
+            " last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details) "
+            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+            task.workflow_id,
+            task.run_id,
+            task.seq,
+            delay,
+            _seal_failure(_codecs(conn), failure),
+            _codecs(conn).seal(details),
+        )
+        return "retry"
+    await conn.execute(
+        "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+        task.workflow_id,
+        task.run_id,
+        task.seq,
+    )
+    await _post(
+        conn,
+        task.workflow_id,
+        task.run_id,
+        E.ACTIVITY_FAILED,
+        {
+            "scheduled": task.seq,
+            "failure": activity_failure(task.activity_name, task.attempt, failure),
+        },
+    )
+    return "failed"

@@ -1,0 +1,78 @@
+"""Group commit: items that arrive while earlier batches are in flight go out together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import asyncpg
+
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
+
+
+class _Batcher(Generic[_Item, _Out]):
+    """Group commit: items (workflow steps, starts) that arrive while earlier batches are in
+    flight are written together by one statement (one round trip, one transaction). No item
+    is acknowledged before the transaction holding it committed. Up to half the pool's
+    connections carry batches at once. When a batch fails (say one run's fence moved), it
+    rolled back whole, and each of its items is retried alone so that only the failing one
+    fails. ``write`` returns each item's outcome by ``key(item)``, unique within a batch."""
+
+    MAX_BATCH = 64
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        write: Callable[[Sequence[_Item]], Awaitable[dict[str, _Out]]],
+        key: Callable[[_Item], str],
+    ) -> None:
+        self._write = write
+        self._key = key
+        self._max_in_flight = max(1, pool.get_max_size() // 2)  # the rest serve claims
+        self._waiting: list[tuple[_Item, asyncio.Future[_Out]]] = []
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: _Item) -> _Out:
+        future: asyncio.Future[_Out] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if len(self._flushers) < self._max_in_flight:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.MAX_BATCH]
+            del self._waiting[: len(batch)]
+            live = [(item, future) for item, future in batch if not future.done()]
+            if len(live) == 1:
+                await self._write_alone(*live[0])
+                continue
+            try:
+                outcomes = await self._write([item for item, _ in live])
+            except Exception:  # nothing of the batch was written: find out which item failed
+                for item, future in live:
+                    await self._write_alone(item, future)
+                continue
+            for item, future in live:
+                _settle(future, outcomes[self._key(item)])
+
+    async def _write_alone(self, item: _Item, future: asyncio.Future[_Out]) -> None:
+        try:
+            outcomes = await self._write([item])
+        except Exception as exc:
+            _settle(future, exc)
+        else:
+            _settle(future, outcomes[self._key(item)])
+
+
+def _settle(future: asyncio.Future[_Out], outcome: _Out | Exception) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

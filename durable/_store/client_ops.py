@@ -1,0 +1,286 @@
+"""What clients do: start runs, post to them, read them, call queries and updates."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .._errors import (
+    UpdateError,
+    WorkflowAlreadyStartedError,
+)
+from .._events import Event, EventType
+from .base import StoreBase
+from .closing import _cancel_run, _terminate_run
+from .connection import (
+    _open_attrs,
+    _seal_attrs,
+)
+from .listener import CHANNEL
+from .records import (
+    StartRequest,
+    _Rows,
+)
+from .runs import (
+    _UPDATE_IDS,
+    KIND_UPDATE,
+    REQUESTS_KEPT,
+    _addressed_run,
+    _first_time,
+    _insert_runs,
+    _latest_run,
+    _Post,
+    _post,
+    _post_many,
+    _post_to_run,
+    _require_open,
+    _Start,
+)
+from .starting import _start_in, _StartRaceLost
+
+E = EventType
+_log = logging.getLogger("durable.store")
+
+
+class ClientOps(StoreBase):
+    """The statements behind Client and WorkflowHandle."""
+
+    # ------------------------------------------------------------------ starting
+    async def start_workflow(
+        self,
+        request: StartRequest,
+        run_id: str,
+        signal: tuple[str, bytes, str] | None = None,
+        *,
+        again: bool = False,
+    ) -> tuple[str, bool]:
+        """Start run ``run_id`` (or, per the conflict policy, use the open one) and post
+        ``signal`` (name, arguments, request id) to it. Returns (run_id, started).
+
+        ``again``: an earlier attempt with this run id may have committed (its connection
+        broke); if it did, that is the start."""
+        if again and await self.run_row(request.workflow_id, run_id) is not None:
+            return run_id, True
+        plain = signal is None and request.is_plain  # one statement, unless the id is in use
+        if plain and await self._group_start.submit((request, run_id)):
+            return run_id, True
+
+        async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
+            opened, started = await _start_in(conn, request, run_id)
+            if signal is not None:
+                name, args, request_id = signal
+                attrs = {"name": name, "args": args}
+                await _post(conn, request.workflow_id, opened, E.SIGNAL_RECEIVED, attrs, request_id)
+            return opened, started
+
+        try:
+            result: tuple[str, bool] = await self._retrying(work)
+        except _StartRaceLost:
+            # a concurrent start of the same id won the race
+            if request.id_conflict_policy == "use_existing" or signal is not None:
+                return await self.start_workflow(request, run_id, signal)
+            raise WorkflowAlreadyStartedError(
+                f"workflow {request.workflow_id!r} is already running",
+                workflow_id=request.workflow_id,
+            ) from None
+        return result
+
+    # ------------------------------------------------------------------ client operations
+    async def signal(
+        self, workflow_id: str, run_id: str | None, name: str, args: bytes, request_id: str
+    ) -> None:
+        """Post a signal to the open run a handle addresses (see :func:`_addressed_run`),
+        once per request id."""
+        attrs = {"name": name, "args": args}
+        key, body = str(next(self._post_keys)), _seal_attrs(self.codecs, attrs)
+        post = (key, workflow_id, run_id, E.SIGNAL_RECEIVED, body, request_id)
+        if await self._group_post.submit(post):
+            return  # grouped with concurrent posts into one statement
+        async with self.pool.acquire() as conn:
+            run = await _post_to_run(
+                conn, workflow_id, run_id, E.SIGNAL_RECEIVED, attrs, request_id
+            )
+        _require_open(run, workflow_id, run_id)
+
+    async def request_cancel(
+        self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
+    ) -> None:
+        """Ask the run a handle addresses to cancel, once per request id. Nothing to do once
+        the workflow closed, unless the handle is pinned to a run: then its run being closed
+        is an error."""
+
+        async def work(conn: asyncpg.Connection) -> None:
+            if not await _first_time(conn, workflow_id, request_id):
+                return
+            while True:  # the run may continue as new while it is read: then the next one
+                run = await _addressed_run(conn, workflow_id, run_id, lock=True)
+                if run["closed_at"] is not None:
+                    if run_id is not None:
+                        _require_open(run, workflow_id, run_id)
+                    return
+                if await _cancel_run(conn, run, reason):
+                    return
+
+        await self._retrying(work)
+
+    async def _post_many(self, posts: Sequence[_Post]) -> dict[str, bool]:
+        """Whether each post (by key) found an open run, written in one statement."""
+        rows: _Rows = await self._retrying(lambda conn: _post_many(conn, posts), transaction=False)
+        posted = {r["key"] for r in rows}
+        return {post[0]: post[0] in posted for post in posts}
+
+    async def terminate(
+        self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
+    ) -> None:
+        """Terminate the run a handle addresses, once per request id."""
+
+        async def work(conn: asyncpg.Connection) -> None:
+            run = await _addressed_run(conn, workflow_id, run_id, lock=True)
+            if not await _first_time(conn, workflow_id, request_id):
+                return
+            if run["closed_at"] is None:
+                await _terminate_run(conn, workflow_id, str(run["run_id"]), reason)
+            elif run_id is not None:
+                _require_open(run, workflow_id, run_id)
+
+        await self._retrying(work)
+
+    async def latest_run(self, workflow_id: str) -> asyncpg.Record:
+        """The run's row; its payload columns are sealed (see :meth:`open_failure`)."""
+        async with self.pool.acquire() as conn:
+            return await _latest_run(conn, workflow_id)
+
+    async def addressed_run(self, workflow_id: str, run_id: str | None) -> asyncpg.Record:
+        """The run a handle acts on (see :func:`_addressed_run`)."""
+        async with self.pool.acquire() as conn:
+            return await _addressed_run(conn, workflow_id, run_id)
+
+    async def run_row(self, workflow_id: str, run_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2",
+            workflow_id,
+            run_id,
+        )
+
+    async def pending_activities(self, workflow_id: str, run_id: str) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
+                "visible_at, last_failure FROM durable.activity_tasks "
+                "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+                workflow_id,
+                run_id,
+            )
+        )
+
+    async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
+        rows = await self.pool.fetch(
+            "SELECT seq, kind, ts, body, ends_step FROM durable.history "
+            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+            workflow_id,
+            run_id,
+        )
+        return [
+            Event(
+                r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]), r["ends_step"]
+            )
+            for r in rows
+        ]
+
+    async def list_workflows(
+        self,
+        *,
+        status: str | None,
+        workflow_name: str | None,
+        attributes: dict[str, Any] | None,
+        started_after: datetime | None,
+        after: tuple[datetime, str, str] | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT * FROM durable.workflows WHERE "
+                "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
+                "AND ($3::jsonb IS NULL OR attributes @> $3) "
+                "AND ($4::timestamptz IS NULL OR started_at > $4) "
+                "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
+                "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
+                status,
+                workflow_name,
+                attributes,
+                started_after,
+                after[0] if after else None,
+                after[1] if after else None,
+                after[2] if after else None,
+                limit,
+            )
+        )
+
+    async def create_call(
+        self,
+        kind: int,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: bytes,
+        request_id: str | None = None,
+    ) -> str:
+        """Insert a query or update request for the run a handle addresses; an update also
+        goes to that run's inbox, and needs it open. An update with a request id is sent
+        once: sent again, it is the same call (its id derives from the request id)."""
+        call_id = str(uuid.uuid4())
+        if request_id is not None:
+            call_id = str(uuid.uuid5(_UPDATE_IDS, f"{workflow_id}\x00{request_id}"))
+        async with self._transaction() as conn:
+            if request_id is not None and not await _first_time(conn, workflow_id, request_id):
+                if not await conn.fetchval("SELECT 1 FROM durable.calls WHERE id = $1", call_id):
+                    raise UpdateError(
+                        f"the update with request_id {request_id!r} to workflow {workflow_id!r} "
+                        f"was applied more than {REQUESTS_KEPT} ago; its answer is forgotten"
+                    )
+                return call_id  # sent before: its answer (when there is one) is the answer
+            if kind == KIND_UPDATE:
+                attrs = {"update_id": call_id, "name": name, "args": args}
+                run = await _post_to_run(conn, workflow_id, run_id, E.UPDATE_ACCEPTED, attrs)
+                _require_open(run, workflow_id, run_id)
+            else:
+                run = await _addressed_run(conn, workflow_id, run_id)
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
+            await conn.execute(
+                "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                call_id,
+                workflow_id,
+                run["run_id"],
+                kind,
+                run["task_queue"],
+                name,
+                self.codecs.seal(args),
+            )
+        return call_id
+
+    async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
+        """The answer to a call once it is done, sealed. A query is forgotten then; an
+        update is kept (for a resend of its request: see purge_requests)."""
+        return await self.pool.fetchrow(
+            "WITH answer AS (SELECT id, kind, result, failure FROM durable.calls"
+            " WHERE id = $1 AND done),"
+            " forgotten AS (DELETE FROM durable.calls WHERE id = $1 AND kind = 1 AND done) "
+            "SELECT result, failure FROM answer",
+            call_id,
+        )
+
+    async def forget_call(self, call_id: str) -> None:
+        await self.pool.execute("DELETE FROM durable.calls WHERE id = $1", call_id)
+
+    async def _insert_runs(self, starts: Sequence[_Start]) -> dict[str, bool]:
+        """Whether each start opened its run (by run id), written in one statement."""
+        opened: set[str] = await self._retrying(
+            lambda conn: _insert_runs(conn, starts), transaction=False
+        )
+        return {run_id: run_id in opened for _, run_id in starts}

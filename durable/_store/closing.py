@@ -1,0 +1,222 @@
+"""The rules for closing a run: its status and outcome, its parent told, its children and
+leftovers swept, continue-as-new; and closing from outside its code (terminate, cancel)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from .._codecs import Codecs
+from .._events import Event, EventType
+from .._failures import Failure
+from .connection import _codecs, _seal_failure, _utcnow
+from .records import StartRequest
+from .runs import _insert_history, _insert_run, _post
+
+E = EventType
+
+TERMINAL_STATUS = {
+    E.WORKFLOW_COMPLETED: "completed",
+    E.WORKFLOW_FAILED: "failed",
+    E.WORKFLOW_CANCELLED: "cancelled",
+    E.WORKFLOW_CONTINUED_AS_NEW: "continued_as_new",
+    E.WORKFLOW_TERMINATED: "terminated",
+    E.WORKFLOW_TIMED_OUT: "timed_out",
+}
+FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
+
+
+def _closing_values(
+    codecs: Codecs, workflow_id: str, closing: Event | None
+) -> tuple[str | None, bytes | None, bytes | None, bytes | None]:
+    """Status, result, failure and the answer to pending updates of a run closed by the
+    commit statement (all None for a run that stays open)."""
+    if closing is None:
+        return None, None, None, None
+    status = TERMINAL_STATUS[closing.type]
+    return (
+        status,
+        codecs.seal(closing.attrs.get("result")),
+        _seal_failure(codecs, _closing_failure(closing)),
+        _seal_failure(codecs, _update_cut_off(workflow_id, status)),
+    )
+
+
+def _closing_failure(closing: Event) -> Failure | None:
+    """The failure a run closed by ``closing`` records (None for a completed run)."""
+    if closing.type is E.WORKFLOW_CANCELLED:
+        return {"kind": "cancelled", "message": "workflow was cancelled"}
+    if closing.type is E.WORKFLOW_TERMINATED:
+        return {
+            "kind": "terminated",
+            "message": closing.attrs.get("reason") or "workflow was terminated",
+        }
+    if closing.type is E.WORKFLOW_TIMED_OUT:
+        return {"kind": "timeout", "message": "workflow execution timed out"}
+    failure: Failure | None = closing.attrs.get("failure")
+    return failure
+
+
+def _update_cut_off(workflow_id: str, status: str) -> Failure:
+    """The answer to an update still pending when its workflow closed."""
+    return {
+        "kind": "application",
+        "type": "UpdateError",
+        "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
+    }
+
+
+async def _close_run(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str,
+    closing: Event,
+    row: asyncpg.Record,
+    *,
+    started_children: bool = True,
+) -> None:
+    """Close a run: status, result, parent notification, cleanup, continue-as-new.
+
+    Open children are looked up only for a run that started some: that lookup's plan
+    depends on statistics that lag behind a fast-growing table, and once scanned every
+    open run for each closing one."""
+    status = TERMINAL_STATUS[closing.type]
+    attrs = closing.attrs
+    failure = _closing_failure(closing)
+    new_run_id = str(uuid.uuid4()) if closing.type is E.WORKFLOW_CONTINUED_AS_NEW else None
+    carried_over = (
+        [int(E.SIGNAL_RECEIVED), int(E.UPDATE_ACCEPTED), int(E.CANCEL_REQUESTED)]
+        if new_run_id
+        else []
+    )
+    children = await conn.fetchrow(
+        """
+        WITH closed AS (
+            UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,
+                result = $4, failure = $5, continued_run_id = $6
+            WHERE workflow_id = $1 AND run_id = $2),
+        tasks AS (
+            DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2),
+        inbox AS (
+            DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2
+                AND NOT (kind = ANY($7::smallint[]))),
+        updates AS (
+            UPDATE durable.calls SET done = true, failure = $8
+            WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done AND $6::uuid IS NULL)
+        SELECT pg_notify('durable', 'c' || $1) AS notified,
+            array(SELECT workflow_id FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
+                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS ids,
+            array(SELECT run_id::text FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
+                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS run_ids
+        """,
+        workflow_id,
+        run_id,
+        status,
+        _codecs(conn).seal(attrs.get("result")),
+        _seal_failure(_codecs(conn), failure),
+        new_run_id,
+        carried_over,
+        _seal_failure(_codecs(conn), _update_cut_off(workflow_id, status)),
+        started_children,
+    )
+    if new_run_id is not None:
+        await _insert_run(
+            conn,
+            StartRequest(
+                workflow_id=workflow_id,
+                workflow_name=row["workflow_name"],
+                task_queue=row["task_queue"],
+                args=attrs["args"],
+                attributes=dict(row["attributes"]),
+                parent=(row["parent_workflow_id"], str(row["parent_run_id"]), row["parent_seq"])
+                if row["parent_workflow_id"]
+                else None,
+            ),
+            new_run_id,
+        )
+        await conn.execute(
+            "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2",
+            workflow_id,
+            run_id,
+            new_run_id,
+        )
+        await conn.execute(
+            "UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done",
+            workflow_id,
+            run_id,
+            new_run_id,
+        )
+        await conn.execute(
+            "UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2",
+            workflow_id,
+            new_run_id,
+        )
+    if new_run_id is None and row["parent_workflow_id"]:
+        outcome = (
+            {"scheduled": row["parent_seq"], "result": attrs["result"]}
+            if closing.type is E.WORKFLOW_COMPLETED
+            else {
+                "scheduled": row["parent_seq"],
+                "workflow_id": workflow_id,
+                "reason": status,
+                "failure": failure,
+            }
+        )
+        await _post(
+            conn,
+            row["parent_workflow_id"],
+            row["parent_run_id"],
+            E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
+            outcome,
+        )
+    if new_run_id is None:  # parent close policy: its open children are terminated
+        for child_id, child_run in zip(children["ids"], children["run_ids"], strict=True):
+            await _terminate_run(
+                conn, child_id, child_run, f"parent workflow {workflow_id!r} closed ({status})"
+            )
+
+
+async def _terminate_run(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str, reason: str | None
+) -> None:
+    await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_TERMINATED, {"reason": reason})
+
+
+async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str | None) -> bool:
+    """Ask an open run to cancel. A run that has not begun (no worker ran it yet, and its
+    queue may have none) is cancelled at once: none of its code ever ran, none has to clean
+    up. False if the run had closed meanwhile (nothing done)."""
+    workflow_id, run_id = run["workflow_id"], str(run["run_id"])
+    if run["status"] == "pending":
+        attrs = {"reason": reason, "before_start": True}
+        return await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_CANCELLED, attrs)
+    posted = await _post(conn, workflow_id, run_id, E.CANCEL_REQUESTED, {"reason": reason})
+    return posted is not None
+
+
+async def _close_without_code(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str,
+    etype: EventType,
+    attrs: dict[str, Any],
+) -> bool:
+    """Close an open run from outside its code (terminated, cancelled before it began): the
+    fence moves, so that its owner's next commit fails, and the closing event is a step of
+    its own that runs no code on replay. False if the run had closed (nothing done)."""
+    row = await conn.fetchrow(
+        "UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL "
+        "WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL "
+        "RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,"
+        " workflow_name, task_queue, attributes",
+        workflow_id,
+        run_id,
+    )
+    if row is None:
+        return False
+    event = Event(row["seq"], etype, _utcnow(), attrs, ends_step=True)
+    await _insert_history(conn, workflow_id, run_id, [event])
+    await _close_run(conn, workflow_id, run_id, event, row)
+    return True

@@ -1,0 +1,92 @@
+"""Pooled connections: their payload codecs, jsonb parameters, and the sealing of bodies."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgpack
+
+from .._codecs import PLAIN, Codecs
+from .._events import pack_attrs, unpack_attrs
+from .._failures import Failure
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes | None) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False) if data is not None else None
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that carries its store's payload codecs to every statement helper."""
+
+    codecs: Codecs = PLAIN
+
+
+def _codecs(conn: asyncpg.Connection) -> Codecs:
+    codecs: Codecs = conn.codecs
+    return codecs
+
+
+def _seal_attrs(codecs: Codecs, attrs: dict[str, Any]) -> bytes:
+    return codecs.seal(pack_attrs(attrs))
+
+
+def _open_attrs(codecs: Codecs, body: bytes) -> dict[str, Any]:
+    return unpack_attrs(codecs.open(body))
+
+
+def _seal_failure(codecs: Codecs, failure: Failure | None) -> bytes | None:
+    return codecs.seal(_pack(failure)) if failure is not None else None
+
+
+def _json_float(value: float) -> str:
+    text = float.__repr__(value)  # the shortest text that reads back as this float
+    if "e+" in text:
+        # jsonb keeps numbers as numeric, which prints 1e+16 back as 10000000000000000: an int
+        # to json.loads. Written out with a fraction it keeps its scale, and stays a float.
+        text = f"{Decimal(text):f}.0"
+    return text
+
+
+def _json_dumps(value: Any) -> str:
+    """``json.dumps`` for jsonb parameters, except that a float always comes back a float.
+
+    Containment (``@>``) and the GIN index compare numbers by value, so 10000000000000000.0
+    still matches 1e16 (and 1 matches 1.0, as in Python).
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return _json_float(value)
+    if isinstance(value, dict) and all(type(key) is str for key in value):
+        items = (f"{json.dumps(key)}:{_json_dumps(item)}" for key, item in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(_json_dumps, value)) + "]"
+    return json.dumps(value)
+
+
+async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
+    conn.codecs = codecs
+    await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
+    # Every statement here is meant to be driven by an index. The inbox and task tables go
+    # from empty to large in seconds, faster than autovacuum's statistics, and a plan cached
+    # while a table looked empty would scan all of it on every commit from then on. JIT
+    # never pays for statements this short, and before Postgres 18 a disabled scan's cost
+    # would make some of them JIT-compile for seconds.
+    await conn.execute("SET enable_seqscan = off; SET jit = off")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no LISTEN, SET or held locks), so they need
+    no reset query on release: that saves a round trip per use."""

@@ -1,0 +1,27 @@
+"""What the store raises to the worker, and the SQLSTATEs of durable's own checks."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from .._errors import (
+    DurableError,
+)
+
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_ENSURE_FAILED = "DU001"  # raised by durable.ensure()
+_MISSED_MESSAGES = "DU002"  # raised by durable.ensure_read_all()
+_REQUEST_RACE = "DU003"  # raised by durable.ensure_new_requests()
+
+
+class LostOwnership(DurableError):
+    """Another worker took the workflow over (or it was terminated) while we ran it."""
+
+
+class MissedMessages(DurableError):
+    """Messages reached a run while the step that closes it ran: nothing was written, and
+    the step is to be run again from history with them."""
+
+
+def _request_race(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) == _REQUEST_RACE

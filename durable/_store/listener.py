@@ -1,0 +1,84 @@
+"""LISTEN/NOTIFY: one connection fanning notifications out to waiting asyncio.Events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+_log = logging.getLogger("durable.store")
+
+CHANNEL = "durable"
+
+
+async def wait_notified(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds passed.
+
+    (asyncio.wait_for can swallow a cancellation that arrives as the event is set, on 3.11;
+    asyncio.timeout cannot.)
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+class Listener:
+    """One LISTEN connection fanning notifications out to waiting asyncio.Events."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._lock = asyncio.Lock()
+
+    async def subscribe(self, key: str, event: asyncio.Event) -> None:
+        self._waiters.setdefault(key, set()).add(event)
+        await self._ensure_connected()
+
+    def unsubscribe(self, key: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[key]
+
+    async def _ensure_connected(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                await conn.add_listener(CHANNEL, self._on_notification)
+                conn.add_termination_listener(self._on_lost)
+                self._conn = conn
+            except (OSError, asyncpg.PostgresError) as exc:
+                _log.warning("LISTEN connection failed (%s); falling back to polling", exc)
+            self._wake_all()  # whatever was missed while disconnected gets polled
+
+    def _on_notification(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        for event in self._waiters.get(payload, ()):
+            event.set()
+
+    def _on_lost(self, conn: Any) -> None:
+        self._conn = None
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def reconnect_if_lost(self) -> None:
+        if self._waiters:
+            await self._ensure_connected()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None

@@ -1,0 +1,55 @@
+"""Numbered schema migrations (migrations/NNNN_*.sql), applied once, by one process."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import asyncpg
+
+_MIGRATION_LOCK = 0x6475726162  # "durab"
+
+
+# ====================================================================== statements in a transaction
+
+
+async def _applied_migrations(conn: asyncpg.Connection) -> set[int]:
+    if await conn.fetchval("SELECT to_regclass('durable.schema_migrations')") is None:
+        return set()
+    return {r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")}
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
+    """Apply the numbered migrations not yet applied; safe to run from many processes at once.
+
+    An up-to-date schema is detected without DDL or locks, so roles that may not alter the
+    schema can connect.
+    """
+    if {version for version, _ in _migration_files()} <= await _applied_migrations(conn):
+        return []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA IF NOT EXISTS durable;"
+            "CREATE TABLE IF NOT EXISTS durable.schema_migrations ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = await _applied_migrations(conn)
+        done = []
+        for version, sql in _migration_files():
+            if version in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO durable.schema_migrations (version) VALUES ($1)", version
+                )
+            done.append(version)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+def _migration_files() -> list[tuple[int, str]]:
+    folder = resources.files("durable._store") / "migrations"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    return [(int(f.name.split("_", 1)[0]), f.read_text()) for f in files]

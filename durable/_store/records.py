@@ -1,0 +1,134 @@
+"""The typed records that leave the store (and the commits that go into it)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from .._definitions import RetryPolicy
+from .._events import Event, EventType
+from .._failures import Failure
+
+E = EventType
+
+
+_CANCELS = frozenset({E.TIMER_CANCELLED, E.ACTIVITY_CANCEL_REQUESTED, E.CHILD_CANCEL_REQUESTED})
+
+
+@dataclass(frozen=True)
+class WorkflowTask:
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    fence: int
+    next_seq: int
+    resumed: bool  # some worker ran this run before (it was no longer pending)
+    inbox_seq: int | None = None  # the inbox as the claim read it, when it did
+    messages: tuple[InboxMessage, ...] = ()
+    started: Event | None = None  # a new run's only event, when the claim read it
+    fired: Event | None = None  # its due timer, recorded in history by the store (seq next_seq)
+
+
+@dataclass(frozen=True)
+class TaskCommit:
+    """What one workflow task writes."""
+
+    events: Sequence[Event]
+    next_seq: int  # the run's next seq once these events are appended
+    inbox_seq: int  # the inbox version the delivered messages were read at
+    next_due: datetime | None  # when its earliest pending timer fires
+    consumed: Sequence[int] = ()  # inbox rows delivered
+    finished_activities: Sequence[tuple[int, int]] = ()  # (seq, attempt) finished in-process
+    rejected_updates: Sequence[tuple[str, Failure]] = ()
+    eager_slots: int = 0
+    eager_activities: frozenset[tuple[str, str]] = frozenset()
+    started_children: bool = True  # the run may have open children to close with it
+    has_parent: bool = True  # a parent waits for the run's outcome
+
+    @functools.cached_property
+    def closing(self) -> Event | None:
+        """The event that closes the run, if this step closes it."""
+        return next((e for e in self.events if e.type.is_terminal), None)
+
+    @functools.cached_property
+    def withdrawn(self) -> frozenset[int]:
+        """Activities, timers and children this step scheduled and cancelled again: never
+        sent (neither their scheduling nor their cancellation has an effect)."""
+        cancelled = {
+            e.attrs["started" if e.type is E.TIMER_CANCELLED else "scheduled"]
+            for e in self.events
+            if e.type in _CANCELS
+        }
+        return frozenset(e.seq for e in self.events if e.seq in cancelled)
+
+    def has_effect(self, event: Event) -> bool:
+        """Whether the event changes anything beyond history (it is not withdrawn)."""
+        if not self.withdrawn:
+            return True
+        ref = event.attrs.get("started" if event.type is E.TIMER_CANCELLED else "scheduled")
+        return event.seq not in self.withdrawn and ref not in self.withdrawn
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    id: int
+    type: EventType
+    attrs: dict[str, Any]
+
+
+@dataclass
+class ActivityTask:
+    workflow_id: str
+    run_id: str
+    seq: int
+    task_queue: str
+    activity_name: str
+    args: bytes
+    attempt: int
+    retry: RetryPolicy
+    heartbeat_timeout: float | None
+    deadline: datetime | None
+    heartbeat_details: bytes | None
+    schedule_deadline: datetime | None
+
+
+@dataclass(frozen=True)
+class QueryCall:
+    id: str
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    name: str
+    args: bytes
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    workflow_id: str
+    workflow_name: str
+    task_queue: str
+    args: bytes
+    id_reuse_policy: str = "allow_duplicate"
+    id_conflict_policy: str = "fail"
+    start_delay: timedelta | None = None
+    execution_timeout: timedelta | None = None
+    attributes: dict[str, Any] | None = None
+    parent: tuple[str, str, int] | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        """Started with the default policies and no parent: nothing to check but the id."""
+        return (
+            self.id_reuse_policy == "allow_duplicate"
+            and self.id_conflict_policy == "fail"
+            and self.parent is None
+        )
+
+
+_Step = tuple[WorkflowTask, str, TaskCommit]  # a run's step, the worker committing it
+_Rows = list[asyncpg.Record]

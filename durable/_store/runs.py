@@ -1,0 +1,233 @@
+"""Statements on runs inside a transaction: find the run a handle addresses, post to it
+(once per request id), open runs, append history, answer calls."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from .._errors import (
+    WorkflowNotFoundError,
+)
+from .._events import Event, EventType
+from .._failures import Failure
+from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
+from .errors import _request_race
+from .listener import CHANNEL
+from .records import StartRequest, _Rows
+from .sql import _CHAIN_END_SQL, _INSERT_RUNS_SQL, _POST_SQL
+
+E = EventType
+KIND_QUERY, KIND_UPDATE = 1, 2
+
+
+async def _latest_run(
+    conn: asyncpg.Connection, workflow_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT * FROM durable.workflows WHERE workflow_id = $1 "
+        "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1"
+        + (" FOR UPDATE" if lock else ""),
+        workflow_id,
+    )
+    if row is None:
+        raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+    return row
+
+
+async def _addressed_run(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str | None, *, lock: bool = False
+) -> asyncpg.Record:
+    """The run a handle acts on: without a run id, the workflow's open run, else its latest;
+    with one, that run or, if it continued as new, the run it became (transitively). A new
+    run started later under the same id is not reached by a handle pinned to an older one."""
+    while True:
+        if run_id is None:
+            row = await _latest_run(conn, workflow_id, lock=lock)
+        else:
+            end = await conn.fetchval(_CHAIN_END_SQL, workflow_id, run_id)
+            row = None
+            if end is not None:
+                row = await conn.fetchrow(
+                    "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2"
+                    + (" FOR UPDATE" if lock else ""),
+                    workflow_id,
+                    end,
+                )
+            if row is None:
+                raise WorkflowNotFoundError(f"no run {run_id} of workflow {workflow_id!r}")
+        if not (lock and row["status"] == "continued_as_new"):
+            return row
+        # it continued as new while we waited for its lock: the next run is the one
+
+
+def _require_open(run: asyncpg.Record, workflow_id: str, run_id: str | None = None) -> None:
+    if run["closed_at"] is None:
+        return
+    if run_id is None:
+        raise WorkflowNotFoundError(
+            f"workflow {workflow_id!r} is not running (its latest run is {run['status']})"
+        )
+    raise WorkflowNotFoundError(
+        f"run {run_id} of workflow {workflow_id!r} is closed ({run['status']}); a handle "
+        f"pinned to a run acts on that run only: use client.get_handle({workflow_id!r}) "
+        "for the workflow's latest run"
+    )
+
+
+async def _post_to_run(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str | None,
+    etype: EventType,
+    attrs: dict[str, Any],
+    request_id: str | None = None,
+) -> asyncpg.Record:
+    """Post a message to the open run a handle addresses (one statement) and return that
+    run, or return the run it addresses, closed, without posting. A run may open between a
+    post that found none and the read that follows (it continued as new): then post again."""
+    target = run_id
+    while True:
+        posted = await _post(conn, workflow_id, target, etype, attrs, request_id)
+        if posted is not None:
+            return posted
+        run = await _addressed_run(conn, workflow_id, run_id)
+        if run["closed_at"] is not None:
+            return run
+        target = None if run_id is None else str(run["run_id"])
+
+
+REQUESTS_KEPT = timedelta(days=1)  # a client request is applied once within this time
+_UPDATE_IDS = uuid.UUID("9d7c3f7e-4b1e-4a53-9c44-6a1c1a6f0d11")  # namespace of update ids
+
+
+async def _first_time(conn: asyncpg.Connection, workflow_id: str, request_id: str) -> bool:
+    """Record a client request in this transaction; False if it was applied before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO durable.requests (workflow_id, request_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        workflow_id,
+        request_id,
+    )
+    return bool(inserted)
+
+
+_Start = tuple[StartRequest, str]  # a run to open and its new run id
+
+
+async def _insert_run(conn: asyncpg.Connection, request: StartRequest, run_id: str) -> bool:
+    """Open a run; False (and nothing written) if the workflow id has an open run."""
+    return run_id in await _insert_runs(conn, [(request, run_id)])
+
+
+async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> set[str]:
+    """Open runs in one statement; returns the run ids opened (a workflow id with an open
+    run, or given twice, opens nothing more)."""
+    codecs = _codecs(conn)
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    now = _utcnow()
+    for request, run_id in starts:
+        parent_id, parent_run, parent_seq = request.parent or (None, None, None)
+        delay = request.start_delay.total_seconds() if request.start_delay else 0.0
+        deadline = now + request.execution_timeout if request.execution_timeout else None
+        started = {
+            "name": request.workflow_name,
+            "task_queue": request.task_queue,
+            "args": request.args,
+            "parent_workflow_id": parent_id,
+            "attempt": 1,
+            "execution_deadline": deadline.timestamp() if deadline else None,
+        }
+        _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)
+        _append(columns[4:], parent_id, parent_run, parent_seq, request.attributes or {}, delay)
+        _append(columns[9:], now, _seal_attrs(codecs, started), deadline)
+        columns[12].append(_seal_attrs(codecs, {}))
+    rows = await conn.fetch(
+        _INSERT_RUNS_SQL, *columns, int(E.WORKFLOW_STARTED), int(E.WORKFLOW_TIMED_OUT)
+    )
+    return {str(r["run_id"]) for r in rows}
+
+
+async def _insert_history(
+    conn: asyncpg.Connection, workflow_id: str, run_id: str, events: Sequence[Event]
+) -> None:
+    if not events:
+        return
+    await conn.execute(
+        "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step) "
+        "SELECT $1, $2, s, k, t, b, e FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
+        " $6::bytea[], $7::bool[]) AS x(s, k, t, b, e)",
+        workflow_id,
+        run_id,
+        [e.seq for e in events],
+        [int(e.type) for e in events],
+        [e.timestamp for e in events],
+        [_seal_attrs(_codecs(conn), e.attrs) for e in events],
+        [e.ends_step for e in events],
+    )
+
+
+# key (unique among posts sent together), workflow id, run id (None: the open run), message
+# kind, sealed attributes, request id (None: no client request to apply once)
+_Post = tuple[str, str, str | None, EventType, bytes, str | None]
+
+
+def _post_arrays(posts: Sequence[_Post]) -> list[list[Any]]:
+    """The parameters of _POST_SQL: each column of the posts as an array."""
+    columns: list[list[Any]] = [[] for _ in range(6)]
+    for post in posts:
+        _append(columns, *post)
+    columns[3] = [int(kind) for kind in columns[3]]
+    return columns
+
+
+async def _post_many(conn: asyncpg.Connection, posts: Sequence[_Post]) -> _Rows:
+    """Post in one statement. A request that a concurrent post of the same request id
+    applied first aborts it (DU003); then it runs again and finds that request applied."""
+    for attempt in range(3):
+        try:
+            rows: _Rows = await conn.fetch(_POST_SQL, *_post_arrays(posts))
+            return rows
+        except asyncpg.PostgresError as exc:  # (in a transaction, _retrying runs it again)
+            if not _request_race(exc) or attempt == 2 or conn.is_in_transaction():
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _post(
+    conn: asyncpg.Connection,
+    workflow_id: str,
+    run_id: str | None,
+    etype: EventType,
+    attrs: dict[str, Any],
+    request_id: str | None = None,
+) -> asyncpg.Record | None:
+    """Put a message into an open run's inbox (``run_id`` None: the workflow's open run) and
+    wake its workers, once per ``request_id``. Returns the run's row (``duplicate`` when the
+    request was applied before, its other columns then NULL), None if it is closed."""
+    post = ("", workflow_id, run_id, etype, _seal_attrs(_codecs(conn), attrs), request_id)
+    rows = await _post_many(conn, [post])
+    return rows[0] if rows else None
+
+
+async def _answer_call(
+    conn: asyncpg.Connection, call_id: str, result: bytes | None, failure: Failure | None
+) -> None:
+    await conn.execute(
+        "WITH answered AS (UPDATE durable.calls SET done = true, result = $2, failure = $3"
+        " WHERE id = $1 AND NOT done RETURNING id) "
+        "SELECT pg_notify($4, 'r' || id::text) FROM answered",
+        call_id,
+        _codecs(conn).seal(result),
+        _seal_failure(_codecs(conn), failure),
+        CHANNEL,
+    )
+
+
+def _append(columns: list[list[Any]], *values: Any) -> None:
+    for column, value in zip(columns, values, strict=False):
+        column.append(value)
