@@ -42,10 +42,17 @@ class WorkflowInfo:
     parent_workflow_id: str | None
 
 
+class ChildControl(Protocol):
+    """What a child's handle needs from the engine."""
+
+    def signal_child(self, seq: int, name: str, args: bytes) -> None: ...
+    def cancel_child(self, seq: int) -> None: ...
+
+
 class ChildWorkflowHandle(Awaitable[R]):
     """A started child workflow: await it for its result, signal or cancel it."""
 
-    def __init__(self, runtime: WorkflowRuntime, seq: int, workflow_id: str, task: asyncio.Task[R]):
+    def __init__(self, runtime: ChildControl, seq: int, workflow_id: str, task: asyncio.Task[R]):
         self._runtime = runtime
         self._seq = seq
         self.workflow_id = workflow_id

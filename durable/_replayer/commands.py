@@ -1,0 +1,231 @@
+"""The commands workflow code issues through its context: activities, timers, children,
+side effects, patches, attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import inspect
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from .._context import ChildWorkflowHandle
+from .._definitions import (
+    ActivityDefinition,
+    ActivityOptions,
+    RetryPolicy,
+    check_attributes,
+)
+from .._errors import (
+    ChildWorkflowError,
+    WorkflowCancelledError,
+    WorkflowError,
+)
+from .._events import EventType
+from .._loop import DurableTimerHandle
+from .._serialization import decode, encode, return_hint
+from .state import (
+    Awaited,
+    Condition,
+    ContinueAsNew,
+    LocalActivityCall,
+    RunState,
+    await_,
+    seconds_or_none,
+)
+
+E = EventType
+_MAX_TIMER_SECONDS = 100 * 365 * 24 * 3600.0
+
+
+class Commands(RunState):
+    """What the context calls to schedule work; each call is a command of the step."""
+
+    __slots__ = ()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.loop.time(), tz=UTC)
+
+    def random(self) -> random.Random:
+        self._refuse_in_query("ctx.random() or ctx.uuid4() (they advance the recorded seed)")
+        if self._random is None:
+            seed = int.from_bytes(self.info.run_id.encode(), "big")
+            self._random = random.Random(seed)
+        return self._random
+
+    def start_activity(
+        self, name: str, args: bytes, options: ActivityOptions, hint: Any
+    ) -> asyncio.Task[Any]:
+        attrs = {
+            "name": name,
+            "task_queue": options.task_queue or self.info.task_queue,
+            "args": args,
+            "retry": options.retry._to_dict() if options.retry else None,
+            "start_to_close": seconds_or_none(options.start_to_close_timeout),
+            "schedule_to_close": seconds_or_none(options.schedule_to_close_timeout),
+            "heartbeat": seconds_or_none(options.heartbeat_timeout),
+        }
+        seq = self._command(E.ACTIVITY_SCHEDULED, attrs).seq
+        future = self.loop.create_future()
+        self._awaited[seq] = Awaited(future, hint, name)
+        return self.loop.create_task_hooked(
+            await_(future),
+            f"activity:{name}",
+            functools.partial(self._activity_cancel_requested, seq),
+        )
+
+    def _activity_cancel_requested(self, seq: int) -> None:
+        """Cancelling an activity's task asks for the activity's cancellation (one scheduled
+        in this same step is then never sent), whether or not the task began running."""
+        awaited = self._awaited.get(seq)
+        if awaited is not None and not awaited.cancel_requested and not self.closed:
+            awaited.cancel_requested = True
+            self._command(E.ACTIVITY_CANCEL_REQUESTED, {"scheduled": seq})
+
+    async def _await_child(self, seq: int, future: asyncio.Future[Any]) -> Any:
+        """Await a child; when cancelled, ask the child to cancel and wait until it closed."""
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done() and not self.closed:
+                self.cancel_child(seq)
+                with contextlib.suppress(Exception):
+                    await future
+            raise
+
+    def local_activity(
+        self,
+        definition: ActivityDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy,
+    ) -> asyncio.Future[Any]:
+        self._refuse_in_query("ctx.local_activity()")
+        self._local_count += 1
+        future = self.loop.create_future()
+        self._locals[self._local_count] = LocalActivityCall(
+            self._local_count,
+            definition,
+            args,
+            kwargs,
+            retry,
+            future,
+            return_hint(definition.fn),
+        )
+        return future
+
+    def timer_started(self, handle: DurableTimerHandle) -> None:
+        if not handle.when() - self.loop.time() <= _MAX_TIMER_SECONDS:  # also refuses nan
+            raise ValueError(
+                f"a timer {handle.when() - self.loop.time()} s from now cannot be stored; "
+                "durable timers are at most 100 years long"
+            )
+        handle.seq = self._command(E.TIMER_STARTED, {"fire_at": handle.when()}).seq
+        self._timers[handle.seq] = handle
+
+    def timer_cancelled(self, handle: DurableTimerHandle) -> None:
+        if handle.seq in self._timers and not self.closed:
+            self._refuse_in_query("a timer's cancellation")
+            del self._timers[handle.seq]
+            self._command(E.TIMER_CANCELLED, {"started": handle.seq})
+
+    def start_child(
+        self,
+        name: str,
+        workflow_id: str | None,
+        task_queue: str | None,
+        args: bytes,
+        hint: Any,
+    ) -> ChildWorkflowHandle[Any]:
+        self._refuse_in_query("ctx.start_child()")
+        self._child_count += 1
+        child_id = workflow_id or f"{self._child_id_prefix()}/{self._child_count}"
+        attrs = {
+            "name": name,
+            "workflow_id": child_id,
+            "task_queue": task_queue or self.info.task_queue,
+            "args": args,
+        }
+        seq = self._command(E.CHILD_SCHEDULED, attrs).seq
+        future = self.loop.create_future()
+        self._awaited[seq] = Awaited(future, hint, name)
+        task = self.loop.create_task(self._await_child(seq, future), name=f"child:{child_id}")
+        return ChildWorkflowHandle(self, seq, child_id, task)
+
+    def _child_id_prefix(self) -> str:
+        parent = self.info.workflow_id
+        if len(parent.encode()) > 900:  # keep default child ids within the id size limit
+            parent = hashlib.sha256(parent.encode()).hexdigest()
+        return f"{parent}/{self.info.run_id[:8]}"
+
+    def signal_child(self, seq: int, name: str, args: bytes) -> None:
+        self._command(E.CHILD_SIGNALED, {"scheduled": seq, "name": name, "args": args})
+
+    def cancel_child(self, seq: int) -> None:
+        """Ask the child to cancel. One started in this same step is never sent: it ends
+        here, cancelled."""
+        awaited = self._awaited.get(seq)
+        if awaited is None or awaited.cancel_requested:
+            return
+        self._refuse_in_query("a child's cancellation")
+        awaited.cancel_requested = True
+        self._command(E.CHILD_CANCEL_REQUESTED, {"scheduled": seq})
+        if seq >= self._step_first_seq:
+            del self._awaited[seq]
+            awaited.future.set_exception(
+                ChildWorkflowError(
+                    f"child workflow ({awaited.name}) was cancelled before it started",
+                    WorkflowCancelledError("cancelled before it started"),
+                )
+            )
+
+    def wait_until(self, predicate: Callable[[], bool]) -> asyncio.Future[None]:
+        self._refuse_in_query("ctx.wait_until()")
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._conditions.append(Condition(predicate, future))
+        return future
+
+    def side_effect(self, fn: Callable[[], Any]) -> Any:
+        self._refuse_in_query("ctx.side_effect()")
+        hint = return_hint(fn)
+        if self._replaying:
+            return decode(self._command(E.SIDE_EFFECT, {}).attrs["value"], hint)
+        value = fn()
+        if inspect.isawaitable(value):
+            raise WorkflowError("ctx.side_effect needs a plain function; it returned an awaitable")
+        payload = encode(value)
+        self._command(E.SIDE_EFFECT, {"value": payload})
+        return decode(payload, hint)
+
+    def patched(self, change_id: str, *, deprecated: bool) -> bool:
+        """Live, a patch is taken (and recorded, unless deprecated). Replaying a completed
+        step, it is taken only where that step recorded it."""
+        if change_id in self._patches:
+            return self._patches[change_id]
+        self._refuse_in_query("ctx.patched()")
+        if self._replaying:
+            recorded = self._recorded[self._position] if self._position < self._step_end else None
+            taken = (
+                recorded is not None
+                and recorded.type is E.PATCH
+                and recorded.attrs.get("change_id") == change_id
+            )
+            if taken:
+                self._position += 1
+        else:
+            taken = True
+            if not deprecated:
+                self._command(E.PATCH, {"change_id": change_id})
+        self._patches[change_id] = taken
+        return taken
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self._command(E.ATTRIBUTES_SET, {"attributes": check_attributes(attributes)})
+
+    def continue_as_new(self, args: bytes) -> NoReturn:
+        self._refuse_in_query("ctx.continue_as_new()")
+        raise ContinueAsNew(args)

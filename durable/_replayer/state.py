@@ -1,0 +1,295 @@
+"""What a run in memory is made of, and how it issues a command: on replay matched against
+the step's recorded commands, live recorded as a new event."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import logging
+import random
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .._context import WorkflowContext, WorkflowInfo
+from .._definitions import (
+    ActivityDefinition,
+    RetryPolicy,
+    WorkflowDefinition,
+)
+from .._errors import (
+    NondeterminismError,
+    PayloadError,
+    WorkflowError,
+)
+from .._events import IDENTITY_KEYS, TERMINAL, Event, EventType
+from .._failures import Failure, to_failure
+from .._loop import DurableTimerHandle, WorkflowEventLoop
+from .._serialization import decode
+
+E = EventType
+_log = logging.getLogger("durable.workflow")
+
+
+class ContinueAsNew(BaseException):
+    """Unwinds the workflow function for ctx.continue_as_new (not catchable as Exception)."""
+
+    def __init__(self, args: bytes) -> None:
+        super().__init__("continue as new")
+        self.payload = args
+
+
+@dataclass
+class Awaited:
+    """An activity or child workflow whose outcome the code is waiting for."""
+
+    future: asyncio.Future[Any]
+    hint: Any
+    name: str
+    cancel_requested: bool = False
+
+
+@dataclass
+class LocalActivityCall:
+    local_id: int
+    definition: ActivityDefinition[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    retry: RetryPolicy
+    future: asyncio.Future[Any]
+    hint: Any
+    started: bool = False
+    stopping: bool = False  # its await was cancelled: the worker stops the function
+
+
+@dataclass
+class Condition:
+    predicate: Callable[[], bool]
+    future: asyncio.Future[None]
+
+
+@dataclass
+class UpdateHandler:
+    handler: Callable[..., Any]
+    validator: Callable[..., Any] | None
+
+
+class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+    def __init__(self, instance: RunState) -> None:
+        super().__init__(_log, {})
+        self._instance = instance
+
+    def isEnabledFor(self, level: int) -> bool:
+        return not self._instance.is_replaying and super().isEnabledFor(level)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        info = self._instance.info
+        extra = kwargs.setdefault("extra", {})
+        extra.update(workflow_id=info.workflow_id, run_id=info.run_id)
+        return f"[{info.workflow_name} {info.workflow_id}] {msg}", kwargs
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def signal_value(args: list[Any]) -> Any:
+    """What wait_signal returns for a signal sent with ``args``: None, the value, or a tuple."""
+    positional = args[0]
+    if not positional:
+        return None
+    return positional[0] if len(positional) == 1 else tuple(positional)
+
+
+class RunState:
+    """The state of one run in memory, shared by the parts of WorkflowInstance: the commands
+    its code issues, the messages it receives, the outcomes it awaits."""
+
+    __slots__ = (  # thousands stay cached in a worker: no per-instance dict
+        "_awaited",
+        "_child_count",
+        "_closing",
+        "_conditions",
+        "_execution_deadline",
+        "_local_count",
+        "_locals",
+        "_main",
+        "_nondeterminism",
+        "_patches",
+        "_position",
+        "_query",
+        "_query_handlers",
+        "_random",
+        "_recorded",
+        "_replaying",
+        "_signal_buffers",
+        "_signal_handlers",
+        "_signal_waiters",
+        "_step_end",
+        "_step_first_seq",
+        "_step_time",
+        "_tail",
+        "_timers",
+        "_update_handlers",
+        "closed",
+        "completed_steps",
+        "ctx",
+        "definition",
+        "info",
+        "logger",
+        "loop",
+        "new_events",
+        "next_seq",
+        "rejected_updates",
+        "tainted",
+    )
+
+    definition: WorkflowDefinition[Any, Any]
+    info: WorkflowInfo
+    logger: ReplayAwareLogger
+    loop: WorkflowEventLoop
+    ctx: WorkflowContext
+    _recorded: list[Event]  # the steps being replayed
+    _position: int  # the next recorded event of the step being replayed
+    _step_end: int  # where that step's recorded commands end
+    _replaying: bool
+    _tail: list[Event]  # recorded events of the step that has not completed
+    _step_time: datetime
+    _step_first_seq: int
+    completed_steps: int
+    next_seq: int
+    new_events: list[Event]
+    rejected_updates: list[tuple[str, Failure]]
+    closed: bool
+    _closing: tuple[EventType, dict[str, Any]] | None  # issued as the step ends
+    _main: asyncio.Task[Any] | None
+    _nondeterminism: NondeterminismError | None
+    _query: str | None  # the query whose handler runs now
+    tainted: bool  # a query tried to change the run: its memory is not to be trusted
+    _awaited: dict[int, Awaited]
+    _timers: dict[int, DurableTimerHandle]
+    _locals: dict[int, LocalActivityCall]
+    _local_count: int
+    _child_count: int
+    _signal_buffers: dict[str, collections.deque[bytes]]
+    _signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]]
+    _signal_handlers: dict[str, Callable[..., Any]]
+    _query_handlers: dict[str, Callable[..., Any]]
+    _update_handlers: dict[str, UpdateHandler]
+    _conditions: list[Condition]
+    _patches: dict[str, bool]
+    _random: random.Random | None
+    _execution_deadline: float | None
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while re-running a step that history recorded as completed."""
+        return self._replaying
+
+    def _command(self, etype: EventType, attrs: dict[str, Any]) -> Event:
+        """Issue a command: on replay match it against the step's recorded commands, live
+        record it."""
+        if self.closed and etype not in TERMINAL:
+            raise WorkflowError(f"{etype.name} issued after the workflow finished")
+        if self._query is not None:
+            self._refuse_in_query(f"a {etype.name} command")
+        if not self._replaying:
+            event = Event(self.next_seq, etype, self._step_time, attrs)
+            self.next_seq += 1
+            self.new_events.append(event)
+            return event
+        while self._position < self._step_end:
+            recorded = self._recorded[self._position]
+            if recorded.type is E.PATCH and etype is not E.PATCH:
+                self._position += 1
+                continue
+            keys = IDENTITY_KEYS.get(etype, ())
+            if recorded.type is not etype or any(
+                recorded.attrs.get(k) != attrs.get(k) for k in keys
+            ):
+                issued = Event(recorded.seq, etype, recorded.timestamp, attrs)
+                raise self._diverged(
+                    f"issued {issued.describe()} but history has {recorded.describe()}"
+                )
+            self._position += 1
+            return recorded
+        seq = self._recorded[self._step_end - 1].seq + 1 if self._step_end else self.next_seq
+        issued = Event(seq, etype, self._step_time, attrs)
+        raise self._diverged(
+            f"issued {issued.describe()} in a step that history recorded without it"
+        )
+
+    def _diverged(self, what: str) -> NondeterminismError:
+        self._nondeterminism = NondeterminismError(
+            f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): the code {what}; "
+            "the workflow code changed incompatibly (use ctx.patched() to change running "
+            "workflows)"
+        )
+        return self._nondeterminism
+
+    def _refuse_in_query(self, what: str) -> None:
+        if self._query is not None:
+            self.tainted = True
+            raise WorkflowError(
+                f"query handler {self._query!r} must not change the workflow, but it used "
+                f"{what}; queries only read state"
+            )
+
+    def _close_with(self, exc: BaseException) -> None:
+        """End the run as an exception that escaped workflow code asks."""
+        if isinstance(exc, ContinueAsNew):
+            self._set_closing(E.WORKFLOW_CONTINUED_AS_NEW, {"args": exc.payload})
+        elif isinstance(exc, asyncio.CancelledError):
+            self._set_closing(E.WORKFLOW_CANCELLED, {})
+        else:
+            self._set_closing(E.WORKFLOW_FAILED, {"failure": to_failure(exc)})
+
+    def _set_closing(self, etype: EventType, attrs: dict[str, Any]) -> None:
+        """The run ends, the first reason given winning, once the step's messages are in."""
+        if self._closing is None and not self.closed:
+            self._closing = (etype, attrs)
+
+    def _fail_from_handler(self, exc: BaseException) -> None:
+        if self._nondeterminism is not None:
+            return
+        if isinstance(exc, NondeterminismError):
+            self._nondeterminism = exc
+        else:
+            self._close_with(exc)
+
+
+def seed(run_id: str) -> int:
+    """A number of the run, the same in every process: 56 bits of a hash of its id."""
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=7).digest(), "big")
+
+
+def closes_without_code(event: Event) -> bool:
+    """Whether the store closed the run with this event, from outside its code (terminated,
+    cancelled before it began): replaying that step runs no code."""
+    return event.type is E.WORKFLOW_TERMINATED or (
+        event.type is E.WORKFLOW_CANCELLED and bool(event.attrs.get("before_start"))
+    )
+
+
+async def await_(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def set_decoded(
+    future: asyncio.Future[Any],
+    payload: bytes,
+    hint: Any,
+    transform: Callable[[Any], Any] | None = None,
+) -> None:
+    try:
+        value = decode(payload, hint)
+    except PayloadError as exc:
+        future.set_exception(exc)
+        return
+    future.set_result(transform(value) if transform else value)
+
+
+def seconds_or_none(value: Any) -> float | None:
+    return value.total_seconds() if value is not None else None
