@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from ._definitions import ActivityDefinition
-from ._errors import WorkflowError
+from ._errors import PayloadError, WorkflowError
+from ._failures import Failure, to_failure
 from ._serialization import decode, encode
 
 _current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("durable_activity")
@@ -108,3 +109,12 @@ async def run_activity_function(
         return await asyncio.get_running_loop().run_in_executor(executor, ctx.run, call)
     finally:
         _current.reset(token)
+
+
+def encode_result(result: Any) -> bytes | Failure:
+    """An activity's result encoded, or the failure of a result that cannot be (not retried:
+    the same result would fail again)."""
+    try:
+        return encode(result)
+    except PayloadError as exc:
+        return {**to_failure(exc), "non_retryable": True}

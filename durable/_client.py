@@ -43,7 +43,14 @@ from ._errors import (
 from ._events import PAYLOAD_KEYS, Event
 from ._failures import from_failure
 from ._serialization import decode, encode_args, return_hint
-from ._store import KIND_QUERY, KIND_UPDATE, StartRequest, Store, wait_notified
+from ._store import (
+    KIND_QUERY,
+    KIND_UPDATE,
+    NotificationKeys,
+    StartRequest,
+    Store,
+    wait_notified,
+)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -494,7 +501,7 @@ class WorkflowHandle(Generic[R]):
 
     async def _wait_result(self) -> R:
         closed = asyncio.Event()
-        key = "c" + self.workflow_id
+        key = NotificationKeys.closed(self.workflow_id)
         await self._call("result", lambda: self._store.listener.subscribe(key, closed))
         try:
             run_id = self.run_id
@@ -601,7 +608,7 @@ class WorkflowHandle(Generic[R]):
 
     async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
         answered = asyncio.Event()
-        key = "r" + call_id
+        key = NotificationKeys.answered(call_id)
         await self._call(what, lambda: self._store.listener.subscribe(key, answered))
         try:
             async with asyncio.timeout(timeout):

@@ -41,7 +41,7 @@ async def parked(ctx: WorkflowContext, n: int, ballast: str) -> int:
 async def _report(worker: durable.Worker, path: str) -> None:
     peak_tasks = peak_cache = 0
     while True:
-        tasks, cache = len(asyncio.all_tasks()), len(worker._cache)
+        tasks, cache = len(asyncio.all_tasks()), len(worker._workflow_tasks.cache)
         peak_tasks, peak_cache = max(peak_tasks, tasks), max(peak_cache, cache)
         stats = {"tasks": tasks, "peak_tasks": peak_tasks, "cache": cache, "peak_cache": peak_cache}
         with open(path + ".tmp", "w") as out:

@@ -96,7 +96,7 @@ def _gauge_workflow_tasks(worker: durable.Worker) -> Gauge:
     """Count the worker's workflow tasks in flight (what max_concurrent_workflow_tasks limits:
     claiming a run, replaying or stepping it, committing)."""
     gauge = Gauge()
-    inner: Callable[..., Any] = worker._run_workflow_task
+    inner: Callable[..., Any] = worker._workflow_tasks.run_task
 
     async def counted(*args: Any, **kwargs: Any) -> None:
         gauge.enter()
@@ -105,13 +105,13 @@ def _gauge_workflow_tasks(worker: durable.Worker) -> Gauge:
         finally:
             gauge.leave()
 
-    worker._run_workflow_task = counted  # type: ignore[method-assign]
+    worker._workflow_tasks.run_task = counted  # type: ignore[method-assign]
     return gauge
 
 
 async def _watch_cache(worker: durable.Worker, sizes: list[int]) -> None:
     while True:
-        sizes.append(len(worker._cache))
+        sizes.append(len(worker._workflow_tasks.cache))
         await asyncio.sleep(0.005)
 
 

@@ -29,7 +29,7 @@ from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _init_connection, _keep_session
 from .errors import LostOwnership, MissedMessages
-from .listener import Listener, wait_notified
+from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations
 from .records import ActivityTask, InboxMessage, QueryCall, StartRequest, TaskCommit, WorkflowTask
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
@@ -45,6 +45,7 @@ __all__ = [
     "InboxMessage",
     "LostOwnership",
     "MissedMessages",
+    "NotificationKeys",
     "QueryCall",
     "StartRequest",
     "Store",

@@ -21,7 +21,7 @@ from .connection import (
     _open_attrs,
     _seal_attrs,
 )
-from .listener import CHANNEL
+from .listener import CHANNEL, NotificationKeys
 from .records import (
     StartRequest,
     _Rows,
@@ -250,7 +250,8 @@ class ClientOps(StoreBase):
                 _require_open(run, workflow_id, run_id)
             else:
                 run = await _addressed_run(conn, workflow_id, run_id)
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "q" + run["task_queue"])
+                key = NotificationKeys.queries(run["task_queue"])
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, key)
             await conn.execute(
                 "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",

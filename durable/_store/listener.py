@@ -14,6 +14,36 @@ _log = logging.getLogger("durable.store")
 CHANNEL = "durable"
 
 
+class NotificationKeys:
+    """What a notification on CHANNEL is about: its payload is a letter, then whose. The
+    statements that notify spell the same letters (sql, commit, closing, runs, client_ops)."""
+
+    @staticmethod
+    def workflow_tasks(task_queue: str) -> str:
+        """Runs of the task queue came due."""
+        return "w" + task_queue
+
+    @staticmethod
+    def activity_tasks(task_queue: str) -> str:
+        """Activity attempts of the task queue came due."""
+        return "a" + task_queue
+
+    @staticmethod
+    def queries(task_queue: str) -> str:
+        """A query waits for a worker of the task queue."""
+        return "q" + task_queue
+
+    @staticmethod
+    def closed(workflow_id: str) -> str:
+        """A run of the workflow closed."""
+        return "c" + workflow_id
+
+    @staticmethod
+    def answered(call_id: str) -> str:
+        """An update or query has its answer."""
+        return "r" + call_id
+
+
 async def wait_notified(event: asyncio.Event, timeout: float) -> None:
     """Wait until ``event`` is set or ``timeout`` seconds passed.
 

@@ -1,0 +1,284 @@
+"""The worker: claims workflow tasks, activity tasks and queries for one task queue.
+
+Workflows it runs stay cached in memory under sticky ownership, so a new event costs
+one step instead of a replay. Whatever it holds when it dies is taken over by another
+worker once its lease (the ``workers`` row) expires.
+
+The parts: ``workflows`` (claim, cache, step, commit; ``held`` what it holds of runs,
+``local_activities`` beside their steps, ``handed`` outcomes passed between them),
+``activities`` (claim, run, watch, record), ``queries``, and ``polling`` (how each part
+waits for work). This module wires them and owns the lifecycle and the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from .._client import Client
+from .._definitions import (
+    DEFAULT_TASK_QUEUE,
+    ActivityDefinition,
+    WorkflowDefinition,
+    check_duration,
+    check_name,
+)
+from .._store import REQUESTS_KEPT, NotificationKeys, Store
+from .activities import ActivityTasks
+from .collector import collector
+from .handed import HandedOver
+from .polling import Serving, Wakeup
+from .queries import Queries
+from .workflows import WorkflowTasks
+
+__all__ = ["Worker"]
+
+_log = logging.getLogger("durable.worker")
+_PURGE_EVERY = 60.0  # seconds between purges of old client requests, per worker
+
+
+class Worker:
+    """Runs workflows and activities of one task queue. Any number may serve the same queue.
+
+    While it serves, the process's garbage collector runs a young collection every 10,000
+    net allocations (``gc.set_threshold``) unless the process set a higher threshold; the
+    process's own setting comes back when its last worker stops."""
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        workflows: Sequence[WorkflowDefinition[Any, Any]] = (),
+        activities: Sequence[ActivityDefinition[Any, Any]] = (),
+        max_concurrent_activities: int = 100,
+        max_concurrent_workflow_tasks: int = 100,
+        *,
+        max_cached_workflows: int = 10_000,
+        lease_ttl: timedelta = timedelta(seconds=10),
+        poll_interval: timedelta = timedelta(seconds=1),
+        shutdown_grace: timedelta = timedelta(seconds=10),
+        identity: str | None = None,
+    ) -> None:
+        self.client = client
+        self.task_queue = check_name("task_queue", task_queue)
+        self._workflows = _index("workflows", workflows, WorkflowDefinition)
+        self._activities = _index("activities", activities, ActivityDefinition)
+        if not self._workflows and not self._activities:
+            raise ValueError("a Worker needs at least one workflow or activity to run")
+        for name, value in (
+            ("max_concurrent_activities", max_concurrent_activities),
+            ("max_concurrent_workflow_tasks", max_concurrent_workflow_tasks),
+            ("max_cached_workflows", max_cached_workflows),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.max_concurrent_activities = max_concurrent_activities
+        self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks
+        self.max_cached_workflows = max_cached_workflows
+        self.lease_ttl = check_duration("lease_ttl", lease_ttl).total_seconds()
+        self.poll_interval = check_duration("poll_interval", poll_interval).total_seconds()
+        self.shutdown_grace = check_duration(
+            "shutdown_grace", shutdown_grace, allow_zero=True
+        ).total_seconds()
+        self.worker_id = str(uuid.uuid4())
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = asyncio.Event()
+        self._running: asyncio.Task[None] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrent_activities, thread_name_prefix="durable-activity"
+        )
+        serving = Serving(
+            client.store,
+            self.worker_id,
+            self.task_queue,
+            self.lease_ttl,
+            self.poll_interval,
+            self._stopping,
+        )
+        self._activity_tasks = ActivityTasks(
+            serving, self._activities, max_concurrent_activities, self._executor, self._hand_over
+        )
+        self._workflow_tasks = WorkflowTasks(
+            serving,
+            self._workflows,
+            max_concurrent_workflow_tasks,
+            max_cached_workflows,
+            self._activity_tasks,
+        )
+        self._queries = Queries(self._workflow_tasks)
+
+    @property
+    def _store(self) -> Store:
+        return self.client.store
+
+    def _hand_over(self, workflow_id: str, run_id: str, item: HandedOver) -> bool:
+        return self._workflow_tasks.hand_over(workflow_id, run_id, item)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Run until cancelled or SIGTERM/SIGINT, then hand back or finish what it holds."""
+        removers = self._install_signal_handlers()
+        try:
+            await self._serve(registered=False)
+        finally:
+            for remove in removers:
+                remove()
+
+    async def __aenter__(self) -> Worker:
+        await self._register()
+        self._running = asyncio.create_task(
+            self._serve(registered=True), name=f"durable-worker-{self.task_queue}"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop taking work, finish what is in flight within ``shutdown_grace``, hand back
+        the rest, and return once the worker stopped."""
+        self._stopping.set()
+        if self._running is not None:
+            await self._running
+
+    def _install_signal_handlers(self) -> list[Callable[[], object]]:
+        loop = asyncio.get_running_loop()
+        removers: list[Callable[[], object]] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stopping.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            removers.append(functools.partial(loop.remove_signal_handler, sig))
+        return removers
+
+    def _wakeups(self) -> list[tuple[str, Wakeup]]:
+        """The notification each part waits for, by key."""
+        keys = NotificationKeys
+        return [
+            (keys.workflow_tasks(self.task_queue), self._workflow_tasks.wake),
+            (keys.activity_tasks(self.task_queue), self._activity_tasks.wake),
+            (keys.queries(self.task_queue), self._queries.wake),
+        ]
+
+    async def _register(self) -> None:
+        """Announce this worker and what it serves, and listen for its task queue."""
+        await self._store.register_worker(
+            self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
+        )
+        for key, wake in self._wakeups():
+            await self._store.listener.subscribe(key, wake.event)
+
+    async def _serve(self, registered: bool = False) -> None:
+        if not registered:
+            await self._register()
+        loops = [asyncio.create_task(self._lease_loop(), name="durable-lease")]
+        if self._workflows:
+            loops.append(
+                asyncio.create_task(self._workflow_tasks.serve(), name="durable-workflows")
+            )
+            loops.append(asyncio.create_task(self._queries.serve(), name="durable-queries"))
+        if self._activities:
+            loops.append(
+                asyncio.create_task(self._activity_tasks.serve(), name="durable-activities")
+            )
+        _log.info("worker %s serving task queue %r", self.identity, self.task_queue)
+        with collector.while_serving():
+            try:
+                stop = asyncio.create_task(self._stopping.wait())
+                done, _ = await asyncio.wait([stop, *loops], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stop and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+            finally:
+                self._stopping.set()
+                for task in loops:
+                    task.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+                await self._drain()
+                await self._stopped()
+
+    async def _stopped(self) -> None:
+        for key, wake in self._wakeups():
+            self._store.listener.unsubscribe(key, wake.event)
+        with contextlib.suppress(Exception):
+            await self._store.unregister_worker(self.worker_id)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._workflow_tasks.cache.clear()
+        _log.info("worker %s stopped", self.identity)
+
+    async def _drain(self) -> None:
+        """Let in-flight work (and the steps it hands outcomes to) finish within the grace
+        period; hand back the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace
+        while pending := self._in_flight():
+            if loop.time() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+            await asyncio.wait(
+                pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+
+    def _in_flight(self) -> list[asyncio.Task[Any]]:
+        return [*self._workflow_tasks.in_flight(), *self._activity_tasks.running]
+
+    # ------------------------------------------------------------------ the lease
+    async def _lease_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + _PURGE_EVERY
+        while True:
+            await asyncio.sleep(min(self.lease_ttl / 3, 1.0))
+            self._workflow_tasks.parking.unpark_the_slow()
+            try:
+                await self._keep_lease()
+                if self._activities:
+                    await self._store.reap_activities(self.task_queue)
+                    await self._activity_tasks.release_unstarted(self._workflow_tasks.held_runs())
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + _PURGE_EVERY
+                    await self._store.purge_requests(REQUESTS_KEPT.total_seconds())
+                await self._store.listener.reconnect_if_lost()
+            except (TimeoutError, OSError) as exc:
+                _log.warning("lease renewal failed: %s", exc)
+            except Exception as exc:  # keep renewing through database hiccups
+                _log.warning("lease renewal failed: %r", exc)
+
+    async def _keep_lease(self) -> None:
+        if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
+            # our lease lapsed (we were stalled): whatever we cached may be someone else's
+            _log.warning("worker lease lapsed; dropping cached workflows")
+            self._workflow_tasks.cache.clear()
+            await self._store.register_worker(
+                self.worker_id,
+                self.task_queue,
+                self.identity,
+                self.lease_ttl,
+                list(self._workflows),
+            )
+
+
+def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise TypeError(f"{arg} must be a list, got {items!r}")
+    index: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, kind):
+            decorator = "@durable.workflow" if kind is WorkflowDefinition else "@durable.activity"
+            raise TypeError(f"{arg} must hold functions decorated with {decorator}, got {item!r}")
+        if item.name in index and index[item.name].fn is not item.fn:
+            raise ValueError(f"two {arg} are registered under the same name {item.name!r}")
+        index[item.name] = item
+    return index
