@@ -46,28 +46,19 @@ from ._serialization import decode, encode_args, return_hint
 from ._store import (
     KIND_QUERY,
     KIND_UPDATE,
+    CallOutcome,
     NotificationKeys,
+    PendingActivityRow,
+    RunRow,
     StartRequest,
     Store,
     wait_notified,
 )
+from ._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-ID_REUSE_POLICIES = ("allow_duplicate", "allow_failed_only", "reject_duplicate")
-ID_CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
-STATUSES = (
-    "pending",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "terminated",
-    "continued_as_new",
-    "timed_out",
-    "paused",
-)
+C = TypeVar("C", bound=str)
 
 
 @dataclass(frozen=True)
@@ -163,10 +154,11 @@ def _check_reason(value: Any) -> str | None:
     return value
 
 
-def _check_choice(arg: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return str(value)
+def _check_choice(arg: str, value: Any, choices: tuple[C, ...]) -> C:
+    for choice in choices:
+        if value == choice and isinstance(value, str):
+            return choice
+    raise ValueError(f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 class Client:
@@ -459,7 +451,7 @@ class Client:
             if len(rows) < 200:
                 return
             last = rows[-1]
-            after = (last["started_at"], last["workflow_id"], str(last["run_id"]))
+            after = (last.started_at, last.workflow_id, last.run_id)
 
 
 class WorkflowHandle(Generic[R]):
@@ -508,16 +500,16 @@ class WorkflowHandle(Generic[R]):
             while True:
                 closed.clear()
                 row = await self._call("result", functools.partial(self._run, run_id))
-                if row["status"] == "continued_as_new":
-                    run_id = str(row["continued_run_id"])
+                if row.status == "continued_as_new":
+                    run_id = row.continued_run_id
                     continue
-                if row["closed_at"] is not None:
+                if row.closed_at is not None:
                     return self._outcome(row)
                 await wait_notified(closed, 1.0)
         finally:
             self._store.listener.unsubscribe(key, closed)
 
-    async def _run(self, run_id: str | None) -> asyncpg.Record:
+    async def _run(self, run_id: str | None) -> RunRow:
         if run_id is None:
             return await self._store.latest_run(self.workflow_id)
         row = await self._store.run_row(self.workflow_id, run_id)
@@ -525,12 +517,12 @@ class WorkflowHandle(Generic[R]):
             raise WorkflowNotFoundError(f"no run {run_id} of workflow {self.workflow_id!r}")
         return row
 
-    def _outcome(self, row: asyncpg.Record) -> R:
-        status = row["status"]
+    def _outcome(self, row: RunRow) -> R:
+        status = row.status
         if status == "completed":
-            value: R = decode(self._store.open_payload(row["result"]), self._hint)
+            value: R = decode(self._store.open_payload(row.result), self._hint)
             return value
-        failure = self._store.open_failure(row["failure"]) or {}
+        failure = self._store.open_failure(row.failure) or {}
         message = failure.get("message") or status
         if status == "cancelled":
             raise WorkflowCancelledError(f"workflow {self.workflow_id!r} was cancelled")
@@ -573,10 +565,10 @@ class WorkflowHandle(Generic[R]):
         )
         call_id = await self._call("query", create)
         row = await self._await_call(call_id, timeout, "query")
-        failure = self._store.open_failure(row["failure"])
+        failure = self._store.open_failure(row.failure)
         if failure is not None:
             raise QueryError(failure.get("message", "query failed"))
-        return decode(self._store.open_payload(row["result"]))
+        return decode(self._store.open_payload(row.result))
 
     async def update(
         self,
@@ -599,14 +591,14 @@ class WorkflowHandle(Generic[R]):
         )
         call_id = await self._call("update", create, writes=True)
         row = await self._await_call(call_id, timeout, "update")
-        failure = self._store.open_failure(row["failure"])
+        failure = self._store.open_failure(row.failure)
         if failure is not None:
             raise UpdateError(
                 f"update {name!r} failed: {failure.get('message')}", from_failure(failure)
             )
-        return decode(self._store.open_payload(row["result"]))
+        return decode(self._store.open_payload(row.result))
 
-    async def _await_call(self, call_id: str, timeout: float | None, what: str) -> asyncpg.Record:
+    async def _await_call(self, call_id: str, timeout: float | None, what: str) -> CallOutcome:
         answered = asyncio.Event()
         key = NotificationKeys.answered(call_id)
         await self._call(what, lambda: self._store.listener.subscribe(key, answered))
@@ -666,8 +658,8 @@ class WorkflowHandle(Generic[R]):
 
     async def _describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)
-        pending = await self._store.pending_activities(self.workflow_id, str(row["run_id"]))
-        failures = [_failure_message(self._store, p["last_failure"]) for p in pending]
+        pending = await self._store.pending_activities(self.workflow_id, row.run_id)
+        failures = [_failure_message(self._store, p.last_failure) for p in pending]
         return _description(row, list(zip(pending, failures, strict=True)))
 
     async def history(self) -> list[HistoryEvent]:
@@ -676,37 +668,38 @@ class WorkflowHandle(Generic[R]):
 
     async def _history(self) -> list[HistoryEvent]:
         row = await self._run(self.run_id)
-        events = await self._store.load_history(self.workflow_id, str(row["run_id"]))
+        events = await self._store.load_history(self.workflow_id, row.run_id)
         return [_history_event(e) for e in events]
 
 
 def _description(
-    row: asyncpg.Record, pending: list[tuple[asyncpg.Record, str | None]]
+    row: RunRow, pending: list[tuple[PendingActivityRow, str | None]]
 ) -> WorkflowDescription:
     return WorkflowDescription(
-        workflow_id=row["workflow_id"],
-        run_id=str(row["run_id"]),
-        workflow_name=row["workflow_name"],
-        task_queue=row["task_queue"],
-        status=row["status"],
-        started_at=row["started_at"],
-        closed_at=row["closed_at"],
-        attributes=dict(row["attributes"]),
-        parent_workflow_id=row["parent_workflow_id"],
-        history_length=row["next_seq"] - 1,
-        last_error=row["last_error"],
-        pending_activities=[
-            PendingActivity(
-                activity_id=str(p["seq"]),
-                activity_name=p["activity_name"],
-                attempt=p["attempt"],
-                state="running" if p["running"] else ("backoff" if p["attempt"] else "scheduled"),
-                scheduled_at=p["scheduled_at"],
-                next_attempt_at=None if p["running"] else p["visible_at"],
-                last_failure=last_failure,
-            )
-            for p, last_failure in pending
-        ],
+        workflow_id=row.workflow_id,
+        run_id=row.run_id,
+        workflow_name=row.workflow_name,
+        task_queue=row.task_queue,
+        status=row.status,
+        started_at=row.started_at,
+        closed_at=row.closed_at,
+        attributes=row.attributes,
+        parent_workflow_id=row.parent_workflow_id,
+        history_length=row.history_length,
+        last_error=row.last_error,
+        pending_activities=[_pending(p, last_failure) for p, last_failure in pending],
+    )
+
+
+def _pending(row: PendingActivityRow, last_failure: str | None) -> PendingActivity:
+    return PendingActivity(
+        activity_id=str(row.seq),
+        activity_name=row.activity_name,
+        attempt=row.attempt,
+        state="running" if row.running else ("backoff" if row.attempt else "scheduled"),
+        scheduled_at=row.scheduled_at,
+        next_attempt_at=None if row.running else row.visible_at,
+        last_failure=last_failure,
     )
 
 

@@ -54,7 +54,15 @@ PUBLIC_NAMES = {
 
 # The modules workflow code runs in, and what they must never import (directly or through
 # the modules they import): the database, the worker, the client.
-WORKFLOW_SIDE = {"_context", "_loop", "_replayer", "_events", "_failures", "_definitions"}
+WORKFLOW_SIDE = {
+    "_context",
+    "_loop",
+    "_replayer",
+    "_events",
+    "_failures",
+    "_definitions",
+    "_serialization",
+}
 FORBIDDEN = {"asyncpg", "_store", "_worker", "_client", "_calls", "_embedded", "_cli"}
 
 

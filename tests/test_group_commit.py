@@ -175,8 +175,8 @@ async def test_a_run_closed_by_the_commit_statement_leaves_nothing_behind(
         == 0
     )
     outcome = await client.store.call_outcome(update)
-    assert outcome is not None and outcome["result"] is None
-    failure = client.store.open_failure(outcome["failure"])
+    assert outcome is not None and outcome.result is None
+    failure = client.store.open_failure(outcome.failure)
     assert failure is not None
     assert failure["message"] == "workflow 'run-0' closed (completed) before the update completed"
 

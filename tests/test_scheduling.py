@@ -30,8 +30,12 @@ async def quick(ctx: WorkflowContext) -> int:
 
 
 async def _all_parked(client: durable.Client, handles: list[durable.WorkflowHandle[str]]) -> bool:
-    rows = [await client.store.run_row(h.workflow_id, h.run_id or "") for h in handles]
-    return all(r is not None and r["status"] == "running" and r["ready_at"] is None for r in rows)
+    parked = await client.store.pool.fetchval(
+        "SELECT count(*) FROM durable.workflows WHERE run_id = ANY($1::uuid[])"
+        " AND status = 'running' AND ready_at IS NULL",
+        [h.run_id for h in handles],
+    )
+    return bool(parked == len(handles))
 
 
 async def test_parked_workflows_are_not_due_and_do_not_starve_others(

@@ -31,7 +31,18 @@ from .connection import _Connection, _init_connection, _keep_session
 from .errors import LostOwnership, MissedMessages
 from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations
-from .records import ActivityTask, InboxMessage, QueryCall, StartRequest, TaskCommit, WorkflowTask
+from .records import (
+    ActivityTask,
+    CallOutcome,
+    InboxMessage,
+    PendingActivityRow,
+    QueryCall,
+    ReleasedAttempt,
+    RunRow,
+    StartRequest,
+    TaskCommit,
+    WorkflowTask,
+)
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -42,11 +53,15 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "ActivityTask",
+    "CallOutcome",
     "InboxMessage",
     "LostOwnership",
     "MissedMessages",
     "NotificationKeys",
+    "PendingActivityRow",
     "QueryCall",
+    "ReleasedAttempt",
+    "RunRow",
     "StartRequest",
     "Store",
     "TaskCommit",

@@ -20,15 +20,9 @@ from .connection import (
     _unpack,
     _utcnow,
 )
-from .records import (
-    ActivityTask,
-)
-from .runs import (
-    _post,
-)
-from .sql import (
-    _CLAIM_ACTIVITY_SET,
-)
+from .records import ActivityTask, ReleasedAttempt
+from .runs import _post
+from .sql import _CLAIM_ACTIVITY_SET
 
 E = EventType
 _log = logging.getLogger("durable.store")
@@ -168,30 +162,29 @@ class ActivityTasks(StoreBase):
         running: Sequence[ActivityTask],
         busy_runs: Sequence[str],
         older_than: float,
-    ) -> list[asyncpg.Record]:
+    ) -> list[ReleasedAttempt]:
         """Make visible again the attempts claimed for this worker more than ``older_than``
         seconds ago that it does not run: the reply to their claim was lost (the claim
         committed, the connection died). Attempts running here and activities of runs busy
         here (results handed to the run, not yet committed) are kept. Returns the released."""
-        return list(
-            await self.pool.fetch(
-                "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
-                " visible_at = now(), deadline = schedule_deadline "
-                "WHERE task_queue = $1 AND owner = $2"
-                " AND started_at < now() - make_interval(secs => $3)"
-                " AND NOT (run_id = ANY($4::uuid[]))"
-                " AND (run_id, seq, attempt) NOT IN ("
-                "  SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[])) "
-                "RETURNING workflow_id, seq, activity_name, attempt",
-                task_queue,
-                worker_id,
-                older_than,
-                list(busy_runs),
-                [t.run_id for t in running],
-                [t.seq for t in running],
-                [t.attempt for t in running],
-            )
+        rows = await self.pool.fetch(
+            "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
+            " visible_at = now(), deadline = schedule_deadline "
+            "WHERE task_queue = $1 AND owner = $2"
+            " AND started_at < now() - make_interval(secs => $3)"
+            " AND NOT (run_id = ANY($4::uuid[]))"
+            " AND (run_id, seq, attempt) NOT IN ("
+            "  SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[])) "
+            "RETURNING workflow_id, seq, activity_name, attempt",
+            task_queue,
+            worker_id,
+            older_than,
+            list(busy_runs),
+            [t.run_id for t in running],
+            [t.seq for t in running],
+            [t.attempt for t in running],
         )
+        return [ReleasedAttempt(*row) for row in rows]
 
 
 def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:

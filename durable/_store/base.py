@@ -12,12 +12,11 @@ from typing import Any
 import asyncpg
 
 from .._codecs import Codecs
+from .._errors import PayloadError
 from .._events import EventType
 from .._failures import Failure
 from .batching import _Batcher
-from .connection import (
-    _unpack,
-)
+from .connection import _unpack
 from .errors import _RETRYABLE, _request_race
 from .listener import Listener
 from .records import (
@@ -82,7 +81,11 @@ class StoreBase:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def open_payload(self, data: bytes) -> bytes:
+    def open_payload(self, data: bytes | None) -> bytes:
+        """A stored payload, its codecs undone; a missing one (a record that should hold a
+        result and does not) is a PayloadError."""
+        if data is None:
+            raise PayloadError("the record holds no payload where one was expected")
         return self.codecs.open(data)
 
     def open_failure(self, data: bytes | None) -> Failure | None:

@@ -23,6 +23,9 @@ from .connection import (
 )
 from .listener import CHANNEL, NotificationKeys
 from .records import (
+    CallOutcome,
+    PendingActivityRow,
+    RunRow,
     StartRequest,
     _Rows,
 )
@@ -150,33 +153,28 @@ class ClientOps(StoreBase):
 
         await self._retrying(work)
 
-    async def latest_run(self, workflow_id: str) -> asyncpg.Record:
-        """The run's row; its payload columns are sealed (see :meth:`open_failure`)."""
+    async def latest_run(self, workflow_id: str) -> RunRow:
+        """The workflow's open run, else its latest."""
         async with self.pool.acquire() as conn:
-            return await _latest_run(conn, workflow_id)
+            return RunRow.of(await _latest_run(conn, workflow_id))
 
-    async def addressed_run(self, workflow_id: str, run_id: str | None) -> asyncpg.Record:
-        """The run a handle acts on (see :func:`_addressed_run`)."""
-        async with self.pool.acquire() as conn:
-            return await _addressed_run(conn, workflow_id, run_id)
-
-    async def run_row(self, workflow_id: str, run_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
+    async def run_row(self, workflow_id: str, run_id: str) -> RunRow | None:
+        row = await self.pool.fetchrow(
             "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2",
             workflow_id,
             run_id,
         )
+        return None if row is None else RunRow.of(row)
 
-    async def pending_activities(self, workflow_id: str, run_id: str) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
-                "visible_at, last_failure FROM durable.activity_tasks "
-                "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
-                workflow_id,
-                run_id,
-            )
+    async def pending_activities(self, workflow_id: str, run_id: str) -> list[PendingActivityRow]:
+        rows = await self.pool.fetch(
+            "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
+            "visible_at, last_failure FROM durable.activity_tasks "
+            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
+            workflow_id,
+            run_id,
         )
+        return [PendingActivityRow(*row) for row in rows]
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(
@@ -201,25 +199,24 @@ class ClientOps(StoreBase):
         started_after: datetime | None,
         after: tuple[datetime, str, str] | None,
         limit: int,
-    ) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT * FROM durable.workflows WHERE "
-                "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
-                "AND ($3::jsonb IS NULL OR attributes @> $3) "
-                "AND ($4::timestamptz IS NULL OR started_at > $4) "
-                "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
-                "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
-                status,
-                workflow_name,
-                attributes,
-                started_after,
-                after[0] if after else None,
-                after[1] if after else None,
-                after[2] if after else None,
-                limit,
-            )
+    ) -> list[RunRow]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM durable.workflows WHERE "
+            "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
+            "AND ($3::jsonb IS NULL OR attributes @> $3) "
+            "AND ($4::timestamptz IS NULL OR started_at > $4) "
+            "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
+            "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
+            status,
+            workflow_name,
+            attributes,
+            started_after,
+            after[0] if after else None,
+            after[1] if after else None,
+            after[2] if after else None,
+            limit,
         )
+        return [RunRow.of(row) for row in rows]
 
     async def create_call(
         self,
@@ -265,16 +262,17 @@ class ClientOps(StoreBase):
             )
         return call_id
 
-    async def call_outcome(self, call_id: str) -> asyncpg.Record | None:
+    async def call_outcome(self, call_id: str) -> CallOutcome | None:
         """The answer to a call once it is done, sealed. A query is forgotten then; an
         update is kept (for a resend of its request: see purge_requests)."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             "WITH answer AS (SELECT id, kind, result, failure FROM durable.calls"
             " WHERE id = $1 AND done),"
             " forgotten AS (DELETE FROM durable.calls WHERE id = $1 AND kind = 1 AND done) "
             "SELECT result, failure FROM answer",
             call_id,
         )
+        return None if row is None else CallOutcome(row["result"], row["failure"])
 
     async def forget_call(self, call_id: str) -> None:
         await self.pool.execute("DELETE FROM durable.calls WHERE id = $1", call_id)

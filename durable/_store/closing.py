@@ -11,13 +11,14 @@ import asyncpg
 from .._codecs import Codecs
 from .._events import Event, EventType
 from .._failures import Failure
+from .._types import Status
 from .connection import _codecs, _seal_failure, _utcnow
 from .records import StartRequest
 from .runs import _insert_history, _insert_run, _post
 
 E = EventType
 
-TERMINAL_STATUS = {
+TERMINAL_STATUS: dict[EventType, Status] = {
     E.WORKFLOW_COMPLETED: "completed",
     E.WORKFLOW_FAILED: "failed",
     E.WORKFLOW_CANCELLED: "cancelled",
@@ -25,7 +26,6 @@ TERMINAL_STATUS = {
     E.WORKFLOW_TERMINATED: "terminated",
     E.WORKFLOW_TIMED_OUT: "timed_out",
 }
-FAILED_STATUSES = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 
 
 def _closing_values(

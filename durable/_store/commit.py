@@ -12,9 +12,7 @@ import asyncpg
 
 from .._codecs import Codecs
 from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
-from .._errors import (
-    WorkflowAlreadyStartedError,
-)
+from .._errors import WorkflowAlreadyStartedError
 from .._events import Event, EventType
 from .closing import _cancel_run, _closing_values
 from .connection import _codecs, _pack, _seal_attrs

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from .._errors import (
-    DurableError,
-)
+from .._errors import DurableError
 
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 _ENSURE_FAILED = "DU001"  # raised by durable.ensure()

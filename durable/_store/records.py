@@ -13,6 +13,7 @@ import asyncpg
 from .._definitions import RetryPolicy
 from .._events import Event, EventType
 from .._failures import Failure
+from .._types import IdConflictPolicy, IdReusePolicy, Status
 
 E = EventType
 
@@ -113,8 +114,8 @@ class StartRequest:
     workflow_name: str
     task_queue: str
     args: bytes
-    id_reuse_policy: str = "allow_duplicate"
-    id_conflict_policy: str = "fail"
+    id_reuse_policy: IdReusePolicy = "allow_duplicate"
+    id_conflict_policy: IdConflictPolicy = "fail"
     start_delay: timedelta | None = None
     execution_timeout: timedelta | None = None
     attributes: dict[str, Any] | None = None
@@ -128,6 +129,78 @@ class StartRequest:
             and self.id_conflict_policy == "fail"
             and self.parent is None
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A run as the workflows table holds it; its result and failure still sealed (open
+    them with Store.open_payload and Store.open_failure)."""
+
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    task_queue: str
+    status: Status
+    started_at: datetime
+    closed_at: datetime | None
+    attributes: dict[str, Any]
+    parent_workflow_id: str | None
+    history_length: int
+    last_error: str | None
+    result: bytes | None
+    failure: bytes | None
+    continued_run_id: str | None
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> RunRow:
+        continued = row["continued_run_id"]
+        return cls(
+            workflow_id=row["workflow_id"],
+            run_id=str(row["run_id"]),
+            workflow_name=row["workflow_name"],
+            task_queue=row["task_queue"],
+            status=row["status"],
+            started_at=row["started_at"],
+            closed_at=row["closed_at"],
+            attributes=dict(row["attributes"]),
+            parent_workflow_id=row["parent_workflow_id"],
+            history_length=row["next_seq"] - 1,
+            last_error=row["last_error"],
+            result=row["result"],
+            failure=row["failure"],
+            continued_run_id=None if continued is None else str(continued),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingActivityRow:
+    """An activity of a run that has no outcome yet; its last failure still sealed."""
+
+    seq: int
+    activity_name: str
+    attempt: int  # attempts made so far
+    running: bool
+    scheduled_at: datetime
+    visible_at: datetime  # when its next attempt may start
+    last_failure: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """The answer to a query or an update, still sealed."""
+
+    result: bytes | None
+    failure: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedAttempt:
+    """An activity attempt given back because the reply to its claim was lost."""
+
+    workflow_id: str
+    seq: int
+    activity_name: str
+    attempt: int
 
 
 _Step = tuple[WorkflowTask, str, TaskCommit]  # a run's step, the worker committing it

@@ -10,9 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from .._errors import (
-    WorkflowNotFoundError,
-)
+from .._errors import WorkflowNotFoundError
 from .._events import Event, EventType
 from .._failures import Failure
 from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow

@@ -6,10 +6,9 @@ import uuid
 
 import asyncpg
 
-from .._errors import (
-    WorkflowAlreadyStartedError,
-)
-from .closing import FAILED_STATUSES, _terminate_run
+from .._errors import WorkflowAlreadyStartedError
+from .._types import FAILED_STATUSES
+from .closing import _terminate_run
 from .records import StartRequest
 from .runs import _insert_run
 

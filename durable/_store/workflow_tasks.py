@@ -28,9 +28,7 @@ from .records import (
     _Rows,
     _Step,
 )
-from .runs import (
-    _answer_call,
-)
+from .runs import _answer_call
 from .sql import (
     _CLAIM_QUERIES_SQL,
     _CLAIM_WORKFLOWS_SQL,

@@ -99,9 +99,9 @@ class ActivityTasks:
             _log.warning(
                 "activity %s (attempt %d) of %s was claimed for this worker but never started "
                 "(the reply to the claim was lost); released for another attempt",
-                row["activity_name"],
-                row["attempt"],
-                row["workflow_id"],
+                row.activity_name,
+                row.attempt,
+                row.workflow_id,
             )
 
     async def complete(self, task: ActivityTask, result: bytes) -> None:
