@@ -22,7 +22,17 @@ from .connection import (
 )
 from .records import ActivityTask, ReleasedAttempt
 from .runs import _post
-from .sql import _CLAIM_ACTIVITY_SET
+from .sql import (
+    _CLAIM_ACTIVITIES_SQL,
+    _DELETE_ACTIVITY_SQL,
+    _FINISH_ATTEMPT_SQL,
+    _HEARTBEAT_SQL,
+    _LOCK_ATTEMPT_SQL,
+    _NEXT_ACTIVITY_VISIBLE_SQL,
+    _REAP_ACTIVITIES_SQL,
+    _RELEASE_UNSTARTED_SQL,
+    _RETRY_ACTIVITY_SQL,
+)
 
 E = EventType
 _log = logging.getLogger("durable.store")
@@ -36,18 +46,7 @@ class ActivityTasks(StoreBase):
         self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
     ) -> list[ActivityTask]:
         rows = await self.pool.fetch(
-            "WITH picked AS ("
-            " SELECT workflow_id, run_id, seq FROM durable.activity_tasks"
-            " WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()"
-            "  AND activity_name = ANY($3)"
-            " ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED) "
-            f"UPDATE durable.activity_tasks t SET {_CLAIM_ACTIVITY_SET} "
-            "FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id"
-            " AND t.seq = picked.seq RETURNING t.*",
-            task_queue,
-            worker_id,
-            list(names),
-            limit,
+            _CLAIM_ACTIVITIES_SQL, task_queue, worker_id, list(names), limit
         )
         return [_activity_task(self.codecs, r) for r in rows]
 
@@ -55,10 +54,7 @@ class ActivityTasks(StoreBase):
         self, task_queue: str, names: Sequence[str]
     ) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(
-            "SELECT min(visible_at) FROM durable.activity_tasks "
-            "WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)",
-            task_queue,
-            list(names),
+            _NEXT_ACTIVITY_VISIBLE_SQL, task_queue, list(names)
         )
         return value
 
@@ -77,8 +73,7 @@ class ActivityTasks(StoreBase):
 
         async def work(conn: asyncpg.Connection) -> str:
             owned = await conn.fetchval(
-                "SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
-                "AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE",
+                _LOCK_ATTEMPT_SQL,
                 task.workflow_id,
                 task.run_id,
                 task.seq,
@@ -97,8 +92,7 @@ class ActivityTasks(StoreBase):
     ) -> bool:
         async def work(conn: asyncpg.Connection) -> bool:
             deleted = await conn.fetchval(
-                "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 "
-                "AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1",
+                _FINISH_ATTEMPT_SQL,
                 task.workflow_id,
                 task.run_id,
                 task.seq,
@@ -118,11 +112,7 @@ class ActivityTasks(StoreBase):
     ) -> bool | None:
         """Record a heartbeat; returns whether cancellation was requested, None if lost."""
         row = await self.pool.fetchrow(
-            "UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),"
-            " deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,"
-            "   now() + make_interval(secs => heartbeat_timeout)) "
-            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5 "
-            "RETURNING cancel_requested, deadline",
+            _HEARTBEAT_SQL,
             task.workflow_id,
             task.run_id,
             task.seq,
@@ -139,14 +129,7 @@ class ActivityTasks(StoreBase):
         """Time out activities past their deadline or held by dead workers; retry or fail them."""
 
         async def work(conn: asyncpg.Connection) -> int:
-            rows = await conn.fetch(
-                "SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND ("
-                " t.deadline < now() OR (t.owner IS NOT NULL AND NOT EXISTS ("
-                "  SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner"
-                "  AND k.expires_at > now()))) "
-                "LIMIT 100 FOR UPDATE SKIP LOCKED",
-                task_queue,
-            )
+            rows = await conn.fetch(_REAP_ACTIVITIES_SQL, task_queue)
             for row in rows:
                 task = _activity_task(self.codecs, row)
                 await _retry_or_fail(conn, task, _timeout_failure(row))
@@ -168,14 +151,7 @@ class ActivityTasks(StoreBase):
         committed, the connection died). Attempts running here and activities of runs busy
         here (results handed to the run, not yet committed) are kept. Returns the released."""
         rows = await self.pool.fetch(
-            "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
-            " visible_at = now(), deadline = schedule_deadline "
-            "WHERE task_queue = $1 AND owner = $2"
-            " AND started_at < now() - make_interval(secs => $3)"
-            " AND NOT (run_id = ANY($4::uuid[]))"
-            " AND (run_id, seq, attempt) NOT IN ("
-            "  SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[])) "
-            "RETURNING workflow_id, seq, activity_name, attempt",
+            _RELEASE_UNSTARTED_SQL,
             task_queue,
             worker_id,
             older_than,
@@ -231,10 +207,7 @@ async def _retry_or_fail(
     )
     if may_retry(task.retry, task.attempt, failure) and not too_late:
         await conn.execute(
-            "UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,"
-            " visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,"
-            " last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details) "
-            "WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
+            _RETRY_ACTIVITY_SQL,
             task.workflow_id,
             task.run_id,
             task.seq,
@@ -243,12 +216,7 @@ async def _retry_or_fail(
             _codecs(conn).seal(details),
         )
         return "retry"
-    await conn.execute(
-        "DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3",
-        task.workflow_id,
-        task.run_id,
-        task.seq,
-    )
+    await conn.execute(_DELETE_ACTIVITY_SQL, task.workflow_id, task.run_id, task.seq)
     await _post(
         conn,
         task.workflow_id,

@@ -44,6 +44,17 @@ from .runs import (
     _require_open,
     _Start,
 )
+from .sql import (
+    _CALL_EXISTS_SQL,
+    _CALL_OUTCOME_SQL,
+    _FORGET_CALL_SQL,
+    _INSERT_CALL_SQL,
+    _LIST_WORKFLOWS_SQL,
+    _LOAD_HISTORY_SQL,
+    _NOTIFY_SQL,
+    _PENDING_ACTIVITIES_SQL,
+    _RUN_SQL,
+)
 from .starting import _start_in, _StartRaceLost
 
 E = EventType
@@ -159,30 +170,15 @@ class ClientOps(StoreBase):
             return RunRow.of(await _latest_run(conn, workflow_id))
 
     async def run_row(self, workflow_id: str, run_id: str) -> RunRow | None:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2",
-            workflow_id,
-            run_id,
-        )
+        row = await self.pool.fetchrow(_RUN_SQL, workflow_id, run_id)
         return None if row is None else RunRow.of(row)
 
     async def pending_activities(self, workflow_id: str, run_id: str) -> list[PendingActivityRow]:
-        rows = await self.pool.fetch(
-            "SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at, "
-            "visible_at, last_failure FROM durable.activity_tasks "
-            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
-            workflow_id,
-            run_id,
-        )
+        rows = await self.pool.fetch(_PENDING_ACTIVITIES_SQL, workflow_id, run_id)
         return [PendingActivityRow(*row) for row in rows]
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
-        rows = await self.pool.fetch(
-            "SELECT seq, kind, ts, body, ends_step FROM durable.history "
-            "WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq",
-            workflow_id,
-            run_id,
-        )
+        rows = await self.pool.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)
         return [
             Event(
                 r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]), r["ends_step"]
@@ -201,12 +197,7 @@ class ClientOps(StoreBase):
         limit: int,
     ) -> list[RunRow]:
         rows = await self.pool.fetch(
-            "SELECT * FROM durable.workflows WHERE "
-            "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) "
-            "AND ($3::jsonb IS NULL OR attributes @> $3) "
-            "AND ($4::timestamptz IS NULL OR started_at > $4) "
-            "AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7)) "
-            "ORDER BY started_at, workflow_id, run_id::text LIMIT $8",
+            _LIST_WORKFLOWS_SQL,
             status,
             workflow_name,
             attributes,
@@ -235,7 +226,7 @@ class ClientOps(StoreBase):
             call_id = str(uuid.uuid5(_UPDATE_IDS, f"{workflow_id}\x00{request_id}"))
         async with self._transaction() as conn:
             if request_id is not None and not await _first_time(conn, workflow_id, request_id):
-                if not await conn.fetchval("SELECT 1 FROM durable.calls WHERE id = $1", call_id):
+                if not await conn.fetchval(_CALL_EXISTS_SQL, call_id):
                     raise UpdateError(
                         f"the update with request_id {request_id!r} to workflow {workflow_id!r} "
                         f"was applied more than {REQUESTS_KEPT} ago; its answer is forgotten"
@@ -248,10 +239,9 @@ class ClientOps(StoreBase):
             else:
                 run = await _addressed_run(conn, workflow_id, run_id)
                 key = NotificationKeys.queries(run["task_queue"])
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, key)
+                await conn.execute(_NOTIFY_SQL, CHANNEL, key)
             await conn.execute(
-                "INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                _INSERT_CALL_SQL,
                 call_id,
                 workflow_id,
                 run["run_id"],
@@ -265,17 +255,11 @@ class ClientOps(StoreBase):
     async def call_outcome(self, call_id: str) -> CallOutcome | None:
         """The answer to a call once it is done, sealed. A query is forgotten then; an
         update is kept (for a resend of its request: see purge_requests)."""
-        row = await self.pool.fetchrow(
-            "WITH answer AS (SELECT id, kind, result, failure FROM durable.calls"
-            " WHERE id = $1 AND done),"
-            " forgotten AS (DELETE FROM durable.calls WHERE id = $1 AND kind = 1 AND done) "
-            "SELECT result, failure FROM answer",
-            call_id,
-        )
+        row = await self.pool.fetchrow(_CALL_OUTCOME_SQL, call_id)
         return None if row is None else CallOutcome(row["result"], row["failure"])
 
     async def forget_call(self, call_id: str) -> None:
-        await self.pool.execute("DELETE FROM durable.calls WHERE id = $1", call_id)
+        await self.pool.execute(_FORGET_CALL_SQL, call_id)
 
     async def _insert_runs(self, starts: Sequence[_Start]) -> dict[str, bool]:
         """Whether each start opened its run (by run id), written in one statement."""

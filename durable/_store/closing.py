@@ -15,6 +15,13 @@ from .._types import Status
 from .connection import _codecs, _seal_failure, _utcnow
 from .records import StartRequest
 from .runs import _insert_history, _insert_run, _post
+from .sql import (
+    _CLOSE_RUN_SQL,
+    _CLOSE_WITHOUT_CODE_SQL,
+    _MOVE_CALLS_SQL,
+    _MOVE_INBOX_SQL,
+    _NEW_RUN_DUE_SQL,
+)
 
 E = EventType
 
@@ -92,25 +99,7 @@ async def _close_run(
         else []
     )
     children = await conn.fetchrow(
-        """
-        WITH closed AS (
-            UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,
-                result = $4, failure = $5, continued_run_id = $6
-            WHERE workflow_id = $1 AND run_id = $2),
-        tasks AS (
-            DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2),
-        inbox AS (
-            DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2
-                AND NOT (kind = ANY($7::smallint[]))),
-        updates AS (
-            UPDATE durable.calls SET done = true, failure = $8
-            WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done AND $6::uuid IS NULL)
-        SELECT pg_notify('durable', 'c' || $1) AS notified,
-            array(SELECT workflow_id FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
-                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS ids,
-            array(SELECT run_id::text FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
-                AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS run_ids
-        """,
+        _CLOSE_RUN_SQL,
         workflow_id,
         run_id,
         status,
@@ -136,23 +125,9 @@ async def _close_run(
             ),
             new_run_id,
         )
-        await conn.execute(
-            "UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2",
-            workflow_id,
-            run_id,
-            new_run_id,
-        )
-        await conn.execute(
-            "UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done",
-            workflow_id,
-            run_id,
-            new_run_id,
-        )
-        await conn.execute(
-            "UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2",
-            workflow_id,
-            new_run_id,
-        )
+        await conn.execute(_MOVE_INBOX_SQL, workflow_id, run_id, new_run_id)
+        await conn.execute(_MOVE_CALLS_SQL, workflow_id, run_id, new_run_id)
+        await conn.execute(_NEW_RUN_DUE_SQL, workflow_id, new_run_id)
     if new_run_id is None and row["parent_workflow_id"]:
         outcome = (
             {"scheduled": row["parent_seq"], "result": attrs["result"]}
@@ -206,14 +181,7 @@ async def _close_without_code(
     """Close an open run from outside its code (terminated, cancelled before it began): the
     fence moves, so that its owner's next commit fails, and the closing event is a step of
     its own that runs no code on replay. False if the run had closed (nothing done)."""
-    row = await conn.fetchrow(
-        "UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL "
-        "WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL "
-        "RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,"
-        " workflow_name, task_queue, attributes",
-        workflow_id,
-        run_id,
-    )
+    row = await conn.fetchrow(_CLOSE_WITHOUT_CODE_SQL, workflow_id, run_id)
     if row is None:
         return False
     event = Event(row["seq"], etype, _utcnow(), attrs, ends_step=True)

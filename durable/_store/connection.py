@@ -14,6 +14,7 @@ import msgpack
 from .._codecs import PLAIN, Codecs
 from .._events import pack_attrs, unpack_attrs
 from .._failures import Failure
+from .sql import _SESSION_SETTINGS_SQL
 
 
 def _utcnow() -> datetime:
@@ -79,12 +80,7 @@ def _json_dumps(value: Any) -> str:
 async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
     conn.codecs = codecs
     await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
-    # Every statement here is meant to be driven by an index. The inbox and task tables go
-    # from empty to large in seconds, faster than autovacuum's statistics, and a plan cached
-    # while a table looked empty would scan all of it on every commit from then on. JIT
-    # never pays for statements this short, and before Postgres 18 a disabled scan's cost
-    # would make some of them JIT-compile for seconds.
-    await conn.execute("SET enable_seqscan = off; SET jit = off")
+    await conn.execute(_SESSION_SETTINGS_SQL)  # no seq scans, no JIT: see _SESSION_SETTINGS_SQL
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

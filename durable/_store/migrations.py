@@ -6,6 +6,15 @@ from importlib import resources
 
 import asyncpg
 
+from .sql import (
+    _APPLIED_MIGRATIONS_SQL,
+    _CREATE_MIGRATIONS_TABLE_SQL,
+    _MIGRATION_LOCK_SQL,
+    _MIGRATION_UNLOCK_SQL,
+    _MIGRATIONS_TABLE_SQL,
+    _RECORD_MIGRATION_SQL,
+)
+
 _MIGRATION_LOCK = 0x6475726162  # "durab"
 
 
@@ -13,9 +22,9 @@ _MIGRATION_LOCK = 0x6475726162  # "durab"
 
 
 async def _applied_migrations(conn: asyncpg.Connection) -> set[int]:
-    if await conn.fetchval("SELECT to_regclass('durable.schema_migrations')") is None:
+    if await conn.fetchval(_MIGRATIONS_TABLE_SQL) is None:
         return set()
-    return {r["version"] for r in await conn.fetch("SELECT version FROM durable.schema_migrations")}
+    return {r["version"] for r in await conn.fetch(_APPLIED_MIGRATIONS_SQL)}
 
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
@@ -26,13 +35,9 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     """
     if {version for version, _ in _migration_files()} <= await _applied_migrations(conn):
         return []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    await conn.execute(_MIGRATION_LOCK_SQL, _MIGRATION_LOCK)
     try:
-        await conn.execute(
-            "CREATE SCHEMA IF NOT EXISTS durable;"
-            "CREATE TABLE IF NOT EXISTS durable.schema_migrations ("
-            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        await conn.execute(_CREATE_MIGRATIONS_TABLE_SQL)
         applied = await _applied_migrations(conn)
         done = []
         for version, sql in _migration_files():
@@ -40,13 +45,11 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO durable.schema_migrations (version) VALUES ($1)", version
-                )
+                await conn.execute(_RECORD_MIGRATION_SQL, version)
             done.append(version)
         return done
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.execute(_MIGRATION_UNLOCK_SQL, _MIGRATION_LOCK)
 
 
 def _migration_files() -> list[tuple[int, str]]:

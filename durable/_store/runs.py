@@ -17,7 +17,18 @@ from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
 from .errors import _request_race
 from .listener import CHANNEL
 from .records import StartRequest, _Rows
-from .sql import _CHAIN_END_SQL, _INSERT_RUNS_SQL, _POST_SQL
+from .sql import (
+    _ANSWER_CALL_SQL,
+    _CHAIN_END_SQL,
+    _INSERT_HISTORY_SQL,
+    _INSERT_RUNS_SQL,
+    _LATEST_RUN_FOR_UPDATE_SQL,
+    _LATEST_RUN_SQL,
+    _POST_SQL,
+    _RECORD_REQUEST_SQL,
+    _RUN_FOR_UPDATE_SQL,
+    _RUN_SQL,
+)
 
 E = EventType
 KIND_QUERY, KIND_UPDATE = 1, 2
@@ -26,12 +37,7 @@ KIND_QUERY, KIND_UPDATE = 1, 2
 async def _latest_run(
     conn: asyncpg.Connection, workflow_id: str, *, lock: bool = False
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "SELECT * FROM durable.workflows WHERE workflow_id = $1 "
-        "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1"
-        + (" FOR UPDATE" if lock else ""),
-        workflow_id,
-    )
+    row = await conn.fetchrow(_LATEST_RUN_FOR_UPDATE_SQL if lock else _LATEST_RUN_SQL, workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
     return row
@@ -51,10 +57,7 @@ async def _addressed_run(
             row = None
             if end is not None:
                 row = await conn.fetchrow(
-                    "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2"
-                    + (" FOR UPDATE" if lock else ""),
-                    workflow_id,
-                    end,
+                    _RUN_FOR_UPDATE_SQL if lock else _RUN_SQL, workflow_id, end
                 )
             if row is None:
                 raise WorkflowNotFoundError(f"no run {run_id} of workflow {workflow_id!r}")
@@ -105,12 +108,7 @@ _UPDATE_IDS = uuid.UUID("9d7c3f7e-4b1e-4a53-9c44-6a1c1a6f0d11")  # namespace of 
 
 async def _first_time(conn: asyncpg.Connection, workflow_id: str, request_id: str) -> bool:
     """Record a client request in this transaction; False if it was applied before."""
-    inserted = await conn.fetchval(
-        "INSERT INTO durable.requests (workflow_id, request_id) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        workflow_id,
-        request_id,
-    )
+    inserted = await conn.fetchval(_RECORD_REQUEST_SQL, workflow_id, request_id)
     return bool(inserted)
 
 
@@ -156,9 +154,7 @@ async def _insert_history(
     if not events:
         return
     await conn.execute(
-        "INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step) "
-        "SELECT $1, $2, s, k, t, b, e FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],"
-        " $6::bytea[], $7::bool[]) AS x(s, k, t, b, e)",
+        _INSERT_HISTORY_SQL,
         workflow_id,
         run_id,
         [e.seq for e in events],
@@ -216,9 +212,7 @@ async def _answer_call(
     conn: asyncpg.Connection, call_id: str, result: bytes | None, failure: Failure | None
 ) -> None:
     await conn.execute(
-        "WITH answered AS (UPDATE durable.calls SET done = true, result = $2, failure = $3"
-        " WHERE id = $1 AND NOT done RETURNING id) "
-        "SELECT pg_notify($4, 'r' || id::text) FROM answered",
+        _ANSWER_CALL_SQL,
         call_id,
         _codecs(conn).seal(result),
         _seal_failure(_codecs(conn), failure),

@@ -2,17 +2,134 @@
 
 from __future__ import annotations
 
-# The last run of the chain of continue-as-new that begins with a given run.
-_CHAIN_END_SQL = """
-WITH RECURSIVE chain AS (
-    SELECT run_id, continued_run_id, 1 AS depth FROM durable.workflows
-    WHERE workflow_id = $1 AND run_id = $2
-    UNION ALL
-    SELECT w.run_id, w.continued_run_id, c.depth + 1
-    FROM chain c JOIN durable.workflows w ON w.workflow_id = $1 AND w.run_id = c.continued_run_id)
-SELECT run_id FROM chain ORDER BY depth DESC LIMIT 1
+# ====================================================================== workers
+
+# Store.register_worker: the worker's lease, renewed if it is on record already.
+_REGISTER_WORKER_SQL = """
+INSERT INTO durable.workers (worker_id, task_queue, identity, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 """
 
+# Store.register_worker: the workflow types the worker serves on its queue, seen now (what
+# Store.registered_task_queue reads).
+_REGISTER_WORKFLOW_TYPES_SQL = """
+INSERT INTO durable.workflow_types (name, task_queue)
+SELECT unnest($1::text[]), $2
+ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
+"""
+
+# Store.register_worker: forget the workers whose lease lapsed more than an hour ago;
+# returns their ids (NULL: none).
+_FORGET_LAPSED_WORKERS_SQL = """
+WITH gone AS (DELETE FROM durable.workers
+    WHERE expires_at < now() - interval '1 hour' RETURNING worker_id)
+SELECT array_agg(worker_id) FROM gone
+"""
+
+# The open runs of the workers forgotten are unowned: their runs stay claimable (as those of
+# a lapsed worker) only while the lapsed lease is on record.
+_RELEASE_FORGOTTEN_RUNS_SQL = """
+UPDATE durable.workflows SET owner = NULL
+WHERE owner = ANY($1) AND closed_at IS NULL
+"""
+
+# Store.purge_requests: a batch ($2) of the client requests older than $1 seconds, and the
+# answered updates as old; the status counts the updates deleted.
+_PURGE_REQUESTS_SQL = """
+WITH old AS (DELETE FROM durable.requests WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM durable.requests
+    WHERE created_at < now() - make_interval(secs => $1) LIMIT $2))
+    RETURNING 1)
+DELETE FROM durable.calls WHERE kind = 2 AND done
+    AND created_at < now() - make_interval(secs => $1)
+    AND (SELECT count(*) FROM old) >= 0
+"""
+
+# Store.renew_worker: extend a lease that has not lapsed ("UPDATE 1"); a lease that lapsed
+# is not renewed (its runs may have been taken over): the worker registers again.
+_RENEW_WORKER_SQL = """
+UPDATE durable.workers SET expires_at = now() + make_interval(secs => $2)
+WHERE worker_id = $1 AND expires_at > now()
+"""
+
+# Store.unregister_worker: the leaving worker's open runs are unowned (closed runs keep
+# theirs: rewriting them all is not free).
+_RELEASE_WORKER_RUNS_SQL = """
+UPDATE durable.workflows SET owner = NULL WHERE owner = $1 AND closed_at IS NULL
+"""
+
+# Store.unregister_worker: the queries it claimed and did not answer can be claimed again.
+_RELEASE_WORKER_QUERIES_SQL = """
+UPDATE durable.calls SET claimed_by = NULL, claimed_until = NULL
+WHERE claimed_by = $1 AND NOT done
+"""
+
+# Store.unregister_worker: the worker's record goes last.
+_DELETE_WORKER_SQL = "DELETE FROM durable.workers WHERE worker_id = $1"
+
+# Store.registered_task_queue: the queues whose workers serve a workflow type, the one seen
+# last first.
+_REGISTERED_TASK_QUEUE_SQL = """
+SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at DESC
+"""
+
+
+# ====================================================================== client operations
+
+# Store.pending_activities: the run's activity tasks, in schedule order.
+_PENDING_ACTIVITIES_SQL = """
+SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at,
+    visible_at, last_failure FROM durable.activity_tasks
+WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
+"""
+
+# Store.load_history: the run's events, in order.
+_LOAD_HISTORY_SQL = """
+SELECT seq, kind, ts, body, ends_step FROM durable.history
+WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
+"""
+
+# Store.list_workflows: a page of runs, each filter ($1-$4) left out when NULL, in
+# (started_at, workflow_id, run_id) order from after the previous page's last run ($5-$7).
+_LIST_WORKFLOWS_SQL = """
+SELECT * FROM durable.workflows WHERE
+    ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2)
+    AND ($3::jsonb IS NULL OR attributes @> $3)
+    AND ($4::timestamptz IS NULL OR started_at > $4)
+    AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7))
+ORDER BY started_at, workflow_id, run_id::text LIMIT $8
+"""
+
+# Store.create_call, an update sent again: whether its call is still on record (old
+# answered updates are purged with the requests: see _PURGE_REQUESTS_SQL).
+_CALL_EXISTS_SQL = "SELECT 1 FROM durable.calls WHERE id = $1"
+
+# Store.create_call, a query: wake the workers of the run's queue (channel and key as
+# parameters: see listener.NotificationKeys).
+_NOTIFY_SQL = "SELECT pg_notify($1, $2)"
+
+# Store.create_call: the query or update request ($4: 1 a query, 2 an update), for the
+# workers of the run's queue.
+_INSERT_CALL_SQL = """
+INSERT INTO durable.calls (id, workflow_id, run_id, kind, task_queue, name, args)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+# Store.call_outcome: the answer to a call once it is done; a query's call is deleted by
+# the same statement (both parts read one snapshot: the answer is that of the row deleted).
+_CALL_OUTCOME_SQL = """
+WITH answer AS (SELECT id, kind, result, failure FROM durable.calls
+    WHERE id = $1 AND done),
+forgotten AS (DELETE FROM durable.calls WHERE id = $1 AND kind = 1 AND done)
+SELECT result, failure FROM answer
+"""
+
+# Store.forget_call: a call whose answer is no longer awaited.
+_FORGET_CALL_SQL = "DELETE FROM durable.calls WHERE id = $1"
+
+
+# ====================================================================== workflow tasks
 
 # Store.claim_workflow_tasks: the worker's own due runs, unowned ones, then those of workers
 # whose lease lapsed, each an index range of workflows_ready_by_owner in due order ("ORDER BY
@@ -74,7 +191,6 @@ SELECT least(
                               WHERE task_queue = $1 AND expires_at <= now()))))
 """
 
-
 # Store.record_fired_timers: each run's first message, a due timer, becomes its next history
 # event. Runs whose owner, fence or next_seq moved since the claim are left out (their timer
 # stays in the inbox and is delivered as a message). Inbox ids are unique: matching each key
@@ -98,6 +214,31 @@ recorded AS (
 SELECT now() AS ts, ARRAY(SELECT run_id FROM advanced) AS run_ids
 """
 
+# Store.load_inbox: the run's inbox_seq and the messages visible now, in one snapshot (one
+# row with NULL message columns for an empty inbox); visible from clock_timestamp(), not
+# now(), for the reason told at Store.claim_workflow_tasks.
+_LOAD_INBOX_SQL = """
+SELECT w.inbox_seq, i.id, i.kind, i.body FROM durable.workflows w
+LEFT JOIN durable.inbox i ON i.workflow_id = w.workflow_id AND i.run_id = w.run_id
+    AND i.visible_at <= clock_timestamp()
+WHERE w.workflow_id = $1 AND w.run_id = $2 ORDER BY i.visible_at, i.id
+"""
+
+# Store.commit_workflow_task, a commit with wider effects that leaves the run open: the run
+# is due when its first inbox message is (NULL: when a message comes).
+_INBOX_READY_AT_SQL = """
+UPDATE durable.workflows SET ready_at = (SELECT min(visible_at) FROM durable.inbox i
+    WHERE i.workflow_id = $1 AND i.run_id = $2) WHERE workflow_id = $1 AND run_id = $2
+RETURNING ready_at
+"""
+
+# Store.release_workflow: a run whose task failed is given back, fenced like a commit, with
+# the error, and is due again in $6 seconds.
+_RELEASE_WORKFLOW_SQL = """
+UPDATE durable.workflows SET owner = NULL, task_failures = task_failures + 1,
+    last_error = $5, ready_at = now() + make_interval(secs => $6)
+WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4
+"""
 
 # Store.claim_queries: the pending queries of runs this worker may read (its own, unowned,
 # closed, or held by a lapsed worker). A query is answered only once its run has taken in
@@ -125,6 +266,134 @@ UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE behind)
 """
 
+
+# ====================================================================== activity tasks
+
+# Store.claim_activity_tasks: the queue's visible unowned tasks of the activities this
+# worker runs, in visible order, those locked by a concurrent claim skipped; each is claimed
+# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat.
+_CLAIM_ACTIVITIES_SQL = """
+WITH picked AS (
+    SELECT workflow_id, run_id, seq FROM durable.activity_tasks
+    WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()
+        AND activity_name = ANY($3)
+    ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started_at = now(),
+    deadline = LEAST(now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
+        now() + make_interval(secs => t.heartbeat_timeout))
+FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
+    AND t.seq = picked.seq RETURNING t.*
+"""
+
+# Store.next_activity_visible_at: when the queue's next unowned task of these activities is
+# visible (NULL: none).
+_NEXT_ACTIVITY_VISIBLE_SQL = """
+SELECT min(visible_at) FROM durable.activity_tasks
+WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)
+"""
+
+# Store.fail_activity: whether this worker still holds the attempt (NULL: lost), locked
+# while its retry or failure is written.
+_LOCK_ATTEMPT_SQL = """
+SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2
+    AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE
+"""
+
+# Store._finish_activity: the task goes if this worker still holds the attempt (NULL:
+# lost); its outcome is then posted to the run.
+_FINISH_ATTEMPT_SQL = """
+DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2
+    AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1
+"""
+
+# Store.heartbeat_activity: the details kept ($6 NULL: the last ones) and the deadline
+# moved to the earliest of start-to-close, schedule-to-close and the next heartbeat; no row
+# if the attempt is lost.
+_HEARTBEAT_SQL = """
+UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),
+    deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,
+        now() + make_interval(secs => heartbeat_timeout))
+WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5
+RETURNING cancel_requested, deadline
+"""
+
+# Store.reap_activities: up to 100 of the queue's tasks past their deadline or held by a
+# worker without a live lease, locked for their retry or failure (a concurrent reaper's
+# skipped).
+_REAP_ACTIVITIES_SQL = """
+SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND (
+    t.deadline < now() OR (t.owner IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner
+        AND k.expires_at > now())))
+LIMIT 100 FOR UPDATE SKIP LOCKED
+"""
+
+# Store.release_unstarted_activities: the attempts claimed for this worker more than $3
+# seconds ago, but those of its busy runs ($4) and those it runs ($5-$7), visible again.
+_RELEASE_UNSTARTED_SQL = """
+UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
+    visible_at = now(), deadline = schedule_deadline
+WHERE task_queue = $1 AND owner = $2
+    AND started_at < now() - make_interval(secs => $3)
+    AND NOT (run_id = ANY($4::uuid[]))
+    AND (run_id, seq, attempt) NOT IN (
+        SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[]))
+RETURNING workflow_id, seq, activity_name, attempt
+"""
+
+# _retry_or_fail: the next attempt, visible after the retry delay ($4), with the failure
+# and the heartbeat details kept ($6 NULL: the last ones).
+_RETRY_ACTIVITY_SQL = """
+UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
+    visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,
+    last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details)
+WHERE workflow_id = $1 AND run_id = $2 AND seq = $3
+"""
+
+# _retry_or_fail: no attempt is left: the task goes (its failure is then posted to the run).
+_DELETE_ACTIVITY_SQL = """
+DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3
+"""
+
+
+# ====================================================================== runs
+
+# _latest_run: the workflow's open run, else its latest.
+_LATEST_RUN_SQL = """
+SELECT * FROM durable.workflows WHERE workflow_id = $1
+ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1
+"""
+
+# The same, locked (for a handle that changes the run).
+_LATEST_RUN_FOR_UPDATE_SQL = """
+SELECT * FROM durable.workflows WHERE workflow_id = $1
+ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE
+"""
+
+# The last run of the chain of continue-as-new that begins with a given run.
+_CHAIN_END_SQL = """
+WITH RECURSIVE chain AS (
+    SELECT run_id, continued_run_id, 1 AS depth FROM durable.workflows
+    WHERE workflow_id = $1 AND run_id = $2
+    UNION ALL
+    SELECT w.run_id, w.continued_run_id, c.depth + 1
+    FROM chain c JOIN durable.workflows w ON w.workflow_id = $1 AND w.run_id = c.continued_run_id)
+SELECT run_id FROM chain ORDER BY depth DESC LIMIT 1
+"""
+
+# One run by its ids (Store.run_row; _addressed_run, for the end of a chain).
+_RUN_SQL = "SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2"
+
+# The same, locked (for a handle that changes the run).
+_RUN_FOR_UPDATE_SQL = """
+SELECT * FROM durable.workflows WHERE workflow_id = $1 AND run_id = $2 FOR UPDATE
+"""
+
+# _first_time: a client request recorded in the transaction; no row if it was applied before.
+_RECORD_REQUEST_SQL = """
+INSERT INTO durable.requests (workflow_id, request_id) VALUES ($1, $2)
+ON CONFLICT DO NOTHING RETURNING true
+"""
 
 # New runs in one statement (one run, or many started together): each run's row (unless its
 # workflow id has an open run), its first history event, its execution timeout, and a
@@ -157,6 +426,12 @@ SELECT run_id, (SELECT count(pg_notify('durable', 'w' || queue))
 FROM run
 """
 
+# _insert_history: events appended to a run's history, each column an array.
+_INSERT_HISTORY_SQL = """
+INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+SELECT $1, $2, s, k, t, b, e FROM unnest($3::int[], $4::smallint[], $5::timestamptz[],
+    $6::bytea[], $7::bool[]) AS x(s, k, t, b, e)
+"""
 
 # Messages to open runs, in one statement (one message, or many sent together): each
 # addressed run (a given run, or the workflow's open run) is locked in workflow_id order, so
@@ -230,9 +505,106 @@ UNION ALL
 SELECT key, NULL, NULL, NULL, NULL, NULL, true, 0 FROM seen
 """
 
+# _answer_call: a call answered once (one done already keeps its answer), and the client
+# waiting for it woken.
+_ANSWER_CALL_SQL = """
+WITH answered AS (UPDATE durable.calls SET done = true, result = $2, failure = $3
+    WHERE id = $1 AND NOT done RETURNING id)
+SELECT pg_notify($4, 'r' || id::text) FROM answered
+"""
 
-_CLAIM_ACTIVITY_SET = (
-    "owner = $2, attempt = t.attempt + 1, started_at = now(),"
-    " deadline = LEAST(now() + make_interval(secs => t.start_to_close), t.schedule_deadline,"
-    "  now() + make_interval(secs => t.heartbeat_timeout))"
-)
+
+# ====================================================================== closing
+
+# _close_run, in one statement: the run's status and outcome; its activity tasks and its
+# inbox swept, but for the messages a new run carries over ($7); its pending updates
+# answered ($8), unless it continues as new ($6: they move to the new run); its closing
+# notified; and, when it started children ($9), its open children (two arrays, one order).
+_CLOSE_RUN_SQL = """
+WITH closed AS (
+    UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,
+        result = $4, failure = $5, continued_run_id = $6
+    WHERE workflow_id = $1 AND run_id = $2),
+tasks AS (
+    DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2),
+inbox AS (
+    DELETE FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2
+        AND NOT (kind = ANY($7::smallint[]))),
+updates AS (
+    UPDATE durable.calls SET done = true, failure = $8
+    WHERE workflow_id = $1 AND run_id = $2 AND kind = 2 AND NOT done AND $6::uuid IS NULL)
+SELECT pg_notify('durable', 'c' || $1) AS notified,
+    array(SELECT workflow_id FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
+        AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS ids,
+    array(SELECT run_id::text FROM durable.workflows WHERE $9 AND parent_workflow_id = $1
+        AND parent_run_id = $2 AND closed_at IS NULL ORDER BY workflow_id) AS run_ids
+"""
+
+# _close_run, continue-as-new: the messages carried over move to the new run ($3).
+_MOVE_INBOX_SQL = """
+UPDATE durable.inbox SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2
+"""
+
+# _close_run, continue-as-new: the calls not answered yet move with them.
+_MOVE_CALLS_SQL = """
+UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND NOT done
+"""
+
+# _close_run, continue-as-new: the new run is due now.
+_NEW_RUN_DUE_SQL = """
+UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2
+"""
+
+# _close_without_code: the fence moves, so that the owner's next commit fails, and the
+# closing event takes the next seq; returns what _close_run needs (no row: the run closed).
+_CLOSE_WITHOUT_CODE_SQL = """
+UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL
+WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL
+RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,
+    workflow_name, task_queue, attributes
+"""
+
+
+# ====================================================================== starting
+
+# _start_in: the workflow's open run, else its latest, locked while the id conflict and
+# reuse policies decide on it.
+_START_LATEST_RUN_SQL = """
+SELECT run_id, status, closed_at FROM durable.workflows WHERE workflow_id = $1
+ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE
+"""
+
+
+# ====================================================================== connections
+
+# _init_connection, on each new connection: every statement here is meant to be driven by
+# an index. The inbox and task tables go from empty to large in seconds, faster than
+# autovacuum's statistics, and a plan cached while a table looked empty would scan all of it
+# on every commit from then on. JIT never pays for statements this short, and before
+# Postgres 18 a disabled scan's cost would make some of them JIT-compile for seconds.
+_SESSION_SETTINGS_SQL = "SET enable_seqscan = off; SET jit = off"
+
+
+# ====================================================================== migrations
+
+# Whether the table of applied migrations exists (NULL: not yet).
+_MIGRATIONS_TABLE_SQL = "SELECT to_regclass('durable.schema_migrations')"
+
+# The versions applied.
+_APPLIED_MIGRATIONS_SQL = "SELECT version FROM durable.schema_migrations"
+
+# One process migrates at a time: a session lock, held across the migrations' transactions.
+_MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock($1)"
+
+# Its release, once the migrations are applied (or one failed).
+_MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock($1)"
+
+# The schema and the table of applied versions, for a new database.
+_CREATE_MIGRATIONS_TABLE_SQL = """
+CREATE SCHEMA IF NOT EXISTS durable;
+CREATE TABLE IF NOT EXISTS durable.schema_migrations (
+    version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
+"""
+
+# A migration applied, in its transaction.
+_RECORD_MIGRATION_SQL = "INSERT INTO durable.schema_migrations (version) VALUES ($1)"

@@ -11,16 +11,13 @@ from .._types import FAILED_STATUSES
 from .closing import _terminate_run
 from .records import StartRequest
 from .runs import _insert_run
+from .sql import _START_LATEST_RUN_SQL
 
 
 async def _start_in(
     conn: asyncpg.Connection, request: StartRequest, run_id: str | None = None
 ) -> tuple[str, bool]:
-    existing = await conn.fetchrow(
-        "SELECT run_id, status, closed_at FROM durable.workflows WHERE workflow_id = $1 "
-        "ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE",
-        request.workflow_id,
-    )
+    existing = await conn.fetchrow(_START_LATEST_RUN_SQL, request.workflow_id)
     if existing is not None and existing["closed_at"] is None:
         if request.id_conflict_policy == "use_existing":
             return str(existing["run_id"]), False

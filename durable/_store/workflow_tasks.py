@@ -32,8 +32,11 @@ from .runs import _answer_call
 from .sql import (
     _CLAIM_QUERIES_SQL,
     _CLAIM_WORKFLOWS_SQL,
+    _INBOX_READY_AT_SQL,
+    _LOAD_INBOX_SQL,
     _NEXT_READY_SQL,
     _RECORD_FIRED_SQL,
+    _RELEASE_WORKFLOW_SQL,
 )
 
 E = EventType
@@ -133,14 +136,7 @@ class WorkflowTasks(StoreBase):
 
     async def load_inbox(self, workflow_id: str, run_id: str) -> tuple[int, list[InboxMessage]]:
         """The run's inbox version and the messages visible now, read in one snapshot."""
-        rows = await self.pool.fetch(
-            "SELECT w.inbox_seq, i.id, i.kind, i.body FROM durable.workflows w"
-            " LEFT JOIN durable.inbox i ON i.workflow_id = w.workflow_id AND i.run_id = w.run_id"
-            "  AND i.visible_at <= clock_timestamp() "
-            "WHERE w.workflow_id = $1 AND w.run_id = $2 ORDER BY i.visible_at, i.id",
-            workflow_id,
-            run_id,
-        )
+        rows = await self.pool.fetch(_LOAD_INBOX_SQL, workflow_id, run_id)
         messages = [
             InboxMessage(r["id"], E(r["kind"]), _open_attrs(self.codecs, r["body"]))
             for r in rows
@@ -187,13 +183,7 @@ class WorkflowTasks(StoreBase):
                     started_children=commit.started_children,
                 )
                 return [], None
-            ready_at = await conn.fetchval(
-                "UPDATE durable.workflows SET ready_at = (SELECT min(visible_at) FROM durable.inbox"
-                " i WHERE i.workflow_id = $1 AND i.run_id = $2) WHERE workflow_id = $1 AND run_id = $2"
-                " RETURNING ready_at",
-                task.workflow_id,
-                task.run_id,
-            )
+            ready_at = await conn.fetchval(_INBOX_READY_AT_SQL, task.workflow_id, task.run_id)
             eager = [t for t in _eager_tasks(task, commit, rows) if t.seq not in wide.cancelled]
             return eager, ready_at
 
@@ -211,9 +201,7 @@ class WorkflowTasks(StoreBase):
     ) -> None:
         """Give a workflow task back after it failed (e.g. nondeterminism), to retry later."""
         await self.pool.execute(
-            "UPDATE durable.workflows SET owner = NULL, task_failures = task_failures + 1,"
-            " last_error = $5, ready_at = now() + make_interval(secs => $6) "
-            "WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4",
+            _RELEASE_WORKFLOW_SQL,
             task.workflow_id,
             task.run_id,
             worker_id,
