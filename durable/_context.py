@@ -21,11 +21,11 @@ from ._definitions import (
     RetryPolicy,
     WorkflowDefinition,
     activity_name,
-    check_name,
     workflow_name,
 )
 from ._errors import TimeoutError as DurableTimeoutError
 from ._serialization import encode_args, return_hint
+from ._validate import check_name, to_seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,22 +114,6 @@ class WorkflowRuntime(Protocol):
     def continue_as_new(self, args: bytes) -> NoReturn: ...
 
 
-MAX_DURATION = timedelta(days=365 * 100).total_seconds()
-
-
-def _seconds(value: float | timedelta, arg: str) -> float:
-    """A duration in seconds: finite, and at most a century (timers must be storable)."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise TypeError(f"{arg} must be seconds (int/float) or a timedelta, got {value!r}")
-    if not -MAX_DURATION <= seconds <= MAX_DURATION:  # also refuses nan
-        raise ValueError(f"{arg} must be a finite duration of at most 100 years, got {value!r}")
-    return seconds
-
-
 class WorkflowContext:
     """The first argument of every workflow function."""
 
@@ -205,7 +189,7 @@ class WorkflowContext:
     # -- timers -------------------------------------------------------------------------
     async def sleep(self, duration: float | timedelta) -> None:
         """A durable timer: survives worker restarts."""
-        seconds = _seconds(duration, "duration")
+        seconds = to_seconds(duration, "duration")
         if seconds < 0:
             raise ValueError(f"duration must not be negative, got {duration!r}")
         await asyncio.sleep(seconds)
@@ -310,7 +294,7 @@ class WorkflowContext:
 
 
 async def _wait_for(future: asyncio.Future[Any], timeout: float | timedelta, what: str) -> Any:
-    seconds = _seconds(timeout, "timeout")
+    seconds = to_seconds(timeout, "timeout")
     try:
         return await asyncio.wait_for(future, seconds)
     except TimeoutError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
@@ -13,26 +13,13 @@ from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from ._errors import WorkflowError
+from ._validate import check_duration, check_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 DEFAULT_TASK_QUEUE = "default"
-
-
-MAX_DURATION = timedelta(days=365 * 100)
-
-
-def check_duration(arg: str, value: Any, *, allow_zero: bool = False) -> Any:
-    """Validate an optional timedelta option (positive, at most a century); returns it."""
-    if value is None:
-        return None
-    if not isinstance(value, timedelta):
-        raise TypeError(f"{arg} must be a datetime.timedelta or None, got {value!r}")
-    if value < timedelta(0) or (value == timedelta(0) and not allow_zero) or value > MAX_DURATION:
-        raise ValueError(f"{arg} must be a positive timedelta of at most 100 years, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -127,74 +114,6 @@ class ActivityOptions:
             raise TypeError(f"retry must be a durable.RetryPolicy or None, got {self.retry!r}")
         for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
             check_duration(arg, getattr(self, arg))
-
-
-def _utf8_length(text: str) -> float:
-    """Bytes in UTF-8; infinite for text UTF-8 cannot hold (lone surrogates)."""
-    try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return math.inf
-
-
-def check_text(arg: str, value: Any) -> str:
-    """Validate text Postgres can store (a string without NUL or lone surrogates)."""
-    if not isinstance(value, str) or "\x00" in value or _utf8_length(value) == math.inf:
-        raise ValueError(
-            f"{arg} must be a string without NUL characters or lone surrogates, got {value!r:.200}"
-        )
-    return value
-
-
-MAX_NAME_CHARS = 1000
-MAX_NAME_BYTES = 2000  # what Postgres indexes comfortably (a btree entry is at most ~2.7 kB)
-
-
-def check_name(arg: str, value: Any, *, optional: bool = False) -> Any:
-    """Validate a workflow id, name, task queue or signal/query/update name; returns it."""
-    if value is None and optional:
-        return None
-    if (
-        not isinstance(value, str)
-        or not value
-        or "\x00" in value
-        or len(value) > MAX_NAME_CHARS
-        or _utf8_length(value) > MAX_NAME_BYTES
-    ):
-        raise ValueError(
-            f"{arg} must be a non-empty string without NUL characters, at most "
-            f"{MAX_NAME_CHARS} characters and {MAX_NAME_BYTES} bytes in UTF-8; got {value!r:.200}"
-        )
-    return value
-
-
-def _is_attribute_scalar(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" not in value and _utf8_length(value) < math.inf
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return -(2**63) <= value < 2**64  # what msgpack stores in the recorded event
-    return value is None or isinstance(value, bool)
-
-
-def check_attributes(value: Any) -> Any:
-    """Validate searchable attributes (stored as JSON); returns them as a dict or None."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"attributes must be a dict, got {value!r:.200}")
-    for key, item in value.items():
-        if not isinstance(key, str) or "\x00" in key or _utf8_length(key) == math.inf:
-            raise ValueError(f"attribute names must be strings without NUL, got {key!r:.200}")
-        if not _is_attribute_scalar(item) and not (
-            isinstance(item, list) and all(_is_attribute_scalar(i) for i in item)
-        ):
-            raise ValueError(
-                f"attribute {key!r} must be a string without NUL characters, a finite number, "
-                f"a bool, None, or a list of those (it is stored as JSON); got {item!r:.200}"
-            )
-    return dict(value)
 
 
 class ActivityDefinition(Generic[P, R]):

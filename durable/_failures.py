@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._errors import (
     ActivityError,
@@ -21,7 +21,31 @@ from ._serialization import decode, encode
 if TYPE_CHECKING:
     from ._definitions import RetryPolicy
 
-Failure = dict[str, Any]
+FailureKind = Literal["application", "activity", "child", "cancelled", "terminated", "timeout"]
+
+
+class Failure(TypedDict, total=False):
+    """A failure as history and the workflows table record it (msgpack, so it outlives the
+    exception's class): what kind, a message, and for some kinds where it came from."""
+
+    kind: FailureKind
+    message: str
+    type: str | None  # the exception class's name, or ApplicationError's type
+    non_retryable: bool
+    details: bytes | None  # ApplicationError's details, encoded
+    traceback: str | None
+    cause: Failure | None
+    activity_name: str  # kind "activity"
+    attempt: int  # kind "activity"
+    workflow_id: str  # kind "child"
+
+
+def failure(
+    kind: FailureKind, message: str, *, type: str | None = None, non_retryable: bool = False
+) -> Failure:
+    """A failure record made here rather than from an exception (a timeout the engine
+    detects, a run closed from outside, an update cut off)."""
+    return {"kind": kind, "message": message, "type": type, "non_retryable": non_retryable}
 
 
 def _encode_details(details: tuple[Any, ...]) -> bytes:
@@ -48,23 +72,27 @@ def to_failure(exc: BaseException, _depth: int = 0) -> Failure:
     }
     if isinstance(exc, ApplicationError):
         failure.update(
-            message=exc.message,
-            type=exc.type,
-            non_retryable=exc.non_retryable,
-            details=_encode_details(exc.details) if exc.details else None,
+            {
+                "message": exc.message,
+                "type": exc.type,
+                "non_retryable": exc.non_retryable,
+                "details": _encode_details(exc.details) if exc.details else None,
+            }
         )
         if exc.remote_traceback and not failure["traceback"]:
             failure["traceback"] = exc.remote_traceback
     elif isinstance(exc, ActivityError):
-        failure.update(kind="activity", activity_name=exc.activity_name, attempt=exc.attempt)
+        failure.update(
+            {"kind": "activity", "activity_name": exc.activity_name, "attempt": exc.attempt}
+        )
     elif isinstance(exc, ChildWorkflowError):
-        failure.update(kind="child", workflow_id=exc.workflow_id)
+        failure.update({"kind": "child", "workflow_id": exc.workflow_id})
     elif isinstance(exc, asyncio.CancelledError | WorkflowCancelledError):
-        failure.update(kind="cancelled", message=str(exc) or "cancelled")
+        failure.update({"kind": "cancelled", "message": str(exc) or "cancelled"})
     elif isinstance(exc, WorkflowTerminatedError):
-        failure.update(kind="terminated")
+        failure["kind"] = "terminated"
     elif isinstance(exc, builtins.TimeoutError):
-        failure.update(kind="timeout", message=str(exc) or "timed out")
+        failure.update({"kind": "timeout", "message": str(exc) or "timed out"})
     cause = getattr(exc, "cause", None)
     if not isinstance(cause, BaseException):
         cause = exc.__cause__  # raise ... from cause
@@ -77,7 +105,8 @@ def from_failure(failure: Failure) -> BaseException:
     """Rebuild the exception a failure record describes (never imports code by name)."""
     kind = failure.get("kind", "application")
     message = failure.get("message", "")
-    cause = from_failure(failure["cause"]) if failure.get("cause") else None
+    recorded_cause = failure.get("cause")
+    cause = from_failure(recorded_cause) if recorded_cause else None
     exc: BaseException
     if kind == "activity":
         exc = ActivityError(
@@ -95,7 +124,8 @@ def from_failure(failure: Failure) -> BaseException:
     elif kind == "timeout":
         exc = TimeoutError(message)
     else:
-        details = decode(failure["details"]) if failure.get("details") else []
+        encoded = failure.get("details")
+        details = decode(encoded) if encoded else []
         app = ApplicationError(
             message,
             *details,

@@ -287,7 +287,9 @@ async def test_dev_prints_the_dsn(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("durable._cli.embedded_dsn", lambda: dsn)  # no second server in tests
+    monkeypatch.setattr(
+        "durable._cli.database.embedded_dsn", lambda: dsn
+    )  # no second server in tests
     monkeypatch.setenv("DURABLE_HOME", str(tmp_path))
     code, out, err = await cli(capsys, "dev")
     assert code == 0, err

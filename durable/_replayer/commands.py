@@ -14,12 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from .._context import ChildWorkflowHandle
-from .._definitions import (
-    ActivityDefinition,
-    ActivityOptions,
-    RetryPolicy,
-    check_attributes,
-)
+from .._definitions import ActivityDefinition, ActivityOptions, RetryPolicy
 from .._errors import (
     ChildWorkflowError,
     WorkflowCancelledError,
@@ -28,6 +23,7 @@ from .._errors import (
 from .._events import EventType
 from .._loop import DurableTimerHandle
 from .._serialization import decode, encode, return_hint
+from .._validate import MAX_SECONDS, check_attributes
 from .state import (
     Awaited,
     Condition,
@@ -39,7 +35,6 @@ from .state import (
 )
 
 E = EventType
-_MAX_TIMER_SECONDS = 100 * 365 * 24 * 3600.0
 
 
 class Commands(RunState):
@@ -119,7 +114,7 @@ class Commands(RunState):
         return future
 
     def timer_started(self, handle: DurableTimerHandle) -> None:
-        if not handle.when() - self.loop.time() <= _MAX_TIMER_SECONDS:  # also refuses nan
+        if not handle.when() - self.loop.time() <= MAX_SECONDS:  # also refuses nan
             raise ValueError(
                 f"a timer {handle.when() - self.loop.time()} s from now cannot be stored; "
                 "durable timers are at most 100 years long"

@@ -12,7 +12,7 @@ import asyncpg
 from .._codecs import Codecs
 from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._events import EventType
-from .._failures import Failure, activity_failure, may_retry
+from .._failures import Failure, activity_failure, failure, may_retry
 from .base import StoreBase
 from .connection import (
     _codecs,
@@ -65,13 +65,12 @@ class ActivityTasks(StoreBase):
 
     async def fail_activity(
         self, task: ActivityTask, worker_id: str, failure: Failure, details: bytes | None = None
-    ) -> str:
-        """Retry or fail for good; returns "retry", "failed" or "lost".
-
-        ``details`` are heartbeat details not flushed yet, kept for the next attempt.
+    ) -> None:
+        """Retry the activity or fail it for good; nothing if the attempt is no longer this
+        worker's. ``details`` are heartbeat details not flushed yet, kept for the next attempt.
         """
 
-        async def work(conn: asyncpg.Connection) -> str:
+        async def work(conn: asyncpg.Connection) -> None:
             owned = await conn.fetchval(
                 _LOCK_ATTEMPT_SQL,
                 task.workflow_id,
@@ -80,12 +79,10 @@ class ActivityTasks(StoreBase):
                 task.attempt,
                 worker_id,
             )
-            if owned is None:
-                return "lost"
-            return await _retry_or_fail(conn, task, failure, details)
+            if owned is not None:
+                await _retry_or_fail(conn, task, failure, details)
 
-        outcome: str = await self._retrying(work)
-        return outcome
+        await self._retrying(work)
 
     async def _finish_activity(
         self, task: ActivityTask, worker_id: str, etype: EventType, attrs: dict[str, Any]
@@ -188,17 +185,17 @@ def _timeout_failure(row: asyncpg.Record) -> Failure:
         what = "start_to_close/heartbeat timeout"
     else:
         what = "lost worker (the worker running it stopped heartbeating)"
-    return {
-        "kind": "timeout",
-        "message": f"activity {row['activity_name']!r} timed out: {what}",
-        "type": "TimeoutError",
-        "non_retryable": row["owner"] is None,
-    }
+    return failure(
+        "timeout",
+        f"activity {row['activity_name']!r} timed out: {what}",
+        type="TimeoutError",
+        non_retryable=row["owner"] is None,
+    )
 
 
 async def _retry_or_fail(
     conn: asyncpg.Connection, task: ActivityTask, failure: Failure, details: bytes | None = None
-) -> str:
+) -> None:
     """Under the row lock: schedule the next attempt, or post the final failure."""
     next_attempt = task.attempt + 1
     delay = task.retry.delay_before(next_attempt)
@@ -215,7 +212,7 @@ async def _retry_or_fail(
             _seal_failure(_codecs(conn), failure),
             _codecs(conn).seal(details),
         )
-        return "retry"
+        return
     await conn.execute(_DELETE_ACTIVITY_SQL, task.workflow_id, task.run_id, task.seq)
     await _post(
         conn,
@@ -227,4 +224,3 @@ async def _retry_or_fail(
             "failure": activity_failure(task.activity_name, task.attempt, failure),
         },
     )
-    return "failed"

@@ -10,7 +10,7 @@ import asyncpg
 
 from .._codecs import Codecs
 from .._events import Event, EventType
-from .._failures import Failure
+from .._failures import Failure, failure
 from .._types import Status
 from .connection import _codecs, _seal_failure, _utcnow
 from .records import StartRequest
@@ -54,25 +54,22 @@ def _closing_values(
 def _closing_failure(closing: Event) -> Failure | None:
     """The failure a run closed by ``closing`` records (None for a completed run)."""
     if closing.type is E.WORKFLOW_CANCELLED:
-        return {"kind": "cancelled", "message": "workflow was cancelled"}
+        return failure("cancelled", "workflow was cancelled")
     if closing.type is E.WORKFLOW_TERMINATED:
-        return {
-            "kind": "terminated",
-            "message": closing.attrs.get("reason") or "workflow was terminated",
-        }
+        return failure("terminated", closing.attrs.get("reason") or "workflow was terminated")
     if closing.type is E.WORKFLOW_TIMED_OUT:
-        return {"kind": "timeout", "message": "workflow execution timed out"}
-    failure: Failure | None = closing.attrs.get("failure")
-    return failure
+        return failure("timeout", "workflow execution timed out")
+    recorded: Failure | None = closing.attrs.get("failure")
+    return recorded
 
 
 def _update_cut_off(workflow_id: str, status: str) -> Failure:
     """The answer to an update still pending when its workflow closed."""
-    return {
-        "kind": "application",
-        "type": "UpdateError",
-        "message": f"workflow {workflow_id!r} closed ({status}) before the update completed",
-    }
+    return failure(
+        "application",
+        f"workflow {workflow_id!r} closed ({status}) before the update completed",
+        type="UpdateError",
+    )
 
 
 async def _close_run(

@@ -14,6 +14,7 @@ from .._codecs import Codecs
 from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._errors import WorkflowAlreadyStartedError
 from .._events import Event, EventType
+from .._failures import failure
 from .closing import _cancel_run, _closing_values
 from .connection import _codecs, _pack, _seal_attrs
 from .errors import _ENSURE_FAILED, _MISSED_MESSAGES, LostOwnership, MissedMessages
@@ -537,12 +538,12 @@ class _WideEffects:
                         "scheduled": event.seq,
                         "workflow_id": attrs["workflow_id"],
                         "reason": "could not start",
-                        "failure": {
-                            "kind": "application",
-                            "type": "WorkflowAlreadyStartedError",
-                            "message": str(exc),
-                            "non_retryable": True,
-                        },
+                        "failure": failure(
+                            "application",
+                            str(exc),
+                            type="WorkflowAlreadyStartedError",
+                            non_retryable=True,
+                        ),
                     },
                 ),
             )

@@ -26,14 +26,9 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import Client
-from .._definitions import (
-    DEFAULT_TASK_QUEUE,
-    ActivityDefinition,
-    WorkflowDefinition,
-    check_duration,
-    check_name,
-)
+from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
 from .._store import REQUESTS_KEPT, NotificationKeys, Store
+from .._validate import check_duration, check_name
 from .activities import ActivityTasks
 from .collector import collector
 from .handed import HandedOver

@@ -13,7 +13,7 @@ from typing import Any
 from .._activity import ActivityContext, ActivityInfo, encode_result, run_activity_function
 from .._definitions import ActivityDefinition
 from .._events import EventType
-from .._failures import Failure, to_failure
+from .._failures import Failure, failure, to_failure
 from .._serialization import decode_args
 from .._store import ActivityTask, Store
 from .handed import HandedOver, HandOver
@@ -238,13 +238,12 @@ class _ActivityWatch:
         while True:
             if task.deadline is not None and task.deadline <= datetime.now(UTC):
                 self._stop(
-                    {
-                        "kind": "timeout",
-                        "type": "TimeoutError",
-                        "non_retryable": False,
-                        "message": f"activity {task.activity_name!r} timed out "
+                    failure(
+                        "timeout",
+                        f"activity {task.activity_name!r} timed out "
                         "(start_to_close, schedule_to_close or heartbeat timeout)",
-                    }
+                        type="TimeoutError",
+                    )
                 )
                 return
             dirty, details = context._take_heartbeat()
@@ -252,12 +251,12 @@ class _ActivityWatch:
                 context._mark_cancelled()
                 if self.is_async:
                     self._stop(
-                        {
-                            "kind": "cancelled",
-                            "type": "CancelledError",
-                            "non_retryable": True,
-                            "message": f"activity {task.activity_name!r} was cancelled",
-                        }
+                        failure(
+                            "cancelled",
+                            f"activity {task.activity_name!r} was cancelled",
+                            type="CancelledError",
+                            non_retryable=True,
+                        )
                     )
                 return
             await asyncio.sleep(self._wait())

@@ -11,7 +11,7 @@ from typing import Any
 from .._activity import ActivityContext, ActivityInfo, encode_result, run_activity_function
 from .._context import WorkflowInfo
 from .._events import EventType
-from .._failures import Failure, activity_failure, may_retry, to_failure
+from .._failures import Failure, activity_failure, failure, may_retry, to_failure
 from .._replayer import LocalActivityCall, WorkflowInstance
 from .handed import HandedOver, HandOver
 
@@ -169,10 +169,9 @@ class _LocalActivityRun:
             if watchdog is not None:
                 watchdog.cancel()
         runner.uncancel()
-        return {
-            "kind": "timeout",
-            "type": "TimeoutError",
-            "non_retryable": False,
-            "message": f"local activity {call.definition.name!r} timed out after "
+        return failure(
+            "timeout",
+            f"local activity {call.definition.name!r} timed out after "
             f"{timeout.total_seconds() if timeout else 0:g} s (start_to_close_timeout)",
-        }
+            type="TimeoutError",
+        )

@@ -1,0 +1,92 @@
+"""The ``durable`` command line: a dev database, migrations, workers, and talking to workflows.
+
+Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
+database); most take ``--json`` for machine-readable output. Each group of commands is a
+module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
+``workflows`` (start, signal, query, cancel, terminate, result, describe, history, list) and
+``replay``; ``common``, ``loading`` and ``output`` are what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .._embedded import ENV_DSN
+from .._errors import DurableError
+from . import database, replay, worker, workflows
+from .common import Handler
+from .output import to_jsonable
+
+__all__ = ["build_parser", "main", "to_jsonable"]
+
+ENV_CODECS = "DURABLE_CODECS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``durable`` command line; returns the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return _run(args.handler(args), fast=args.command == "worker")
+    except (DurableError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(coro: Coroutine[Any, Any, int], *, fast: bool = False) -> int:
+    """Run ``coro`` on a fresh event loop (uvloop when ``fast`` and installed)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if fast:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="durable", description="Durable workflows on Postgres: command line tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    with_dsn = argparse.ArgumentParser(add_help=False)
+    with_dsn.add_argument(
+        "--dsn",
+        default=None,
+        help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database)",
+    )
+    with_dsn.add_argument(
+        "--codecs",
+        metavar="MODULE:ATTR",
+        default=os.environ.get(ENV_CODECS) or None,
+        help=(
+            "payload codecs (e.g. encryption keys) to read and write payloads with: a list of "
+            f"durable.PayloadCodec, or a callable returning one (default: ${ENV_CODECS})"
+        ),
+    )
+    with_json = argparse.ArgumentParser(add_help=False)
+    with_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    def command(
+        name: str, handler: Handler, summary: str, *, dsn: bool = True, json: bool = True
+    ) -> argparse.ArgumentParser:
+        parents = [p for p, wanted in ((with_dsn, dsn), (with_json, json)) if wanted]
+        sub = commands.add_parser(name, parents=parents, help=summary, description=summary)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    for group in (database, worker, workflows, replay):
+        group.add_commands(command)
+    return parser

@@ -1,0 +1,56 @@
+"""What the commands share: how one is declared, its JSON arguments, its connection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from .._client import Client
+from .loading import load_codecs
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class AddCommand(Protocol):
+    """Declares a subcommand: its name, handler and summary, with the --dsn/--codecs and
+    --json options unless told otherwise."""
+
+    def __call__(
+        self, name: str, handler: Handler, summary: str, *, dsn: bool = True, json: bool = True
+    ) -> argparse.ArgumentParser: ...
+
+
+def add_json_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "args",
+        nargs="*",
+        type=json_value,
+        metavar="ARG",
+        help=f"{what}, each parsed as JSON (else taken as a plain string)",
+    )
+
+
+def json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def attribute(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--attribute must look like KEY=JSON, got {text!r}")
+    return key, json_value(value)
+
+
+@asynccontextmanager
+async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
+    client = await Client.connect(args.dsn, codecs=load_codecs(args.codecs))
+    try:
+        yield client
+    finally:
+        await client.close()

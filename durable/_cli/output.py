@@ -1,0 +1,54 @@
+"""Printing: JSON of durable's payload types, tables, times."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def to_jsonable(value: Any) -> Any:
+    """``json.dumps`` default=: turn the payload types durable supports into JSON values."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):  # pydantic
+        return value.model_dump(mode="json")
+    return str(value)  # Decimal, UUID, timedelta, and anything else
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    return json.dumps(value, default=to_jsonable, indent=indent, ensure_ascii=False)
+
+
+def print_json(value: Any) -> None:
+    print(dumps(value, indent=2))
+
+
+def short(value: Any, limit: int = 40) -> str:
+    if isinstance(value, bytes):
+        text = repr(value)
+        return text if len(text) <= limit else f"{text[:limit]}...({len(value)} bytes)"
+    return dumps(value)
+
+
+def time(value: dt.datetime | None) -> str:
+    return value.isoformat(sep=" ", timespec="seconds") if value else "-"
+
+
+def table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

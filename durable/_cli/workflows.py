@@ -1,0 +1,251 @@
+"""Talking to workflows and inspecting them: start, signal, query, cancel, terminate,
+result, describe, history, list."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+from typing import Any
+
+from .._client import HistoryEvent, WorkflowDescription
+from .common import AddCommand, add_json_args, attribute, connect
+from .output import dumps, print_json, short, table, time
+
+
+def add_commands(command: AddCommand) -> None:
+    _add_talking(command)
+    _add_inspecting(command)
+
+
+def _add_talking(command: AddCommand) -> None:
+    start = command(
+        "start",
+        _start,
+        "Start a workflow by its registered name; prints its workflow id and run id.",
+    )
+    start.add_argument("name", help="registered workflow name")
+    add_json_args(start, "workflow arguments")
+    start.add_argument("--id", help="workflow id (default: a new UUID)")
+    start.add_argument("--task-queue", help="task queue (default: where a worker registered it)")
+    start.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    start.add_argument(
+        "--timeout", type=float, help="with --wait: give up after S seconds", metavar="S"
+    )
+
+    signal = command("signal", _signal, "Send a signal to a running workflow.", json=False)
+    signal.add_argument("id", help="workflow id")
+    signal.add_argument("name", help="signal name")
+    add_json_args(signal, "signal arguments")
+
+    query = command(
+        "query", _query, "Ask a running workflow's query handler; prints the answer as JSON."
+    )
+    query.add_argument("id", help="workflow id")
+    query.add_argument("name", help="query name")
+    add_json_args(query, "query arguments")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up when no worker answers within S seconds (default 30)",
+    )
+
+    for name, handler, summary in (
+        ("cancel", _cancel, "Ask a workflow to cancel (it sees CancelledError and may clean up)."),
+        ("terminate", _terminate, "Stop a workflow at once; none of its code runs any more."),
+    ):
+        sub = command(name, handler, summary, json=False)
+        sub.add_argument("id", help="workflow id")
+        sub.add_argument("--reason", help="why, recorded in the history")
+
+    result = command(
+        "result", _result, "Wait for a workflow to finish and print its result as JSON."
+    )
+    result.add_argument("id", help="workflow id")
+    result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+
+
+def _add_inspecting(command: AddCommand) -> None:
+    describe = command(
+        "describe",
+        _describe,
+        "Show a workflow's status, name, task queue, run, "
+        "times, attributes, pending activities and last error.",
+    )
+    describe.add_argument("id", help="workflow id")
+
+    history = command(
+        "history", _history, "Print a workflow's recorded history, one event per line."
+    )
+    history.add_argument("id", help="workflow id")
+
+    listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
+    listing.add_argument("--status", help="only runs with this status")
+    listing.add_argument("--name", help="only runs of this workflow name")
+    listing.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="only runs with this attribute value (repeatable)",
+    )
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show at most the N most recent runs (default 100)",
+    )
+
+
+async def _start(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        handle = await client.start(args.name, *args.args, id=args.id, task_queue=args.task_queue)
+        out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
+        if args.wait:
+            out["result"] = await handle.result(timeout=args.timeout)
+    if args.json:
+        print_json(out)
+        return 0
+    print(f"workflow id: {out['workflow_id']}")
+    print(f"run id:      {out['run_id']}")
+    if args.wait:
+        print(f"result:      {dumps(out['result'])}")
+    return 0
+
+
+async def _signal(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        await client.get_handle(args.id).signal(args.name, *args.args)
+    print(f"sent signal {args.name!r} to {args.id}")
+    return 0
+
+
+async def _query(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        answer = await client.get_handle(args.id).query(args.name, *args.args, timeout=args.timeout)
+    print(dumps(answer, indent=2 if args.json else None))
+    return 0
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        await client.get_handle(args.id).cancel(reason=args.reason)
+    print(f"requested cancellation of {args.id}")
+    return 0
+
+
+async def _terminate(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        await client.get_handle(args.id).terminate(reason=args.reason)
+    print(f"terminated {args.id}")
+    return 0
+
+
+async def _result(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        value = await client.get_handle(args.id).result(timeout=args.timeout)
+    print(dumps(value, indent=2 if args.json else None))
+    return 0
+
+
+async def _describe(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        desc = await client.get_handle(args.id).describe()
+    if args.json:
+        print_json(desc)
+    else:
+        _print_description(desc)
+    return 0
+
+
+def _print_description(desc: WorkflowDescription) -> None:
+    rows = [
+        ("workflow id", desc.workflow_id),
+        ("run id", desc.run_id),
+        ("name", desc.workflow_name),
+        ("status", desc.status),
+        ("task queue", desc.task_queue),
+        ("started", time(desc.started_at)),
+        ("closed", time(desc.closed_at)),
+        ("parent", desc.parent_workflow_id or "-"),
+        ("history", f"{desc.history_length} events"),
+        ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
+        ("last error", desc.last_error or "-"),
+    ]
+    for label, value in rows:
+        print(f"{label + ':':<13}{value}")
+    print(f"{'pending activities:':<13}{'' if desc.pending_activities else ' -'}")
+    for p in desc.pending_activities:
+        line = (
+            f"  {p.activity_id} {p.activity_name} attempt={p.attempt} state={p.state} "
+            f"scheduled={time(p.scheduled_at)}"
+        )
+        if p.next_attempt_at:
+            line += f" next_attempt={time(p.next_attempt_at)}"
+        if p.last_failure:
+            line += f" last_failure={p.last_failure!r}"
+        print(line)
+
+
+async def _history(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        events = await client.get_handle(args.id).history()
+    if args.json:
+        print_json([_event_dict(e) for e in events])
+    else:
+        for event in events:
+            print(_event_line(event))
+    return 0
+
+
+def _event_dict(event: HistoryEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "timestamp": event.timestamp,
+        "fields": event.fields,
+        "ends_step": event.ends_step,
+    }
+
+
+def _event_line(event: HistoryEvent) -> str:
+    fields = " ".join(f"{key}={short(value)}" for key, value in event.fields.items())
+    stamp = event.timestamp.isoformat(sep=" ", timespec="milliseconds")
+    end = "|" if event.ends_step else " "  # the last event of a completed step
+    return f"{event.seq:>4}{end} {stamp}  {event.type:<24}  {fields}".rstrip()
+
+
+async def _list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    attributes = dict(attribute(a) for a in args.attribute) or None
+    async with connect(args) as client:
+        runs = collections.deque(
+            [d async for d in client.list(args.status, args.name, attributes)], maxlen=args.limit
+        )
+    if args.json:
+        print_json(list(runs))
+        return 0
+    if not runs:
+        print("no workflows")
+        return 0
+    header = ("WORKFLOW ID", "RUN", "NAME", "STATUS", "STARTED", "CLOSED")
+    table(
+        [
+            header,
+            *(
+                (
+                    d.workflow_id,
+                    d.run_id[:8],
+                    d.workflow_name,
+                    d.status,
+                    time(d.started_at),
+                    time(d.closed_at),
+                )
+                for d in runs
+            ),
+        ]
+    )
+    return 0

@@ -1,0 +1,20 @@
+"""The client: start workflows and talk to them (signal, query, update, cancel, ...).
+
+Its parts: ``client`` (Client: connect, start, list, handles), ``handle`` (WorkflowHandle:
+what a caller does with one workflow), ``descriptions`` (what it reads back) and
+``requests`` (request ids of writes). Every call goes through ``_calls`` (deadline, errors,
+retries).
+"""
+
+from .client import Client, redact_dsn
+from .descriptions import HistoryEvent, PendingActivity, WorkflowDescription
+from .handle import WorkflowHandle
+
+__all__ = [
+    "Client",
+    "HistoryEvent",
+    "PendingActivity",
+    "WorkflowDescription",
+    "WorkflowHandle",
+    "redact_dsn",
+]

@@ -1,0 +1,348 @@
+"""The client: connects, starts workflows, lists them, hands out handles."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
+
+import asyncpg
+
+from .._calls import UNAVAILABLE, call
+from .._codecs import Codecs, PayloadCodec
+from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
+from .._embedded import embedded_dsn, resolve_dsn
+from .._errors import (
+    DatabaseUnavailableError,
+    DurableError,
+    WorkflowNotFoundError,
+)
+from .._serialization import encode_args, return_hint
+from .._store import (
+    StartRequest,
+    Store,
+)
+from .._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
+from .._validate import (
+    check_attributes,
+    check_choice,
+    check_duration,
+    check_name,
+    check_text,
+    check_timeout,
+)
+from .descriptions import WorkflowDescription, description
+from .handle import WorkflowHandle
+from .requests import request_id_of
+
+R = TypeVar("R")
+T = TypeVar("T")
+C = TypeVar("C", bound=str)
+
+
+class Client:
+    """A connection to the durable database. Create it with ``await Client.connect()``.
+
+    Every call it makes (and every call of its handles) finishes within ``call_timeout``
+    seconds whatever the database does: a database that cannot be reached raises
+    ``DatabaseUnavailableError``, one that does not answer ``durable.TimeoutError``. While the
+    database is away, calls are attempted again within that time; writes are applied once
+    (each carries a request id)."""
+
+    def __init__(self, store: Store, call_timeout: float | None = 30.0) -> None:
+        self.store = store
+        self.call_timeout = call_timeout
+
+    async def _call(
+        self,
+        operation: str,
+        workflow_id: str | None,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        writes: bool = False,
+    ) -> T:
+        return await call(
+            operation, workflow_id, self.call_timeout, attempt, writes=writes, retry=True
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        codecs: Sequence[PayloadCodec] = (),
+        call_timeout: float | None = 30.0,
+    ) -> Client:
+        """Connect (and migrate the schema if needed).
+
+        ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database. A server that
+        does not answer within ``connect_timeout`` seconds is an error. ``call_timeout`` is
+        the deadline of every later call (None: none).
+        ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
+        every stored payload, first to last; workers and clients sharing workflows need the
+        same codecs (with every key still in use).
+        """
+        check_timeout(connect_timeout)
+        check_timeout(call_timeout, "call_timeout")
+        chain = Codecs(codecs)  # refuse bad codecs before connecting
+        resolved = resolve_dsn(dsn)
+        if resolved is None:
+            resolved = await asyncio.to_thread(embedded_dsn)
+        try:
+            store = await Store.connect(
+                resolved,
+                max_connections=max_connections,
+                connect_timeout=connect_timeout,
+                codecs=chain,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            reason = str(exc)
+            if isinstance(exc, builtins.TimeoutError):
+                reason = f"no answer within {connect_timeout} s (connect_timeout)"
+            message = (
+                f"cannot connect to Postgres at {redact_dsn(resolved)}: {reason}; check the dsn "
+                "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
+            )
+            if isinstance(exc, UNAVAILABLE):
+                raise DatabaseUnavailableError(
+                    message, operation="connect", may_have_taken_effect=False
+                ) from exc
+            raise DurableError(message) from exc
+        return cls(store, call_timeout)
+
+    async def close(self) -> None:
+        """Close the connections (the embedded database keeps running)."""
+        await self.store.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ starting
+    @overload
+    async def start(
+        self,
+        workflow: WorkflowDefinition[Any, R],
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: str,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    async def start(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Start a workflow (by function or registered name) and return its handle."""
+        request, hint = await self._start_request(
+            workflow,
+            args,
+            id,
+            task_queue,
+            id_reuse_policy,
+            id_conflict_policy,
+            start_delay,
+            execution_timeout,
+            attributes,
+        )
+        run_id = await self._start(request)
+        return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    async def _start(
+        self,
+        request: StartRequest,
+        signal: tuple[str, bytes, str] | None = None,
+        operation: str = "start",
+    ) -> str:
+        """Start ``request``; attempted again while the database is away, without a second
+        run (each attempt opens the same run id, and one that committed is the start)."""
+        run_id = str(uuid.uuid4())
+        attempts = 0
+
+        async def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            opened, _ = await self.store.start_workflow(request, run_id, signal, again=attempts > 1)
+            return opened
+
+        return await self._call(operation, request.workflow_id, attempt, writes=True)
+
+    @overload
+    async def execute(
+        self, workflow: WorkflowDefinition[Any, R], *args: Any, **options: Any
+    ) -> R: ...
+    @overload
+    async def execute(self, workflow: str, *args: Any, **options: Any) -> Any: ...
+    async def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
+        """Start a workflow and wait for its result."""
+        handle = await self.start(workflow, *args, **options)
+        return await handle.result()
+
+    async def signal_with_start(
+        self,
+        workflow: WorkflowDefinition[Any, R] | str,
+        *args: Any,
+        id: str,
+        signal: str,
+        signal_args: tuple[Any, ...] = (),
+        task_queue: str | None = None,
+        start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> WorkflowHandle[R]:
+        """Signal the running workflow ``id``, or start it and signal it, atomically. The
+        signal is applied once per ``request_id`` (default: a new one)."""
+        check_name("signal", signal)
+        if not isinstance(signal_args, tuple | list):
+            raise TypeError(f"signal_args must be a tuple of arguments, got {signal_args!r:.200}")
+        payload = encode_args(tuple(signal_args), {})
+        request, hint = await self._start_request(
+            workflow,
+            args,
+            check_name("id", id),
+            task_queue,
+            "allow_duplicate",
+            "use_existing",
+            start_delay,
+            execution_timeout,
+            attributes,
+        )
+        request_id = request_id_of(request_id)
+        run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
+        return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    async def _start_request(
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        id: str | None,
+        task_queue: str | None,
+        id_reuse_policy: str,
+        id_conflict_policy: str,
+        start_delay: timedelta | None,
+        execution_timeout: timedelta | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> tuple[StartRequest, Any]:
+        name = workflow_name(workflow)
+        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        workflow_id = check_name(
+            "id",
+            id
+            if id is not None
+            else (definition.id if definition and definition.id else str(uuid.uuid4())),
+        )
+        if task_queue is not None:
+            check_name("task_queue", task_queue)
+        request = StartRequest(
+            workflow_id=workflow_id,
+            workflow_name=name,
+            task_queue="",
+            args=encode_args(args, {}),
+            id_reuse_policy=check_choice("id_reuse_policy", id_reuse_policy, ID_REUSE_POLICIES),
+            id_conflict_policy=check_choice(
+                "id_conflict_policy", id_conflict_policy, ID_CONFLICT_POLICIES
+            ),
+            start_delay=check_duration("start_delay", start_delay, allow_zero=True),
+            execution_timeout=check_duration("execution_timeout", execution_timeout),
+            attributes=check_attributes(attributes),
+        )
+        queue = task_queue or (definition.task_queue if definition else None)
+        if definition is None:
+            registered = await self._call(
+                "start", workflow_id, lambda: self.store.registered_task_queue(name)
+            )
+            if registered is None:
+                raise WorkflowNotFoundError(
+                    f"no worker has registered a workflow named {name!r}; check the name, or "
+                    "start a worker that serves it first (or pass the workflow function)"
+                )
+            queue = queue or registered
+        request = dataclasses.replace(request, task_queue=queue or DEFAULT_TASK_QUEUE)
+        return request, return_hint(definition.fn) if definition else Any
+
+    # ------------------------------------------------------------------ handles and listing
+    def get_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle[Any]:
+        """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given)."""
+        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, Any)
+
+    async def list(
+        self,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        started_after: datetime | None = None,
+    ) -> AsyncIterator[WorkflowDescription]:
+        """Workflow runs matching every filter given, oldest first."""
+        if workflow_name is not None:
+            check_text("workflow_name", workflow_name)
+        if status is not None:
+            check_choice("status", status, STATUSES)
+        if started_after is not None and (
+            not isinstance(started_after, datetime) or started_after.tzinfo is None
+        ):
+            raise ValueError(
+                f"started_after must be a timezone-aware datetime, got {started_after!r}"
+            )
+        filters = check_attributes(attributes)
+        after: tuple[datetime, str, str] | None = None
+        while True:
+            page = functools.partial(
+                self.store.list_workflows,
+                status=status,
+                workflow_name=workflow_name,
+                attributes=filters,
+                started_after=started_after,
+                after=after,
+                limit=200,
+            )
+            rows = await self._call("list", None, page)
+            for row in rows:
+                yield description(row, [])
+            if len(rows) < 200:
+                return
+            last = rows[-1]
+            after = (last.started_at, last.workflow_id, last.run_id)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else dsn
+    return dsn
