@@ -24,7 +24,7 @@ import asyncpg
 
 from .._codecs import PLAIN, Codecs
 from .activity_tasks import ActivityTasks
-from .batching import _Batcher
+from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _init_connection, _keep_session
@@ -79,9 +79,10 @@ class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
-        self._group_commit = _Batcher(pool, self._commit_steps, lambda step: step[0].run_id)
-        self._group_start = _Batcher(pool, self._insert_runs, lambda start: start[1])
-        self._group_post = _Batcher(pool, self._post_many, lambda post: post[0])
+        budget = InFlightBudget(pool)
+        self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
+        self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
+        self._group_post = _Batcher(budget, self._post_many, lambda post: post[0])
         self._post_keys = itertools.count()
 
     @classmethod

@@ -12,36 +12,51 @@ _Item = TypeVar("_Item")
 _Out = TypeVar("_Out")
 
 
+class InFlightBudget:
+    """How many batches a store's batchers may have in flight together: half its pool's
+    connections, so that claims, reads and client calls keep the other half. A batcher with
+    no batch in flight may always send one (at most one per batcher over the budget), so
+    that none waits for another's to finish."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.free = max(1, pool.get_max_size() // 2)
+
+
 class _Batcher(Generic[_Item, _Out]):
-    """Group commit: items (workflow steps, starts) that arrive while earlier batches are in
-    flight are written together by one statement (one round trip, one transaction). No item
-    is acknowledged before the transaction holding it committed. Up to half the pool's
-    connections carry batches at once. When a batch fails (say one run's fence moved), it
-    rolled back whole, and each of its items is retried alone so that only the failing one
-    fails. ``write`` returns each item's outcome by ``key(item)``, unique within a batch."""
+    """Group commit: items (workflow steps, starts, posts) that arrive while earlier batches
+    are in flight are written together by one statement (one round trip, one transaction).
+    No item is acknowledged before the transaction holding it committed. The store's batchers
+    share one in-flight budget. When a batch fails (say one run's fence moved), it rolled
+    back whole, and each of its items is retried alone so that only the failing one fails.
+    ``write`` returns each item's outcome by ``key(item)``, unique within a batch."""
 
     MAX_BATCH = 64
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        budget: InFlightBudget,
         write: Callable[[Sequence[_Item]], Awaitable[dict[str, _Out]]],
         key: Callable[[_Item], str],
     ) -> None:
+        self._budget = budget
         self._write = write
         self._key = key
-        self._max_in_flight = max(1, pool.get_max_size() // 2)  # the rest serve claims
         self._waiting: list[tuple[_Item, asyncio.Future[_Out]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: _Item) -> _Out:
         future: asyncio.Future[_Out] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if len(self._flushers) < self._max_in_flight:
+        if not self._flushers or self._budget.free > 0:
+            self._budget.free -= 1
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+            flusher.add_done_callback(self._flushed)
         return await future
+
+    def _flushed(self, flusher: asyncio.Task[None]) -> None:
+        self._flushers.discard(flusher)
+        self._budget.free += 1
 
     async def _flush(self) -> None:
         while self._waiting:

@@ -28,8 +28,10 @@ import durable
 from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
 
 TASK_QUEUE = "chaos"
-LEASE_TTL = timedelta(seconds=2)
-POLL_INTERVAL = timedelta(milliseconds=200)
+# short, so that faults play out quickly; python -m tests.chaos.recovery sets the defaults'
+LEASE_ENV, POLL_ENV = "CHAOS_LEASE_SECONDS", "CHAOS_POLL_SECONDS"
+LEASE_TTL = timedelta(seconds=float(os.environ.get(LEASE_ENV, "2")))
+POLL_INTERVAL = timedelta(seconds=float(os.environ.get(POLL_ENV, "0.2")))
 SHUTDOWN_GRACE = timedelta(seconds=3)
 SIGNAL_NAME = "n"  # the harness sends signals SIGNAL_NAME with payloads 0, 1, 2, ...
 SIGNAL_TIMEOUT = 3.0  # each wait for a signal is also a timer, cancelled when the signal comes

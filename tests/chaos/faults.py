@@ -206,15 +206,18 @@ def plan_faults(
     first: float,
     gap: tuple[float, float],
     min_restarts: int,
+    in_turn: bool = False,
 ) -> list[tuple[float, str]]:
     """When to inject which fault: from ``first`` until ``duration`` seconds, ``gap`` apart;
     every kind at least once, Postgres restarts at least ``min_restarts`` times, the rest
-    drawn by weight."""
+    drawn by weight; or, ``in_turn``, each kind in turn (to measure each on its own)."""
     times = []
     at = first
     while at < duration:
         times.append(round(at, 2))
         at += rng.uniform(*gap)
+    if in_turn:
+        return [(t, FAULT_KINDS[i % len(FAULT_KINDS)]) for i, t in enumerate(times)]
     mandatory = [RESTART] * min_restarts + [KILL, TERMINATE, STALL]
     if len(times) < len(mandatory):
         raise ValueError(

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,6 +72,7 @@ class Profile:
     settle_timeout: float = 60.0  # seconds to let the last workflows finish after the faults
     op_timeout: float = 60.0  # seconds a client call may keep retrying
     max_wait: float = 30.0  # seconds due work may wait, at most (liveness bound)
+    kinds_in_turn: bool = False  # faults of each kind in turn, not drawn (see plan_faults)
 
 
 # ============================================================================ retries
@@ -358,6 +360,7 @@ class Report:
                 if worst
                 else "-"
             ),
+            self.recovery_by_kind(),
             f"max lag over the run: {self.max_lag:.2f} s",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
@@ -373,6 +376,23 @@ class Report:
             lines.append(f"VIOLATION: {violation}")
         lines.append(f"invariant violations: {len(self.violations)}")
         return lines
+
+    def recovery_by_kind(self) -> str:
+        """The recovery times of each kind of fault (max, median), beside the bound one
+        lease plus one poll interval."""
+        times: dict[str, list[float]] = collections.defaultdict(list)
+        for fault in self.faults:
+            if not fault.detail.startswith("skipped"):
+                times[fault.kind].append(fault.recovery or 0.0)
+        bound = (app.LEASE_TTL + app.POLL_INTERVAL).total_seconds()
+        by_kind = ", ".join(
+            f"{kind} {max(t):.2f} / {statistics.median(t):.2f} s ({len(t)})"
+            for kind, t in sorted(times.items())
+        )
+        return (
+            f"recovery by kind (max / median, faults): {by_kind or '-'}; "
+            f"one lease + one poll = {bound:g} s"
+        )
 
     def log_lines(self) -> list[str]:
         return [f"  {count:5d} x {message}" for message, count in self.worker_log.most_common()]
@@ -472,7 +492,12 @@ async def _run(
     rng = random.Random(profile.seed)
     report.workload = make_workload(rng, profile)
     plan = plan_faults(
-        rng, profile.duration, profile.first_fault, profile.fault_gap, profile.min_restarts
+        rng,
+        profile.duration,
+        profile.first_fault,
+        profile.fault_gap,
+        profile.min_restarts,
+        profile.kinds_in_turn,
     )
     await _prepare_database(server)
     client = await durable.Client.connect(server.dsn(DATABASE), max_connections=20)
