@@ -337,7 +337,7 @@ async def w4(env: Env) -> Run:
     instance = WorkflowInstance(wf.many_events, workflow_id, run_id, history)
     instance.replay()
     elapsed = time.perf_counter() - began
-    new_events, _ = instance.take_new_events()
+    new_events = instance.take_output().events
     check(instance.closed and not new_events, "the replay did not end where the history ends")
     check(history[-1].type is EventType.WORKFLOW_COMPLETED, "the history is not complete")
     return Run(

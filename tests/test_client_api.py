@@ -548,7 +548,9 @@ async def test_durable_never_turns_synchronous_commit_off(client: durable.Client
     synchronous_commit at the server's setting (on by default) in every session and
     transaction."""
     package = Path(durable.__file__).parent
-    for source in [*package.glob("*.py"), *package.glob("_migrations/*.sql")]:
+    sources = [*package.rglob("*.py"), *package.rglob("*.sql")]
+    assert any(p.parent.name == "migrations" for p in sources)  # the store's, read too
+    for source in sources:
         assert "synchronous_commit" not in source.read_text().lower(), source.name
     async with client.store.pool.acquire() as conn:
         assert await conn.fetchval("SHOW synchronous_commit") == "on"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._context import WorkflowContext, WorkflowInfo
 from .._definitions import WorkflowDefinition
@@ -27,11 +27,22 @@ from .state import (
 E = EventType
 
 
+class StepOutput(NamedTuple):
+    """What a run's steps recorded, and what their commit needs to know of the run."""
+
+    events: list[Event]
+    rejected_updates: list[tuple[str, Failure]]  # (update id, why), recorded nowhere
+    next_seq: int
+    next_due: datetime | None  # its earliest pending timer, or its execution deadline
+    started_children: bool  # it ever started a child (which may still be open)
+    has_parent: bool
+
+
 class WorkflowInstance(Commands, Messages, Outcomes):
     """One run of a workflow in memory; implements the WorkflowRuntime protocol.
 
     ``replay()`` re-runs the completed steps of the recorded history; each later
-    ``run_step()`` is a live step, whose events ``take_new_events()`` hands over to commit."""
+    ``run_step()`` is a live step, whose events ``take_output()`` hands over to commit."""
 
     __slots__ = ()
 
@@ -228,12 +239,15 @@ class WorkflowInstance(Commands, Messages, Outcomes):
     def _continues_as_new(self) -> bool:
         return self._closing is not None and self._closing[0] is E.WORKFLOW_CONTINUED_AS_NEW
 
-    def prepare_for_query(self) -> None:
-        """A run whose first step has not completed has no handlers yet: run it, for the
-        query only (what it would record is dropped)."""
+    def query(self, name: str, args: bytes) -> bytes:
+        """Run query handler ``name`` (see Messages.query). A run whose first step has not
+        completed has no handlers yet: that step runs first, for the query only; what it
+        would record is dropped, and the instance is not to be stepped on (tainted)."""
         if self.completed_steps == 0 and self._tail:
             self.run_step(())
-            self.take_new_events()
+            self.take_output()
+            self.tainted = True
+        return super().query(name, args)
 
     def only_step_end_pending(self) -> bool:
         """Whether all there is to commit is the end of steps that recorded nothing else."""
@@ -241,40 +255,40 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             e.type is E.STEP_COMPLETED for e in self.new_events
         )
 
-    def take_new_events(self) -> tuple[list[Event], list[tuple[str, Failure]]]:
-        events, rejected = self.new_events, self.rejected_updates
+    def take_output(self) -> StepOutput:
+        """What the steps since the last call recorded, with what their commit needs."""
+        output = StepOutput(
+            self.new_events,
+            self.rejected_updates,
+            self.next_seq,
+            self._next_due(),
+            self._child_count > 0,
+            self.info.parent_workflow_id is not None,
+        )
         self.new_events, self.rejected_updates = [], []
-        return events, rejected
+        return output
 
-    def next_due(self) -> datetime | None:
-        """When the earliest pending timer (or the execution deadline) comes due."""
+    def _next_due(self) -> datetime | None:
         times = [handle.when() for handle in self._timers.values()]
         if self._execution_deadline is not None:
             times.append(self._execution_deadline)
         return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
     @property
-    def started_children(self) -> bool:
-        """Whether this run ever started a child workflow (which may still be open)."""
-        return self._child_count > 0
-
-    @property
     def runs_local_activities(self) -> bool:
         return any(not call.future.done() for call in self._locals.values())
 
-    def unstarted_local_activities(self) -> list[LocalActivityCall]:
-        calls = [c for c in self._locals.values() if not c.started and not c.future.done()]
-        for call in calls:
-            call.started = True
-        return calls
-
-    def cancelled_local_activities(self) -> list[LocalActivityCall]:
-        """Local activities started whose workflow code cancelled their await since: the
-        worker stops them and records no outcome of theirs."""
-        calls = [c for c in self._locals.values() if c.started and c.future.cancelled()]
-        for call in calls:
+    def local_activity_changes(self) -> tuple[list[LocalActivityCall], list[LocalActivityCall]]:
+        """The local activities called since the last call, for the worker to start, and
+        those started whose await the code cancelled since, for it to stop (no outcome of
+        theirs is recorded)."""
+        stopped = [c for c in self._locals.values() if c.started and c.future.cancelled()]
+        for call in stopped:
             del self._locals[call.local_id]
-        return calls
+        started = [c for c in self._locals.values() if not c.started and not c.future.done()]
+        for call in started:
+            call.started = True
+        return started, stopped
 
     def _run(self) -> None:
         while True:

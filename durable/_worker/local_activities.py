@@ -38,11 +38,12 @@ class LocalActivities:
         """Stop the local activities whose await the step cancelled, start those it called.
         They run beside the run's steps: its timers, signals and cancellation reach it
         meanwhile, and each outcome is handed to the run as it comes."""
-        for call in instance.cancelled_local_activities():
+        started, stopped = instance.local_activity_changes()
+        for call in stopped:
             local = self._runs.get(run_id, {}).pop(call.local_id, None)
             if local is not None:
                 local.stop()
-        for call in instance.unstarted_local_activities():
+        for call in started:
             local = _LocalActivityRun(instance.info, call, self.task_queue, self.executor)
             self._runs.setdefault(run_id, {})[call.local_id] = local
             local.task.add_done_callback(functools.partial(self._finished, local))

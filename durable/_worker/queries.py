@@ -55,7 +55,6 @@ class Queries:
                 instance = await workflows.replayed(
                     call.workflow_name, call.workflow_id, call.run_id, None
                 )
-                instance.prepare_for_query()
             result = instance.query(call.name, call.args)
         except Exception as exc:
             await store.answer_call(call.id, None, to_failure(exc))

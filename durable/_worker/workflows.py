@@ -339,23 +339,23 @@ class WorkflowTasks:
         required: bool = False,
     ) -> None:
         instance, activities = run.instance, self.activities
-        events, rejected = instance.take_new_events()
-        if not (events or consumed or rejected or required):
+        output = instance.take_output()
+        if not (output.events or consumed or output.rejected_updates or required):
             return
-        scheduled = sum(1 for e in events if e.type is EventType.ACTIVITY_SCHEDULED)
+        scheduled = sum(1 for e in output.events if e.type is EventType.ACTIVITY_SCHEDULED)
         eager_slots = max(0, min(scheduled, activities.free_slots()))
         commit = TaskCommit(
-            events=events,
-            next_seq=instance.next_seq,
+            events=output.events,
+            next_seq=output.next_seq,
             inbox_seq=run.inbox_seq,
-            next_due=self._next_due(instance),
+            next_due=self._next_due(output.next_due, instance.runs_local_activities),
             consumed=consumed,
             finished_activities=[(t.seq, t.attempt) for t in finished if t is not None],
-            rejected_updates=rejected,
+            rejected_updates=output.rejected_updates,
             eager_slots=eager_slots,
             eager_activities=activities.eager,
-            started_children=instance.started_children,
-            has_parent=instance.info.parent_workflow_id is not None,
+            started_children=output.started_children,
+            has_parent=output.has_parent,
         )
         activities.slots_held += eager_slots
         try:
@@ -388,11 +388,10 @@ class WorkflowTasks:
             and (not claimed or task.fired is not None)
         )
 
-    def _next_due(self, instance: WorkflowInstance) -> datetime | None:
+    def _next_due(self, due: datetime | None, runs_local_activities: bool) -> datetime | None:
         """When the run must be looked at next. While its local activities run here, that is
         one lease from now: if this worker dies meanwhile, another one takes the run over."""
-        due = instance.next_due()
-        if instance.runs_local_activities:
+        if runs_local_activities:
             lease_end = datetime.now(UTC) + timedelta(seconds=self.serving.lease_ttl)
             due = min(due, lease_end) if due else lease_end
         return due

@@ -59,8 +59,7 @@ def scheduled(name: str) -> dict[str, Any]:
 
 def live_step(instance: WorkflowInstance, *incoming: tuple[E, dict[str, Any]]) -> list[Event]:
     instance.run_step(list(incoming))
-    events, _ = instance.take_new_events()
-    return events
+    return instance.take_output().events
 
 
 @durable.workflow
@@ -93,8 +92,8 @@ def test_a_completed_history_replays_to_its_end_and_records_nothing() -> None:
     instance = replayed(greeting, greeting_history(completed=True))
     assert instance.closed
     assert instance.completed_steps == 2
-    assert instance.take_new_events() == ([], [])
-    assert instance.next_seq == 5
+    output = instance.take_output()
+    assert (output.events, output.rejected_updates, output.next_seq) == ([], [], 5)
 
 
 def test_an_activity_of_another_name_than_recorded_is_nondeterminism() -> None:
@@ -181,7 +180,7 @@ def test_a_live_timer_is_due_at_its_step_time_plus_its_duration() -> None:
     step_time = event.timestamp
     assert event.type is E.TIMER_STARTED
     assert event.attrs["fire_at"] == pytest.approx((step_time + timedelta(seconds=5)).timestamp())
-    assert instance.next_due() == datetime.fromtimestamp(event.attrs["fire_at"], tz=UTC)
+    assert instance.take_output().next_due == datetime.fromtimestamp(event.attrs["fire_at"], tz=UTC)
 
 
 @durable.workflow
@@ -246,7 +245,7 @@ def test_a_query_reads_state_and_one_that_changes_the_run_fails_alone() -> None:
         instance.query("meddle", encode_args([], {}))
     assert instance.tainted  # the worker replays it from history before its next step
     assert not instance.closed
-    assert instance.take_new_events() == ([], [])
+    assert instance.take_output().events == []
 
 
 def test_a_second_outcome_of_one_activity_is_a_corrupt_history() -> None:
@@ -286,8 +285,8 @@ def test_an_update_its_validator_refuses_is_not_recorded() -> None:
             (E.UPDATE_ACCEPTED, {"update_id": "u2", "name": "add", "args": encode_args([5], {})}),
         ]
     )
-    events, rejected = instance.take_new_events()
-    assert [(update_id, failure["message"]) for update_id, failure in rejected] == [
+    events, rejected, *_ = instance.take_output()
+    assert [(update_id, failure.get("message")) for update_id, failure in rejected] == [
         ("u1", "-1 is not positive")
     ]
     assert [e.type for e in events] == [E.UPDATE_ACCEPTED, E.UPDATE_COMPLETED, E.WORKFLOW_COMPLETED]
@@ -307,7 +306,8 @@ async def local_lookup(ctx: WorkflowContext) -> str:
 def test_a_local_activity_is_left_to_the_worker_and_its_outcome_resolves_it() -> None:
     instance = replayed(local_lookup, History(local_lookup))
     assert live_step(instance)[0].type is E.STEP_COMPLETED  # nothing but the step's end
-    (call,) = instance.unstarted_local_activities()
+    (call,), stopped = instance.local_activity_changes()
+    assert stopped == []
     assert (call.local_id, call.definition.name, call.args) == (1, "lookup", ("k",))
     assert instance.runs_local_activities
     outcome = {"local_id": 1, "name": "lookup", "result": encode("v")}
