@@ -7,30 +7,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import asyncpg
-
 from ._errors import DatabaseUnavailableError, DurableError, TimeoutError
+from ._store import NEVER_SENT, UNAVAILABLE
 
 T = TypeVar("T")
 
-# The database is away: refused, reset or terminated connections, a server starting up or
-# shutting down (class 57), out of connections (class 53), a database not accepting
-# connections (55000), a client-side connect timeout.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
-    asyncpg.InternalClientError,  # asyncpg's state machine broken by a terminated connection
-)
-# ... and these failures mean that nothing reached the server.
-_NEVER_SENT: tuple[type[BaseException], ...] = (
-    ConnectionRefusedError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
 _FIRST_RETRY, _MAX_RETRY = 0.05, 1.0  # seconds between attempts, doubling
 _LAST_TRY_BEFORE = 0.05  # seconds before the deadline: no attempt starts later
 _RECANCEL = 0.05  # seconds between cancellations of an attempt past its deadline
@@ -78,7 +59,7 @@ async def call(
             ) from None
         except UNAVAILABLE as exc:
             failure = exc
-            maybe_applied = maybe_applied or (writes and not isinstance(exc, _NEVER_SENT))
+            maybe_applied = maybe_applied or (writes and not isinstance(exc, NEVER_SENT))
             if end is not None:  # the last attempt just before the deadline
                 delay = min(delay, end - loop.time() - _LAST_TRY_BEFORE)
             if not retry or delay <= 0:

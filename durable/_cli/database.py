@@ -9,12 +9,9 @@ import shlex
 import signal
 import sys
 
-import asyncpg
-
 from .._client import redact_dsn
 from .._embedded import ENV_DSN, ENV_HOME, embedded_dsn, home_folder, resolve_dsn
-from .._errors import DurableError
-from .._store import apply_migrations
+from .._store import migrate
 from .common import AddCommand
 from .output import print_json
 
@@ -82,11 +79,4 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _apply_migrations(dsn: str) -> list[int]:
-    try:
-        conn = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DurableError(f"cannot connect to Postgres at {redact_dsn(dsn)}: {exc}") from exc
-    try:
-        return await apply_migrations(conn)
-    finally:
-        await conn.close()
+    return await migrate(dsn, redact_dsn(dsn))

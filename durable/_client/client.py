@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
-import asyncpg
-
-from .._calls import UNAVAILABLE, call
+from .._calls import call
 from .._codecs import Codecs, PayloadCodec
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
 from .._embedded import embedded_dsn, resolve_dsn
@@ -23,10 +21,7 @@ from .._errors import (
     WorkflowNotFoundError,
 )
 from .._serialization import encode_args, return_hint
-from .._store import (
-    StartRequest,
-    Store,
-)
+from .._store import CONNECT_FAILED, UNAVAILABLE, StartRequest, Store
 from .._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 from .._validate import (
     check_attributes,
@@ -43,6 +38,10 @@ from .requests import request_id_of
 R = TypeVar("R")
 T = TypeVar("T")
 C = TypeVar("C", bound=str)
+
+
+# what Store.connect raises when it cannot connect, or the dsn is malformed
+_CANNOT_CONNECT: tuple[type[BaseException], ...] = (*CONNECT_FAILED, ValueError)
 
 
 class Client:
@@ -102,7 +101,7 @@ class Client:
                 connect_timeout=connect_timeout,
                 codecs=chain,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        except _CANNOT_CONNECT as exc:
             reason = str(exc)
             if isinstance(exc, builtins.TimeoutError):
                 reason = f"no answer within {connect_timeout} s (connect_timeout)"

@@ -28,9 +28,9 @@ from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _init_connection, _keep_session
-from .errors import LostOwnership, MissedMessages
+from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import Listener, NotificationKeys, wait_notified
-from .migrations import apply_migrations
+from .migrations import apply_migrations, migrate
 from .records import (
     ActivityTask,
     CallOutcome,
@@ -48,10 +48,13 @@ from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
 
 __all__ = [
+    "CONNECT_FAILED",
     "KIND_QUERY",
     "KIND_UPDATE",
+    "NEVER_SENT",
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
+    "UNAVAILABLE",
     "ActivityTask",
     "CallOutcome",
     "InboxMessage",
@@ -67,6 +70,7 @@ __all__ = [
     "TaskCommit",
     "WorkflowTask",
     "apply_migrations",
+    "migrate",
     "wait_notified",
 ]
 

@@ -6,6 +6,8 @@ from importlib import resources
 
 import asyncpg
 
+from .._errors import DurableError
+from .errors import CONNECT_FAILED
 from .sql import (
     _APPLIED_MIGRATIONS_SQL,
     _CREATE_MIGRATIONS_TABLE_SQL,
@@ -50,6 +52,19 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
         return done
     finally:
         await conn.execute(_MIGRATION_UNLOCK_SQL, _MIGRATION_LOCK)
+
+
+async def migrate(dsn: str, shown_as: str) -> list[int]:
+    """Apply the migrations not applied yet to the database at ``dsn`` (``shown_as`` is
+    how errors name it: without its password); the versions applied."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except CONNECT_FAILED as exc:
+        raise DurableError(f"cannot connect to Postgres at {shown_as}: {exc}") from exc
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
 
 
 def _migration_files() -> list[tuple[int, str]]:

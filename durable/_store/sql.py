@@ -1,4 +1,9 @@
-"""The static statements, named, each with why it is written the way it is."""
+"""The static statements, named, each with why it is written the way it is.
+
+Two vocabularies are spelled out in the SQL: ``durable.calls.kind`` is 1 for a query and 2
+for an update (runs.KIND_QUERY, runs.KIND_UPDATE), and a notification's payload begins with
+the letter listener.NotificationKeys names (w, a, q, c, r).
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from .._errors import NondeterminismError
 from .._events import Event, EventType
 from .._replayer import WorkflowInstance
 from .._store import (
+    UNAVAILABLE,
     ActivityTask,
     InboxMessage,
     LostOwnership,
@@ -166,6 +167,9 @@ class WorkflowTasks:
         except asyncio.CancelledError:
             self.forget_run(task.run_id)
             raise
+        except UNAVAILABLE as exc:  # the step runs again, from what history holds
+            _log.warning("workflow task of %s lost the database: %r", task.workflow_id, exc)
+            await self._give_back(flight.task, exc)
         except Exception as exc:
             _log.exception("workflow task of %s failed", task.workflow_id)
             await self._give_back(flight.task, exc)
