@@ -83,7 +83,7 @@ class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
-        budget = InFlightBudget(pool)
+        budget = InFlightBudget(pool.get_max_size() // 2)  # claims and reads keep the rest
         self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
         self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
         self._group_post = _Batcher(budget, self._post_many, lambda post: post[0])

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
-
-import asyncpg
+from typing import Any, Generic, TypeVar
 
 _Item = TypeVar("_Item")
 _Out = TypeVar("_Out")
 
 
 class InFlightBudget:
-    """How many batches a store's batchers may have in flight together: half its pool's
-    connections, so that claims, reads and client calls keep the other half. A batcher with
-    no batch in flight may always send one (at most one per batcher over the budget), so
-    that none waits for another's to finish."""
+    """How many batches a store's batchers may have in flight together (the store gives them
+    half its pool's connections: claims, reads and client calls keep the other half). A
+    batcher with no batch in flight may always send one (at most one per batcher over the
+    budget), so that none waits for another's to finish."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.free = max(1, pool.get_max_size() // 2)
+    def __init__(self, size: int) -> None:
+        self.free = max(1, size)
 
 
 class _Batcher(Generic[_Item, _Out]):
@@ -51,14 +49,25 @@ class _Batcher(Generic[_Item, _Out]):
             self._budget.free -= 1
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushed)
+            flusher.add_done_callback(self._retire)  # should it be cancelled before it runs
         return await future
 
-    def _flushed(self, flusher: asyncio.Task[None]) -> None:
-        self._flushers.discard(flusher)
-        self._budget.free += 1
+    def _retire(self, flusher: asyncio.Task[Any]) -> None:
+        if flusher in self._flushers:
+            self._flushers.discard(flusher)
+            self._budget.free += 1
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_waiting()
+        finally:
+            # at once, not in a done callback: a task is done before its callbacks run, and
+            # an item submitted meanwhile would see a flusher that will never take it
+            flusher = asyncio.current_task()
+            assert flusher is not None
+            self._retire(flusher)
+
+    async def _flush_waiting(self) -> None:
         while self._waiting:
             batch = self._waiting[: self.MAX_BATCH]
             del self._waiting[: len(batch)]
