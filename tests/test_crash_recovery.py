@@ -479,3 +479,40 @@ async def test_a_stalled_worker_cannot_record_an_outcome_for_a_retried_attempt(
         assert await handle.result(timeout=20) == "on time"
     types = [e.type for e in await handle.history()]
     assert types.count("ACTIVITY_COMPLETED") == 1
+
+
+@durable.activity
+async def _double(n: int) -> int:
+    return 2 * n
+
+
+@durable.workflow
+async def _doubles(ctx: durable.WorkflowContext, n: int) -> int:
+    return await ctx.activity(_double, n)
+
+
+async def test_a_step_that_loses_the_database_runs_again_and_says_so_in_one_line(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection that dies under a step's commit (the commit may or may not have landed)
+    gives the run back: the step runs again from history, and the worker logs a warning, not
+    an error with a traceback (under faults every terminated connection made one)."""
+    real = client.store.commit_workflow_task
+    lost: list[str] = []
+
+    async def dies_once(task: WorkflowTask, worker_id: str, commit: TaskCommit) -> object:
+        if not lost:
+            lost.append(task.workflow_id)
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return await real(task, worker_id, commit)
+
+    monkeypatch.setattr(client.store, "commit_workflow_task", dies_once)
+    caplog.set_level("WARNING", logger="durable.worker")
+    async with durable.Worker(client, workflows=[_doubles], activities=[_double]):
+        assert await client.execute(_doubles, 21) == 42
+    assert lost
+    worker_lines = [r for r in caplog.records if r.name == "durable.worker"]
+    assert [r.levelname for r in worker_lines if "lost the database" in r.getMessage()] == [
+        "WARNING"
+    ]
+    assert not [r for r in worker_lines if r.levelname == "ERROR"], worker_lines
