@@ -157,7 +157,7 @@ class ActivityTasks(StoreBase):
             [t.seq for t in running],
             [t.attempt for t in running],
         )
-        return [ReleasedAttempt(*row) for row in rows]
+        return [ReleasedAttempt(**row) for row in rows]
 
 
 def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:

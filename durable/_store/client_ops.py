@@ -175,7 +175,7 @@ class ClientOps(StoreBase):
 
     async def pending_activities(self, workflow_id: str, run_id: str) -> list[PendingActivityRow]:
         rows = await self.pool.fetch(_PENDING_ACTIVITIES_SQL, workflow_id, run_id)
-        return [PendingActivityRow(*row) for row in rows]
+        return [PendingActivityRow(**row) for row in rows]
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)

@@ -43,3 +43,29 @@ async def test_an_item_submitted_as_the_last_batch_ends_is_written() -> None:
 
     assert await asyncio.wait_for(one_after_the_other(), 5) == ["FIRST", "SECOND"]
     assert written == [["first"], ["second"]]
+
+
+async def test_the_budget_comes_back_whole_after_failures_and_cancelled_callers() -> None:
+    """Every flusher returns what it took of the shared budget, whatever its items did: a
+    write that fails (each item is then written alone, and fails alone), a caller cancelled
+    while its item waits."""
+    budget = InFlightBudget(2)
+    gate = asyncio.Event()
+
+    async def write(items: Sequence[str]) -> dict[str, str]:
+        await gate.wait()
+        if "bad" in items:
+            raise ValueError("bad item")
+        return {item: item for item in items}
+
+    batcher: _Batcher[str, str] = _Batcher(budget, write, lambda item: item)
+    calls = [asyncio.create_task(batcher.submit(item)) for item in ("a", "bad", "b", "c")]
+    await asyncio.sleep(0)
+    calls[3].cancel()
+    gate.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "b"
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[3], asyncio.CancelledError)
+    await asyncio.sleep(0)
+    assert budget.free == 2
