@@ -37,7 +37,6 @@ from .requests import request_id_of
 
 R = TypeVar("R")
 T = TypeVar("T")
-C = TypeVar("C", bound=str)
 
 
 # what Store.connect raises when it cannot connect, or the dsn is malformed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from .._errors import PayloadError
 from .._events import PAYLOAD_KEYS, Event
@@ -14,8 +14,6 @@ from .._store import (
     RunRow,
     Store,
 )
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)

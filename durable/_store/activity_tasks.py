@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +34,6 @@ from .sql import (
 )
 
 E = EventType
-_log = logging.getLogger("durable.store")
 
 
 class ActivityTasks(StoreBase):

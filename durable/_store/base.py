@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +12,6 @@ import asyncpg
 
 from .._codecs import Codecs
 from .._errors import PayloadError
-from .._events import EventType
 from .._failures import Failure
 from .batching import _Batcher
 from .connection import _unpack
@@ -27,9 +25,6 @@ from .runs import (
     _Post,
     _Start,
 )
-
-E = EventType
-_log = logging.getLogger("durable.store")
 
 
 class StoreBase:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -58,7 +57,6 @@ from .sql import (
 from .starting import _start_in, _StartRaceLost
 
 E = EventType
-_log = logging.getLogger("durable.store")
 
 
 class ClientOps(StoreBase):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from .._events import EventType
 from .base import StoreBase
 from .sql import (
     _DELETE_WORKER_SQL,
@@ -19,9 +17,6 @@ from .sql import (
     _RELEASE_WORKER_RUNS_SQL,
     _RENEW_WORKER_SQL,
 )
-
-E = EventType
-_log = logging.getLogger("durable.store")
 
 
 class WorkerRecords(StoreBase):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -40,7 +39,6 @@ from .sql import (
 )
 
 E = EventType
-_log = logging.getLogger("durable.store")
 
 
 class WorkflowTasks(StoreBase):

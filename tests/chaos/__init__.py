@@ -1,1 +1,5 @@
 """The chaos (fault-injection) suite: see docs/reliability.md."""
+
+# The workers' lease and poll interval, in seconds, read by app.py as it is imported (in the
+# harness and in every worker process): python -m tests.chaos.recovery sets them.
+LEASE_ENV, POLL_ENV = "CHAOS_LEASE_SECONDS", "CHAOS_POLL_SECONDS"

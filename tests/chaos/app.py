@@ -27,9 +27,10 @@ import asyncpg
 import durable
 from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
 
+from . import LEASE_ENV, POLL_ENV
+
 TASK_QUEUE = "chaos"
-# short, so that faults play out quickly; python -m tests.chaos.recovery sets the defaults'
-LEASE_ENV, POLL_ENV = "CHAOS_LEASE_SECONDS", "CHAOS_POLL_SECONDS"
+# short, so that faults play out quickly (see LEASE_ENV)
 LEASE_TTL = timedelta(seconds=float(os.environ.get(LEASE_ENV, "2")))
 POLL_INTERVAL = timedelta(seconds=float(os.environ.get(POLL_ENV, "0.2")))
 SHUTDOWN_GRACE = timedelta(seconds=3)

@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 
+from . import LEASE_ENV, POLL_ENV
 from .faults import FAULT_KINDS
 
 
@@ -30,11 +31,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="faults of each kind (default 3)")
     parser.add_argument("--seed", type=int, default=20261202)
     args = parser.parse_args(argv)
-    # read by tests/chaos/app.py as it is imported, here (by the harness) and in the workers
-    os.environ["CHAOS_LEASE_SECONDS"], os.environ["CHAOS_POLL_SECONDS"] = (
-        str(args.lease),
-        str(args.poll),
-    )
+    # before the harness imports app.py, which reads them (as every worker process does)
+    os.environ[LEASE_ENV], os.environ[POLL_ENV] = str(args.lease), str(args.poll)
     from .harness import Profile, describe, run_chaos
 
     gap = args.lease + 8.0  # a stall lasts 1.5 leases; the next fault comes once it is over
