@@ -21,6 +21,12 @@ async def tick(i: int) -> int:
 
 
 @activity
+async def stamp() -> float:
+    """When it ran, by the worker process's ``perf_counter``."""
+    return time.perf_counter()
+
+
+@activity
 async def echo(i: int) -> int:
     return i
 
@@ -51,6 +57,20 @@ async def local_activity_steps(ctx: WorkflowContext, steps: int) -> int:
     for i in range(steps):
         total += await ctx.local_activity(tick, i)
     return total
+
+
+@workflow
+async def stamped_steps(ctx: WorkflowContext, steps: int, local: bool) -> list[float]:
+    """W1c, W1d: ``steps`` activities (or local activities) one after the other; returns
+    when each ran, by the clock of the worker process that ran it."""
+    call = ctx.local_activity if local else ctx.activity
+    return [await call(stamp) for _ in range(steps)]
+
+
+@workflow
+async def one_activity(ctx: WorkflowContext, i: int) -> int:
+    """W8: one activity."""
+    return await ctx.activity(echo, i)
 
 
 @workflow
@@ -109,6 +129,8 @@ async def long_history(ctx: WorkflowContext, steps: int, filler: int) -> int:
 WORKFLOWS: list[WorkflowDefinition[Any, Any]] = [
     activity_steps,
     local_activity_steps,
+    stamped_steps,
+    one_activity,
     echo_steps,
     first_activity_time,
     many_events,
@@ -116,4 +138,4 @@ WORKFLOWS: list[WorkflowDefinition[Any, Any]] = [
     timer_at,
     long_history,
 ]
-ACTIVITIES: list[ActivityDefinition[Any, Any]] = [tick, echo, wall_clock, lateness]
+ACTIVITIES: list[ActivityDefinition[Any, Any]] = [tick, stamp, echo, wall_clock, lateness]

@@ -260,6 +260,50 @@ async def w1b(env: Env) -> Run:
     return await sequential_steps(env, local=True)
 
 
+# ---------------------------------------------------------------------- W1c, W1d
+
+WARM_UP_STEPS = 200  # steps a worker process runs between its cold and its warm figure
+
+
+async def fresh_worker_steps(env: Env, local: bool) -> Run:
+    """A worker process that just started runs ``steps`` steps (cold); after a warm-up
+    workflow, it runs them again (warm)."""
+    steps = env.size(50, minimum=10)
+    queue = new_queue("W1d" if local else "W1c")
+    async with worker_processes(env.dsn, queue, 1), connect(env.dsn) as client:
+        await analyze(client)
+        stamps = {}
+        for phase, count in (
+            ("cold", steps),
+            ("warm_up", env.size(WARM_UP_STEPS)),
+            ("warm", steps),
+        ):
+            stamps[phase] = await client.execute(wf.stamped_steps, count, local, task_queue=queue)
+            check(len(stamps[phase]) == count, f"{len(stamps[phase])} stamps for {count} steps")
+    cold, warm = step_ms(stamps["cold"]), step_ms(stamps["warm"])
+    return Run(
+        {
+            "p50_ms_first_steps": percentile(cold, 50),
+            "cold_to_warm": percentile(cold, 50) / percentile(warm, 50),
+        },
+        {
+            "steps": steps,
+            "p50_ms_warm": percentile(warm, 50),
+            "first_5_steps_ms": " ".join(f"{ms:.2f}" for ms in cold[:5]),
+            "p99_ms_first_steps": percentile(cold, 99),
+            "checked_results": 3,
+        },
+    )
+
+
+async def w1c(env: Env) -> Run:
+    return await fresh_worker_steps(env, local=False)
+
+
+async def w1d(env: Env) -> Run:
+    return await fresh_worker_steps(env, local=True)
+
+
 # ---------------------------------------------------------------------- W2, W2b
 
 
@@ -494,9 +538,52 @@ async def w7(env: Env) -> Run:
     )
 
 
+# ---------------------------------------------------------------------- W8
+
+BACKLOG_SLOTS = (1, 2, 100)
+
+
+async def drain_backlog(client: durable.Client, count: int, slots: int) -> float:
+    """Seconds a worker with ``slots`` slots of each kind takes to run ``count`` one-activity
+    workflows queued before it started."""
+    queue = new_queue(f"W8x{slots}")
+    ids = await start_all(client, wf.one_activity, [7], queue, count)
+    await analyze(client)
+    worker = durable.Worker(
+        client,
+        task_queue=queue,
+        workflows=wf.WORKFLOWS,
+        activities=wf.ACTIVITIES,
+        max_concurrent_activities=slots,
+        max_concurrent_workflow_tasks=slots,
+    )
+    began = time.perf_counter()
+    async with worker:
+        await wait_closed(client, queue, count)
+        elapsed = time.perf_counter() - began
+    check_results(await results(client, queue), ids, lambda _: 7)
+    return elapsed
+
+
+async def w8(env: Env) -> Run:
+    count = env.size(100, minimum=5)
+    async with connect(env.dsn) as client:
+        drained = {slots: await drain_backlog(client, count, slots) for slots in BACKLOG_SLOTS}
+    return Run(
+        {f"ms_per_workflow_{slots}_slots": s * 1000 / count for slots, s in drained.items()},
+        {
+            "workflows": count,
+            **{f"wall_s_{slots}_slots": s for slots, s in drained.items()},
+            "checked_results": count * len(BACKLOG_SLOTS),
+        },
+    )
+
+
 WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W1": w1,
     "W1b": w1b,
+    "W1c": w1c,
+    "W1d": w1d,
     "W2": w2,
     "W2b": w2b,
     "W3": w3,
@@ -504,4 +591,5 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W5": w5,
     "W6": w6,
     "W7": w7,
+    "W8": w8,
 }

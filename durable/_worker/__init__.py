@@ -255,7 +255,7 @@ class Worker:
         if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
             # our lease lapsed (we were stalled): whatever we cached may be someone else's
             _log.warning("worker lease lapsed; dropping cached workflows")
-            self._workflow_tasks.cache.clear()
+            self._workflow_tasks.forget_all()
             await self._store.register_worker(
                 self.worker_id,
                 self.task_queue,

@@ -67,6 +67,7 @@ class WorkflowTasks:
         self._waiting: dict[str, str] = {}  # idle runs with handed outcomes, no slot yet
         self._due_again: set[str] = set()  # busy runs that became due while busy
         self._running: set[asyncio.Task[None]] = set()
+        self._reporting: set[asyncio.Task[None]] = set()  # outcomes of forgotten runs
         # slots of claimed runs whose tasks start once their timers are recorded
         self._slots_held = 0
 
@@ -78,7 +79,7 @@ class WorkflowTasks:
         return [*self.busy, *self._handed]
 
     def in_flight(self) -> list[asyncio.Task[Any]]:
-        return [*self._running, *self.locals.in_flight()]
+        return [*self._running, *self._reporting, *self.locals.in_flight()]
 
     # ------------------------------------------------------------------ claiming
     async def serve(self) -> None:
@@ -261,8 +262,8 @@ class WorkflowTasks:
             self.parking.unpark(run_id, None)
             return True
         idle = run_id not in self.busy
-        if idle and item.activity is not None and self.free_slots() <= 0:
-            return False  # no workflow task slot free: the result goes through the inbox
+        # an idle run waits for a free slot: its own worker is the only one that may claim it,
+        # so going through the inbox would wait for the same slot, four round trips later
         self._handed.setdefault(run_id, []).append(item)
         if idle:
             self._waiting.setdefault(run_id, workflow_id)
@@ -297,11 +298,21 @@ class WorkflowTasks:
 
     # ------------------------------------------------------------------ the cache
     def forget_run(self, run_id: str) -> None:
-        """Drop a run from memory, with the local activities it runs here."""
+        """Drop a run from memory, with the local activities it runs here; the activity
+        results handed to it while idle go through the store (a busy run's task does that
+        as it ends)."""
         self.cache.pop(run_id, None)
         self._waiting.pop(run_id, None)
         self.parking.unpark(run_id, None)
         self.locals.stop_all(run_id)
+        if run_id not in self.busy and (handed := self._handed.pop(run_id, None)):
+            reporting = asyncio.create_task(self._report_through_store(handed))
+            self._reporting.add(reporting)
+            reporting.add_done_callback(self._reporting.discard)
+
+    def forget_all(self) -> None:
+        for run_id in list(self.cache):
+            self.forget_run(run_id)
 
     async def _cached_run(self, task: WorkflowTask) -> CachedRun:
         """The run's instance, with what the store recorded for it (a fired timer) added:
