@@ -37,6 +37,8 @@ from durable import (
     workflow,
 )
 
+from .conftest import wait_for
+
 # ------------------------------------------------------------------------------------ helpers
 
 DURABLE_TABLES = ("workers", "workflow_types", "workflows", "history", "inbox", "activity_tasks")
@@ -630,6 +632,11 @@ async def test_oversized_activity_argument_is_refused_at_call_site(
 async def test_oversized_signal_is_refused_and_history_unchanged(client: durable.Client) -> None:
     async with durable.Worker(client, workflows=[echo_signal_wf], activities=[echo_any]):
         handle = await client.start(echo_signal_wf)
+
+        async def first_step_done() -> bool:
+            return "STEP_COMPLETED" in await event_types(handle)
+
+        await wait_for(first_step_done)  # (else the step may be recorded meanwhile)
         before = await event_types(handle)
         with pytest.raises(PayloadError):
             await handle.signal("value", b"\xab" * BIG)

@@ -17,7 +17,6 @@ client_ops, workflow_tasks and activity_tasks.
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import asyncpg
@@ -27,7 +26,7 @@ from .activity_tasks import ActivityTasks
 from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
-from .connection import _Connection, _init_connection, _keep_session
+from .connection import _Connection, _ConnectionSetup, _keep_session
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
@@ -78,8 +77,11 @@ __all__ = [
 class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
     """Every statement durable runs, behind thin methods that return typed records."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, codecs: Codecs) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, codecs: Codecs, setup: _ConnectionSetup
+    ) -> None:
         self.pool = pool
+        self.connection_setup = setup
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)
@@ -99,16 +101,17 @@ class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
         codecs: Codecs = PLAIN,
         connect_timeout: float = 10.0,
     ) -> Store:
+        setup = _ConnectionSetup(codecs)
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,
             max_size=max_connections,
             connection_class=_Connection,
-            init=functools.partial(_init_connection, codecs=codecs),
+            init=setup,
             reset=_keep_session,
             timeout=connect_timeout,
         )
-        store = cls(pool, dsn, codecs)
+        store = cls(pool, dsn, codecs, setup)
         if migrate:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)

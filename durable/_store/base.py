@@ -14,7 +14,7 @@ from .._codecs import Codecs
 from .._errors import PayloadError
 from .._failures import Failure
 from .batching import _Batcher
-from .connection import _unpack
+from .connection import _ConnectionSetup, _unpack
 from .errors import _RETRYABLE, _request_race
 from .listener import Listener
 from .records import (
@@ -31,6 +31,7 @@ class StoreBase:
     """Connections, codecs, the listener and the batchers, shared by the Store's parts."""
 
     pool: asyncpg.Pool
+    connection_setup: _ConnectionSetup
     dsn: str
     codecs: Codecs
     listener: Listener

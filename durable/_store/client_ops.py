@@ -48,11 +48,11 @@ from .sql import (
     _CALL_OUTCOME_SQL,
     _FORGET_CALL_SQL,
     _INSERT_CALL_SQL,
-    _LIST_WORKFLOWS_SQL,
     _LOAD_HISTORY_SQL,
     _NOTIFY_SQL,
     _PENDING_ACTIVITIES_SQL,
     _RUN_SQL,
+    _list_workflows_sql,
 )
 from .starting import _start_in, _StartRaceLost
 
@@ -194,17 +194,16 @@ class ClientOps(StoreBase):
         after: tuple[datetime, str, str] | None,
         limit: int,
     ) -> list[RunRow]:
-        rows = await self.pool.fetch(
-            _LIST_WORKFLOWS_SQL,
-            status,
-            workflow_name,
-            attributes,
-            started_after,
-            after[0] if after else None,
-            after[1] if after else None,
-            after[2] if after else None,
-            limit,
-        )
+        given: dict[str, tuple[Any, ...] | None] = {
+            "status": None if status is None else (status,),
+            "workflow_name": None if workflow_name is None else (workflow_name,),
+            "attributes": None if attributes is None else (attributes,),
+            "started_after": None if started_after is None else (started_after,),
+            "after": after,
+        }
+        filters = tuple(name for name, values in given.items() if values is not None)
+        values = [value for name in filters for value in given[name] or ()]
+        rows = await self.pool.fetch(_list_workflows_sql(filters), *values, limit)
         return [RunRow.of(row) for row in rows]
 
     async def create_call(

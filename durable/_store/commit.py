@@ -283,6 +283,33 @@ def _number_parameters(sql: str) -> tuple[str, tuple[str, ...]]:
     return numbered, tuple(numbers)
 
 
+# The shapes most steps commit through: a first step scheduling an activity, a result handed
+# over or read from the inbox with the next activity or the closing, local work, a timer.
+_COMMON_SHAPES = tuple(
+    _CommitShape(history=True, **dict.fromkeys(parts, True))
+    for parts in (
+        ("scheduled",),
+        ("finished", "scheduled"),
+        ("consumed", "scheduled"),
+        (),
+        ("closing",),
+        ("finished", "closing"),
+        ("consumed", "closing"),
+        ("consumed",),
+        ("timers",),
+    )
+)
+
+
+async def _plan_common_steps(conn: asyncpg.Connection) -> None:
+    """Prepare and plan the commit statement of each common shape on ``conn``, so that a
+    fresh worker's first steps do not pay for it. Run with no steps, each statement only
+    checks that nothing was asked of it (it writes nothing, so it commits nothing)."""
+    for shape in _COMMON_SHAPES:
+        sql, names = _commit_statement(shape)
+        await conn.fetch(sql, *([] for _ in names))
+
+
 # Events whose effects reach beyond the run's own rows: committed in a transaction.
 _WIDE_EVENTS = frozenset(
     {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,6 +34,24 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection that carries its store's payload codecs to every statement helper."""
 
     codecs: Codecs = PLAIN
+
+
+class _ConnectionSetup:
+    """What every new pooled connection gets: the store's codecs, the jsonb codec, the
+    session settings and, once the store serves a worker, ``plan_steps`` run on it."""
+
+    def __init__(self, codecs: Codecs) -> None:
+        self.codecs = codecs
+        self.plan_steps: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        conn.codecs = self.codecs
+        await conn.set_type_codec(
+            "jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
+        )
+        await conn.execute(_SESSION_SETTINGS_SQL)  # no seq scans, no JIT: see the statement
+        if self.plan_steps is not None:
+            await self.plan_steps(conn)
 
 
 def _codecs(conn: asyncpg.Connection) -> Codecs:
@@ -75,12 +94,6 @@ def _json_dumps(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(map(_json_dumps, value)) + "]"
     return json.dumps(value)
-
-
-async def _init_connection(conn: asyncpg.Connection, codecs: Codecs) -> None:
-    conn.codecs = codecs
-    await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.execute(_SESSION_SETTINGS_SQL)  # no seq scans, no JIT: see _SESSION_SETTINGS_SQL
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

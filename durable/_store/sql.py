@@ -7,6 +7,8 @@ the letter listener.NotificationKeys names (w, a, q, c, r).
 
 from __future__ import annotations
 
+import functools
+
 # ====================================================================== workers
 
 # Store.register_worker: the worker's lease, renewed if it is on record already.
@@ -95,16 +97,35 @@ SELECT seq, kind, ts, body, ends_step FROM durable.history
 WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
 """
 
-# Store.list_workflows: a page of runs, each filter ($1-$4) left out when NULL, in
-# (started_at, workflow_id, run_id) order from after the previous page's last run ($5-$7).
-_LIST_WORKFLOWS_SQL = """
-SELECT * FROM durable.workflows WHERE
-    ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2)
-    AND ($3::jsonb IS NULL OR attributes @> $3)
-    AND ($4::timestamptz IS NULL OR started_at > $4)
-    AND ($5::timestamptz IS NULL OR (started_at, workflow_id, run_id::text) > ($5, $6, $7))
-ORDER BY started_at, workflow_id, run_id::text LIMIT $8
-"""
+# Store.list_workflows: a page of runs matching the filters given, in (started_at,
+# workflow_id, run_id) order from after the previous page's last run. One statement per
+# combination of filters, not one with "$n IS NULL OR ...": sessions plan generically (see
+# _SESSION_SETTINGS_SQL), and one generic plan for every combination could use no index.
+_LIST_FILTERS = {
+    "status": "status = $%d",
+    "workflow_name": "workflow_name = $%d",
+    "attributes": "attributes @> $%d",
+    "started_after": "started_at > $%d",
+    "after": "(started_at, workflow_id, run_id::text) > ($%d, $%d, $%d)",
+}
+
+
+@functools.cache
+def _list_workflows_sql(filters: tuple[str, ...]) -> str:
+    """The statement for ``filters`` (names of _LIST_FILTERS, in its order): their values
+    are its parameters in that order (three for ``after``), then the limit."""
+    conditions, used = [], 0
+    for name in filters:
+        clause = _LIST_FILTERS[name]
+        count = clause.count("%d")
+        conditions.append(clause % tuple(range(used + 1, used + count + 1)))
+        used += count
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    return (
+        f"SELECT * FROM durable.workflows {where}"
+        f"ORDER BY started_at, workflow_id, run_id::text LIMIT ${used + 1}"
+    )
+
 
 # Store.create_call, an update sent again: whether its call is still on record (old
 # answered updates are purged with the requests: see _PURGE_REQUESTS_SQL).
@@ -587,7 +608,12 @@ ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE
 # autovacuum's statistics, and a plan cached while a table looked empty would scan all of it
 # on every commit from then on. JIT never pays for statements this short, and before
 # Postgres 18 a disabled scan's cost would make some of them JIT-compile for seconds.
-_SESSION_SETTINGS_SQL = "SET enable_seqscan = off; SET jit = off"
+# Statements are planned once per connection (a generic plan) instead of for each of their
+# first five runs: planning the commit statement costs about a round trip, so a fresh
+# worker's first steps took twice as long as later ones.
+_SESSION_SETTINGS_SQL = (
+    "SET enable_seqscan = off; SET jit = off; SET plan_cache_mode = force_generic_plan"
+)
 
 
 # ====================================================================== migrations

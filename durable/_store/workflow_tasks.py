@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,14 @@ from .._events import Event, EventType
 from .._failures import Failure
 from .base import StoreBase
 from .closing import _close_run
-from .commit import _READS_ALL, _commits_alone, _eager_tasks, _fetch_commit, _WideEffects
+from .commit import (
+    _READS_ALL,
+    _commits_alone,
+    _eager_tasks,
+    _fetch_commit,
+    _plan_common_steps,
+    _WideEffects,
+)
 from .connection import (
     _open_attrs,
     _seal_attrs,
@@ -45,6 +53,23 @@ class WorkflowTasks(StoreBase):
     """What a worker does with the runs it holds."""
 
     # ------------------------------------------------------------------ workflow tasks
+    async def prepare_for_steps(self) -> None:
+        """Open every pooled connection with the common commit statements planned on it
+        (and have connections opened later planned as they open): a worker pays for this
+        before it takes work, not in its first steps."""
+        if self.connection_setup.plan_steps is not None:
+            return
+        self.connection_setup.plan_steps = _plan_common_steps
+        await self.pool.expire_connections()  # those open now reopen, planned, when next used
+        size = self.pool.get_max_size()
+        opened = await asyncio.gather(
+            *(self.pool.acquire() for _ in range(size)), return_exceptions=True
+        )
+        # a connection that failed to open (the database away) opens, planned, when needed
+        await asyncio.gather(
+            *(self.pool.release(conn) for conn in opened if not isinstance(conn, BaseException))
+        )
+
     async def claim_workflow_tasks(
         self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str], limit: int
     ) -> list[WorkflowTask]:

@@ -168,6 +168,8 @@ class Worker:
 
     async def _register(self) -> None:
         """Announce this worker and what it serves, and listen for its task queue."""
+        if self._workflows:
+            await self._store.prepare_for_steps()
         await self._store.register_worker(
             self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
         )
