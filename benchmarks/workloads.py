@@ -1,4 +1,4 @@
-"""The workloads W1..W7. Each function does one run and returns its figures."""
+"""The workloads W1..W8. Each function does one run and returns its figures."""
 
 from __future__ import annotations
 
