@@ -37,6 +37,7 @@ TARGETS = [
     Target("W1d", "cold_to_warm", "fresh / warm p50", "<=", 1.2),
     Target("W2", "steps_per_s", "steps/s", ">=", 0.4, "T"),
     Target("W2b", "steps_per_s", "steps/s", ">=", 1, "W2"),
+    Target("W2t", "worker_cpu_ms_per_step", "worker CPU ms/step, telemetry on", "<=", 1.1, "W2"),
     Target("W3", "p50_ms", "start→activity p50 ms", "<=", 5),
     Target("W3", "p99_ms", "start→activity p99 ms", "<=", 25),
     Target("W4", "events_per_s", "replay events/s", ">=", 100_000),

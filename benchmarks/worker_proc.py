@@ -7,6 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import durable
 
@@ -22,11 +33,38 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-workflow-tasks", type=int, default=100)
     parser.add_argument("--max-cached", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--telemetry", type=int, default=0, help="1: OpenTelemetry SDK on")
     return parser.parse_args(argv)
 
 
+class _Dropped(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class _DroppedMetrics(MetricExporter):
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def telemetry_providers() -> dict[str, Any]:
+    """SDK providers as an application would set them up, with exporters that drop what
+    they get: what tracing and metrics cost the worker, without a collector's."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+    reader = PeriodicExportingMetricReader(_DroppedMetrics(), export_interval_millis=1000)
+    return {"tracer_provider": tracer_provider, "meter_provider": MeterProvider([reader])}
+
+
 async def serve(args: argparse.Namespace) -> None:
-    client = await durable.Client.connect(args.dsn, max_connections=args.connections)
+    providers = telemetry_providers() if args.telemetry else {}
+    client = await durable.Client.connect(args.dsn, max_connections=args.connections, **providers)
     try:
         worker = durable.Worker(
             client,

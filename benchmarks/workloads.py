@@ -307,11 +307,12 @@ async def w1d(env: Env) -> Run:
 # ---------------------------------------------------------------------- W2, W2b
 
 
-async def fan_in_throughput(env: Env, processes: int) -> Run:
+async def fan_in_throughput(env: Env, processes: int, telemetry: bool = False) -> Run:
     count, steps = env.size(1000, minimum=4), 10
-    queue = new_queue(f"W2x{processes}")
+    queue = new_queue(f"W2x{processes}{'t' if telemetry else ''}")
+    options: dict[str, int] = {**WORKER_OPTIONS, "telemetry": int(telemetry)}
     async with (
-        worker_processes(env.dsn, queue, processes, **WORKER_OPTIONS) as procs,
+        worker_processes(env.dsn, queue, processes, **options) as procs,
         connect(env.dsn) as client,
     ):
         await analyze(client)
@@ -323,11 +324,15 @@ async def fan_in_throughput(env: Env, processes: int) -> Run:
             elapsed = time.perf_counter() - began
         checked = check_results(await results(client, queue), ids, lambda _: sum(range(steps)))
     return Run(
-        {"steps_per_s": count * steps / elapsed},
+        {
+            "steps_per_s": count * steps / elapsed,
+            "worker_cpu_ms_per_step": cpu["workers"] * 1000 / (count * steps),
+        },
         {
             "workflows": count,
             "activities_per_workflow": steps,
             "worker_processes": processes,
+            "telemetry": telemetry,
             "wall_s": elapsed,
             "start_s": started,
             "cpu_ms_per_step": per_unit(cpu, count * steps),
@@ -342,6 +347,12 @@ async def w2(env: Env) -> Run:
 
 async def w2b(env: Env) -> Run:
     return await fan_in_throughput(env, processes=2)
+
+
+async def w2t(env: Env) -> Run:
+    """W2 with OpenTelemetry on in the worker: SDK tracer and meter providers whose
+    exporters drop what they get (batched spans, metrics collected every second)."""
+    return await fan_in_throughput(env, processes=1, telemetry=True)
 
 
 # ---------------------------------------------------------------------- W3
@@ -586,6 +597,7 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W1d": w1d,
     "W2": w2,
     "W2b": w2b,
+    "W2t": w2t,
     "W3": w3,
     "W4": w4,
     "W5": w5,

@@ -6,7 +6,8 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,9 @@ from ._definitions import ActivityDefinition
 from ._errors import PayloadError, WorkflowError
 from ._failures import Failure, to_failure
 from ._serialization import decode, encode
+from ._telemetry import ids_of_current
 
+_log = logging.getLogger("durable.activity")
 _current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("durable_activity")
 
 
@@ -57,6 +60,12 @@ class ActivityContext:
         self._pending = payload
         self._dirty = True
 
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the workflow, run and activity ids, the attempt and
+        the current trace and span ids in their ``extra`` fields."""
+        return _ActivityLogger(self.info)
+
     def is_cancelled(self) -> bool:
         """Whether this attempt was asked to stop: its activity was cancelled, or the attempt
         passed its deadline. A sync activity must check it itself."""
@@ -80,6 +89,23 @@ class ActivityContext:
         self._cancelled = True
         if self._cancelled_event is not None:
             self._cancelled_event.set()
+
+
+class _ActivityLogger(logging.LoggerAdapter[logging.Logger]):
+    def __init__(self, info: ActivityInfo) -> None:
+        super().__init__(_log, {})
+        self._info = info
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        info = self._info
+        kwargs.setdefault("extra", {}).update(
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            activity_id=info.activity_id,
+            attempt=info.attempt,
+            **ids_of_current(),
+        )
+        return f"[{info.activity_name} {info.workflow_id}/{info.activity_id}] {msg}", kwargs
 
 
 def activity_context() -> ActivityContext:

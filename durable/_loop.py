@@ -31,9 +31,10 @@ class TimerSink(Protocol):
 
 
 class DurableTimerHandle(asyncio.TimerHandle):
-    """A timer whose firing is recorded in history; ``seq`` is its TIMER_STARTED event."""
+    """A timer whose firing is recorded in history; ``seq`` is its TIMER_STARTED event,
+    ``started`` the workflow time it was set at."""
 
-    __slots__ = ("seq",)
+    __slots__ = ("seq", "started")
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class DurableTimerHandle(asyncio.TimerHandle):
     ) -> None:
         super().__init__(when, callback, args, loop, context)
         self.seq = 0
+        self.started = loop.time()
 
 
 class _NumberedTask(asyncio.Task[_T]):

@@ -71,7 +71,7 @@ def _add_inspecting(command: AddCommand) -> None:
         "describe",
         _describe,
         "Show a workflow's status, name, task queue, run, "
-        "times, attributes, pending activities and last error.",
+        "times, attributes, pending activities, failure and last error.",
     )
     describe.add_argument("id", help="workflow id")
 
@@ -172,6 +172,7 @@ def _print_description(desc: WorkflowDescription) -> None:
         ("parent", desc.parent_workflow_id or "-"),
         ("history", f"{desc.history_length} events"),
         ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
+        ("failure", desc.failure or "-"),
         ("last error", desc.last_error or "-"),
     ]
     for label, value in rows:

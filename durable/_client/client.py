@@ -8,8 +8,12 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from .._calls import call
 from .._codecs import Codecs, PayloadCodec
@@ -22,6 +26,7 @@ from .._errors import (
 )
 from .._serialization import encode_args, return_hint
 from .._store import CONNECT_FAILED, UNAVAILABLE, StartRequest, Store
+from .._telemetry import Telemetry, carrier
 from .._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 from .._validate import (
     check_attributes,
@@ -31,7 +36,7 @@ from .._validate import (
     check_text,
     check_timeout,
 )
-from .descriptions import WorkflowDescription, description
+from .descriptions import WorkflowDescription, description, failure_message
 from .handle import WorkflowHandle
 from .requests import request_id_of
 
@@ -52,9 +57,16 @@ class Client:
     database is away, calls are attempted again within that time; writes are applied once
     (each carries a request id)."""
 
-    def __init__(self, store: Store, call_timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        call_timeout: float | None = 30.0,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.store = store
         self.call_timeout = call_timeout
+        self.telemetry = telemetry or Telemetry()
+        store.commit_observer = self.telemetry.metrics.commit_batch_size.record
 
     async def _call(
         self,
@@ -77,6 +89,8 @@ class Client:
         connect_timeout: float = 10.0,
         codecs: Sequence[PayloadCodec] = (),
         call_timeout: float | None = 30.0,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> Client:
         """Connect (and migrate the schema if needed).
 
@@ -85,7 +99,9 @@ class Client:
         the deadline of every later call (None: none).
         ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
         every stored payload, first to last; workers and clients sharing workflows need the
-        same codecs (with every key still in use).
+        same codecs (with every key still in use). ``tracer_provider`` and ``meter_provider``
+        receive the spans and metrics of this client and of the workers built on it (None:
+        OpenTelemetry's global providers, whenever the application sets them).
         """
         check_timeout(connect_timeout)
         check_timeout(call_timeout, "call_timeout")
@@ -113,7 +129,7 @@ class Client:
                     message, operation="connect", may_have_taken_effect=False
                 ) from exc
             raise DurableError(message) from exc
-        return cls(store, call_timeout)
+        return cls(store, call_timeout, Telemetry(tracer_provider, meter_provider))
 
     async def close(self) -> None:
         """Close the connections (the embedded database keeps running)."""
@@ -176,8 +192,21 @@ class Client:
             execution_timeout,
             attributes,
         )
-        run_id = await self._start(request)
+        with self._start_span(request):
+            run_id = await self._start(dataclasses.replace(request, trace=carrier()))
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
+
+    def _start_span(self, request: StartRequest) -> AbstractContextManager[Any]:
+        return self.telemetry.tracing.current(
+            "StartWorkflow",
+            request.workflow_name,
+            {
+                "durable.workflow_id": request.workflow_id,
+                "durable.workflow_name": request.workflow_name,
+                "durable.task_queue": request.task_queue,
+                "durable.args_bytes": len(request.args),
+            },
+        )
 
     async def _start(
         self,
@@ -240,7 +269,9 @@ class Client:
             attributes,
         )
         request_id = request_id_of(request_id)
-        run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
+        with self._start_span(request):
+            request = dataclasses.replace(request, trace=carrier())
+            run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
 
     async def _start_request(
@@ -329,7 +360,7 @@ class Client:
             )
             rows = await self._call("list", None, page)
             for row in rows:
-                yield description(row, [])
+                yield description(row, [], failure_message(self.store, row.failure))
             if len(rows) < 200:
                 return
             last = rows[-1]

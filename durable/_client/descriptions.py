@@ -39,8 +39,9 @@ class WorkflowDescription:
     attributes: dict[str, Any]
     parent_workflow_id: str | None
     history_length: int
-    last_error: str | None
+    last_error: str | None  # why its last workflow task failed, while it is retried
     pending_activities: list[PendingActivity] = field(default_factory=list)
+    failure: str | None = None  # the message of the failure that closed it
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def history_event(event: Event) -> HistoryEvent:
 
 
 def description(
-    row: RunRow, pending: list[tuple[PendingActivityRow, str | None]]
+    row: RunRow,
+    pending: list[tuple[PendingActivityRow, str | None]],
+    failure: str | None = None,
 ) -> WorkflowDescription:
     return WorkflowDescription(
         workflow_id=row.workflow_id,
@@ -86,6 +89,7 @@ def description(
         history_length=row.history_length,
         last_error=row.last_error,
         pending_activities=[pending_activity(p, last_failure) for p, last_failure in pending],
+        failure=failure,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import functools
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -136,6 +137,15 @@ class WorkflowHandle(Generic[R]):
     ) -> Awaitable[T]:
         return self.client._call(operation, self.workflow_id, attempt, writes=writes)
 
+    def _span(self, kind: str, name: str, args: bytes) -> AbstractContextManager[Any]:
+        attributes: dict[str, str | int] = {
+            "durable.workflow_id": self.workflow_id,
+            "durable.args_bytes": len(args),
+        }
+        if self.run_id is not None:
+            attributes["durable.run_id"] = self.run_id
+        return self.client.telemetry.tracing.current(kind, name, attributes)
+
     async def signal(self, name: str, *args: Any, request_id: str | None = None) -> None:
         """Send signal ``name``; raises WorkflowNotFoundError unless the run is open. Sent
         again with the same ``request_id`` (default: a new one), it is delivered once."""
@@ -144,10 +154,11 @@ class WorkflowHandle(Generic[R]):
             self.workflow_id,
             self.run_id,
             check_name("name", name),
-            encode_args(args, {}),
+            payload := encode_args(args, {}),
             request_id_of(request_id),
         )
-        await self._call("signal", signal, writes=True)
+        with self._span("SignalWorkflow", name, payload):
+            await self._call("signal", signal, writes=True)
 
     async def query(self, name: str, *args: Any, timeout: float = 30.0) -> Any:
         """Ask a worker to run the workflow's query handler ``name``."""
@@ -158,10 +169,11 @@ class WorkflowHandle(Generic[R]):
             self.workflow_id,
             self.run_id,
             check_name("name", name),
-            encode_args(args, {}),
+            payload := encode_args(args, {}),
         )
-        call_id = await self._call("query", create)
-        row = await self._await_call(call_id, timeout, "query")
+        with self._span("QueryWorkflow", name, payload):
+            call_id = await self._call("query", create)
+            row = await self._await_call(call_id, timeout, "query")
         failure = self._store.open_failure(row.failure)
         if failure is not None:
             raise QueryError(failure.get("message", "query failed"))
@@ -183,11 +195,12 @@ class WorkflowHandle(Generic[R]):
             self.workflow_id,
             self.run_id,
             check_name("name", name),
-            encode_args(args, {}),
+            payload := encode_args(args, {}),
             request_id_of(request_id),
         )
-        call_id = await self._call("update", create, writes=True)
-        row = await self._await_call(call_id, timeout, "update")
+        with self._span("UpdateWorkflow", name, payload):
+            call_id = await self._call("update", create, writes=True)
+            row = await self._await_call(call_id, timeout, "update")
         failure = self._store.open_failure(row.failure)
         if failure is not None:
             raise UpdateError(
@@ -247,17 +260,24 @@ class WorkflowHandle(Generic[R]):
             check_reason(reason),
             request_id_of(request_id),
         )
-        await self._call("terminate", terminate, writes=True)
+        terminated = await self._call("terminate", terminate, writes=True)
+        if terminated is not None:
+            workflow_name, task_queue = terminated
+            self.client.telemetry.metrics.workflows["terminated"].add(
+                1, {"task_queue": task_queue, "workflow_name": workflow_name}
+            )
 
     async def describe(self) -> WorkflowDescription:
-        """The run's status, times, attributes, last error and pending activities."""
+        """The run's status, times, attributes, last error, pending activities and the
+        failure it closed with."""
         return await self._call("describe", self._describe)
 
     async def _describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)
         pending = await self._store.pending_activities(self.workflow_id, row.run_id)
         failures = [failure_message(self._store, p.last_failure) for p in pending]
-        return description(row, list(zip(pending, failures, strict=True)))
+        closed_by = failure_message(self._store, row.failure)
+        return description(row, list(zip(pending, failures, strict=True)), closed_by)
 
     async def history(self) -> list[HistoryEvent]:
         """The run's recorded history, oldest event first."""

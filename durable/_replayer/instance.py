@@ -59,6 +59,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             )
         started = history[0]
         self.definition = definition
+        self.trace_carrier = started.attrs.get("trace")
         self.info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -277,6 +278,11 @@ class WorkflowInstance(Commands, Messages, Outcomes):
     @property
     def runs_local_activities(self) -> bool:
         return any(not call.future.done() for call in self._locals.values())
+
+    def timer_window(self, seq: int) -> tuple[float, float] | None:
+        """When the pending timer ``seq`` was set and when it is due (workflow time)."""
+        handle = self._timers.get(seq)
+        return None if handle is None else (handle.started, handle.when())
 
     def local_activity_changes(self) -> tuple[list[LocalActivityCall], list[LocalActivityCall]]:
         """The local activities called since the last call, for the worker to start, and

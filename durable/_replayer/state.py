@@ -28,6 +28,7 @@ from .._events import IDENTITY_KEYS, TERMINAL, Event, EventType
 from .._failures import Failure, to_failure
 from .._loop import DurableTimerHandle, WorkflowEventLoop
 from .._serialization import decode
+from .._telemetry import ids_of_current
 
 E = EventType
 _log = logging.getLogger("durable.workflow")
@@ -87,7 +88,7 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
         info = self._instance.info
         extra = kwargs.setdefault("extra", {})
-        extra.update(workflow_id=info.workflow_id, run_id=info.run_id)
+        extra.update(workflow_id=info.workflow_id, run_id=info.run_id, **ids_of_current())
         return f"[{info.workflow_name} {info.workflow_id}] {msg}", kwargs
 
 
@@ -144,9 +145,11 @@ class RunState:
         "next_seq",
         "rejected_updates",
         "tainted",
+        "trace_carrier",
     )
 
     definition: WorkflowDefinition[Any, Any]
+    trace_carrier: dict[str, str] | None  # the trace context its start recorded
     info: WorkflowInfo
     logger: ReplayAwareLogger
     loop: WorkflowEventLoop

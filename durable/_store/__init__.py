@@ -74,6 +74,10 @@ __all__ = [
 ]
 
 
+def _ignore(steps: int) -> None:
+    pass
+
+
 class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
     """Every statement durable runs, behind thin methods that return typed records."""
 
@@ -82,6 +86,7 @@ class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
     ) -> None:
         self.pool = pool
         self.connection_setup = setup
+        self.commit_observer = _ignore
         self.dsn = dsn
         self.codecs = codecs
         self.listener = Listener(dsn)

@@ -63,12 +63,12 @@ class ActivityTasks(StoreBase):
 
     async def fail_activity(
         self, task: ActivityTask, worker_id: str, failure: Failure, details: bytes | None = None
-    ) -> None:
+    ) -> datetime | None:
         """Retry the activity or fail it for good; nothing if the attempt is no longer this
         worker's. ``details`` are heartbeat details not flushed yet, kept for the next attempt.
-        """
+        Returns when the next attempt is due (None: none)."""
 
-        async def work(conn: asyncpg.Connection) -> None:
+        async def work(conn: asyncpg.Connection) -> datetime | None:
             owned = await conn.fetchval(
                 _LOCK_ATTEMPT_SQL,
                 task.workflow_id,
@@ -77,10 +77,12 @@ class ActivityTasks(StoreBase):
                 task.attempt,
                 worker_id,
             )
-            if owned is not None:
-                await _retry_or_fail(conn, task, failure, details)
+            if owned is None:
+                return None
+            return await _retry_or_fail(conn, task, failure, details)
 
-        await self._retrying(work)
+        retry_at: datetime | None = await self._retrying(work)
+        return retry_at
 
     async def _finish_activity(
         self, task: ActivityTask, worker_id: str, etype: EventType, attrs: dict[str, Any]
@@ -173,6 +175,8 @@ def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
         deadline=row["deadline"],
         heartbeat_details=codecs.open(row["heartbeat_details"]),
         schedule_deadline=row["schedule_deadline"],
+        visible_at=row["visible_at"],
+        trace=row["trace"],
     )
 
 
@@ -193,13 +197,13 @@ def _timeout_failure(row: asyncpg.Record) -> Failure:
 
 async def _retry_or_fail(
     conn: asyncpg.Connection, task: ActivityTask, failure: Failure, details: bytes | None = None
-) -> None:
-    """Under the row lock: schedule the next attempt, or post the final failure."""
+) -> datetime | None:
+    """Under the row lock: schedule the next attempt (returns when it is due), or post the
+    final failure."""
     next_attempt = task.attempt + 1
     delay = task.retry.delay_before(next_attempt)
-    too_late = task.schedule_deadline is not None and (
-        _utcnow() + timedelta(seconds=delay) >= task.schedule_deadline
-    )
+    retry_at = _utcnow() + timedelta(seconds=delay)
+    too_late = task.schedule_deadline is not None and retry_at >= task.schedule_deadline
     if may_retry(task.retry, task.attempt, failure) and not too_late:
         await conn.execute(
             _RETRY_ACTIVITY_SQL,
@@ -210,7 +214,7 @@ async def _retry_or_fail(
             _seal_failure(_codecs(conn), failure),
             _codecs(conn).seal(details),
         )
-        return
+        return retry_at
     await conn.execute(_DELETE_ACTIVITY_SQL, task.workflow_id, task.run_id, task.seq)
     await _post(
         conn,
@@ -222,3 +226,4 @@ async def _retry_or_fail(
             "failure": activity_failure(task.activity_name, task.attempt, failure),
         },
     )
+    return None

@@ -32,6 +32,7 @@ class StoreBase:
 
     pool: asyncpg.Pool
     connection_setup: _ConnectionSetup
+    commit_observer: Callable[[int], None]  # told the number of steps of each group commit
     dsn: str
     codecs: Codecs
     listener: Listener

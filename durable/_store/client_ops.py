@@ -148,19 +148,23 @@ class ClientOps(StoreBase):
 
     async def terminate(
         self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
-    ) -> None:
-        """Terminate the run a handle addresses, once per request id."""
+    ) -> tuple[str, str] | None:
+        """Terminate the run a handle addresses, once per request id; the workflow name and
+        task queue of the run it terminated (None: none)."""
 
-        async def work(conn: asyncpg.Connection) -> None:
+        async def work(conn: asyncpg.Connection) -> tuple[str, str] | None:
             run = await _addressed_run(conn, workflow_id, run_id, lock=True)
             if not await _first_time(conn, workflow_id, request_id):
-                return
+                return None
             if run["closed_at"] is None:
                 await _terminate_run(conn, workflow_id, str(run["run_id"]), reason)
-            elif run_id is not None:
+                return run["workflow_name"], run["task_queue"]
+            if run_id is not None:
                 _require_open(run, workflow_id, run_id)
+            return None
 
-        await self._retrying(work)
+        terminated: tuple[str, str] | None = await self._retrying(work)
+        return terminated
 
     async def latest_run(self, workflow_id: str) -> RunRow:
         """The workflow's open run, else its latest."""

@@ -4,6 +4,7 @@ leftovers swept, continue-as-new; and closing from outside its code (terminate, 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -80,8 +81,10 @@ async def _close_run(
     row: asyncpg.Record,
     *,
     started_children: bool = True,
+    trace: Mapping[str, str] | None = None,
 ) -> None:
-    """Close a run: status, result, parent notification, cleanup, continue-as-new.
+    """Close a run: status, result, parent notification, cleanup, continue-as-new (the new
+    run in the trace context ``trace``).
 
     Open children are looked up only for a run that started some: that lookup's plan
     depends on statistics that lag behind a fast-growing table, and once scanned every
@@ -119,6 +122,7 @@ async def _close_run(
                 parent=(row["parent_workflow_id"], str(row["parent_run_id"]), row["parent_seq"])
                 if row["parent_workflow_id"]
                 else None,
+                trace=trace,
             ),
             new_run_id,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -101,6 +101,7 @@ _SCHEDULED_COLUMNS: _Columns = (
     ("heartbeat", "float8"),
     ("schedule_to_close", "float8"),
     ("owner", "uuid"),
+    ("trace", "jsonb"),
 )
 # run columns only a commit that goes on in its transaction (wide effects) needs
 _WIDE_RETURNING = (
@@ -201,7 +202,7 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
         parts.append(f"""scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
-        attempt, started_at)
+        attempt, started_at, trace)
     SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
         now() + make_interval(secs => schedule_to_close),
         CASE WHEN owner IS NOT NULL THEN LEAST(now() + make_interval(secs => start_to_close),
@@ -209,7 +210,7 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             now() + make_interval(secs => heartbeat))
         ELSE now() + make_interval(secs => schedule_to_close) END,
         owner, CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-        CASE WHEN owner IS NOT NULL THEN now() END
+        CASE WHEN owner IS NOT NULL THEN now() END, trace
     FROM {_unnest("a", _SCHEDULED_COLUMNS)}
     RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline)""")
         wakes.append(
@@ -407,6 +408,7 @@ def _commit_call(
                         attrs.get("heartbeat"),
                         attrs.get("schedule_to_close"),
                         worker_id if eager else None,
+                        commit.traces.get(event.seq),
                     )
                 )
     shape = _CommitShape(
@@ -482,6 +484,7 @@ def _eager_tasks(
                 deadline=row["deadline"],
                 heartbeat_details=None,
                 schedule_deadline=row["schedule_deadline"],
+                trace=commit.traces.get(event.seq),
             )
         )
     return tasks
@@ -490,10 +493,17 @@ def _eager_tasks(
 class _WideEffects:
     """The effects of events that reach beyond the run's own rows, inside the commit."""
 
-    def __init__(self, conn: asyncpg.Connection, workflow_id: str, run_id: str) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        workflow_id: str,
+        run_id: str,
+        traces: Mapping[int, Mapping[str, str]],
+    ) -> None:
         self.conn = conn
         self.workflow_id = workflow_id
         self.run_id = run_id
+        self.traces = traces
         self.closing: Event | None = None
         self.cancelled: set[int] = set()
 
@@ -549,6 +559,7 @@ class _WideEffects:
             task_queue=attrs["task_queue"],
             args=attrs["args"],
             parent=(self.workflow_id, self.run_id, event.seq),
+            trace=self.traces.get(event.seq),
         )
         try:
             async with self.conn.transaction():  # a savepoint: a failed start leaves the rest

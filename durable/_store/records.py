@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,10 @@ class TaskCommit:
     eager_activities: frozenset[tuple[str, str]] = frozenset()
     started_children: bool = True  # the run may have open children to close with it
     has_parent: bool = True  # a parent waits for the run's outcome
+    # trace contexts to record, by the seq of the activity or child they are the parent of,
+    # and the run's own (for the run it continues as)
+    traces: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    run_trace: Mapping[str, str] | None = None
 
     @functools.cached_property
     def closing(self) -> Event | None:
@@ -96,6 +100,8 @@ class ActivityTask:
     deadline: datetime | None
     heartbeat_details: bytes | None
     schedule_deadline: datetime | None
+    visible_at: datetime | None = None  # when the attempt became due (None: started at once)
+    trace: Mapping[str, str] | None = None  # the context of the span that scheduled it
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class StartRequest:
     execution_timeout: timedelta | None = None
     attributes: dict[str, Any] | None = None
     parent: tuple[str, str, int] | None = None
+    trace: Mapping[str, str] | None = None  # the trace context it was started in
 
     @property
     def is_plain(self) -> bool:

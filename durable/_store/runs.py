@@ -130,7 +130,7 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
         parent_id, parent_run, parent_seq = request.parent or (None, None, None)
         delay = request.start_delay.total_seconds() if request.start_delay else 0.0
         deadline = now + request.execution_timeout if request.execution_timeout else None
-        started = {
+        started: dict[str, Any] = {
             "name": request.workflow_name,
             "task_queue": request.task_queue,
             "args": request.args,
@@ -138,6 +138,8 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
             "attempt": 1,
             "execution_deadline": deadline.timestamp() if deadline else None,
         }
+        if request.trace:
+            started["trace"] = request.trace
         _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)
         _append(columns[4:], parent_id, parent_run, parent_seq, request.attributes or {}, delay)
         _append(columns[9:], now, _seal_attrs(codecs, started), deadline)

@@ -11,6 +11,15 @@ import functools
 
 # ====================================================================== workers
 
+# Store.backlog: due workflow tasks and activity tasks of a queue that no worker holds, by
+# the indexes the claims use (workflows_ready_by_owner, activity_tasks_ready).
+_BACKLOG_SQL = """
+SELECT (SELECT count(*) FROM durable.workflows
+        WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now()) AS workflow_tasks,
+    (SELECT count(*) FROM durable.activity_tasks
+        WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()) AS activity_tasks
+"""
+
 # Store.register_worker: the worker's lease, renewed if it is on record already.
 _REGISTER_WORKER_SQL = """
 INSERT INTO durable.workers (worker_id, task_queue, identity, expires_at)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .base import StoreBase
 from .sql import (
+    _BACKLOG_SQL,
     _DELETE_WORKER_SQL,
     _FORGET_LAPSED_WORKERS_SQL,
     _PURGE_REQUESTS_SQL,
@@ -49,6 +50,12 @@ class WorkerRecords(StoreBase):
         that is applied again), and the answered updates with them; a batch at a time."""
         status = await self.pool.execute(_PURGE_REQUESTS_SQL, kept, limit)
         return int(status.split()[-1])
+
+    async def backlog(self, task_queue: str) -> tuple[int, int]:
+        """Due workflow tasks and activity tasks of ``task_queue`` no worker holds."""
+        row = await self.pool.fetchrow(_BACKLOG_SQL, task_queue)
+        assert row is not None
+        return int(row["workflow_tasks"]), int(row["activity_tasks"])
 
     async def renew_worker(self, worker_id: str, ttl: float) -> bool:
         status = await self.pool.execute(_RENEW_WORKER_SQL, worker_id, ttl)

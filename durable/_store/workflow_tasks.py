@@ -186,7 +186,7 @@ class WorkflowTasks(StoreBase):
 
         async def work(conn: asyncpg.Connection) -> tuple[list[ActivityTask], datetime | None]:
             rows = (await _fetch_commit(conn, [step], wide=True))[task.run_id]
-            wide = _WideEffects(conn, task.workflow_id, task.run_id)
+            wide = _WideEffects(conn, task.workflow_id, task.run_id, commit.traces)
             for event in commit.events:
                 if commit.has_effect(event):
                     await wide.apply(event)
@@ -204,6 +204,7 @@ class WorkflowTasks(StoreBase):
                     wide.closing,
                     rows[0],
                     started_children=commit.started_children,
+                    trace=commit.run_trace,
                 )
                 return [], None
             ready_at = await conn.fetchval(_INBOX_READY_AT_SQL, task.workflow_id, task.run_id)
@@ -217,6 +218,7 @@ class WorkflowTasks(StoreBase):
         rows: dict[str, _Rows] = await self._retrying(
             lambda conn: _fetch_commit(conn, steps), transaction=False
         )
+        self.commit_observer(len(steps))
         return rows
 
     async def release_workflow(

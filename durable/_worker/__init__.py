@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -34,6 +35,7 @@ from .collector import collector
 from .handed import HandedOver
 from .polling import Serving, Wakeup
 from .queries import Queries
+from .telemetry import WorkerTelemetry
 from .workflows import WorkflowTasks
 
 __all__ = ["Worker"]
@@ -99,6 +101,7 @@ class Worker:
             self.lease_ttl,
             self.poll_interval,
             self._stopping,
+            WorkerTelemetry(client.telemetry, self.task_queue),
         )
         self._activity_tasks = ActivityTasks(
             serving, self._activities, max_concurrent_activities, self._executor, self._hand_over
@@ -111,6 +114,31 @@ class Worker:
             self._activity_tasks,
         )
         self._queries = Queries(self._workflow_tasks)
+        self._lease_until = 0.0  # time.monotonic() at which the lease last renewed runs out
+        self._backlog = (0, 0)  # due workflow tasks, activity tasks: read with the lease
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the worker serves and holds its lease (what /healthz answers)."""
+        return not self._stopping.is_set() and time.monotonic() < self._lease_until
+
+    def gauge_readings(self) -> list[tuple[str, int, dict[str, str]]]:
+        """What this worker reports to the gauges of durable._telemetry.metrics."""
+        queue = self.task_queue
+        workflows, activities = self._backlog
+        held = self.max_concurrent_workflow_tasks - self._workflow_tasks.free_slots()
+        running = self.max_concurrent_activities - self._activity_tasks.free_slots()
+        return [
+            ("durable.task_queue.backlog", workflows, {"task_queue": queue, "kind": "workflow"}),
+            ("durable.task_queue.backlog", activities, {"task_queue": queue, "kind": "activity"}),
+            (
+                "durable.worker.cached_workflows",
+                len(self._workflow_tasks.cache),
+                {"task_queue": queue},
+            ),
+            ("durable.worker.slots_used", held, {"task_queue": queue, "kind": "workflow"}),
+            ("durable.worker.slots_used", running, {"task_queue": queue, "kind": "activity"}),
+        ]
 
     @property
     def _store(self) -> Store:
@@ -173,6 +201,8 @@ class Worker:
         await self._store.register_worker(
             self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
         )
+        self._lease_until = time.monotonic() + self.lease_ttl
+        self.client.telemetry.metrics.report_from(self)
         for key, wake in self._wakeups():
             await self._store.listener.subscribe(key, wake.event)
 
@@ -208,6 +238,7 @@ class Worker:
     async def _stopped(self) -> None:
         for key, wake in self._wakeups():
             self._store.listener.unsubscribe(key, wake.event)
+        self.client.telemetry.metrics.stop_reporting(self)
         with contextlib.suppress(Exception):
             await self._store.unregister_worker(self.worker_id)
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -241,6 +272,8 @@ class Worker:
             self._workflow_tasks.parking.unpark_the_slow()
             try:
                 await self._keep_lease()
+                if self.client.telemetry.metrics.enabled:
+                    self._backlog = await self._store.backlog(self.task_queue)
                 if self._activities:
                     await self._store.reap_activities(self.task_queue)
                     await self._activity_tasks.release_unstarted(self._workflow_tasks.held_runs())
@@ -254,7 +287,10 @@ class Worker:
                 _log.warning("lease renewal failed: %r", exc)
 
     async def _keep_lease(self) -> None:
-        if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
+        renewed_at = time.monotonic()
+        if await self._store.renew_worker(self.worker_id, self.lease_ttl):
+            self._lease_until = renewed_at + self.lease_ttl
+        else:
             # our lease lapsed (we were stalled): whatever we cached may be someone else's
             _log.warning("worker lease lapsed; dropping cached workflows")
             self._workflow_tasks.forget_all()
@@ -265,6 +301,7 @@ class Worker:
                 self.lease_ttl,
                 list(self._workflows),
             )
+            self._lease_until = renewed_at + self.lease_ttl
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

@@ -8,7 +8,10 @@ import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from .._activity import ActivityContext, ActivityInfo, encode_result, run_activity_function
 from .._definitions import ActivityDefinition
@@ -16,10 +19,12 @@ from .._events import EventType
 from .._failures import Failure, failure, to_failure
 from .._serialization import decode_args
 from .._store import ActivityTask, Store
+from .._telemetry import failed
 from .handed import HandedOver, HandOver
 from .polling import Serving, Wakeup, poll
 
 _log = logging.getLogger("durable.worker")
+T = TypeVar("T")
 
 
 class ActivityTasks:
@@ -113,18 +118,32 @@ class ActivityTasks:
         context = ActivityContext(_info(task), task.heartbeat_details)
         definition = self.definitions[task.activity_name]
         watch = _ActivityWatch(self.serving, task, context, definition.is_async)
-        try:
-            outcome = await self._call(definition, task, context)
-        except asyncio.CancelledError:
-            if watch.stopped_by is None:
-                raise  # the worker is shutting down: the task is retried after its lease
-        finally:
-            watch.close()
-        if watch.stopped_by is not None:  # what an attempt returns once stopped is discarded
-            if watch.runner.cancelling():
-                watch.runner.uncancel()
-            outcome = {"failure": watch.stopped_by}
+        telemetry = self.serving.telemetry
+        with telemetry.attempt(context.info, task.trace, task.visible_at, task.args) as span:
+            try:
+                outcome = await self._call(definition, task, context)
+            except asyncio.CancelledError:
+                if watch.stopped_by is None:
+                    raise  # the worker is shutting down: the task is retried after its lease
+            finally:
+                watch.close()
+            if watch.stopped_by is not None:  # what an attempt returns once stopped is discarded
+                if watch.runner.cancelling():
+                    watch.runner.uncancel()
+                outcome = {"failure": watch.stopped_by}
+            await self._record(task, context, outcome, span)
+
+    async def _record(
+        self,
+        task: ActivityTask,
+        context: ActivityContext,
+        outcome: dict[str, Any],
+        span: Span | None,
+    ) -> None:
+        """Hand the attempt's result to its run (or record it), or record its failure."""
         if "result" in outcome:
+            if span is not None:
+                span.set_attribute("durable.result_bytes", len(outcome["result"]))
             attrs = {"scheduled": task.seq, "result": outcome["result"]}
             handed = HandedOver(EventType.ACTIVITY_COMPLETED, attrs, task)
             if not self.hand_over(task.workflow_id, task.run_id, handed):
@@ -132,14 +151,17 @@ class ActivityTasks:
         else:
             _, details = context._take_heartbeat()
             store, worker_id = self.serving.store, self.serving.worker_id
-            await self._until_recorded(
+            retry_at = await self._until_recorded(
                 task,
                 lambda: store.fail_activity(task, worker_id, outcome["failure"], details),
             )
+            message = outcome["failure"].get("message", "")
+            self.serving.telemetry.attempt_failed(context.info, span, message, retry_at)
+            self.wake.due(retry_at)  # the next attempt is claimed when due, not at a poll
 
     async def _until_recorded(
-        self, task: ActivityTask, record: Callable[[], Awaitable[Any]]
-    ) -> None:
+        self, task: ActivityTask, record: Callable[[], Awaitable[T]]
+    ) -> T | None:
         """Write an activity's outcome, retrying while the database is away.
 
         Dropping it would leave the task held by this (live) worker with nothing to retry it.
@@ -148,12 +170,11 @@ class ActivityTasks:
         delay = 0.1
         while True:
             try:
-                await record()
-                return
+                return await record()
             except Exception as exc:
                 if self.serving.stopping.is_set():  # our lease ends with us: it is retried
                     _log.warning("outcome of activity %s not recorded: %r", task.activity_name, exc)
-                    return
+                    return None
                 _log.warning(
                     "recording the outcome of activity %s failed (%r); retrying in %.1f s",
                     task.activity_name,
@@ -172,6 +193,7 @@ class ActivityTasks:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            failed(trace.get_current_span(), exc)  # the attempt's span, if it records
             return {"failure": to_failure(exc)}
         encoded = encode_result(result)
         return {"result": encoded} if isinstance(encoded, bytes) else {"failure": encoded}

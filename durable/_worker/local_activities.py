@@ -9,22 +9,28 @@ import functools
 from typing import Any
 
 from .._activity import ActivityContext, ActivityInfo, encode_result, run_activity_function
-from .._context import WorkflowInfo
 from .._events import EventType
 from .._failures import Failure, activity_failure, failure, may_retry, to_failure
 from .._replayer import LocalActivityCall, WorkflowInstance
+from .._telemetry import failed
 from .handed import HandedOver, HandOver
+from .telemetry import WorkerTelemetry
 
 
 class LocalActivities:
     """The local activity calls this worker runs, by run and local id."""
 
     def __init__(
-        self, task_queue: str, executor: concurrent.futures.Executor, hand_over: HandOver
+        self,
+        task_queue: str,
+        executor: concurrent.futures.Executor,
+        hand_over: HandOver,
+        telemetry: WorkerTelemetry,
     ) -> None:
         self.task_queue = task_queue
         self.executor = executor
         self.hand_over = hand_over
+        self.telemetry = telemetry
         self._runs: dict[str, dict[int, _LocalActivityRun]] = {}
 
     def runs_for(self, run_id: str) -> bool:
@@ -44,7 +50,9 @@ class LocalActivities:
             if local is not None:
                 local.stop()
         for call in started:
-            local = _LocalActivityRun(instance.info, call, self.task_queue, self.executor)
+            local = _LocalActivityRun(
+                instance, call, self.task_queue, self.executor, self.telemetry
+            )
             self._runs.setdefault(run_id, {})[call.local_id] = local
             local.task.add_done_callback(functools.partial(self._finished, local))
 
@@ -76,16 +84,29 @@ class _LocalActivityRun:
     """One local activity call running in this worker, attempt after attempt, until it has
     an outcome or its workflow stops it."""
 
-    __slots__ = ("call", "context", "executor", "info", "stopped", "task", "task_queue")
+    __slots__ = (
+        "call",
+        "context",
+        "executor",
+        "info",
+        "stopped",
+        "task",
+        "task_queue",
+        "telemetry",
+        "trace",
+    )
 
     def __init__(
         self,
-        info: WorkflowInfo,
+        instance: WorkflowInstance,
         call: LocalActivityCall,
         task_queue: str,
         executor: concurrent.futures.Executor,
+        telemetry: WorkerTelemetry,
     ) -> None:
-        self.info = info
+        self.info = instance.info
+        self.trace = instance.trace_carrier
+        self.telemetry = telemetry
         self.call = call
         self.task_queue = task_queue
         self.executor = executor
@@ -155,9 +176,15 @@ class _LocalActivityRun:
             else None
         )
         try:
-            result = await run_activity_function(
-                call.definition, list(call.args), dict(call.kwargs), context, self.executor
-            )
+            with self.telemetry.attempt(context.info, self.trace) as span:
+                try:
+                    result = await run_activity_function(
+                        call.definition, list(call.args), dict(call.kwargs), context, self.executor
+                    )
+                except Exception as exc:
+                    if span is not None:
+                        failed(span, exc)
+                    raise
             if not expired:
                 return encode_result(result)
         except asyncio.CancelledError:

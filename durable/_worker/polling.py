@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .._store import Store, wait_notified
+from .telemetry import WorkerTelemetry
 
 _log = logging.getLogger("durable.worker")
 
@@ -23,6 +24,7 @@ class Serving:
     lease_ttl: float  # seconds
     poll_interval: float  # seconds
     stopping: asyncio.Event
+    telemetry: WorkerTelemetry
 
 
 class Wakeup:

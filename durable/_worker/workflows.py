@@ -29,7 +29,9 @@ from .handed import HandedOver
 from .held import BusyRuns, CachedRun, Parking
 from .local_activities import LocalActivities
 from .polling import Serving, Wakeup, poll
+from .telemetry import StepSpans
 
+E = EventType
 _log = logging.getLogger("durable.worker")
 
 
@@ -54,11 +56,14 @@ class WorkflowTasks:
         activities: ActivityTasks,
     ) -> None:
         self.serving = serving
+        self.telemetry = serving.telemetry
         self.definitions = definitions
         self.max_concurrent = max_concurrent
         self.max_cached = max_cached
         self.activities = activities
-        self.locals = LocalActivities(serving.task_queue, activities.executor, self.hand_over)
+        self.locals = LocalActivities(
+            serving.task_queue, activities.executor, self.hand_over, serving.telemetry
+        )
         self.cache: collections.OrderedDict[str, CachedRun] = collections.OrderedDict()
         self.busy = BusyRuns()
         self.parking = Parking(self.busy)
@@ -155,7 +160,8 @@ class WorkflowTasks:
         try:
             await self._run_steps(flight, from_inbox)
         except NondeterminismError as exc:
-            _log.error("%s", exc)
+            _log.error("%s", exc, extra={"workflow_id": task.workflow_id, "run_id": task.run_id})
+            self.telemetry.nondeterminism(task.workflow_name)
             await self._give_back(flight.task, exc)
         except LostOwnership:
             _log.info("workflow %s was taken over by another worker", task.workflow_id)
@@ -222,11 +228,16 @@ class WorkflowTasks:
         may wait for the next step's commit."""
         incoming = [(m.type, m.attrs) for m in messages]
         incoming += [(h.etype, h.attrs) for h in handed]
-        taken = run.instance.run_step(incoming)
-        consumed = [m.id for m in messages[:taken]]
-        finished = [h.activity for h in handed[: max(0, taken - len(messages))]]
-        if consumed or finished or not self._may_defer(task, claimed, run.instance):
-            await self._commit(task, run, consumed, finished, required=claimed)
+        with self.telemetry.step(run.instance) as spans:
+            fired = [m.attrs["started"] for m in messages if m.type is E.TIMER_FIRED]
+            if claimed and task.fired is not None:  # recorded by the claim
+                fired.append(task.fired.attrs["started"])
+            self.telemetry.timers_fired(run.instance, fired)
+            taken = run.instance.run_step(incoming)
+            consumed = [m.id for m in messages[:taken]]
+            finished = [h.activity for h in handed[: max(0, taken - len(messages))]]
+            if consumed or finished or not self._may_defer(task, claimed, run.instance):
+                await self._commit(task, run, consumed, finished, spans, required=claimed)
 
     async def _task_ended(self, flight: _InFlight) -> None:
         """Outcomes handed to the run too late for its last step wait for the next one (or
@@ -350,6 +361,7 @@ class WorkflowTasks:
         run: CachedRun,
         consumed: list[int],
         finished: list[ActivityTask | None],
+        spans: StepSpans,
         *,
         required: bool = False,
     ) -> None:
@@ -357,7 +369,8 @@ class WorkflowTasks:
         output = instance.take_output()
         if not (output.events or consumed or output.rejected_updates or required):
             return
-        scheduled = sum(1 for e in output.events if e.type is EventType.ACTIVITY_SCHEDULED)
+        continues = bool(output.events) and output.events[-1].type is E.WORKFLOW_CONTINUED_AS_NEW
+        scheduled = sum(1 for e in output.events if e.type is E.ACTIVITY_SCHEDULED)
         eager_slots = max(0, min(scheduled, activities.free_slots()))
         commit = TaskCommit(
             events=output.events,
@@ -371,6 +384,8 @@ class WorkflowTasks:
             eager_activities=activities.eager,
             started_children=output.started_children,
             has_parent=output.has_parent,
+            traces=self.telemetry.traces_for(instance, output.events, spans),
+            run_trace=self.telemetry.run_carrier(instance) if continues else None,
         )
         activities.slots_held += eager_slots
         try:
@@ -379,6 +394,7 @@ class WorkflowTasks:
             )
         finally:
             activities.slots_held -= eager_slots
+        self.telemetry.committed(instance, output.events)
         if len(eager) < eager_slots:
             activities.wake.capacity_freed()  # the slots not used are free again
         if ready_at is not None and ready_at <= datetime.now(UTC):

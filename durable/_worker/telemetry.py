@@ -1,0 +1,257 @@
+"""What a worker reports: the spans of the steps it runs live, of the activities and
+children they start, of each activity attempt and fired timer, and the metrics of API.md.
+
+Nothing here runs for a replay, and spans are made only while a tracer provider that
+records is set (the global one unless the Client was given one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from .._activity import ActivityInfo
+from .._events import Event, EventType
+from .._replayer import WorkflowInstance
+from .._telemetry import Telemetry, failed, run_context, span_carrier
+from .._telemetry.tracing import carrier
+
+E = EventType
+_log = logging.getLogger("durable.worker")
+
+_OUTCOMES = {
+    E.WORKFLOW_COMPLETED: "completed",
+    E.WORKFLOW_FAILED: "failed",
+    E.WORKFLOW_CANCELLED: "cancelled",
+    E.WORKFLOW_TIMED_OUT: "timed_out",
+    E.WORKFLOW_CONTINUED_AS_NEW: "continued_as_new",
+}
+_PRODUCED = {E.ACTIVITY_SCHEDULED: "StartActivity", E.CHILD_SCHEDULED: "StartChildWorkflow"}
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class StepSpans:
+    """The spans of one live step: its RunWorkflow span (current while it runs) and the
+    StartActivity / StartChildWorkflow spans of what it schedules, ended once committed."""
+
+    __slots__ = ("produced", "step")
+
+    def __init__(self, step: Span | None) -> None:
+        self.step = step
+        self.produced: list[Span] = []
+
+
+class WorkerTelemetry:
+    """The spans and metrics of one worker's task queue."""
+
+    def __init__(self, telemetry: Telemetry, task_queue: str) -> None:
+        self.tracing = telemetry.tracing
+        self.metrics = telemetry.metrics
+        self.task_queue = task_queue
+
+    # ------------------------------------------------------------------ workflow steps
+    def run_parent(self, instance: WorkflowInstance) -> otel_context.Context:
+        """The context a run's spans descend from (see durable._telemetry.tracing)."""
+        return run_context(instance.trace_carrier, instance.info.run_id)
+
+    def run_carrier(self, instance: WorkflowInstance) -> dict[str, str] | None:
+        """The run's trace context to hand to the run it continues as."""
+        return instance.trace_carrier or carrier(self.run_parent(instance))
+
+    def _attributes(self, instance: WorkflowInstance) -> dict[str, Any]:
+        info = instance.info
+        return {
+            "durable.workflow_id": info.workflow_id,
+            "durable.run_id": info.run_id,
+            "durable.workflow_name": info.workflow_name,
+            "durable.task_queue": self.task_queue,
+        }
+
+    @contextlib.contextmanager
+    def step(self, instance: WorkflowInstance) -> Iterator[StepSpans]:
+        """A live step of ``instance``, from its first line of workflow code to its commit."""
+        began = time.perf_counter()
+        spans = StepSpans(None)
+        if not self.tracing.enabled:
+            try:
+                yield spans
+            finally:
+                self._step_took(instance, began)
+            return
+        name = instance.info.workflow_name
+        spans.step = self.tracing.start(
+            "RunWorkflow", name, self.run_parent(instance), self._attributes(instance)
+        )
+        try:
+            with trace.use_span(spans.step, end_on_exit=True, record_exception=False):
+                try:
+                    yield spans
+                except BaseException as exc:
+                    failed(spans.step, exc)
+                    raise
+        finally:
+            for produced in spans.produced:  # a step that failed to commit ends them too
+                if produced.is_recording():
+                    produced.end()
+            self._step_took(instance, began)
+
+    def _step_took(self, instance: WorkflowInstance, began: float) -> None:
+        self.metrics.workflow_task_duration.record(
+            time.perf_counter() - began,
+            {"task_queue": self.task_queue, "workflow_name": instance.info.workflow_name},
+        )
+
+    def timers_fired(self, instance: WorkflowInstance, fired: Sequence[int]) -> None:
+        """A ``Timer`` span for each timer of ``fired`` (TIMER_STARTED seqs) delivered now,
+        from when it was set to now; call before the step applies them."""
+        if not fired or not self.tracing.enabled:
+            return
+        parent = self.run_parent(instance)
+        for seq in fired:
+            window = instance.timer_window(seq)
+            if window is None:
+                continue
+            set_at, due = window
+            span = self.tracing.start(
+                "Timer",
+                "",
+                parent,
+                {**self._attributes(instance), "durable.timer.fire_at": due},
+                start_time=_ns(set_at),
+            )
+            span.end()
+
+    def traces_for(
+        self, instance: WorkflowInstance, events: Sequence[Event], spans: StepSpans
+    ) -> dict[int, Mapping[str, str]]:
+        """Start a StartActivity / StartChildWorkflow span for each activity or child the
+        step schedules; their contexts by seq, to be recorded with them."""
+        if spans.step is None:
+            return {}
+        traces: dict[int, Mapping[str, str]] = {}
+        base = self._attributes(instance)
+        for event in events:
+            kind = _PRODUCED.get(event.type)
+            if kind is None:
+                continue
+            attributes = {
+                **base,
+                "durable.activity_id": str(event.seq),
+                "durable.args_bytes": len(event.attrs["args"]),
+            }
+            if kind == "StartActivity":
+                attributes["durable.task_queue"] = event.attrs["task_queue"]
+            else:
+                attributes["durable.child_workflow_id"] = event.attrs["workflow_id"]
+            span = self.tracing.start(kind, event.attrs["name"], None, attributes)
+            spans.produced.append(span)
+            written = span_carrier(span)
+            if written:
+                traces[event.seq] = written
+        return traces
+
+    def committed(self, instance: WorkflowInstance, events: Sequence[Event]) -> None:
+        """Count what the committed step began or ended."""
+        if not events:
+            return
+        info = instance.info
+        attributes = {"task_queue": self.task_queue, "workflow_name": info.workflow_name}
+        if events[0].seq == 2:  # the run's first step
+            self.metrics.workflows["started"].add(1, attributes)
+        closing = events[-1] if events[-1].type in _OUTCOMES else None
+        if closing is None:
+            return
+        self.metrics.workflows[_OUTCOMES[closing.type]].add(1, attributes)
+        self.metrics.end_to_end.record(
+            (datetime.now(UTC) - info.started_at).total_seconds(), attributes
+        )
+        if closing.type is E.WORKFLOW_FAILED:
+            message = (closing.attrs.get("failure") or {}).get("message", "")
+            _log.warning(
+                "workflow %s (%s) failed: %s",
+                info.workflow_id,
+                info.workflow_name,
+                message,
+                extra={"workflow_id": info.workflow_id, "run_id": info.run_id},
+            )
+
+    def nondeterminism(self, workflow_name: str) -> None:
+        self.metrics.nondeterminism_errors.add(
+            1, {"task_queue": self.task_queue, "workflow_name": workflow_name}
+        )
+
+    # ------------------------------------------------------------------ activities
+    @contextlib.contextmanager
+    def attempt(
+        self,
+        info: ActivityInfo,
+        parent: Mapping[str, str] | None,
+        due: datetime | None = None,
+        args: bytes | None = None,
+    ) -> Iterator[Span | None]:
+        """One attempt of an activity, its span (RunActivity under the StartActivity span
+        whose context ``parent`` is, or RunLocalActivity in its run's trace) current while
+        the function runs; counted, and timed from ``due`` (None: it started at once)."""
+        attributes = {"task_queue": self.task_queue, "activity_name": info.activity_name}
+        self.metrics.activity_attempts.add(1, attributes)
+        if not info.is_local:
+            waited = (datetime.now(UTC) - due).total_seconds() if due else 0.0
+            self.metrics.schedule_to_start.record(max(0.0, waited), attributes)
+        began = time.perf_counter()
+        try:
+            if not self.tracing.enabled:
+                yield None
+                return
+            span = self.tracing.start(
+                "RunLocalActivity" if info.is_local else "RunActivity",
+                info.activity_name,
+                run_context(parent, info.run_id),
+                {
+                    "durable.workflow_id": info.workflow_id,
+                    "durable.run_id": info.run_id,
+                    "durable.activity_id": info.activity_id,
+                    "durable.task_queue": info.task_queue,
+                    "durable.attempt": info.attempt,
+                    **({} if args is None else {"durable.args_bytes": len(args)}),
+                },
+            )
+            with trace.use_span(span, end_on_exit=True, record_exception=False):
+                yield span
+        finally:
+            self.metrics.activity_duration.record(time.perf_counter() - began, attributes)
+
+    def attempt_failed(
+        self, info: ActivityInfo, span: Span | None, message: str, retry_at: datetime | None
+    ) -> None:
+        """An attempt failed: counted, on its span, and logged once."""
+        self.metrics.activities_failed.add(
+            1, {"task_queue": self.task_queue, "activity_name": info.activity_name}
+        )
+        if span is not None and span.is_recording():
+            span.set_status(trace.Status(trace.StatusCode.ERROR, message))
+        then = f"next attempt at {retry_at.isoformat()}" if retry_at else "not retried"
+        _log.warning(
+            "activity %s (attempt %d) of workflow %s failed: %s; %s",
+            info.activity_name,
+            info.attempt,
+            info.workflow_id,
+            message,
+            then,
+            extra={
+                "workflow_id": info.workflow_id,
+                "run_id": info.run_id,
+                "activity_id": info.activity_id,
+                "attempt": info.attempt,
+            },
+        )
