@@ -65,6 +65,14 @@ async def traced_wf(ctx: WorkflowContext, name: str) -> list[str]:
 
 
 @workflow
+async def rounds_wf(ctx: WorkflowContext, left: int) -> str:
+    await ctx.activity(greet, f"round {left}")
+    if left > 0:
+        ctx.continue_as_new(left - 1)
+    return "done"
+
+
+@workflow
 async def parked_wf(ctx: WorkflowContext) -> None:
     await ctx.wait_signal("never")
 
@@ -164,6 +172,28 @@ async def test_a_workflow_is_one_trace_under_the_span_that_started_it(
     assert local.kind is SpanKind.INTERNAL
     # every span carries the ids of its run
     assert all(s.attributes["durable.workflow_id"] == "traced" for s in steps)
+
+
+@pytest.mark.parametrize("client_traces", [True, False])
+async def test_continue_as_new_stays_in_the_trace(
+    dsn: str, traced_client: durable.Client, telemetry: Telemetry, client_traces: bool
+) -> None:
+    """Three runs of one workflow, one trace: that of the span it was started in, or (started
+    by a client that traces nothing) the one made from its first run."""
+    async with durable.Worker(traced_client, workflows=[rounds_wf], activities=[greet]):
+        if client_traces:
+            with telemetry.tracer_provider.get_tracer("app").start_as_current_span("job"):
+                handle = await traced_client.start(rounds_wf, 2, id="rounds")
+        else:
+            async with await durable.Client.connect(dsn) as untraced:
+                handle = await untraced.start(rounds_wf, 2, id="rounds")
+        assert await traced_client.get_handle("rounds").result(timeout=30) == "done"
+    spans = telemetry.finished()
+    steps = [s for s in spans if s.name == "RunWorkflow:rounds_wf"]
+    assert len({s.attributes["durable.run_id"] for s in steps}) == 3
+    assert len({s.context.trace_id for s in spans}) == 1, "every run in one trace"
+    assert any(s.name == "job" for s in spans) is client_traces
+    assert handle.workflow_id == "rounds"
 
 
 async def test_metrics_count_a_known_workload(
