@@ -33,7 +33,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-workflow-tasks", type=int, default=100)
     parser.add_argument("--max-cached", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=10)
-    parser.add_argument("--telemetry", type=int, default=0, help="1: OpenTelemetry SDK on")
+    parser.add_argument(
+        "--telemetry", type=int, default=0, help="OpenTelemetry SDK: 0 off, 1 metrics, 2 both"
+    )
     return parser.parse_args(argv)
 
 
@@ -53,17 +55,23 @@ class _DroppedMetrics(MetricExporter):
         pass
 
 
-def telemetry_providers() -> dict[str, Any]:
-    """SDK providers as an application would set them up, with exporters that drop what
-    they get: what tracing and metrics cost the worker, without a collector's."""
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(_Dropped()))
-    reader = PeriodicExportingMetricReader(_DroppedMetrics(), export_interval_millis=1000)
-    return {"tracer_provider": tracer_provider, "meter_provider": MeterProvider([reader])}
+def telemetry_providers(level: int) -> dict[str, Any]:
+    """SDK providers as an application would set them up (1: a meter provider, 2: and a
+    tracer provider), with exporters that drop what they get: what metrics and tracing
+    cost the worker, without a collector's."""
+    providers: dict[str, Any] = {}
+    if level >= 1:
+        reader = PeriodicExportingMetricReader(_DroppedMetrics(), export_interval_millis=1000)
+        providers["meter_provider"] = MeterProvider([reader])
+    if level >= 2:
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+        providers["tracer_provider"] = tracer_provider
+    return providers
 
 
 async def serve(args: argparse.Namespace) -> None:
-    providers = telemetry_providers() if args.telemetry else {}
+    providers = telemetry_providers(args.telemetry)
     client = await durable.Client.connect(args.dsn, max_connections=args.connections, **providers)
     try:
         worker = durable.Worker(

@@ -307,10 +307,11 @@ async def w1d(env: Env) -> Run:
 # ---------------------------------------------------------------------- W2, W2b
 
 
-async def fan_in_throughput(env: Env, processes: int, telemetry: bool = False) -> Run:
+async def fan_in_throughput(env: Env, processes: int, telemetry: int = 0) -> Run:
+    """``telemetry``: 0 none, 1 metrics, 2 metrics and traces (see worker_proc)."""
     count, steps = env.size(1000, minimum=4), 10
-    queue = new_queue(f"W2x{processes}{'t' if telemetry else ''}")
-    options: dict[str, int] = {**WORKER_OPTIONS, "telemetry": int(telemetry)}
+    queue = new_queue(f"W2x{processes}t{telemetry}")
+    options: dict[str, int] = {**WORKER_OPTIONS, "telemetry": telemetry}
     async with (
         worker_processes(env.dsn, queue, processes, **options) as procs,
         connect(env.dsn) as client,
@@ -349,10 +350,15 @@ async def w2b(env: Env) -> Run:
     return await fan_in_throughput(env, processes=2)
 
 
+async def w2m(env: Env) -> Run:
+    """W2 with an OpenTelemetry SDK meter provider in the worker (its exporter drops the
+    metrics it collects every second)."""
+    return await fan_in_throughput(env, processes=1, telemetry=1)
+
+
 async def w2t(env: Env) -> Run:
-    """W2 with OpenTelemetry on in the worker: SDK tracer and meter providers whose
-    exporters drop what they get (batched spans, metrics collected every second)."""
-    return await fan_in_throughput(env, processes=1, telemetry=True)
+    """W2 with SDK meter and tracer providers in the worker (spans batched, then dropped)."""
+    return await fan_in_throughput(env, processes=1, telemetry=2)
 
 
 # ---------------------------------------------------------------------- W3
@@ -597,6 +603,7 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W1d": w1d,
     "W2": w2,
     "W2b": w2b,
+    "W2m": w2m,
     "W2t": w2t,
     "W3": w3,
     "W4": w4,

@@ -263,8 +263,8 @@ class WorkflowHandle(Generic[R]):
         terminated = await self._call("terminate", terminate, writes=True)
         if terminated is not None:
             workflow_name, task_queue = terminated
-            self.client.telemetry.metrics.workflows["terminated"].add(
-                1, {"task_queue": task_queue, "workflow_name": workflow_name}
+            self.client.telemetry.metrics.count(
+                "durable.workflows.terminated", task_queue, "workflow_name", workflow_name
             )
 
     async def describe(self) -> WorkflowDescription:

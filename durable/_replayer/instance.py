@@ -60,6 +60,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         started = history[0]
         self.definition = definition
         self.trace_carrier = started.attrs.get("trace")
+        self.trace_parent = None  # the worker's own: the context its spans descend from
         self.info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,

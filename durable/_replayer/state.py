@@ -146,10 +146,12 @@ class RunState:
         "rejected_updates",
         "tainted",
         "trace_carrier",
+        "trace_parent",
     )
 
     definition: WorkflowDefinition[Any, Any]
     trace_carrier: dict[str, str] | None  # the trace context its start recorded
+    trace_parent: object  # what the worker made of it (see _worker.telemetry)
     info: WorkflowInfo
     logger: ReplayAwareLogger
     loop: WorkflowEventLoop

@@ -62,8 +62,14 @@ class WorkerTelemetry:
 
     # ------------------------------------------------------------------ workflow steps
     def run_parent(self, instance: WorkflowInstance) -> otel_context.Context:
-        """The context a run's spans descend from (see durable._telemetry.tracing)."""
-        return run_context(instance.trace_carrier, instance.info.run_id)
+        """The context a run's spans descend from (see durable._telemetry.tracing), kept
+        with the cached instance."""
+        parent = instance.trace_parent
+        if not isinstance(parent, otel_context.Context):
+            parent = instance.trace_parent = run_context(
+                instance.trace_carrier, instance.info.run_id
+            )
+        return parent
 
     def run_carrier(self, instance: WorkflowInstance) -> dict[str, str] | None:
         """The run's trace context to hand to the run it continues as."""
@@ -108,9 +114,14 @@ class WorkerTelemetry:
 
     def _step_took(self, instance: WorkflowInstance, began: float) -> None:
         self.metrics.workflow_task_duration.record(
-            time.perf_counter() - began,
-            {"task_queue": self.task_queue, "workflow_name": instance.info.workflow_name},
+            time.perf_counter() - began, self._per_workflow(instance.info.workflow_name)
         )
+
+    def _per_workflow(self, workflow_name: str) -> dict[str, str]:
+        return self.metrics.attributes(self.task_queue, "workflow_name", workflow_name)
+
+    def _count(self, counter: str, workflow_name: str) -> None:
+        self.metrics.count(counter, self.task_queue, "workflow_name", workflow_name)
 
     def timers_fired(self, instance: WorkflowInstance, fired: Sequence[int]) -> None:
         """A ``Timer`` span for each timer of ``fired`` (TIMER_STARTED seqs) delivered now,
@@ -166,15 +177,15 @@ class WorkerTelemetry:
         if not events:
             return
         info = instance.info
-        attributes = {"task_queue": self.task_queue, "workflow_name": info.workflow_name}
         if events[0].seq == 2:  # the run's first step
-            self.metrics.workflows["started"].add(1, attributes)
+            self._count("durable.workflows.started", info.workflow_name)
         closing = events[-1] if events[-1].type in _OUTCOMES else None
         if closing is None:
             return
-        self.metrics.workflows[_OUTCOMES[closing.type]].add(1, attributes)
+        self._count(f"durable.workflows.{_OUTCOMES[closing.type]}", info.workflow_name)
         self.metrics.end_to_end.record(
-            (datetime.now(UTC) - info.started_at).total_seconds(), attributes
+            (datetime.now(UTC) - info.started_at).total_seconds(),
+            self._per_workflow(info.workflow_name),
         )
         if closing.type is E.WORKFLOW_FAILED:
             message = (closing.attrs.get("failure") or {}).get("message", "")
@@ -187,9 +198,7 @@ class WorkerTelemetry:
             )
 
     def nondeterminism(self, workflow_name: str) -> None:
-        self.metrics.nondeterminism_errors.add(
-            1, {"task_queue": self.task_queue, "workflow_name": workflow_name}
-        )
+        self._count("durable.nondeterminism_errors", workflow_name)
 
     # ------------------------------------------------------------------ activities
     @contextlib.contextmanager
@@ -203,8 +212,10 @@ class WorkerTelemetry:
         """One attempt of an activity, its span (RunActivity under the StartActivity span
         whose context ``parent`` is, or RunLocalActivity in its run's trace) current while
         the function runs; counted, and timed from ``due`` (None: it started at once)."""
-        attributes = {"task_queue": self.task_queue, "activity_name": info.activity_name}
-        self.metrics.activity_attempts.add(1, attributes)
+        attributes = self.metrics.attributes(self.task_queue, "activity_name", info.activity_name)
+        self.metrics.count(
+            "durable.activities.attempts", self.task_queue, "activity_name", info.activity_name
+        )
         if not info.is_local:
             waited = (datetime.now(UTC) - due).total_seconds() if due else 0.0
             self.metrics.schedule_to_start.record(max(0.0, waited), attributes)
@@ -235,8 +246,8 @@ class WorkerTelemetry:
         self, info: ActivityInfo, span: Span | None, message: str, retry_at: datetime | None
     ) -> None:
         """An attempt failed: counted, on its span, and logged once."""
-        self.metrics.activities_failed.add(
-            1, {"task_queue": self.task_queue, "activity_name": info.activity_name}
+        self.metrics.count(
+            "durable.activities.failed", self.task_queue, "activity_name", info.activity_name
         )
         if span is not None and span.is_recording():
             span.set_status(trace.Status(trace.StatusCode.ERROR, message))
