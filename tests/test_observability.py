@@ -4,7 +4,6 @@ exporters, real Postgres, real workers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ import durable
 from durable import RetryPolicy, WorkflowContext, activity, workflow
 
 from .conftest import wait_for
+from .spans import read_spans
 from .traced_app import traced_steps
 
 TRACED_APP = Path(__file__).with_name("traced_app.py")
@@ -280,12 +280,6 @@ async def test_logs_carry_ids_and_failures_are_logged_once(
     assert description.failure == "the order was refused"
 
 
-def _spans_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
 async def test_a_worker_killed_mid_workflow_leaves_one_trace_and_no_replayed_spans(
     dsn: str, telemetry: Telemetry, tmp_path: Path
 ) -> None:
@@ -300,7 +294,8 @@ async def test_a_worker_killed_mid_workflow_leaves_one_trace_and_no_replayed_spa
     env = {**os.environ, "PYTHONPATH": str(TRACED_APP.parent.parent)}
 
     def spawn(spans: Path) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(TRACED_APP), dsn, str(spans)], env=env)
+        command = [sys.executable, "-m", "tests.traced_app", dsn, str(spans)]
+        return subprocess.Popen(command, env=env, cwd=TRACED_APP.parent.parent)
 
     first = spawn(spans_a)
     second: subprocess.Popen[bytes] | None = None
@@ -328,7 +323,7 @@ async def test_a_worker_killed_mid_workflow_leaves_one_trace_and_no_replayed_spa
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-    a, b = _spans_of(spans_a), _spans_of(spans_b)
+    a, b = read_spans([spans_a]), read_spans([spans_b])
     trace_id = request.get_span_context().trace_id
     assert a and b
     assert {s["trace_id"] for s in a + b} == {trace_id}, "one trace across both workers"

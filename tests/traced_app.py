@@ -1,4 +1,4 @@
-"""A worker process that traces as an application would: ``python tests/traced_app.py DSN
+"""A worker process that traces as an application would: ``python -m tests.traced_app DSN
 SPANS_FILE``. It sets its own global tracer provider, which writes every span as one JSON
 line to SPANS_FILE as soon as the span ends (so that a SIGKILL loses none), and serves
 ``traced_steps``. Its activity for step N creates ``<SPANS_FILE>.reached-N`` and waits while
@@ -9,19 +9,17 @@ replaced it)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import durable
 from durable import WorkflowContext, activity, workflow
+
+from .spans import trace_to_file
 
 QUEUE = "traced"
 
@@ -43,28 +41,6 @@ async def traced_steps(ctx: WorkflowContext, count: int) -> int:
     return total
 
 
-class JsonLines(SpanExporter):
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with open(self.path, "a") as out:
-            for span in spans:
-                parent = span.parent.span_id if span.parent else None
-                line = {
-                    "name": span.name,
-                    "trace_id": span.context.trace_id,
-                    "span_id": span.context.span_id,
-                    "parent_id": parent,
-                    "attributes": dict(span.attributes or {}),
-                    "pid": os.getpid(),
-                }
-                out.write(json.dumps(line) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        return SpanExportResult.SUCCESS
-
-
 async def serve(dsn: str) -> None:
     client = await durable.Client.connect(dsn)
     try:
@@ -84,9 +60,7 @@ async def serve(dsn: str) -> None:
 def main() -> int:
     dsn, spans_file = sys.argv[1], sys.argv[2]
     os.environ["SPANS_FILE"] = spans_file
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLines(spans_file)))
-    trace.set_tracer_provider(provider)
+    provider = trace_to_file(Path(spans_file))
     asyncio.run(serve(dsn))
     return 0 if trace.get_tracer_provider() is provider else 3
 

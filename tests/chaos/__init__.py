@@ -3,3 +3,5 @@
 # The workers' lease and poll interval, in seconds, read by app.py as it is imported (in the
 # harness and in every worker process): python -m tests.chaos.recovery sets them.
 LEASE_ENV, POLL_ENV = "CHAOS_LEASE_SECONDS", "CHAOS_POLL_SECONDS"
+# The file a worker process writes its spans to (see checks.check_traces).
+SPANS_ENV = "CHAOS_SPANS_FILE"

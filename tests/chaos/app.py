@@ -21,13 +21,15 @@ import random
 import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
 import durable
 from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
 
-from . import LEASE_ENV, POLL_ENV
+from ..spans import trace_to_file
+from . import LEASE_ENV, POLL_ENV, SPANS_ENV
 
 TASK_QUEUE = "chaos"
 # short, so that faults play out quickly (see LEASE_ENV)
@@ -387,6 +389,8 @@ def main(argv: list[str]) -> int:
         level=logging.WARNING,
         format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
     )
+    if os.environ.get(SPANS_ENV):  # traced as an application would (see checks.check_traces)
+        trace_to_file(Path(os.environ[SPANS_ENV]))
     try:
         asyncio.run(serve(argv[1]))
     except Exception:

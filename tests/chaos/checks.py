@@ -680,3 +680,43 @@ def _ranges(seqs: list[int]) -> str:
     if len(seqs) <= 12:
         return str(seqs)
     return f"{seqs[:6]}...{seqs[-6:]} ({len(seqs)} events)"
+
+
+# ============================================================================ traces
+def check_traces(spans: Sequence[dict[str, Any]], workflow_ids: Iterable[str]) -> list[str]:
+    """The spans every worker process wrote (each with its own tracer provider, killed,
+    stalled or not): each workflow, with all its runs and children, is one trace; no
+    activity attempt has two spans (a replayed step would make them); and every workflow
+    that the workload ran has spans at all."""
+    problems = []
+    traces: dict[str, set[int]] = collections.defaultdict(set)
+    attempts: collections.Counter[tuple[str, str, int]] = collections.Counter()
+    for span in spans:
+        attrs = span["attributes"]
+        workflow_id = attrs.get("durable.workflow_id")
+        if workflow_id is None:
+            continue
+        traces[_top_level(workflow_id)].add(span["trace_id"])
+        if span["name"].startswith("RunActivity:"):
+            attempts[
+                (attrs["durable.run_id"], attrs["durable.activity_id"], attrs["durable.attempt"])
+            ] += 1
+    for workflow_id in workflow_ids:
+        found = traces.get(workflow_id, set())
+        if len(found) != 1:
+            problems.append(
+                f"traces: workflow {workflow_id} (with its children) has spans in "
+                f"{len(found)} traces, expected 1"
+            )
+    problems += [
+        f"traces: activity {activity} of run {run} has {n} spans for attempt {attempt}"
+        for (run, activity, attempt), n in attempts.items()
+        if n > 1
+    ]
+    return problems
+
+
+def _top_level(workflow_id: str) -> str:
+    """The workload's workflow a workflow id belongs to: a child's default id begins with
+    its parent's and a "/" (chaos workflow ids have none)."""
+    return workflow_id.split("/", 1)[0]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 
+from . import SPANS_ENV
 from .server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,11 +67,12 @@ class WorkerPool:
     def spawn(self) -> WorkerProcess:
         number = len(self.workers) + 1
         log = self.log_dir / f"worker-{number}.log"
+        spans = self.log_dir / f"worker-{number}.spans"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.chaos.app", self.dsn],
                 cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env={**os.environ, "PYTHONPATH": str(ROOT), SPANS_ENV: str(spans)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

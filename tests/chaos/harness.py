@@ -34,6 +34,7 @@ import durable
 from durable._events import EventType, unpack_attrs
 from durable._serialization import decode
 
+from ..spans import read_spans
 from . import app, checks
 from .faults import (
     OUTCOME_RETRIED,
@@ -435,7 +436,7 @@ def run_chaos(profile: Profile, log: Callable[[str], None] = print) -> Report:
 def _keep_logs(folder: Path) -> Path:
     """Copy the run's logs out of the server folder before it is deleted."""
     kept = Path(tempfile.mkdtemp(prefix="durable-chaos-logs-"))
-    for path in folder.glob("*.log"):
+    for path in [*folder.glob("*.log"), *folder.glob("*.spans")]:
         shutil.copy(path, kept / path.name)
     return kept
 
@@ -590,6 +591,8 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
         violations += checks.check_workflow(spec, driver.sent[spec.workflow_id], snapshot)
     activity_problems, report.activities = checks.check_activities(snapshot)
     violations += activity_problems
+    spans = read_spans(sorted(server.folder.glob("worker-*.spans")))
+    violations += checks.check_traces(spans, [spec.workflow_id for spec, _, _ in report.workload])
     top = {spec.workflow_id for spec, _, _ in report.workload}
     report.statuses = collections.Counter(
         snapshot.runs_of(wid)[-1].status if snapshot.runs_of(wid) else "missing" for wid in top
