@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
+from opentelemetry.metrics import MeterProvider
+
 from .._client import Client
 from .loading import load_codecs
 
@@ -48,8 +50,12 @@ def attribute(text: str) -> tuple[str, Any]:
 
 
 @asynccontextmanager
-async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
-    client = await Client.connect(args.dsn, codecs=load_codecs(args.codecs))
+async def connect(
+    args: argparse.Namespace, *, meter_provider: MeterProvider | None = None
+) -> AsyncIterator[Client]:
+    client = await Client.connect(
+        args.dsn, codecs=load_codecs(args.codecs), meter_provider=meter_provider
+    )
     try:
         yield client
     finally:

