@@ -65,6 +65,7 @@ class Metrics:
 
     def __init__(self, provider: metrics.MeterProvider | None) -> None:
         self._provider = provider
+        self._enabled = False
         meter = metrics.get_meter("durable") if provider is None else provider.get_meter("durable")
         self._lock = threading.Lock()
         self._counts: collections.Counter[_CountKey] = collections.Counter()
@@ -102,11 +103,13 @@ class Metrics:
     @property
     def enabled(self) -> bool:
         """Whether a meter provider that records is set (the global one may come later)."""
-        provider = self._provider or metrics.get_meter_provider()
-        # (the API's stand-in until one is set has no public name)
-        return not isinstance(provider, metrics.NoOpMeterProvider) and (
-            type(provider).__name__ != "_ProxyMeterProvider"
-        )
+        if not self._enabled:  # (a provider, once set, is never unset)
+            provider = self._provider or metrics.get_meter_provider()
+            # (the API's stand-in until one is set has no public name)
+            self._enabled = not isinstance(provider, metrics.NoOpMeterProvider) and (
+                type(provider).__name__ != "_ProxyMeterProvider"
+            )
+        return self._enabled
 
     def attributes(self, task_queue: str, key: str, value: str) -> dict[str, str]:
         """The attribute set ``{"task_queue": ..., key: value}``, made once."""

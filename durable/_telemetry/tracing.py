@@ -50,6 +50,7 @@ class Tracing:
 
     def __init__(self, provider: trace.TracerProvider | None = None) -> None:
         self._provider = provider
+        self._enabled = False
         if provider is None:  # a proxy: follows a provider the application sets later
             self.tracer = trace.get_tracer("durable")
         else:
@@ -59,8 +60,12 @@ class Tracing:
     def enabled(self) -> bool:
         """Whether spans would be recorded: a provider is set that is not the API's no-op
         (checked each time: the application may set the global one after connecting)."""
-        provider = self._provider or trace.get_tracer_provider()
-        return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+        if not self._enabled:  # (a provider, once set, is never unset)
+            provider = self._provider or trace.get_tracer_provider()
+            self._enabled = not isinstance(
+                provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
+            )
+        return self._enabled
 
     def start(
         self,

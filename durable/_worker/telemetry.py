@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,10 @@ class StepSpans:
         self.produced: list[Span] = []
 
 
+_UNOBSERVED_STEP = contextlib.nullcontext(StepSpans(None))
+_UNOBSERVED_ATTEMPT: AbstractContextManager[Span | None] = contextlib.nullcontext(None)
+
+
 class WorkerTelemetry:
     """The spans and metrics of one worker's task queue."""
 
@@ -84,9 +89,17 @@ class WorkerTelemetry:
             "durable.task_queue": self.task_queue,
         }
 
-    @contextlib.contextmanager
-    def step(self, instance: WorkflowInstance) -> Iterator[StepSpans]:
+    @property
+    def observed(self) -> bool:
+        """Whether a provider records anything (else nothing here costs more than this)."""
+        return self.metrics.enabled or self.tracing.enabled
+
+    def step(self, instance: WorkflowInstance) -> AbstractContextManager[StepSpans]:
         """A live step of ``instance``, from its first line of workflow code to its commit."""
+        return self._observed_step(instance) if self.observed else _UNOBSERVED_STEP
+
+    @contextlib.contextmanager
+    def _observed_step(self, instance: WorkflowInstance) -> Iterator[StepSpans]:
         began = time.perf_counter()
         spans = StepSpans(None)
         if not self.tracing.enabled:
@@ -173,10 +186,21 @@ class WorkerTelemetry:
         return traces
 
     def committed(self, instance: WorkflowInstance, events: Sequence[Event]) -> None:
-        """Count what the committed step began or ended."""
+        """Count what the committed step began or ended (and log a failure)."""
         if not events:
             return
         info = instance.info
+        if events[-1].type is E.WORKFLOW_FAILED:
+            message = (events[-1].attrs.get("failure") or {}).get("message", "")
+            _log.warning(
+                "workflow %s (%s) failed: %s",
+                info.workflow_id,
+                info.workflow_name,
+                message,
+                extra={"workflow_id": info.workflow_id, "run_id": info.run_id},
+            )
+        if not self.metrics.enabled:
+            return
         if events[0].seq == 2:  # the run's first step
             self._count("durable.workflows.started", info.workflow_name)
         closing = events[-1] if events[-1].type in _OUTCOMES else None
@@ -187,31 +211,33 @@ class WorkerTelemetry:
             (datetime.now(UTC) - info.started_at).total_seconds(),
             self._per_workflow(info.workflow_name),
         )
-        if closing.type is E.WORKFLOW_FAILED:
-            message = (closing.attrs.get("failure") or {}).get("message", "")
-            _log.warning(
-                "workflow %s (%s) failed: %s",
-                info.workflow_id,
-                info.workflow_name,
-                message,
-                extra={"workflow_id": info.workflow_id, "run_id": info.run_id},
-            )
 
     def nondeterminism(self, workflow_name: str) -> None:
         self._count("durable.nondeterminism_errors", workflow_name)
 
     # ------------------------------------------------------------------ activities
-    @contextlib.contextmanager
     def attempt(
         self,
         info: ActivityInfo,
         parent: Mapping[str, str] | None,
         due: datetime | None = None,
         args: bytes | None = None,
-    ) -> Iterator[Span | None]:
+    ) -> AbstractContextManager[Span | None]:
         """One attempt of an activity, its span (RunActivity under the StartActivity span
         whose context ``parent`` is, or RunLocalActivity in its run's trace) current while
         the function runs; counted, and timed from ``due`` (None: it started at once)."""
+        if not self.observed:
+            return _UNOBSERVED_ATTEMPT
+        return self._observed_attempt(info, parent, due, args)
+
+    @contextlib.contextmanager
+    def _observed_attempt(
+        self,
+        info: ActivityInfo,
+        parent: Mapping[str, str] | None,
+        due: datetime | None,
+        args: bytes | None,
+    ) -> Iterator[Span | None]:
         attributes = self.metrics.attributes(self.task_queue, "activity_name", info.activity_name)
         self.metrics.count(
             "durable.activities.attempts", self.task_queue, "activity_name", info.activity_name
