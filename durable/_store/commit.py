@@ -101,8 +101,9 @@ _SCHEDULED_COLUMNS: _Columns = (
     ("heartbeat", "float8"),
     ("schedule_to_close", "float8"),
     ("owner", "uuid"),
-    ("trace", "jsonb"),
 )
+# the trace context of each new activity task, in the statement only when a step has one
+_TRACE_COLUMNS: _Columns = (("trace", "jsonb"),)
 # run columns only a commit that goes on in its transaction (wide effects) needs
 _WIDE_RETURNING = (
     ("parent_workflow_id", "text"),
@@ -124,8 +125,13 @@ class _CommitShape(NamedTuple):  # a tuple: cheap to build and hash for the stat
     finished: bool = False
     timers: bool = False
     scheduled: bool = False
+    traced: bool = False  # a scheduled activity carries a trace context
     closing: bool = False
     wide: bool = False  # return the run rows in full: the transaction goes on
+
+
+def _scheduled_columns(shape: _CommitShape) -> _Columns:
+    return _SCHEDULED_COLUMNS + _TRACE_COLUMNS if shape.traced else _SCHEDULED_COLUMNS
 
 
 def _unnest(prefix: str, columns: _Columns) -> str:
@@ -210,8 +216,8 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             now() + make_interval(secs => heartbeat))
         ELSE now() + make_interval(secs => schedule_to_close) END,
         owner, CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-        CASE WHEN owner IS NOT NULL THEN now() END, trace
-    FROM {_unnest("a", _SCHEDULED_COLUMNS)}
+        CASE WHEN owner IS NOT NULL THEN now() END, {"trace" if shape.traced else "NULL"}
+    FROM {_unnest("a", _scheduled_columns(shape))}
     RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline)""")
         wakes.append(
             "(SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q"
@@ -418,6 +424,7 @@ def _commit_call(
         finished=bool(finished),
         timers=bool(timers),
         scheduled=bool(scheduled),
+        traced=any(row[-1] is not None for row in scheduled),
         closing=any(status is not None for status, *_ in closings),
         wide=wide,
     )
@@ -429,7 +436,7 @@ def _commit_call(
         ("c", _CONSUMED_COLUMNS, consumed),
         ("f", _FINISHED_COLUMNS, finished),
         ("t", _TIMER_COLUMNS, timers),
-        ("a", _SCHEDULED_COLUMNS, scheduled),
+        ("a", _scheduled_columns(shape), scheduled),
     ):
         for (name, _), values in zip(columns, zip(*rows, strict=True), strict=False):
             arrays[f"{prefix}_{name}"] = values

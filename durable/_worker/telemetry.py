@@ -64,6 +64,8 @@ class WorkerTelemetry:
         self.tracing = telemetry.tracing
         self.metrics = telemetry.metrics
         self.task_queue = task_queue
+        self._observed = False
+        self._look_again_at = 0.0
 
     # ------------------------------------------------------------------ workflow steps
     def run_parent(self, instance: WorkflowInstance) -> otel_context.Context:
@@ -91,8 +93,16 @@ class WorkerTelemetry:
 
     @property
     def observed(self) -> bool:
-        """Whether a provider records anything (else nothing here costs more than this)."""
-        return self.metrics.enabled or self.tracing.enabled
+        """Whether a provider records anything (else nothing here costs more than this).
+        Until one does, the providers are looked at again at most once a second: a global
+        provider the application sets later is seen within a second."""
+        if self._observed:
+            return True
+        now = time.monotonic()
+        if now >= self._look_again_at:
+            self._look_again_at = now + 1.0
+            self._observed = self.metrics.enabled or self.tracing.enabled
+        return self._observed
 
     def step(self, instance: WorkflowInstance) -> AbstractContextManager[StepSpans]:
         """A live step of ``instance``, from its first line of workflow code to its commit."""
@@ -199,7 +209,7 @@ class WorkerTelemetry:
                 message,
                 extra={"workflow_id": info.workflow_id, "run_id": info.run_id},
             )
-        if not self.metrics.enabled:
+        if not (self.observed and self.metrics.enabled):
             return
         if events[0].seq == 2:  # the run's first step
             self._count("durable.workflows.started", info.workflow_name)
