@@ -335,3 +335,47 @@ def test_python_dash_m_durable_runs_the_cli() -> None:
         check=False,
     )
     assert done.returncode == 0 and "replay" in done.stdout
+
+
+async def test_version_case_insensitive_status_and_strict_json(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = await cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"durable {durable.__version__}"
+    client = await durable.Client.connect(dsn)
+    try:
+        handle = await client.start(cli_workflows.greeter, "ada", id="cased")
+        status = (await handle.describe()).status
+    finally:
+        await client.close()
+    listed = await cli_json(capsys, "list", "--status", status.upper(), "--dsn", dsn)
+    assert [d["workflow_id"] for d in listed] == ["cased"]
+    code, _, err = await cli(capsys, "start", "greeter", '{"name": "ada",}', "--dsn", dsn)
+    assert code == 2 and "is not valid JSON" in err and "column 16" in err
+    code, _, err = await cli(capsys, "signal", "cased", "hello", "[1, 2", "--dsn", dsn)
+    assert code == 2 and "'[1, 2' is not valid JSON" in err
+
+
+async def test_list_into_a_closed_pipe_exits_quietly(dsn: str) -> None:
+    """`durable list | head -1`: the reader closes the pipe after one line; the command
+    ends with exit 0 and nothing on stderr (no BrokenPipeError traceback)."""
+    client = await durable.Client.connect(dsn)
+    try:
+        await asyncio.gather(
+            *(client.start(cli_workflows.greeter, "x", id=f"piped-{i:04d}") for i in range(1500))
+        )
+    finally:
+        await client.close()
+    command = f"{shlex.quote(sys.executable)} -m durable list --limit 1500 --dsn {shlex.quote(dsn)}"
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        f"set -o pipefail; {command} | head -1",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert out.startswith(b"WORKFLOW ID") and out.count(b"\n") == 1
+    assert proc.returncode == 0, err.decode()
+    assert err == b"", err.decode()

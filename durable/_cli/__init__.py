@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .. import __version__
 from .._embedded import ENV_DSN
 from .._errors import DurableError
 from . import database, replay, worker, workflows
@@ -40,6 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `durable list | head`: the reader has all it wanted
+        _discard_stdout()
+        return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _run(coro: Coroutine[Any, Any, int], *, fast: bool = False) -> int:
@@ -60,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="durable", description="Durable workflows on Postgres: command line tools."
     )
+    parser.add_argument("--version", action="version", version=f"durable {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     with_dsn = argparse.ArgumentParser(add_help=False)
     with_dsn.add_argument(

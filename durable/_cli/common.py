@@ -31,14 +31,22 @@ def add_json_args(parser: argparse.ArgumentParser, what: str) -> None:
         nargs="*",
         type=json_value,
         metavar="ARG",
-        help=f"{what}, each parsed as JSON (else taken as a plain string)",
+        help=f"{what}, each parsed as JSON (a bare word that is not JSON is a string)",
     )
 
 
 def json_value(text: str) -> Any:
+    """``text`` as JSON; a bare word (``hello``) is the string it spells, but text that
+    begins like a JSON object, array or string must be one: a typo there is refused with
+    its position rather than passed on as a string."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        if text.lstrip()[:1] in ("{", "[", '"'):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                f"{exc.colno}; fix it, or quote a plain string as JSON ('\"...\"')"
+            ) from None
         return text
 
 
