@@ -5,6 +5,8 @@ from ._client import (
     Client,
     HistoryEvent,
     PendingActivity,
+    SyncClient,
+    SyncWorkflowHandle,
     WorkflowDescription,
     WorkflowHandle,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "PendingActivity",
     "QueryError",
     "RetryPolicy",
+    "SyncClient",
+    "SyncWorkflowHandle",
     "TimeoutError",
     "UpdateError",
     "Worker",

@@ -31,6 +31,8 @@ PUBLIC_NAMES = {
     "PendingActivity",
     "QueryError",
     "RetryPolicy",
+    "SyncClient",
+    "SyncWorkflowHandle",
     "TimeoutError",
     "UpdateError",
     "Worker",

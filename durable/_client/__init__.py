@@ -9,11 +9,14 @@ retries).
 from .client import Client, redact_dsn
 from .descriptions import HistoryEvent, PendingActivity, WorkflowDescription
 from .handle import WorkflowHandle
+from .sync import SyncClient, SyncWorkflowHandle
 
 __all__ = [
     "Client",
     "HistoryEvent",
     "PendingActivity",
+    "SyncClient",
+    "SyncWorkflowHandle",
     "WorkflowDescription",
     "WorkflowHandle",
     "redact_dsn",
