@@ -53,3 +53,13 @@ def test_order_saga(durable_home: Path) -> None:
     assert "-> completed, shipment ship-1" in out
     assert out.index("compensate: refund") < out.index("compensate: release")
     assert "-> failed after compensating" in out
+
+
+@pytest.mark.parametrize("sample", ["flask_app.py", "fastapi_app.py"])
+def test_web_samples(durable_home: Path, sample: str) -> None:
+    """Flask with SyncClient, FastAPI with the async Client: an order started, described
+    and confirmed through the views, its workflow run by a real worker."""
+    lines = _run_sample(sample, durable_home).splitlines()
+    assert lines[0].startswith("POST /orders/") and "-> 201" in lines[0]
+    assert lines[1].startswith("GET /orders/") and "-> 200" in lines[1]
+    assert "-> 200 {'result': 'reservation of 2 x teapot: confirmed'}" in lines[2]
