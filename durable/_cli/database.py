@@ -1,4 +1,5 @@
-"""`durable dev` and `durable migrate`: the embedded database and the schema."""
+"""`durable dev` (and `dev status`, `dev stop`) and `durable migrate`: the embedded database
+and the schema."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ import signal
 import sys
 
 from .._client import redact_dsn
-from .._embedded import ENV_DSN, ENV_HOME, embedded_dsn, home_folder, resolve_dsn
+from .._embedded import (
+    ENV_DSN,
+    ENV_HOME,
+    embedded_dsn,
+    home_folder,
+    resolve_dsn,
+    running_server,
+    stop_server,
+)
 from .._store import migrate
-from .common import AddCommand
+from .common import AddCommand, Handler
 from .output import print_json
+
+NOT_RUNNING = 3  # `durable dev status`, as `pg_ctl status`
 
 
 def add_commands(command: AddCommand) -> None:
@@ -22,7 +33,9 @@ def add_commands(command: AddCommand) -> None:
         _dev,
         "Start (or reuse) the embedded Postgres, migrate it and print "
         f"its DSN. It keeps running in the background, shared by every process using "
-        f"the same folder (.durable/ or ${ENV_HOME}).",
+        f"the same folder (${ENV_HOME}, else the nearest .durable/ in the current folder "
+        "or a parent, else a new ./.durable/); `durable dev status` tells whether it runs, "
+        "`durable dev stop` stops it.",
         dsn=False,
     )
     dev.add_argument(
@@ -30,7 +43,36 @@ def add_commands(command: AddCommand) -> None:
         action="store_true",
         help="keep running until Ctrl-C instead of exiting at once",
     )
+    actions = dev.add_subparsers(dest="action", metavar="[ACTION]")
+    _add_dev_action(
+        actions,
+        "status",
+        _status,
+        "Show the embedded Postgres's folder, whether it is running and its DSN, without "
+        f"starting it. Exit code 0 when it is running, {NOT_RUNNING} when it is not.",
+    )
+    _add_dev_action(
+        actions,
+        "stop",
+        _stop,
+        "Stop the embedded Postgres (a fast shutdown: open sessions are disconnected; the "
+        "data is kept). Stopping one that is not running is not an error.",
+    )
     command("migrate", _migrate, "Apply the database migrations that are not applied yet.")
+
+
+def _add_dev_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    summary: str,
+) -> None:
+    sub = actions.add_parser(name, help=summary, description=summary)
+    sub.set_defaults(handler=handler)
+    # SUPPRESS: else this default would override `durable dev --json status`
+    sub.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON"
+    )
 
 
 async def _dev(args: argparse.Namespace) -> int:
@@ -46,6 +88,38 @@ async def _dev(args: argparse.Namespace) -> int:
     if args.foreground:
         print("running; press Ctrl-C to stop", file=sys.stderr)
         await _until_stopped()
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    home = home_folder()
+    server = await asyncio.to_thread(running_server, home)
+    if args.json:
+        print_json(
+            {
+                "home": str(home),
+                "running": server is not None,
+                "pid": server.pid if server else None,
+                "dsn": server.dsn if server else None,
+            }
+        )
+    elif server is None:
+        print(f"embedded Postgres in {home}: not running")
+    else:
+        print(f"embedded Postgres in {home}: running (pid {server.pid})")
+        print(f"dsn: {server.dsn}")
+    return 0 if server is not None else NOT_RUNNING
+
+
+async def _stop(args: argparse.Namespace) -> int:
+    home = home_folder()
+    was_running = await asyncio.to_thread(stop_server, home)
+    if args.json:
+        print_json({"home": str(home), "was_running": was_running})
+    elif was_running:
+        print(f"stopped the embedded Postgres in {home} (its data is kept)")
+    else:
+        print(f"the embedded Postgres in {home} was not running; nothing to stop")
     return 0
 
 

@@ -81,9 +81,7 @@ def _add_inspecting(command: AddCommand) -> None:
     history.add_argument("id", help="workflow id")
 
     listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
-    listing.add_argument(
-        "--status", type=str.lower, help="only runs with this status (any case)"
-    )
+    listing.add_argument("--status", type=str.lower, help="only runs with this status (any case)")
     listing.add_argument("--name", help="only runs of this workflow name")
     listing.add_argument(
         "--attribute",
