@@ -3,8 +3,8 @@
 Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
 database); most take ``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
-``workflows`` (start, signal, query, cancel, terminate, result, describe, history, list) and
-``replay``; ``common``, ``loading`` and ``output`` are what they share.
+``workflows`` (start, signal, query, cancel, terminate, result, describe, history, list),
+``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .. import __version__
 from .._embedded import ENV_DSN
 from .._errors import DurableError
-from . import database, replay, worker, workflows
+from . import check, database, replay, worker, workflows
 from .common import Handler
 from .output import to_jsonable
 
@@ -99,6 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    for group in (database, worker, workflows, replay):
+    for group in (database, worker, workflows, replay, check):
         group.add_commands(command)
     return parser
