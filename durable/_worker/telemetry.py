@@ -22,8 +22,7 @@ from opentelemetry.trace import Span
 from .._activity import ActivityInfo
 from .._events import Event, EventType
 from .._replayer import WorkflowInstance
-from .._telemetry import Telemetry, failed, run_context, span_carrier
-from .._telemetry.tracing import carrier
+from .._telemetry import Telemetry, carrier, failed, run_context, span_carrier
 
 E = EventType
 _log = logging.getLogger("durable.worker")
