@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +71,12 @@ async def rounds_wf(ctx: WorkflowContext, left: int) -> str:
     if left > 0:
         ctx.continue_as_new(left - 1)
     return "done"
+
+
+@workflow
+async def blocking_wf(ctx: WorkflowContext) -> str:
+    time.sleep(0.3)  # the mistake the worker warns about: it blocks the whole worker
+    return "woke"
 
 
 @workflow
@@ -339,3 +346,18 @@ async def test_a_worker_killed_mid_workflow_leaves_one_trace_and_no_replayed_spa
             attrs = span["attributes"]
             attempts.setdefault(attrs["durable.activity_id"], []).append(attrs["durable.attempt"])
     assert sorted(attempts.values()) == [[1], [1], [1], [1], [2]], attempts
+
+
+async def test_a_step_that_blocks_the_loop_is_logged_once_with_its_stack(
+    traced_client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="durable.worker")
+    async with durable.Worker(traced_client, workflows=[blocking_wf, traced_wf, child_wf],
+                              activities=[greet, flaky]):  # fmt: skip
+        assert await traced_client.execute(blocking_wf, id="blocking") == "woke"
+        await traced_client.execute(traced_wf, "quick", id="not-blocking")
+    held = [r for r in caplog.records if "held the worker's event loop" in r.getMessage()]
+    assert len(held) == 1, [r.getMessage() for r in held]
+    message = held[0].getMessage()
+    assert "blocking_wf" in message and "time.sleep(0.3)" in message
+    assert held[0].__dict__["workflow_id"] == "blocking"

@@ -30,6 +30,7 @@ from .held import BusyRuns, CachedRun, Parking
 from .local_activities import LocalActivities
 from .polling import Serving, Wakeup, poll
 from .telemetry import StepSpans
+from .watchdog import SlowStepWatch
 
 E = EventType
 _log = logging.getLogger("durable.worker")
@@ -65,6 +66,7 @@ class WorkflowTasks:
             serving.task_queue, activities.executor, self.hand_over, serving.telemetry
         )
         self.cache: collections.OrderedDict[str, CachedRun] = collections.OrderedDict()
+        self.watch = SlowStepWatch()
         self.busy = BusyRuns()
         self.parking = Parking(self.busy)
         self.wake = Wakeup()
@@ -90,15 +92,19 @@ class WorkflowTasks:
     async def serve(self) -> None:
         """Claim due runs while slots are free, until the worker stops."""
         serving, names = self.serving, list(self.definitions)
-        await poll(
-            serving,
-            self.wake,
-            self.free_slots,
-            self._claim,
-            lambda: serving.store.next_ready_at(
-                serving.task_queue, serving.worker_id, names, list(self.busy)
-            ),
-        )
+        self.watch.start()
+        try:
+            await poll(
+                serving,
+                self.wake,
+                self.free_slots,
+                self._claim,
+                lambda: serving.store.next_ready_at(
+                    serving.task_queue, serving.worker_id, names, list(self.busy)
+                ),
+            )
+        finally:
+            self.watch.stop()
 
     async def _claim(self, limit: int) -> int:
         serving = self.serving
@@ -233,7 +239,11 @@ class WorkflowTasks:
             if claimed and task.fired is not None:  # recorded by the claim
                 fired.append(task.fired.attrs["started"])
             self.telemetry.timers_fired(run.instance, fired)
-            taken = run.instance.run_step(incoming)
+            self.watch.began(run.instance.info)
+            try:
+                taken = run.instance.run_step(incoming)
+            finally:
+                self.watch.ended()
             consumed = [m.id for m in messages[:taken]]
             finished = [h.activity for h in handed[: max(0, taken - len(messages))]]
             if consumed or finished or not self._may_defer(task, claimed, run.instance):
