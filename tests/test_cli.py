@@ -379,3 +379,29 @@ async def test_list_into_a_closed_pipe_exits_quietly(dsn: str) -> None:
     assert out.startswith(b"WORKFLOW ID") and out.count(b"\n") == 1
     assert proc.returncode == 0, err.decode()
     assert err == b"", err.decode()
+
+
+async def test_run_id_pins_every_per_run_command_to_one_run(
+    dsn: str,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two runs under one workflow id: --run-id reads the first (closed) one while the second
+    runs, and a write addressed to the first is refused instead of reaching the second."""
+    db = ("--dsn", dsn)
+    first = await cli_json(capsys, "start", "greeter", '"ada"', "--id", "twice", *db)
+    code, _, err = await cli(capsys, "signal", "twice", "finish", '"!"', *db)
+    assert code == 0, err
+    assert await cli_json(capsys, "result", "twice", "--timeout", "30", *db) == "hello ada!"
+    second = await cli_json(capsys, "start", "greeter", '"bob"', "--id", "twice", *db)
+    assert first["run_id"] != second["run_id"]
+    pinned = await cli_json(capsys, "describe", "twice", "--run-id", first["run_id"], *db)
+    latest = await cli_json(capsys, "describe", "twice", *db)
+    assert (pinned["run_id"], pinned["status"]) == (first["run_id"], "completed")
+    assert latest["run_id"] == second["run_id"]
+    result = await cli_json(capsys, "result", "twice", "--run-id", first["run_id"], *db)
+    assert result == "hello ada!"
+    events = await cli_json(capsys, "history", "twice", "--run-id", first["run_id"], *db)
+    assert events[0]["fields"]["args"] == [["ada"], {}]
+    code, _, err = await cli(capsys, "signal", "twice", "finish", "--run-id", first["run_id"], *db)
+    assert code == 2 and first["run_id"] in err and "closed" in err

@@ -7,7 +7,7 @@ import argparse
 import collections
 from typing import Any
 
-from .._client import HistoryEvent, WorkflowDescription
+from .._client import Client, HistoryEvent, WorkflowDescription, WorkflowHandle
 from .common import AddCommand, add_json_args, attribute, connect
 from .output import dumps, print_json, short, table, time
 
@@ -15,6 +15,19 @@ from .output import dumps, print_json, short, table, time
 def add_commands(command: AddCommand) -> None:
     _add_talking(command)
     _add_inspecting(command)
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The run a per-run command acts on: a workflow id, and optionally one of its runs."""
+    parser.add_argument("id", help="workflow id")
+    parser.add_argument(
+        "--run-id",
+        help="act on this run only (default: the workflow's open run, else its latest)",
+    )
+
+
+def _handle(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any]:
+    return client.get_handle(args.id, run_id=args.run_id)
 
 
 def _add_talking(command: AddCommand) -> None:
@@ -33,14 +46,14 @@ def _add_talking(command: AddCommand) -> None:
     )
 
     signal = command("signal", _signal, "Send a signal to a running workflow.", json=False)
-    signal.add_argument("id", help="workflow id")
+    add_run_args(signal)
     signal.add_argument("name", help="signal name")
     add_json_args(signal, "signal arguments")
 
     query = command(
         "query", _query, "Ask a running workflow's query handler; prints the answer as JSON."
     )
-    query.add_argument("id", help="workflow id")
+    add_run_args(query)
     query.add_argument("name", help="query name")
     add_json_args(query, "query arguments")
     query.add_argument(
@@ -56,13 +69,13 @@ def _add_talking(command: AddCommand) -> None:
         ("terminate", _terminate, "Stop a workflow at once; none of its code runs any more."),
     ):
         sub = command(name, handler, summary, json=False)
-        sub.add_argument("id", help="workflow id")
+        add_run_args(sub)
         sub.add_argument("--reason", help="why, recorded in the history")
 
     result = command(
         "result", _result, "Wait for a workflow to finish and print its result as JSON."
     )
-    result.add_argument("id", help="workflow id")
+    add_run_args(result)
     result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
 
 
@@ -73,12 +86,12 @@ def _add_inspecting(command: AddCommand) -> None:
         "Show a workflow's status, name, task queue, run, "
         "times, attributes, pending activities, failure and last error.",
     )
-    describe.add_argument("id", help="workflow id")
+    add_run_args(describe)
 
     history = command(
         "history", _history, "Print a workflow's recorded history, one event per line."
     )
-    history.add_argument("id", help="workflow id")
+    add_run_args(history)
 
     listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
     listing.add_argument("--status", type=str.lower, help="only runs with this status (any case)")
@@ -117,42 +130,42 @@ async def _start(args: argparse.Namespace) -> int:
 
 async def _signal(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        await client.get_handle(args.id).signal(args.name, *args.args)
+        await _handle(client, args).signal(args.name, *args.args)
     print(f"sent signal {args.name!r} to {args.id}")
     return 0
 
 
 async def _query(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        answer = await client.get_handle(args.id).query(args.name, *args.args, timeout=args.timeout)
+        answer = await _handle(client, args).query(args.name, *args.args, timeout=args.timeout)
     print(dumps(answer, indent=2 if args.json else None))
     return 0
 
 
 async def _cancel(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        await client.get_handle(args.id).cancel(reason=args.reason)
+        await _handle(client, args).cancel(reason=args.reason)
     print(f"requested cancellation of {args.id}")
     return 0
 
 
 async def _terminate(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        await client.get_handle(args.id).terminate(reason=args.reason)
+        await _handle(client, args).terminate(reason=args.reason)
     print(f"terminated {args.id}")
     return 0
 
 
 async def _result(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        value = await client.get_handle(args.id).result(timeout=args.timeout)
+        value = await _handle(client, args).result(timeout=args.timeout)
     print(dumps(value, indent=2 if args.json else None))
     return 0
 
 
 async def _describe(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        desc = await client.get_handle(args.id).describe()
+        desc = await _handle(client, args).describe()
     if args.json:
         print_json(desc)
     else:
@@ -192,7 +205,7 @@ def _print_description(desc: WorkflowDescription) -> None:
 
 async def _history(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        events = await client.get_handle(args.id).history()
+        events = await _handle(client, args).history()
     if args.json:
         print_json([_event_dict(e) for e in events])
     else:
