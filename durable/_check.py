@@ -11,6 +11,7 @@ are not read: doing I/O is what they are for.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 import types
@@ -214,8 +215,10 @@ def _resolve(namespace: dict[str, Any], node: ast.expr) -> Any:
     return None
 
 
+@functools.cache
 def _module_aliases(module: types.ModuleType | None) -> dict[str, str]:
-    """Each name the module's imports bind, to the dotted name it stands for."""
+    """Each name the module's imports bind, to the dotted name it stands for (read once per
+    module, however many of its functions are read)."""
     if module is None:
         return {}
     try:

@@ -8,7 +8,6 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -192,21 +191,8 @@ class Client:
             execution_timeout,
             attributes,
         )
-        with self._start_span(request):
-            run_id = await self._start(dataclasses.replace(request, trace=carrier()))
+        run_id = await self._start(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
-
-    def _start_span(self, request: StartRequest) -> AbstractContextManager[Any]:
-        return self.telemetry.tracing.current(
-            "StartWorkflow",
-            request.workflow_name,
-            {
-                "durable.workflow_id": request.workflow_id,
-                "durable.workflow_name": request.workflow_name,
-                "durable.task_queue": request.task_queue,
-                "durable.args_bytes": len(request.args),
-            },
-        )
 
     async def _start(
         self,
@@ -214,18 +200,29 @@ class Client:
         signal: tuple[str, bytes, str] | None = None,
         operation: str = "start",
     ) -> str:
-        """Start ``request``; attempted again while the database is away, without a second
-        run (each attempt opens the same run id, and one that committed is the start)."""
+        """Start ``request`` in a StartWorkflow span, whose context the run records;
+        attempted again while the database is away, without a second run (each attempt
+        opens the same run id, and one that committed is the start)."""
         run_id = str(uuid.uuid4())
         attempts = 0
+        attributes = {
+            "durable.workflow_id": request.workflow_id,
+            "durable.workflow_name": request.workflow_name,
+            "durable.task_queue": request.task_queue,
+            "durable.args_bytes": len(request.args),
+        }
+        with self.telemetry.tracing.current("StartWorkflow", request.workflow_name, attributes):
+            traced = dataclasses.replace(request, trace=carrier())
 
-        async def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            opened, _ = await self.store.start_workflow(request, run_id, signal, again=attempts > 1)
-            return opened
+            async def attempt() -> str:
+                nonlocal attempts
+                attempts += 1
+                opened, _ = await self.store.start_workflow(
+                    traced, run_id, signal, again=attempts > 1
+                )
+                return opened
 
-        return await self._call(operation, request.workflow_id, attempt, writes=True)
+            return await self._call(operation, request.workflow_id, attempt, writes=True)
 
     @overload
     async def execute(
@@ -269,9 +266,7 @@ class Client:
             attributes,
         )
         request_id = request_id_of(request_id)
-        with self._start_span(request):
-            request = dataclasses.replace(request, trace=carrier())
-            run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
+        run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
 
     async def _start_request(

@@ -288,9 +288,7 @@ class Worker:
 
     async def _keep_lease(self) -> None:
         renewed_at = time.monotonic()
-        if await self._store.renew_worker(self.worker_id, self.lease_ttl):
-            self._lease_until = renewed_at + self.lease_ttl
-        else:
+        if not await self._store.renew_worker(self.worker_id, self.lease_ttl):
             # our lease lapsed (we were stalled): whatever we cached may be someone else's
             _log.warning("worker lease lapsed; dropping cached workflows")
             self._workflow_tasks.forget_all()
@@ -301,7 +299,7 @@ class Worker:
                 self.lease_ttl,
                 list(self._workflows),
             )
-            self._lease_until = renewed_at + self.lease_ttl
+        self._lease_until = renewed_at + self.lease_ttl
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

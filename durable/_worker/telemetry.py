@@ -145,11 +145,21 @@ class WorkerTelemetry:
     def _count(self, counter: str, workflow_name: str) -> None:
         self.metrics.count(counter, self.task_queue, "workflow_name", workflow_name)
 
-    def timers_fired(self, instance: WorkflowInstance, fired: Sequence[int]) -> None:
-        """A ``Timer`` span for each timer of ``fired`` (TIMER_STARTED seqs) delivered now,
-        from when it was set to now; call before the step applies them."""
-        if not fired or not self.tracing.enabled:
+    def timers_fired(
+        self,
+        instance: WorkflowInstance,
+        spans: StepSpans,
+        incoming: Sequence[tuple[EventType, Mapping[str, Any]]],
+        recorded: Event | None,
+    ) -> None:
+        """A ``Timer`` span for each fired timer the step delivers (among ``incoming``, or
+        ``recorded`` by its claim), from when it was set to now; call before the step
+        applies them."""
+        if spans.step is None:
             return
+        fired = [attrs["started"] for etype, attrs in incoming if etype is E.TIMER_FIRED]
+        if recorded is not None:
+            fired.append(recorded.attrs["started"])
         parent = self.run_parent(instance)
         for seq in fired:
             window = instance.timer_window(seq)

@@ -235,10 +235,8 @@ class WorkflowTasks:
         incoming = [(m.type, m.attrs) for m in messages]
         incoming += [(h.etype, h.attrs) for h in handed]
         with self.telemetry.step(run.instance) as spans:
-            fired = [m.attrs["started"] for m in messages if m.type is E.TIMER_FIRED]
-            if claimed and task.fired is not None:  # recorded by the claim
-                fired.append(task.fired.attrs["started"])
-            self.telemetry.timers_fired(run.instance, fired)
+            recorded = task.fired if claimed else None  # a fired timer the claim recorded
+            self.telemetry.timers_fired(run.instance, spans, incoming, recorded)
             self.watch.began(run.instance.info)
             try:
                 taken = run.instance.run_step(incoming)
