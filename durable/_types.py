@@ -13,6 +13,7 @@ Status = Literal[
     "terminated",
     "continued_as_new",
     "timed_out",
+    "paused",  # an open run (pending or running) that an operator paused
 ]
 STATUSES: tuple[Status, ...] = get_args(Status)
 # the closed runs a start with id_reuse_policy="allow_failed_only" may follow

@@ -405,3 +405,27 @@ async def test_run_id_pins_every_per_run_command_to_one_run(
     assert events[0]["fields"]["args"] == [["ada"], {}]
     code, _, err = await cli(capsys, "signal", "twice", "finish", "--run-id", first["run_id"], *db)
     assert code == 2 and first["run_id"] in err and "closed" in err
+
+
+async def test_workflow_group_pauses_and_resumes(
+    dsn: str,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`durable workflow pause` holds a running workflow (a signal waits), describe says so,
+    and `durable workflow resume` lets the signal in."""
+    db = ("--dsn", dsn)
+    await cli_json(capsys, "workflow", "start", "greeter", '"eve"', "--id", "held", *db)
+    code, out, err = await cli(capsys, "workflow", "pause", "held", "--reason", "audit", *db)
+    assert (code, out.strip()) == (0, "paused held"), err
+    code, _, err = await cli(capsys, "signal", "held", "finish", '"?"', *db)
+    assert code == 0, err
+    code, out, _ = await cli(capsys, "workflow", "describe", "held", *db)
+    assert "paused since" in out and "audit" in out
+    listed = await cli_json(capsys, "list", "--status", "PAUSED", *db)
+    assert [d["workflow_id"] for d in listed] == ["held"]
+    code, out, err = await cli(capsys, "workflow", "resume", "held", *db)
+    assert (code, out.strip()) == (0, "resumed held"), err
+    assert await cli_json(capsys, "result", "held", "--timeout", "30", *db) == "hello eve?"
+    code, _, err = await cli(capsys, "workflow", "pause", "held", *db)
+    assert code == 2 and "closed" in err

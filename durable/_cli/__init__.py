@@ -3,7 +3,8 @@
 Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
 database); most take ``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
-``workflows`` (start, signal, query, cancel, terminate, result, describe, history, list),
+``workflows`` (start, signal, query, cancel, terminate, pause, resume, result, describe,
+history, list; also grouped as ``durable workflow ...``),
 ``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
@@ -20,7 +21,7 @@ from .. import __version__
 from .._embedded import ENV_DSN
 from .._errors import DurableError
 from . import check, database, replay, worker, workflows
-from .common import Handler
+from .common import AddCommand, Handler
 from .output import to_jsonable
 
 __all__ = ["build_parser", "main", "to_jsonable"]
@@ -91,14 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     with_json = argparse.ArgumentParser(add_help=False)
     with_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    def command(
-        name: str, handler: Handler, summary: str, *, dsn: bool = True, json: bool = True
-    ) -> argparse.ArgumentParser:
-        parents = [p for p, wanted in ((with_dsn, dsn), (with_json, json)) if wanted]
-        sub = commands.add_parser(name, parents=parents, help=summary, description=summary)
-        sub.set_defaults(handler=handler)
-        return sub
+    def adder(to: Any) -> AddCommand:
+        def command(
+            name: str, handler: Handler, summary: str, *, dsn: bool = True, json: bool = True
+        ) -> argparse.ArgumentParser:
+            parents = [p for p, wanted in ((with_dsn, dsn), (with_json, json)) if wanted]
+            sub: argparse.ArgumentParser = to.add_parser(
+                name, parents=parents, help=summary, description=summary
+            )
+            sub.set_defaults(handler=handler)
+            return sub
+
+        return command
 
     for group in (database, worker, workflows, replay, check):
-        group.add_commands(command)
+        group.add_commands(adder(commands))
+    # the commands on workflows, also as "durable workflow COMMAND" (as in API.md)
+    grouped = commands.add_parser(
+        "workflow", help="the workflow commands (start ... list) as one group"
+    )
+    workflows.add_commands(
+        adder(grouped.add_subparsers(dest="workflow_command", required=True, metavar="COMMAND"))
+    )
     return parser

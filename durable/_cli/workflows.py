@@ -1,5 +1,5 @@
-"""Talking to workflows and inspecting them: start, signal, query, cancel, terminate,
-result, describe, history, list."""
+"""Talking to workflows and inspecting them: start, signal, query, cancel, terminate, pause,
+resume, result, describe, history, list (each also as ``durable workflow COMMAND``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import collections
 from typing import Any
 
 from .._client import Client, HistoryEvent, WorkflowDescription, WorkflowHandle
-from .common import AddCommand, add_json_args, attribute, connect
+from .common import AddCommand, Handler, add_json_args, attribute, connect
 from .output import dumps, print_json, short, table, time
 
 
@@ -64,13 +64,32 @@ def _add_talking(command: AddCommand) -> None:
         help="give up when no worker answers within S seconds (default 30)",
     )
 
-    for name, handler, summary in (
-        ("cancel", _cancel, "Ask a workflow to cancel (it sees CancelledError and may clean up)."),
-        ("terminate", _terminate, "Stop a workflow at once; none of its code runs any more."),
+    for name, done, summary, why in (
+        (
+            "cancel",
+            "requested cancellation of",
+            "Ask a workflow to cancel (it sees CancelledError and may clean up).",
+            "why, recorded in the history",
+        ),
+        (
+            "terminate",
+            "terminated",
+            "Stop a workflow at once; none of its code runs any more.",
+            "why, recorded in the history",
+        ),
+        (
+            "pause",
+            "paused",
+            "Pause a workflow: none of its code runs until it is resumed; signals, timers "
+            "and activity results that arrive meanwhile wait.",
+            "why, shown by describe while it is paused",
+        ),
+        ("resume", "resumed", "Resume a paused workflow, with what arrived meanwhile.", None),
     ):
-        sub = command(name, handler, summary, json=False)
+        sub = command(name, _acting(name, done), summary, json=False)
         add_run_args(sub)
-        sub.add_argument("--reason", help="why, recorded in the history")
+        if why is not None:
+            sub.add_argument("--reason", help=why)
 
     result = command(
         "result", _result, "Wait for a workflow to finish and print its result as JSON."
@@ -142,18 +161,18 @@ async def _query(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cancel(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
-        await _handle(client, args).cancel(reason=args.reason)
-    print(f"requested cancellation of {args.id}")
-    return 0
+def _acting(action: str, done: str) -> Handler:
+    """The handler of a command that calls ``handle.<action>`` (with ``--reason`` when the
+    command has it) and prints ``done`` and the workflow id."""
 
+    async def act(args: argparse.Namespace) -> int:
+        options = {"reason": args.reason} if "reason" in args else {}
+        async with connect(args) as client:
+            await getattr(_handle(client, args), action)(**options)
+        print(f"{done} {args.id}")
+        return 0
 
-async def _terminate(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
-        await _handle(client, args).terminate(reason=args.reason)
-    print(f"terminated {args.id}")
-    return 0
+    return act
 
 
 async def _result(args: argparse.Namespace) -> int:
@@ -178,7 +197,7 @@ def _print_description(desc: WorkflowDescription) -> None:
         ("workflow id", desc.workflow_id),
         ("run id", desc.run_id),
         ("name", desc.workflow_name),
-        ("status", desc.status),
+        ("status", _status_line(desc)),
         ("task queue", desc.task_queue),
         ("started", time(desc.started_at)),
         ("closed", time(desc.closed_at)),
@@ -201,6 +220,13 @@ def _print_description(desc: WorkflowDescription) -> None:
         if p.last_failure:
             line += f" last_failure={p.last_failure!r}"
         print(line)
+
+
+def _status_line(desc: WorkflowDescription) -> str:
+    if desc.paused_at is None:
+        return desc.status
+    why = f": {desc.pause_reason}" if desc.pause_reason else ""
+    return f"paused since {time(desc.paused_at)}{why}"
 
 
 async def _history(args: argparse.Namespace) -> int:

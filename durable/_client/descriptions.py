@@ -42,6 +42,8 @@ class WorkflowDescription:
     last_error: str | None  # why its last workflow task failed, while it is retried
     pending_activities: list[PendingActivity] = field(default_factory=list)
     failure: str | None = None  # the message of the failure that closed it
+    paused_at: datetime | None = None  # while it is paused: since then, and why
+    pause_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def description(
         last_error=row.last_error,
         pending_activities=[pending_activity(p, last_failure) for p, last_failure in pending],
         failure=failure,
+        paused_at=row.paused_at,
+        pause_reason=row.pause_reason,
     )
 
 

@@ -267,6 +267,29 @@ class WorkflowHandle(Generic[R]):
                 "durable.workflows.terminated", task_queue, "workflow_name", workflow_name
             )
 
+    async def pause(self, reason: str | None = None, *, request_id: str | None = None) -> None:
+        """Pause the run: no workflow task of it runs until :meth:`resume`. Signals, updates,
+        timers and activity outcomes that arrive meanwhile wait, and are delivered in order
+        on resume; queries are answered from what it has taken in; cancel (which resumes
+        it: its code must see the request) and terminate still work. Pausing a closed run
+        raises ``WorkflowError``; pausing a paused one does nothing."""
+        pause = functools.partial(
+            self._store.pause,
+            self.workflow_id,
+            self.run_id,
+            check_reason(reason),
+            request_id_of(request_id),
+        )
+        await self._call("pause", pause, writes=True)
+
+    async def resume(self, *, request_id: str | None = None) -> None:
+        """Let a paused run go on from where it stopped, with what arrived meanwhile.
+        Resuming a closed run raises ``WorkflowError``; resuming one not paused does nothing."""
+        resume = functools.partial(
+            self._store.resume, self.workflow_id, self.run_id, request_id_of(request_id)
+        )
+        await self._call("resume", resume, writes=True)
+
     async def describe(self) -> WorkflowDescription:
         """The run's status, times, attributes, last error, pending activities and the
         failure it closed with."""

@@ -198,6 +198,14 @@ class SyncWorkflowHandle(Generic[R]):
         """Stop the workflow at once."""
         self.client._call(self.handle.terminate(reason, request_id=request_id))
 
+    def pause(self, reason: str | None = None, *, request_id: str | None = None) -> None:
+        """Pause the run: no workflow task of it runs until resumed."""
+        self.client._call(self.handle.pause(reason, request_id=request_id))
+
+    def resume(self, *, request_id: str | None = None) -> None:
+        """Let a paused run go on, with what arrived meanwhile."""
+        self.client._call(self.handle.resume(request_id=request_id))
+
     def describe(self) -> WorkflowDescription:
         """The run's status, times, attributes, errors and pending activities."""
         return self.client._call(self.handle.describe())

@@ -5,6 +5,7 @@ Invariants kept here:
 - only the worker that owns a workflow (owner + fence) appends to its history, except
   terminate and cancel-before-start, which move the fence so that the owner's next commit
   fails, and the fired timer a claim records, fenced like a commit;
+- a paused run is claimed by no worker (pausing moves its fence as terminate does);
 - what happens to a workflow reaches it through its inbox, or, when produced by the
   worker that holds it (activity and local activity outcomes), in that worker's memory,
   and becomes history only in a commit of the owner.
@@ -12,7 +13,7 @@ Invariants kept here:
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
 runs), batching, listener, migrations; the Store class is made of base, workers,
-client_ops, workflow_tasks and activity_tasks.
+client_ops, controls, workflow_tasks and activity_tasks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _ConnectionSetup, _keep_session
+from .controls import Controls
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
@@ -78,7 +80,7 @@ def _ignore(steps: int) -> None:
     pass
 
 
-class Store(WorkerRecords, ClientOps, WorkflowTasks, ActivityTasks):
+class Store(WorkerRecords, ClientOps, Controls, WorkflowTasks, ActivityTasks):
     """Every statement durable runs, behind thin methods that return typed records."""
 
     def __init__(

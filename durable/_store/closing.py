@@ -14,6 +14,7 @@ from .._events import Event, EventType
 from .._failures import Failure, failure
 from .._types import Status
 from .connection import _codecs, _seal_failure, _utcnow
+from .controls import _resume_run
 from .records import StartRequest
 from .runs import _insert_history, _insert_run, _post
 from .sql import (
@@ -163,12 +164,14 @@ async def _terminate_run(
 async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str | None) -> bool:
     """Ask an open run to cancel. A run that has not begun (no worker ran it yet, and its
     queue may have none) is cancelled at once: none of its code ever ran, none has to clean
-    up. False if the run had closed meanwhile (nothing done)."""
+    up. A paused run is resumed. False if the run had closed meanwhile (nothing done)."""
     workflow_id, run_id = run["workflow_id"], str(run["run_id"])
     if run["status"] == "pending":
         attrs = {"reason": reason, "before_start": True}
         return await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_CANCELLED, attrs)
     posted = await _post(conn, workflow_id, run_id, E.CANCEL_REQUESTED, {"reason": reason})
+    if posted is not None and run["paused_at"] is not None:
+        await _resume_run(conn, workflow_id, run_id)  # its code must run to see the request
     return posted is not None
 
 

@@ -600,8 +600,8 @@ class _WideEffects:
 
     async def _open_child(self, scheduled: int, *, lock: bool = False) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT workflow_id, run_id, status FROM durable.workflows WHERE parent_workflow_id = $1"
-            " AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL"
+            "SELECT workflow_id, run_id, status, paused_at FROM durable.workflows"
+            " WHERE parent_workflow_id = $1 AND parent_run_id = $2 AND parent_seq = $3 AND closed_at IS NULL"
             + (" FOR UPDATE" if lock else ""),
             self.workflow_id,
             self.run_id,

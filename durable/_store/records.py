@@ -157,16 +157,20 @@ class RunRow:
     result: bytes | None
     failure: bytes | None
     continued_run_id: str | None
+    paused_at: datetime | None = None  # an open run paused then
+    pause_reason: str | None = None
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> RunRow:
         continued = row["continued_run_id"]
+        paused_at = row["paused_at"] if row["closed_at"] is None else None
         return cls(
             workflow_id=row["workflow_id"],
             run_id=str(row["run_id"]),
             workflow_name=row["workflow_name"],
             task_queue=row["task_queue"],
-            status=row["status"],
+            # (the column keeps what a paused run was: "pending" or "running")
+            status="paused" if paused_at is not None else row["status"],
             started_at=row["started_at"],
             closed_at=row["closed_at"],
             attributes=dict(row["attributes"]),
@@ -176,6 +180,8 @@ class RunRow:
             result=row["result"],
             failure=row["failure"],
             continued_run_id=None if continued is None else str(continued),
+            paused_at=paused_at,
+            pause_reason=row["pause_reason"] if paused_at is not None else None,
         )
 
 

@@ -11,11 +11,12 @@ import functools
 
 # ====================================================================== workers
 
-# Store.backlog: due workflow tasks and activity tasks of a queue that no worker holds, by
-# the indexes the claims use (workflows_ready_by_owner, activity_tasks_ready).
+# Store.backlog: due workflow tasks (of runs not paused) and activity tasks of a queue that no
+# worker holds, by the indexes the claims use (workflows_ready_by_owner, activity_tasks_ready).
 _BACKLOG_SQL = """
 SELECT (SELECT count(*) FROM durable.workflows
-        WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now()) AS workflow_tasks,
+        WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND paused_at IS NULL)
+        AS workflow_tasks,
     (SELECT count(*) FROM durable.activity_tasks
         WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()) AS activity_tasks
 """
@@ -111,7 +112,9 @@ WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
 # combination of filters, not one with "$n IS NULL OR ...": sessions plan generically (see
 # _SESSION_SETTINGS_SQL), and one generic plan for every combination could use no index.
 _LIST_FILTERS = {
-    "status": "status = $%d",
+    # a paused run's status column keeps what it was ("running" or "pending")
+    "status": "(CASE WHEN paused_at IS NULL OR closed_at IS NOT NULL THEN status"
+    " ELSE 'paused' END) = $%d",
     "workflow_name": "workflow_name = $%d",
     "attributes": "attributes @> $%d",
     "started_after": "started_at > $%d",
@@ -167,27 +170,29 @@ _FORGET_CALL_SQL = "DELETE FROM durable.calls WHERE id = $1"
 # ====================================================================== workflow tasks
 
 # Store.claim_workflow_tasks: the worker's own due runs, unowned ones, then those of workers
-# whose lease lapsed, each an index range of workflows_ready_by_owner in due order ("ORDER BY
-# owner, ready_at": the planner reads IS NULL as a filter, not as a constant, and would sort).
+# whose lease lapsed (none paused: see migration 0006), each an index range of
+# workflows_ready_by_owner in due order ("ORDER BY owner, ready_at": the planner reads IS
+# NULL as a filter, not as a constant, and would sort).
 # A worker whose own lease lapsed (an outage longer than the lease) is not one of those: its
 # runs are its own, found once; counted twice they would bring each message twice.
 _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND owner = $2 AND ready_at <= now()
+    WHERE task_queue = $1 AND owner = $2 AND ready_at <= now() AND paused_at IS NULL
         AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
     ORDER BY ready_at LIMIT $5),
 unowned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND workflow_name = ANY($3)
+    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND paused_at IS NULL
+        AND workflow_name = ANY($3)
     ORDER BY owner, ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
     FOR UPDATE SKIP LOCKED),
 orphaned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND ready_at <= now() AND workflow_name = ANY($3)
+    WHERE task_queue = $1 AND ready_at <= now() AND paused_at IS NULL AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
                               WHERE task_queue = $1 AND expires_at <= now() AND worker_id <> $2))
     ORDER BY ready_at
@@ -213,15 +218,16 @@ ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
 """
 
 # When a run of the queue is due next for this worker (its own but the busy ones, unowned
-# ones, those of lapsed workers): the first entry of each index range.
+# ones, those of lapsed workers; none paused): the first entry of each index range.
 _NEXT_READY_SQL = """
 SELECT least(
     (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1 AND owner = $2
-        AND ready_at IS NOT NULL AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))),
+        AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)
+        AND NOT (run_id = ANY($4::uuid[]))),
     (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1 AND owner IS NULL
-        AND ready_at IS NOT NULL AND workflow_name = ANY($3)),
+        AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)),
     (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1
-        AND ready_at IS NOT NULL AND workflow_name = ANY($3)
+        AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
                               WHERE task_queue = $1 AND expires_at <= now()))))
 """
@@ -278,10 +284,11 @@ WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4
 # Store.claim_queries: the pending queries of runs this worker may read (its own, unowned,
 # closed, or held by a lapsed worker). A query is answered only once its run has taken in
 # every message that reached it before the query was sent (read-your-writes: a query right
-# after a signal sees the signal); until then it waits, and the last row says so.
+# after a signal sees the signal); until then it waits, and the last row says so. A paused
+# run takes in nothing: its queries are answered from what it has taken in.
 _CLAIM_QUERIES_SQL = """
 WITH picked AS (
-    SELECT c.id, w.workflow_name, EXISTS (
+    SELECT c.id, w.workflow_name, w.paused_at IS NULL AND EXISTS (
         SELECT 1 FROM durable.inbox i WHERE i.workflow_id = c.workflow_id
             AND i.run_id = c.run_id AND i.visible_at <= c.created_at) AS behind
     FROM durable.calls c JOIN durable.workflows w
@@ -597,6 +604,28 @@ UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner =
 WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL
 RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,
     workflow_name, task_queue, attributes
+"""
+
+
+# ====================================================================== operator controls
+
+# Controls.pause: the open run (locked by the caller) is paused: no claim takes it (migration
+# 0006) and its owner's next commit fails (the fence moves, the owner goes), so that no
+# workflow task of it runs until it is resumed. A run paused already is left as it is.
+_PAUSE_RUN_SQL = """
+UPDATE durable.workflows SET paused_at = now(), pause_reason = $3, owner = NULL,
+    fence = fence + 1
+WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL AND paused_at IS NULL
+"""
+
+# Controls.resume, and a cancel request (closing._cancel_run: the run must run to see it):
+# a paused open run is claimable again, from the due time its messages and timers gave it;
+# the workers of its queue are woken. No row: it was not paused.
+_RESUME_RUN_SQL = """
+WITH resumed AS (UPDATE durable.workflows SET paused_at = NULL, pause_reason = NULL
+    WHERE workflow_id = $1 AND run_id = $2 AND paused_at IS NOT NULL AND closed_at IS NULL
+    RETURNING task_queue)
+SELECT pg_notify('durable', 'w' || task_queue) FROM resumed
 """
 
 
