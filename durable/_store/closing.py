@@ -3,8 +3,9 @@ leftovers swept, continue-as-new; and closing from outside its code (terminate, 
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,16 +14,17 @@ from .._codecs import Codecs
 from .._events import Event, EventType
 from .._failures import Failure, failure
 from .._types import Status
-from .connection import _codecs, _seal_failure, _utcnow
+from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
 from .controls import _resume_run
-from .records import StartRequest
-from .runs import _insert_history, _insert_run, _post
+from .records import StartRequest, _Rows
+from .runs import _insert_run, _post, _post_many
 from .sql import (
     _CLOSE_RUN_SQL,
     _CLOSE_WITHOUT_CODE_SQL,
     _MOVE_CALLS_SQL,
     _MOVE_INBOX_SQL,
     _NEW_RUN_DUE_SQL,
+    _OPEN_CHILDREN_SQL,
 )
 
 E = EventType
@@ -131,34 +133,46 @@ async def _close_run(
         await conn.execute(_MOVE_CALLS_SQL, workflow_id, run_id, new_run_id)
         await conn.execute(_NEW_RUN_DUE_SQL, workflow_id, new_run_id)
     if new_run_id is None and row["parent_workflow_id"]:
-        outcome = (
-            {"scheduled": row["parent_seq"], "result": attrs["result"]}
-            if closing.type is E.WORKFLOW_COMPLETED
-            else {
-                "scheduled": row["parent_seq"],
-                "workflow_id": workflow_id,
-                "reason": status,
-                "failure": failure,
-            }
-        )
-        await _post(
-            conn,
-            row["parent_workflow_id"],
-            row["parent_run_id"],
-            E.CHILD_COMPLETED if closing.type is E.WORKFLOW_COMPLETED else E.CHILD_FAILED,
-            outcome,
-        )
+        await _post(conn, *_told_parent(workflow_id, row, closing.type, status, attrs, failure))
     if new_run_id is None:  # parent close policy: its open children are terminated
-        for child_id, child_run in zip(children["ids"], children["run_ids"], strict=True):
-            await _terminate_run(
-                conn, child_id, child_run, f"parent workflow {workflow_id!r} closed ({status})"
-            )
+        children = zip(children["ids"], children["run_ids"], strict=True)
+        await _terminate_children(conn, workflow_id, status, list(children))
+
+
+def _told_parent(
+    workflow_id: str,
+    row: asyncpg.Record,
+    etype: EventType,
+    status: Status,
+    attrs: Mapping[str, Any],
+    failure: Failure | None,
+) -> tuple[str, str, EventType, dict[str, Any]]:
+    """The message a closed child's parent is sent: (parent id, its run, kind, attributes)."""
+    if etype is E.WORKFLOW_COMPLETED:
+        kind, outcome = E.CHILD_COMPLETED, {"result": attrs["result"]}
+    else:
+        kind = E.CHILD_FAILED
+        outcome = {"workflow_id": workflow_id, "reason": status, "failure": failure}
+    outcome["scheduled"] = row["parent_seq"]
+    return row["parent_workflow_id"], str(row["parent_run_id"]), kind, outcome
+
+
+async def _terminate_children(
+    conn: asyncpg.Connection, workflow_id: str, status: str, children: Sequence[tuple[str, str]]
+) -> None:
+    if children:
+        reason = f"parent workflow {workflow_id!r} closed ({status})"
+        await _close_without_code(conn, children, E.WORKFLOW_TERMINATED, {"reason": reason})
 
 
 async def _terminate_run(
     conn: asyncpg.Connection, workflow_id: str, run_id: str, reason: str | None
-) -> None:
-    await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_TERMINATED, {"reason": reason})
+) -> bool:
+    """Terminate an open run; False if it had closed (nothing done)."""
+    closed = await _close_without_code(
+        conn, [(workflow_id, run_id)], E.WORKFLOW_TERMINATED, {"reason": reason}
+    )
+    return bool(closed)
 
 
 async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str | None) -> bool:
@@ -168,7 +182,10 @@ async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str
     workflow_id, run_id = run["workflow_id"], str(run["run_id"])
     if run["status"] == "pending":
         attrs = {"reason": reason, "before_start": True}
-        return await _close_without_code(conn, workflow_id, run_id, E.WORKFLOW_CANCELLED, attrs)
+        closed = await _close_without_code(
+            conn, [(workflow_id, run_id)], E.WORKFLOW_CANCELLED, attrs
+        )
+        return bool(closed)
     posted = await _post(conn, workflow_id, run_id, E.CANCEL_REQUESTED, {"reason": reason})
     if posted is not None and run["paused_at"] is not None:
         await _resume_run(conn, workflow_id, run_id)  # its code must run to see the request
@@ -177,18 +194,48 @@ async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str
 
 async def _close_without_code(
     conn: asyncpg.Connection,
-    workflow_id: str,
-    run_id: str,
+    runs: Sequence[tuple[str, str]],
     etype: EventType,
     attrs: dict[str, Any],
-) -> bool:
-    """Close an open run from outside its code (terminated, cancelled before it began): the
-    fence moves, so that its owner's next commit fails, and the closing event is a step of
-    its own that runs no code on replay. False if the run had closed (nothing done)."""
-    row = await conn.fetchrow(_CLOSE_WITHOUT_CODE_SQL, workflow_id, run_id)
-    if row is None:
-        return False
-    event = Event(row["seq"], etype, _utcnow(), attrs, ends_step=True)
-    await _insert_history(conn, workflow_id, run_id, [event])
-    await _close_run(conn, workflow_id, run_id, event, row)
-    return True
+) -> _Rows:
+    """Close open runs (workflow id, run id) from outside their code (terminated, cancelled
+    before they began), in one statement: the fence moves, so that an owner's next commit
+    fails, and the closing event is a step of its own that runs no code on replay. Their
+    parents are told, their open children terminated. Returns the runs closed (those closed
+    already are left out)."""
+    codecs = _codecs(conn)
+    status = TERMINAL_STATUS[etype]
+    failure = _closing_failure(Event(0, etype, _utcnow(), attrs))
+    closed: _Rows = await conn.fetch(
+        _CLOSE_WITHOUT_CODE_SQL,
+        [workflow_id for workflow_id, _ in runs],
+        [run_id for _, run_id in runs],
+        int(etype),
+        _seal_attrs(codecs, attrs),
+        status,
+        _seal_failure(codecs, failure),
+        [_seal_failure(codecs, _update_cut_off(workflow_id, status)) for workflow_id, _ in runs],
+    )
+    told = [
+        _told_parent(row["workflow_id"], row, etype, status, attrs, failure)
+        for row in closed
+        if row["parent_workflow_id"]
+    ]
+    if told:
+        await _post_many(
+            conn,
+            [
+                ("", parent, run, kind, _seal_attrs(codecs, outcome), None)
+                for parent, run, kind, outcome in told
+            ],
+        )
+    if closed:
+        children = await conn.fetch(
+            _OPEN_CHILDREN_SQL,
+            [row["workflow_id"] for row in closed],
+            [row["run_id"] for row in closed],
+        )
+        for parent, group in itertools.groupby(children, key=lambda c: c["parent_workflow_id"]):
+            pairs = [(c["workflow_id"], str(c["run_id"])) for c in group]
+            await _terminate_children(conn, parent, status, pairs)
+    return closed

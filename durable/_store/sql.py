@@ -597,13 +597,51 @@ _NEW_RUN_DUE_SQL = """
 UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2
 """
 
-# _close_without_code: the fence moves, so that the owner's next commit fails, and the
-# closing event takes the next seq; returns what _close_run needs (no row: the run closed).
+# _close_without_code: open runs closed from outside their code (terminated, or cancelled
+# before they began), many in one statement (a batch) or one: each run locked in workflow_id
+# order (as posts lock them); its fence moved, so that its owner's next commit fails; its
+# closing event ($3, $4: the same for every run) appended at its next seq as a step of its
+# own, which runs no code on replay; its status and failure ($5, $6) set; its activity tasks
+# and inbox swept; its pending updates answered ($7: one answer per run, in the order of $1);
+# its closing notified. Returns the runs it closed (one closed meanwhile is left out), with
+# what their parent must be told. Run ids are unique: matching each key column against its
+# array is exact.
 _CLOSE_WITHOUT_CODE_SQL = """
-UPDATE durable.workflows SET next_seq = next_seq + 1, fence = fence + 1, owner = NULL
-WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL
-RETURNING next_seq - 1 AS seq, parent_workflow_id, parent_run_id, parent_seq,
-    workflow_name, task_queue, attributes
+WITH locked AS (
+    SELECT 1 FROM durable.workflows WHERE workflow_id = ANY($1::text[])
+        AND run_id = ANY($2::uuid[]) AND closed_at IS NULL ORDER BY workflow_id FOR UPDATE),
+closed AS (
+    UPDATE durable.workflows w SET next_seq = w.next_seq + 1, fence = w.fence + 1, owner = NULL,
+        status = $5, closed_at = now(), ready_at = NULL, failure = $6
+    FROM unnest($1::text[], $2::uuid[]) AS r(workflow_id, run_id)
+    WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.closed_at IS NULL
+        AND (SELECT count(*) FROM locked) >= 0
+    RETURNING w.workflow_id, w.run_id, w.next_seq - 1 AS seq, w.workflow_name, w.task_queue,
+        w.parent_workflow_id, w.parent_run_id, w.parent_seq),
+recorded AS (
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+    SELECT workflow_id, run_id, seq, $3, now(), $4, true FROM closed),
+tasks AS (
+    DELETE FROM durable.activity_tasks WHERE workflow_id = ANY($1::text[])
+        AND run_id = ANY(ARRAY(SELECT run_id FROM closed))),
+inbox AS (
+    DELETE FROM durable.inbox WHERE workflow_id = ANY($1::text[])
+        AND run_id = ANY(ARRAY(SELECT run_id FROM closed))),
+updates AS (
+    UPDATE durable.calls c SET done = true, failure = u.failure
+    FROM unnest($1::text[], $2::uuid[], $7::bytea[]) AS u(workflow_id, run_id, failure)
+    WHERE c.workflow_id = u.workflow_id AND c.run_id = u.run_id AND c.kind = 2 AND NOT c.done
+        AND u.run_id = ANY(ARRAY(SELECT run_id FROM closed)))
+SELECT c.*, pg_notify('durable', 'c' || c.workflow_id) IS NULL AS notified FROM closed c
+"""
+
+# _close_without_code: the open children of the runs it closed, to close by the parent close
+# policy (by workflows_children).
+_OPEN_CHILDREN_SQL = """
+SELECT parent_workflow_id, workflow_id, run_id FROM durable.workflows
+WHERE parent_workflow_id = ANY($1::text[]) AND parent_run_id = ANY($2::uuid[])
+    AND closed_at IS NULL
+ORDER BY parent_workflow_id, workflow_id
 """
 
 
