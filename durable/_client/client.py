@@ -24,7 +24,15 @@ from .._errors import (
     WorkflowNotFoundError,
 )
 from .._serialization import encode_args, return_hint
-from .._store import CONNECT_FAILED, UNAVAILABLE, StartRequest, Store
+from .._store import (
+    BATCH_ACTIONS,
+    CONNECT_FAILED,
+    UNAVAILABLE,
+    Cursor,
+    ListFilter,
+    StartRequest,
+    Store,
+)
 from .._telemetry import Telemetry, carrier
 from .._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 from .._validate import (
@@ -32,6 +40,7 @@ from .._validate import (
     check_choice,
     check_duration,
     check_name,
+    check_reason,
     check_text,
     check_timeout,
 )
@@ -331,28 +340,10 @@ class Client:
         started_after: datetime | None = None,
     ) -> AsyncIterator[WorkflowDescription]:
         """Workflow runs matching every filter given, oldest first."""
-        if workflow_name is not None:
-            check_text("workflow_name", workflow_name)
-        if status is not None:
-            check_choice("status", status, STATUSES)
-        if started_after is not None and (
-            not isinstance(started_after, datetime) or started_after.tzinfo is None
-        ):
-            raise ValueError(
-                f"started_after must be a timezone-aware datetime, got {started_after!r}"
-            )
-        filters = check_attributes(attributes)
-        after: tuple[datetime, str, str] | None = None
+        filters = list_filter(status, workflow_name, attributes, started_after)
+        after: Cursor | None = None
         while True:
-            page = functools.partial(
-                self.store.list_workflows,
-                status=status,
-                workflow_name=workflow_name,
-                attributes=filters,
-                started_after=started_after,
-                after=after,
-                limit=200,
-            )
+            page = functools.partial(self.store.list_workflows, filters, after, 200)
             rows = await self._call("list", None, page)
             for row in rows:
                 yield description(row, [], failure_message(self.store, row.failure))
@@ -360,6 +351,101 @@ class Client:
                 return
             last = rows[-1]
             after = (last.started_at, last.workflow_id, last.run_id)
+
+    async def batch(
+        self,
+        action: str,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        started_after: datetime | None = None,
+        reason: str | None = None,
+        signal: str | None = None,
+        signal_args: Sequence[Any] = (),
+        request_id: str | None = None,
+    ) -> int:
+        """Apply ``action`` ("cancel", "terminate", "signal", "pause" or "resume") to every
+        open run matching the filters (as :meth:`list` takes them) that had started when the
+        call began; returns the number of runs acted on. The database does it in chunks of
+        500 runs, one transaction each. Done again (say, after a crash part-way), it acts
+        on what is left: runs terminated, cancelled, paused or resumed already are not
+        counted again, and a cancel request or signal (``signal``: its name, with
+        ``signal_args``) goes to each workflow once per ``request_id`` (default: a new one
+        per call; give one to repeat a signal batch safely)."""
+        if action == "reset":
+            raise ValueError(
+                "action 'reset' is not available: resetting a run is not built yet; use one "
+                f"of {', '.join(map(repr, BATCH_ACTIONS))}"
+            )
+        check_choice("action", action, BATCH_ACTIONS)
+        filters = list_filter(status, workflow_name, attributes, started_after)
+        message = _batch_signal(action, signal, signal_args)
+        reason = check_reason(reason)
+        request = request_id_of(request_id)
+        started_by = await self._call("batch", None, self.store.database_time)
+        filters = dataclasses.replace(filters, started_by=started_by, open_only=True)
+        acted = 0
+        after: Cursor | None = None
+        while True:
+            chunk = functools.partial(
+                self.store.batch_page,
+                action,
+                filters,
+                after,
+                _BATCH_CHUNK,
+                reason=reason,
+                signal=message,
+                request_id=request,
+            )
+            page = await self._call("batch", None, chunk, writes=True)
+            acted += len(page.acted)
+            if action == "terminate":
+                for workflow_name_, task_queue in page.acted:
+                    self.telemetry.metrics.count(
+                        "durable.workflows.terminated", task_queue, "workflow_name", workflow_name_
+                    )
+            if page.after is None:
+                return acted
+            after = page.after
+
+
+_BATCH_CHUNK = 500  # runs per transaction of a batch action
+
+
+def list_filter(
+    status: str | None,
+    workflow_name: str | None,
+    attributes: Mapping[str, Any] | None,
+    started_after: datetime | None,
+) -> ListFilter:
+    """The filters of a list or a batch, validated."""
+    if workflow_name is not None:
+        check_text("workflow_name", workflow_name)
+    if status is not None:
+        check_choice("status", status, STATUSES)
+    if started_after is not None and (
+        not isinstance(started_after, datetime) or started_after.tzinfo is None
+    ):
+        raise ValueError(f"started_after must be a timezone-aware datetime, got {started_after!r}")
+    return ListFilter(status, workflow_name, check_attributes(attributes), started_after)
+
+
+def _batch_signal(
+    action: str, signal: str | None, signal_args: Sequence[Any]
+) -> tuple[str, bytes] | None:
+    """The signal a batch sends (name, encoded arguments): for action "signal" only."""
+    if action != "signal":
+        if signal is not None or signal_args:
+            raise ValueError(
+                f"signal and signal_args are for action 'signal', not {action!r}; drop them"
+            )
+        return None
+    if signal is None:
+        raise ValueError("action 'signal' needs signal=NAME (and signal_args=[...] if any)")
+    if isinstance(signal_args, (str, bytes)) or not isinstance(signal_args, Sequence):
+        raise ValueError(f"signal_args must be a list or tuple, got {signal_args!r:.200}")
+    return check_name("signal", signal), encode_args(signal_args, {})
 
 
 def redact_dsn(dsn: str) -> str:

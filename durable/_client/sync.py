@@ -143,6 +143,10 @@ class SyncClient:
         finally:
             self._call(_close(pages))
 
+    def batch(self, action: str, **options: Any) -> int:
+        """``Client.batch``: act on every open run matching the filters; the count."""
+        return self._call(self.client.batch(action, **options))
+
 
 async def _next(items: AsyncIterator[T]) -> T:
     return await anext(items)

@@ -28,14 +28,17 @@ from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _ConnectionSetup, _keep_session
-from .controls import Controls
+from .controls import BATCH_ACTIONS, Controls
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
 from .records import (
     ActivityTask,
+    BatchPage,
     CallOutcome,
+    Cursor,
     InboxMessage,
+    ListFilter,
     PendingActivityRow,
     QueryCall,
     ReleasedAttempt,
@@ -49,6 +52,7 @@ from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
 
 __all__ = [
+    "BATCH_ACTIONS",
     "CONNECT_FAILED",
     "KIND_QUERY",
     "KIND_UPDATE",
@@ -57,8 +61,11 @@ __all__ = [
     "TERMINAL_STATUS",
     "UNAVAILABLE",
     "ActivityTask",
+    "BatchPage",
     "CallOutcome",
+    "Cursor",
     "InboxMessage",
+    "ListFilter",
     "LostOwnership",
     "MissedMessages",
     "NotificationKeys",

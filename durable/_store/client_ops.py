@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -23,6 +22,8 @@ from .connection import (
 from .listener import CHANNEL, NotificationKeys
 from .records import (
     CallOutcome,
+    Cursor,
+    ListFilter,
     PendingActivityRow,
     RunRow,
     StartRequest,
@@ -36,6 +37,7 @@ from .runs import (
     _first_time,
     _insert_runs,
     _latest_run,
+    _list_page,
     _Post,
     _post,
     _post_many,
@@ -46,13 +48,13 @@ from .runs import (
 from .sql import (
     _CALL_EXISTS_SQL,
     _CALL_OUTCOME_SQL,
+    _DATABASE_TIME_SQL,
     _FORGET_CALL_SQL,
     _INSERT_CALL_SQL,
     _LOAD_HISTORY_SQL,
     _NOTIFY_SQL,
     _PENDING_ACTIVITIES_SQL,
     _RUN_SQL,
-    _list_workflows_sql,
 )
 from .starting import _start_in, _StartRaceLost
 
@@ -188,27 +190,15 @@ class ClientOps(StoreBase):
             for r in rows
         ]
 
+    async def database_time(self) -> datetime:
+        now: datetime = await self.pool.fetchval(_DATABASE_TIME_SQL)
+        return now
+
     async def list_workflows(
-        self,
-        *,
-        status: str | None,
-        workflow_name: str | None,
-        attributes: dict[str, Any] | None,
-        started_after: datetime | None,
-        after: tuple[datetime, str, str] | None,
-        limit: int,
+        self, filters: ListFilter, after: Cursor | None, limit: int
     ) -> list[RunRow]:
-        given: dict[str, tuple[Any, ...] | None] = {
-            "status": None if status is None else (status,),
-            "workflow_name": None if workflow_name is None else (workflow_name,),
-            "attributes": None if attributes is None else (attributes,),
-            "started_after": None if started_after is None else (started_after,),
-            "after": after,
-        }
-        filters = tuple(name for name, values in given.items() if values is not None)
-        values = [value for name in filters for value in given[name] or ()]
-        rows = await self.pool.fetch(_list_workflows_sql(filters), *values, limit)
-        return [RunRow.of(row) for row in rows]
+        """The next ``limit`` runs matching ``filters`` after the run ``after``."""
+        return [RunRow.of(row) for row in await _list_page(self.pool, filters, after, limit)]
 
     async def create_call(
         self,

@@ -15,9 +15,8 @@ from .._events import Event, EventType
 from .._failures import Failure, failure
 from .._types import Status
 from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
-from .controls import _resume_run
 from .records import StartRequest, _Rows
-from .runs import _insert_run, _post, _post_many
+from .runs import _insert_run, _post, _post_each, _post_many, _resume_runs
 from .sql import (
     _CLOSE_RUN_SQL,
     _CLOSE_WITHOUT_CODE_SQL,
@@ -176,20 +175,37 @@ async def _terminate_run(
 
 
 async def _cancel_run(conn: asyncpg.Connection, run: asyncpg.Record, reason: str | None) -> bool:
-    """Ask an open run to cancel. A run that has not begun (no worker ran it yet, and its
-    queue may have none) is cancelled at once: none of its code ever ran, none has to clean
-    up. A paused run is resumed. False if the run had closed meanwhile (nothing done)."""
-    workflow_id, run_id = run["workflow_id"], str(run["run_id"])
-    if run["status"] == "pending":
-        attrs = {"reason": reason, "before_start": True}
-        closed = await _close_without_code(
-            conn, [(workflow_id, run_id)], E.WORKFLOW_CANCELLED, attrs
-        )
-        return bool(closed)
-    posted = await _post(conn, workflow_id, run_id, E.CANCEL_REQUESTED, {"reason": reason})
-    if posted is not None and run["paused_at"] is not None:
-        await _resume_run(conn, workflow_id, run_id)  # its code must run to see the request
-    return posted is not None
+    """Cancel an open run (locked by the caller); False if it had closed (nothing done)."""
+    return bool(await _cancel_runs(conn, [run], reason))
+
+
+async def _cancel_runs(
+    conn: asyncpg.Connection,
+    runs: Sequence[asyncpg.Record],
+    reason: str | None,
+    request_id: str | None = None,
+) -> _Rows:
+    """Cancel open runs (locked by the caller): one that has not begun is closed at once,
+    as no code of it ran; the others are sent a cancel request (once per workflow and
+    ``request_id``), and resumed if paused, as their code must run to see it. Returns the
+    runs acted on now (one closed meanwhile is left out)."""
+    pending = [
+        (run["workflow_id"], str(run["run_id"])) for run in runs if run["status"] == "pending"
+    ]
+    begun = [run for run in runs if run["status"] != "pending"]
+    attrs = {"reason": reason, "before_start": True}
+    closed = (
+        await _close_without_code(conn, pending, E.WORKFLOW_CANCELLED, attrs) if pending else []
+    )
+    asked = (
+        await _post_each(conn, begun, E.CANCEL_REQUESTED, {"reason": reason}, request_id)
+        if begun
+        else []
+    )
+    paused = [run for run in asked if run["paused_at"] is not None]
+    if paused:
+        await _resume_runs(conn, paused)
+    return [*closed, *asked]
 
 
 async def _close_without_code(

@@ -1,17 +1,35 @@
-"""What operators do to runs from outside their code: pause and resume."""
+"""What operators do to runs from outside their code: pause and resume one run, and act on
+every run a list filter matches (a batch), chunk by chunk."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
 
 from .._errors import WorkflowError
+from .._events import EventType
 from .base import StoreBase
-from .runs import _addressed_run, _first_time
-from .sql import _PAUSE_RUN_SQL, _RESUME_RUN_SQL
+from .closing import _cancel_runs, _close_without_code
+from .records import BatchPage, Cursor, ListFilter, _Rows
+from .runs import (
+    _addressed_run,
+    _first_time,
+    _list_page,
+    _pause_runs,
+    _post_each,
+    _resume_runs,
+)
+from .sql import _LOCK_OPEN_RUNS_SQL
+
+E = EventType
+
+BATCH_ACTIONS = ("cancel", "terminate", "signal", "pause", "resume")
 
 
 class Controls(StoreBase):
-    """The statements behind WorkflowHandle.pause and resume."""
+    """The statements behind WorkflowHandle.pause and resume, and Client.batch."""
 
     async def pause(
         self, workflow_id: str, run_id: str | None, reason: str | None, request_id: str
@@ -24,8 +42,7 @@ class Controls(StoreBase):
             _require_open_to(run, "pause")
             if not await _first_time(conn, workflow_id, request_id):
                 return False
-            paused = await conn.execute(_PAUSE_RUN_SQL, workflow_id, run["run_id"], reason)
-            return bool(paused == "UPDATE 1")
+            return bool(await _pause_runs(conn, [run], reason))
 
         done: bool = await self._retrying(work)
         return done
@@ -39,15 +56,102 @@ class Controls(StoreBase):
             _require_open_to(run, "resume")
             if not await _first_time(conn, workflow_id, request_id):
                 return False
-            return await _resume_run(conn, workflow_id, str(run["run_id"]))
+            return bool(await _resume_runs(conn, [run]))
 
         done: bool = await self._retrying(work)
         return done
 
+    async def batch_page(
+        self,
+        action: str,
+        filters: ListFilter,
+        after: Cursor | None,
+        limit: int,
+        *,
+        reason: str | None,
+        signal: tuple[str, bytes] | None,
+        request_id: str,
+    ) -> BatchPage:
+        """Apply ``action`` (one of BATCH_ACTIONS) to the next ``limit`` open runs matching
+        ``filters`` after ``after``, in one transaction: the runs are locked, looked at as
+        they are now (one that no longer matches the status filter is left alone), and
+        acted on by set-based statements. Messages (cancel requests, signals) are posted
+        once per workflow and ``request_id``, so a chunk done again changes nothing more.
+        ``signal`` is (name, encoded args)."""
+        act = _ACTS[action]
 
-async def _resume_run(conn: asyncpg.Connection, workflow_id: str, run_id: str) -> bool:
-    """Make a paused open run claimable again; False if it was not paused."""
-    return await conn.fetchrow(_RESUME_RUN_SQL, workflow_id, run_id) is not None
+        async def work(conn: asyncpg.Connection) -> BatchPage:
+            page = await _list_page(conn, filters, after, limit)
+            if not page:
+                return BatchPage([], None)
+            locked: _Rows = await conn.fetch(
+                _LOCK_OPEN_RUNS_SQL,
+                [row["workflow_id"] for row in page],
+                [row["run_id"] for row in page],
+            )
+            runs = [run for run in locked if _still_matches(run, filters.status)]
+            message = {"reason": reason, "signal": signal, "request_id": request_id}
+            acted = await act(conn, runs, message) if runs else []
+            last = page[-1]
+            cursor = (last["started_at"], last["workflow_id"], str(last["run_id"]))
+            return BatchPage(
+                [(run["workflow_name"], run["task_queue"]) for run in acted],
+                cursor if len(page) == limit else None,
+            )
+
+        done: BatchPage = await self._retrying(work)
+        return done
+
+
+def _still_matches(run: asyncpg.Record, status: str | None) -> bool:
+    now = "paused" if run["paused_at"] is not None else run["status"]
+    return status is None or now == status
+
+
+_Act = Callable[[asyncpg.Connection, Sequence[asyncpg.Record], dict[str, Any]], Awaitable[_Rows]]
+
+
+async def _batch_terminate(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+) -> _Rows:
+    pairs = [(run["workflow_id"], str(run["run_id"])) for run in runs]
+    reason = {"reason": message["reason"]}
+    return await _close_without_code(conn, pairs, E.WORKFLOW_TERMINATED, reason)
+
+
+async def _batch_cancel(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+) -> _Rows:
+    return await _cancel_runs(conn, runs, message["reason"], message["request_id"])
+
+
+async def _batch_signal(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+) -> _Rows:
+    name, args = message["signal"]
+    attrs = {"name": name, "args": args}
+    return await _post_each(conn, runs, E.SIGNAL_RECEIVED, attrs, message["request_id"])
+
+
+async def _batch_pause(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+) -> _Rows:
+    return await _pause_runs(conn, runs, message["reason"])
+
+
+async def _batch_resume(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+) -> _Rows:
+    return await _resume_runs(conn, runs)
+
+
+_ACTS: dict[str, _Act] = {
+    "cancel": _batch_cancel,
+    "terminate": _batch_terminate,
+    "signal": _batch_signal,
+    "pause": _batch_pause,
+    "resume": _batch_resume,
+}
 
 
 def _require_open_to(run: asyncpg.Record, action: str) -> None:

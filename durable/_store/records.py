@@ -139,6 +139,30 @@ class StartRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ListFilter:
+    """Which runs a list or a batch covers: those matching every filter given."""
+
+    status: str | None = None  # "paused" for an open run paused
+    workflow_name: str | None = None
+    attributes: dict[str, Any] | None = None  # the runs whose attributes contain these
+    started_after: datetime | None = None
+    started_by: datetime | None = None  # (a batch: the runs started by the time it began)
+    open_only: bool = False
+
+
+Cursor = tuple[datetime, str, str]  # (started_at, workflow_id, run_id) of a page's last run
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPage:
+    """One chunk of a batch action: the runs acted on (workflow name, task queue of each)
+    and where the next chunk begins (None: this was the last)."""
+
+    acted: list[tuple[str, str]]
+    after: Cursor | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """A run as the workflows table holds it; its result and failure still sealed (open
     them with Store.open_payload and Store.open_failure)."""

@@ -1,5 +1,6 @@
-"""Statements on runs inside a transaction: find the run a handle addresses, post to it
-(once per request id), open runs, append history, answer calls."""
+"""Statements on runs inside a transaction: find the run a handle addresses or the runs a
+list filter matches, post to them (once per request id), pause and resume them, open runs,
+append history, answer calls."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .._failures import Failure
 from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
 from .errors import _request_race
 from .listener import CHANNEL
-from .records import StartRequest, _Rows
+from .records import Cursor, ListFilter, StartRequest, _Rows
 from .sql import (
     _ANSWER_CALL_SQL,
     _CHAIN_END_SQL,
@@ -24,10 +25,13 @@ from .sql import (
     _INSERT_RUNS_SQL,
     _LATEST_RUN_FOR_UPDATE_SQL,
     _LATEST_RUN_SQL,
+    _PAUSE_RUNS_SQL,
     _POST_SQL,
     _RECORD_REQUEST_SQL,
+    _RESUME_RUNS_SQL,
     _RUN_FOR_UPDATE_SQL,
     _RUN_SQL,
+    _list_workflows_sql,
 )
 
 E = EventType
@@ -66,6 +70,26 @@ async def _addressed_run(
         # it continued as new while we waited for its lock: the next run is the one
 
 
+async def _list_page(
+    conn: asyncpg.Connection | asyncpg.Pool, filters: ListFilter, after: Cursor | None, limit: int
+) -> _Rows:
+    """The next ``limit`` runs matching ``filters`` after the run ``after``, in (started_at,
+    workflow_id, run_id) order."""
+    given: dict[str, tuple[Any, ...] | None] = {
+        "status": None if filters.status is None else (filters.status,),
+        "workflow_name": None if filters.workflow_name is None else (filters.workflow_name,),
+        "attributes": None if filters.attributes is None else (filters.attributes,),
+        "started_after": None if filters.started_after is None else (filters.started_after,),
+        "started_by": None if filters.started_by is None else (filters.started_by,),
+        "open_only": () if filters.open_only else None,
+        "after": after,
+    }
+    used = tuple(name for name, values in given.items() if values is not None)
+    values = [value for name in used for value in given[name] or ()]
+    rows: _Rows = await conn.fetch(_list_workflows_sql(used), *values, limit)
+    return rows
+
+
 def _require_open(run: asyncpg.Record, workflow_id: str, run_id: str | None = None) -> None:
     if run["closed_at"] is None:
         return
@@ -100,6 +124,45 @@ async def _post_to_run(
         if run["closed_at"] is not None:
             return run
         target = None if run_id is None else str(run["run_id"])
+
+
+async def _post_each(
+    conn: asyncpg.Connection,
+    runs: Sequence[asyncpg.Record],
+    etype: EventType,
+    attrs: dict[str, Any],
+    request_id: str | None = None,
+) -> _Rows:
+    """Post the same message to each open run given, in one statement (once per workflow
+    and ``request_id``); returns the runs it was posted to now."""
+    body = _seal_attrs(_codecs(conn), attrs)
+    posts = [
+        (str(i), run["workflow_id"], str(run["run_id"]), etype, body, request_id)
+        for i, run in enumerate(runs)
+    ]
+    posted = {row["key"] for row in await _post_many(conn, posts) if not row["duplicate"]}
+    return [run for i, run in enumerate(runs) if str(i) in posted]
+
+
+async def _pause_runs(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], reason: str | None
+) -> _Rows:
+    """Pause the open runs given (locked by the caller); returns those paused now."""
+    paused: _Rows = await conn.fetch(
+        _PAUSE_RUNS_SQL,
+        [run["workflow_id"] for run in runs],
+        [run["run_id"] for run in runs],
+        reason,
+    )
+    return paused
+
+
+async def _resume_runs(conn: asyncpg.Connection, runs: Sequence[asyncpg.Record]) -> _Rows:
+    """Make the paused open runs given claimable again; returns those resumed now."""
+    resumed: _Rows = await conn.fetch(
+        _RESUME_RUNS_SQL, [run["workflow_id"] for run in runs], [run["run_id"] for run in runs]
+    )
+    return resumed
 
 
 REQUESTS_KEPT = timedelta(days=1)  # a client request is applied once within this time

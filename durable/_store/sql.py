@@ -94,6 +94,9 @@ SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at D
 
 # ====================================================================== client operations
 
+# Store.database_time: the database's clock (a batch covers the runs started by then).
+_DATABASE_TIME_SQL = "SELECT now()"
+
 # Store.pending_activities: the run's activity tasks, in schedule order.
 _PENDING_ACTIVITIES_SQL = """
 SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at,
@@ -118,6 +121,8 @@ _LIST_FILTERS = {
     "workflow_name": "workflow_name = $%d",
     "attributes": "attributes @> $%d",
     "started_after": "started_at > $%d",
+    "started_by": "started_at <= $%d",
+    "open_only": "closed_at IS NULL",
     "after": "(started_at, workflow_id, run_id::text) > ($%d, $%d, $%d)",
 }
 
@@ -647,23 +652,41 @@ ORDER BY parent_workflow_id, workflow_id
 
 # ====================================================================== operator controls
 
-# Controls.pause: the open run (locked by the caller) is paused: no claim takes it (migration
-# 0006) and its owner's next commit fails (the fence moves, the owner goes), so that no
-# workflow task of it runs until it is resumed. A run paused already is left as it is.
-_PAUSE_RUN_SQL = """
-UPDATE durable.workflows SET paused_at = now(), pause_reason = $3, owner = NULL,
-    fence = fence + 1
-WHERE workflow_id = $1 AND run_id = $2 AND closed_at IS NULL AND paused_at IS NULL
+# Controls.pause and a batch pause: the open runs (locked by the caller) are paused: no claim
+# takes them (migration 0006) and their owners' next commits fail (the fence moves, the owner
+# goes), so that no workflow task of theirs runs until they are resumed. A run paused already
+# is left as it is. Returns the runs paused.
+_PAUSE_RUNS_SQL = """
+UPDATE durable.workflows w SET paused_at = now(), pause_reason = $3, owner = NULL,
+    fence = w.fence + 1
+FROM unnest($1::text[], $2::uuid[]) AS r(workflow_id, run_id)
+WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.closed_at IS NULL
+    AND w.paused_at IS NULL
+RETURNING w.workflow_name, w.task_queue
 """
 
-# Controls.resume, and a cancel request (closing._cancel_run: the run must run to see it):
-# a paused open run is claimable again, from the due time its messages and timers gave it;
-# the workers of its queue are woken. No row: it was not paused.
-_RESUME_RUN_SQL = """
-WITH resumed AS (UPDATE durable.workflows SET paused_at = NULL, pause_reason = NULL
-    WHERE workflow_id = $1 AND run_id = $2 AND paused_at IS NOT NULL AND closed_at IS NULL
-    RETURNING task_queue)
-SELECT pg_notify('durable', 'w' || task_queue) FROM resumed
+# Controls.resume, a batch resume, and cancel requests (closing: a run must run to see one):
+# the paused open runs are claimable again, from the due time their messages and timers gave
+# them; each queue's workers are woken once. Returns the runs resumed (none: none was paused).
+_RESUME_RUNS_SQL = """
+WITH resumed AS (UPDATE durable.workflows w SET paused_at = NULL, pause_reason = NULL
+    FROM unnest($1::text[], $2::uuid[]) AS r(workflow_id, run_id)
+    WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.paused_at IS NOT NULL
+        AND w.closed_at IS NULL
+    RETURNING w.workflow_name, w.task_queue),
+woken AS (SELECT count(pg_notify('durable', 'w' || queue)) AS n
+    FROM (SELECT DISTINCT task_queue AS queue FROM resumed) AS queues)
+SELECT workflow_name, task_queue, (SELECT n FROM woken) AS woken FROM resumed
+"""
+
+# A batch chunk: the open runs of a page (by workflow id and run id: run ids are unique), locked
+# in workflow_id order (as posts lock them) and read as they are now, for the action to
+# decide on each (one closed meanwhile is left out).
+_LOCK_OPEN_RUNS_SQL = """
+SELECT workflow_id, run_id, workflow_name, task_queue, status, paused_at
+FROM durable.workflows
+WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND closed_at IS NULL
+ORDER BY workflow_id FOR UPDATE
 """
 
 
