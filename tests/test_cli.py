@@ -255,6 +255,7 @@ async def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) 
         "describe",
         "history",
         "list",
+        "batch",
         "replay",
     ):
         assert command in out
@@ -429,3 +430,60 @@ async def test_workflow_group_pauses_and_resumes(
     assert await cli_json(capsys, "result", "held", "--timeout", "30", *db) == "hello eve?"
     code, _, err = await cli(capsys, "workflow", "pause", "held", *db)
     assert code == 2 and "closed" in err
+
+
+async def test_batch_signals_each_matching_workflow_once_per_request_id(
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`durable batch signal` with an attribute filter, repeated with its request id, then
+    `durable batch terminate`: the others are not touched, no workflow is signalled twice."""
+    db = ("--dsn", dsn)
+    for name in ("ann", "bob", "cy"):
+        await cli_json(capsys, "start", "greeter", f'"{name}"', "--id", f"b-{name}", *db)
+    for name in ("ann", "bob", "cy"):
+        await wait_until_waiting(client, f"b-{name}")
+    code, out, err = await cli(
+        capsys,
+        "batch",
+        "signal",
+        "--attr",
+        'customer="bob"',
+        "--signal",
+        "finish",
+        "--signal-arg",
+        '"!"',
+        *db,
+    )
+    assert (code, out.strip()) == (0, "signal: 1 workflow run acted on"), err
+    request_id = err.removeprefix("request id: ").strip()
+    again = await cli_json(
+        capsys,
+        "batch",
+        "signal",
+        "--signal",
+        "finish",
+        "--signal-arg",
+        '"?"',
+        "--request-id",
+        request_id,
+        *db,
+    )
+    assert again == {"action": "signal", "count": 2, "request_id": request_id}
+    assert await cli_json(capsys, "result", "b-bob", "--timeout", "30", *db) == "hello bob!"
+    assert await cli_json(capsys, "result", "b-ann", "--timeout", "30", *db) == "hello ann?"
+    await cli_json(capsys, "start", "greeter", '"dee"', "--id", "b-dee", *db)
+    done = await cli_json(
+        capsys, "batch", "terminate", "--status", "RUNNING", "--name", "greeter", *db
+    )
+    assert done["count"] == 1
+    code, out, _ = await cli(capsys, "describe", "b-dee", *db)
+    assert "terminated" in out
+    code, _, err = await cli(capsys, "batch", "signal", *db)
+    assert code == 2 and "needs signal=NAME" in err
+    code, _, err = await cli(capsys, "batch", "reset", *db)
+    assert code == 2 and "invalid choice" in err
+    code, _, err = await cli(capsys, "batch", "pause", "--started-after", "yesterday", *db)
+    assert code == 2 and "ISO 8601" in err

@@ -1,20 +1,26 @@
 """Talking to workflows and inspecting them: start, signal, query, cancel, terminate, pause,
-resume, result, describe, history, list (each also as ``durable workflow COMMAND``)."""
+resume, result, describe, history, list, and batch over a list filter (each also as
+``durable workflow COMMAND``)."""
 
 from __future__ import annotations
 
 import argparse
 import collections
+import sys
+import uuid
+from datetime import datetime
 from typing import Any
 
 from .._client import Client, HistoryEvent, WorkflowDescription, WorkflowHandle
-from .common import AddCommand, Handler, add_json_args, attribute, connect
+from .._store import BATCH_ACTIONS
+from .common import AddCommand, Handler, add_json_args, attribute, connect, json_value
 from .output import dumps, print_json, short, table, time
 
 
 def add_commands(command: AddCommand) -> None:
     _add_talking(command)
     _add_inspecting(command)
+    _add_batch(command)
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -113,15 +119,7 @@ def _add_inspecting(command: AddCommand) -> None:
     add_run_args(history)
 
     listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
-    listing.add_argument("--status", type=str.lower, help="only runs with this status (any case)")
-    listing.add_argument("--name", help="only runs of this workflow name")
-    listing.add_argument(
-        "--attribute",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="only runs with this attribute value (repeatable)",
-    )
+    add_filter_args(listing, "runs")
     listing.add_argument(
         "--limit",
         type=int,
@@ -129,6 +127,89 @@ def _add_inspecting(command: AddCommand) -> None:
         metavar="N",
         help="show at most the N most recent runs (default 100)",
     )
+
+
+def add_filter_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """The filters of client.list, as options."""
+    parser.add_argument("--status", type=str.lower, help=f"only {what} with this status (any case)")
+    parser.add_argument("--name", help=f"only {what} of this workflow name")
+    parser.add_argument(
+        "--attr",
+        "--attribute",
+        dest="attribute",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help=f"only {what} with this attribute value (repeatable)",
+    )
+
+
+def _add_batch(command: AddCommand) -> None:
+    batch = command(
+        "batch",
+        _batch,
+        "Cancel, terminate, signal, pause or resume every open workflow run matching the "
+        "filters (that had started when the command began); prints how many it acted on.",
+    )
+    batch.add_argument("action", choices=BATCH_ACTIONS, help="what to do to each run")
+    add_filter_args(batch, "runs")
+    batch.add_argument(
+        "--started-after",
+        type=_aware_time,
+        metavar="TIME",
+        help="only runs started after this ISO 8601 time with its offset (2026-12-01T09:00Z)",
+    )
+    batch.add_argument("--reason", help="why (cancel, terminate, pause), recorded on each run")
+    batch.add_argument("--signal", metavar="NAME", help="with action signal: the signal's name")
+    batch.add_argument(
+        "--signal-arg",
+        dest="signal_args",
+        action="append",
+        default=[],
+        type=json_value,
+        metavar="JSON",
+        help="with action signal: an argument of the signal, parsed as JSON (repeatable)",
+    )
+    batch.add_argument(
+        "--request-id",
+        help="the batch's request id (default: a new one, printed first): run an interrupted "
+        "batch again with it, and no workflow gets its signal or cancel request twice",
+    )
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+00:00"
+        )
+    return value
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    request_id = args.request_id or str(uuid.uuid4())
+    if not args.json:
+        print(f"request id: {request_id}", file=sys.stderr, flush=True)
+    async with connect(args) as client:
+        count = await client.batch(
+            args.action,
+            status=args.status,
+            workflow_name=args.name,
+            attributes=dict(attribute(a) for a in args.attribute) or None,
+            started_after=args.started_after,
+            reason=args.reason,
+            signal=args.signal,
+            signal_args=args.signal_args,
+            request_id=request_id,
+        )
+    if args.json:
+        print_json({"action": args.action, "count": count, "request_id": request_id})
+    else:
+        print(f"{args.action}: {count} workflow run{'' if count == 1 else 's'} acted on")
+    return 0
 
 
 async def _start(args: argparse.Namespace) -> int:
