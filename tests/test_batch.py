@@ -4,6 +4,7 @@ on real Postgres with real workers."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -188,3 +189,67 @@ async def test_sync_client_batch(dsn: str) -> None:
         assert n == 1
     finally:
         await asyncio.to_thread(sync.close)
+
+
+_BATCH_PROCESS = """
+import asyncio, sys
+import durable
+
+async def main() -> None:
+    client = await durable.Client.connect(sys.argv[1])
+    await client.batch("signal", signal="add", signal_args=["once"], request_id=sys.argv[2])
+
+asyncio.run(main())
+"""
+
+
+async def test_a_batch_killed_part_way_finishes_when_run_again(client: durable.Client) -> None:
+    """A client process running a signal batch is SIGKILLed while its third chunk waits
+    for a lock (two chunks committed, the third not); run again with the same request id,
+    the batch signals only the rest: every workflow ends with exactly one signal."""
+    count = 1_500
+    await _start_many(client, parked_wf, count, "batch-nobody", "kill")
+    ordered = await client.store.pool.fetch(
+        "SELECT workflow_id FROM durable.workflows ORDER BY started_at, workflow_id, run_id::text"
+    )
+    async with client.store.pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute(
+            "SELECT 1 FROM durable.workflows WHERE workflow_id = $1 FOR UPDATE",
+            ordered[1_200]["workflow_id"],
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _BATCH_PROCESS, client.store.dsn, "batch-kill"
+        )
+        try:
+            await wait_for(lambda: _signals(client, 1_000), timeout=60)
+            await wait_for(lambda: _waiting_for_a_lock(client), timeout=30)
+        finally:
+            process.kill()
+            await process.wait()
+        await client.store.pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
+            "'Lock' AND datname = current_database()"
+        )
+    assert await _signals(client, 1_000)
+    again = await client.batch(
+        "signal", signal="add", signal_args=["once"], request_id="batch-kill"
+    )
+    assert again == count - 1_000
+    per_workflow = await client.store.pool.fetchrow(
+        "SELECT count(*) AS signals, count(DISTINCT workflow_id) AS workflows FROM durable.inbox"
+    )
+    assert (per_workflow["signals"], per_workflow["workflows"]) == (count, count)
+
+
+async def _signals(client: durable.Client, count: int) -> bool:
+    return await _count(client, "SELECT count(*) FROM durable.inbox") == count
+
+
+async def _waiting_for_a_lock(client: durable.Client) -> bool:
+    return bool(
+        await _count(
+            client,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()",
+        )
+    )

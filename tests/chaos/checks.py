@@ -235,6 +235,17 @@ def _check_completions(run: Run) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------- controls
+def check_not_paused(snapshot: Snapshot) -> list[str]:
+    """Every pause the harness sent, one by one or by batch, was followed by a resume that
+    was applied: no run is left paused."""
+    return [
+        f"{run.label()}: still paused at the end (since {run.row['paused_at']})"
+        for run in snapshot.runs
+        if run.row["paused_at"] is not None and not run.closed
+    ]
+
+
 # ---------------------------------------------------------------------------- leases
 def check_leases(snapshot: Snapshot, stopped_pids: Iterable[int]) -> list[str]:
     """After a graceful stop: nothing held, nothing pending on closed runs, nothing open."""

@@ -3,7 +3,8 @@
 One run: start a Postgres of our own, a few worker processes (tests/chaos/app.py) and a
 client; start workflows, signal and cancel them while injecting faults on a random plan
 (kill -9 a worker, restart Postgres with -m immediate, pg_terminate_backend, SIGSTOP a
-worker past its lease); wait until every workflow finished; stop the workers gracefully;
+worker past its lease), and pause and resume some of them, one by one and all at once by a
+batch; wait until every workflow finished; stop the workers gracefully;
 check the invariants of tests/chaos/checks.py on the database; report the figures.
 
 The workflows are in app.py, the faults and worker processes in faults.py, the Postgres
@@ -53,6 +54,7 @@ T = TypeVar("T")
 DATABASE = "chaos"
 
 SAMPLE_EVERY = 0.5  # seconds between two progress samples
+PAUSED = 0.25  # the share of workflows the driver pauses once, and resumes, while they run
 RECOVERED_BELOW = 1.5  # seconds of lag under which the system counts as recovered
 
 
@@ -124,7 +126,7 @@ class Monitor:
     QUERY = """
     SELECT greatest(
         (SELECT extract(epoch FROM now() - min(ready_at)) FROM durable.workflows
-         WHERE ready_at <= now()),
+         WHERE ready_at <= now() AND paused_at IS NULL),
         (SELECT extract(epoch FROM now() - min(visible_at)) FROM durable.activity_tasks
          WHERE owner IS NULL AND visible_at <= now()),
         (SELECT extract(epoch FROM now() - min(coalesce(k.expires_at - make_interval(secs => $1),
@@ -226,6 +228,8 @@ class Driver:
         self.client = client
         self.retry = retry
         self.sent: dict[str, checks.Sent] = collections.defaultdict(checks.Sent)
+        self.paused: collections.Counter[str] = collections.Counter()  # pause, resume: sent
+        self.batched: collections.Counter[str] = collections.Counter()  # runs acted on
 
     async def drive(
         self, spec: app.Spec, start_at: float, cancel_at: float | None, clock: Callable[[], float]
@@ -235,7 +239,13 @@ class Driver:
         await self.retry("start", lambda: self._start(spec), lambda: self._exists(wid))
         handle = self.client.get_handle(wid)
         rng = random.Random(spec.seed)
-        for number in range(spec.signals):
+        pausing = random.Random(spec.seed * 31 + 7)  # (rng's draws stay those of every run)
+        pause_after = pausing.randrange(spec.signals + 1) if pausing.random() < PAUSED else -1
+        for number in range(spec.signals + 1):
+            if number == pause_after:
+                await self._pause_a_while(handle, pausing.uniform(0.3, 2.0))
+            if number == spec.signals:
+                break
             await asyncio.sleep(rng.uniform(0.1, 1.2))
             await self.retry(
                 "signal",
@@ -249,6 +259,37 @@ class Driver:
                 "cancel", handle.cancel, lambda: self._recorded(wid, EventType.CANCEL_REQUESTED)
             )
             self.sent[wid].cancelled = True
+
+    async def _pause_a_while(self, handle: durable.WorkflowHandle[object], seconds: float) -> None:
+        """Pause the run, then resume it (each applied once: a retry sends its request id
+        again); a run that closed meanwhile cannot be paused or resumed, which is no fault."""
+        wid = handle.workflow_id
+        for action, options in (("pause", {"reason": "chaos"}), ("resume", {})):
+            request = f"{wid}-{action}"
+            act = getattr(handle, action)
+            try:
+                await self.retry(action, lambda a=act, o=options, r=request: a(**o, request_id=r))  # type: ignore[misc]
+            except durable.WorkflowError:
+                return  # it closed
+            self.paused[action] += 1
+            await asyncio.sleep(seconds)
+
+    async def pause_all_a_while(
+        self, at: float, seconds: float, clock: Callable[[], float]
+    ) -> None:
+        """At ``at``, pause every running run by one batch; ``seconds`` later resume every
+        paused one (a batch retried after a fault acts on what is left)."""
+        await asyncio.sleep(max(0.0, at - clock()))
+        for action, options in (
+            ("pause", {"status": "running", "reason": "chaos"}),
+            ("resume", {}),
+        ):
+            acted = await self.retry(
+                f"batch {action}",
+                lambda a=action, o=options: self.client.batch(a, **o),  # type: ignore[misc]
+            )
+            self.batched[action] += acted or 0
+            await asyncio.sleep(seconds)
 
     async def _start(self, spec: app.Spec) -> None:
         await self.client.start(
@@ -321,6 +362,8 @@ class Report:
     max_lag: float = 0.0
     retries: collections.Counter[str] = field(default_factory=collections.Counter)
     landed: collections.Counter[str] = field(default_factory=collections.Counter)
+    paused: collections.Counter[str] = field(default_factory=collections.Counter)
+    batched: collections.Counter[str] = field(default_factory=collections.Counter)
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
     settled_after: float | None = None
     duration: float = 0.0
@@ -363,6 +406,8 @@ class Report:
             ),
             self.recovery_by_kind(),
             f"max lag over the run: {self.max_lag:.2f} s",
+            f"operator controls: one by one {_counts(self.paused) or '-'}; by batch "
+            f"{_counts(self.batched) or '-'} runs",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -527,6 +572,7 @@ async def _run(
         await asyncio.gather(
             injector.run(plan, clock),
             *(driver.drive(spec, at, cancel, clock) for spec, at, cancel in report.workload),
+            driver.pause_all_a_while(profile.duration / 2, 1.5, clock),
         )
         faults_done = clock()
         settled = await _settle(driver, retry, profile.settle_timeout)
@@ -541,6 +587,7 @@ async def _run(
         report.violations += monitor.liveness_violations(hang)
         report.violations += [f"hang: {problem}" for problem in hang]
         report.retries, report.landed = retry.retries, retry.landed
+        report.paused, report.batched = driver.paused, driver.batched
         report.violations += pool.crashes
         report.violations += await asyncio.to_thread(
             pool.stop_gracefully, app.SHUTDOWN_GRACE.total_seconds() + 15
@@ -587,6 +634,7 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     for run in snapshot.runs:
         violations += checks.check_history(run)
     violations += checks.check_leases(snapshot, pool.graceful_pids)
+    violations += checks.check_not_paused(snapshot)
     for spec, _, _ in report.workload:
         violations += checks.check_workflow(spec, driver.sent[spec.workflow_id], snapshot)
     activity_problems, report.activities = checks.check_activities(snapshot)
