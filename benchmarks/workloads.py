@@ -307,8 +307,15 @@ async def w1d(env: Env) -> Run:
 # ---------------------------------------------------------------------- W2, W2b
 
 
-async def fan_in_throughput(env: Env, processes: int, telemetry: int = 0) -> Run:
-    """``telemetry``: 0 none, 1 metrics, 2 metrics and traces (see worker_proc)."""
+async def fan_in_throughput(
+    env: Env,
+    processes: int,
+    telemetry: int = 0,
+    beside: Callable[[durable.Client, str], Awaitable[dict[str, Any]]] | None = None,
+) -> Run:
+    """``telemetry``: 0 none, 1 metrics, 2 metrics and traces (see worker_proc). ``beside``
+    runs while the workflows run (given the client and their queue); its figures join the
+    run's."""
     count, steps = env.size(1000, minimum=4), 10
     queue = new_queue(f"W2x{processes}t{telemetry}")
     options: dict[str, int] = {**WORKER_OPTIONS, "telemetry": telemetry}
@@ -321,13 +328,16 @@ async def fan_in_throughput(env: Env, processes: int, telemetry: int = 0) -> Run
             began = time.perf_counter()
             ids = await start_all(client, wf.echo_steps, [steps], queue, count)
             started = time.perf_counter() - began
+            side = asyncio.create_task(beside(client, queue)) if beside else None
             await wait_closed(client, queue, count)
             elapsed = time.perf_counter() - began
+            figures = await side if side else {}
         checked = check_results(await results(client, queue), ids, lambda _: sum(range(steps)))
     return Run(
         {
             "steps_per_s": count * steps / elapsed,
             "worker_cpu_ms_per_step": cpu["workers"] * 1000 / (count * steps),
+            **figures,
         },
         {
             "workflows": count,
@@ -359,6 +369,34 @@ async def w2m(env: Env) -> Run:
 async def w2t(env: Env) -> Run:
     """W2 with SDK meter and tracer providers in the worker (spans batched, then dropped)."""
     return await fan_in_throughput(env, processes=1, telemetry=2)
+
+
+async def w2x(env: Env) -> Run:
+    """W2 while a batch terminates 10,000 other workflows: W2's steps per second in the
+    batch's time window beside its rate over the whole run."""
+    doomed = env.size(10_000, minimum=4)
+    queue = new_queue("W2x-doomed")
+    async with connect(env.dsn) as client:  # (no worker: they wait pending)
+        await start_all(client, wf.parked, [], queue, doomed)
+
+    async def terminate_them(client: durable.Client, w2_queue: str) -> dict[str, Any]:
+        await asyncio.sleep(0.3)  # W2 under way
+        began, t0 = await client.store.database_time(), time.perf_counter()
+        n = await client.batch("terminate", workflow_name="parked", reason="benchmark")
+        took, ended = time.perf_counter() - t0, await client.store.database_time()
+        check(n == doomed, f"the batch terminated {n} of {doomed} workflows")
+        steps = await client.store.pool.fetchval(
+            "SELECT count(*) FROM durable.history h JOIN durable.workflows w USING "
+            "(workflow_id, run_id) WHERE w.task_queue = $1 AND h.kind = $4 "
+            "AND h.ts BETWEEN $2 AND $3",
+            w2_queue,
+            began,
+            ended,
+            int(EventType.ACTIVITY_COMPLETED),
+        )
+        return {"batch_terminate_s": took, "w2_steps_per_s_during_batch": steps / took}
+
+    return await fan_in_throughput(env, processes=1, beside=terminate_them)
 
 
 # ---------------------------------------------------------------------- W3
@@ -605,6 +643,7 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W2b": w2b,
     "W2m": w2m,
     "W2t": w2t,
+    "W2x": w2x,
     "W3": w3,
     "W4": w4,
     "W5": w5,
