@@ -12,6 +12,7 @@ import pytest
 
 import durable
 from durable import WorkflowContext, workflow
+from durable._client.client import _BATCH_CHUNK
 
 from .conftest import wait_for
 
@@ -207,7 +208,8 @@ async def test_a_batch_killed_part_way_finishes_when_run_again(client: durable.C
     """A client process running a signal batch is SIGKILLed while its third chunk waits
     for a lock (two chunks committed, the third not); run again with the same request id,
     the batch signals only the rest: every workflow ends with exactly one signal."""
-    count = 1_500
+    committed = 2 * _BATCH_CHUNK  # the chunks done before the one that waits
+    count = committed + 3 * _BATCH_CHUNK
     await _start_many(client, parked_wf, count, "batch-nobody", "kill")
     ordered = await client.store.pool.fetch(
         "SELECT workflow_id FROM durable.workflows ORDER BY started_at, workflow_id, run_id::text"
@@ -215,13 +217,13 @@ async def test_a_batch_killed_part_way_finishes_when_run_again(client: durable.C
     async with client.store.pool.acquire() as blocker, blocker.transaction():
         await blocker.execute(
             "SELECT 1 FROM durable.workflows WHERE workflow_id = $1 FOR UPDATE",
-            ordered[1_200]["workflow_id"],
+            ordered[committed + _BATCH_CHUNK // 2]["workflow_id"],
         )
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _BATCH_PROCESS, client.store.dsn, "batch-kill"
         )
         try:
-            await wait_for(lambda: _signals(client, 1_000), timeout=60)
+            await wait_for(lambda: _signals(client, committed), timeout=60)
             await wait_for(lambda: _waiting_for_a_lock(client), timeout=30)
         finally:
             process.kill()
@@ -230,11 +232,11 @@ async def test_a_batch_killed_part_way_finishes_when_run_again(client: durable.C
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = "
             "'Lock' AND datname = current_database()"
         )
-    assert await _signals(client, 1_000)
+    assert await _signals(client, committed)
     again = await client.batch(
         "signal", signal="add", signal_args=["once"], request_id="batch-kill"
     )
-    assert again == count - 1_000
+    assert again == count - committed
     per_workflow = await client.store.pool.fetchrow(
         "SELECT count(*) AS signals, count(DISTINCT workflow_id) AS workflows FROM durable.inbox"
     )

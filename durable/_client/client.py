@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import dataclasses
 import functools
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -368,11 +369,12 @@ class Client:
         """Apply ``action`` ("cancel", "terminate", "signal", "pause" or "resume") to every
         open run matching the filters (as :meth:`list` takes them) that had started when the
         call began; returns the number of runs acted on. The database does it in chunks of
-        500 runs, one transaction each. Done again (say, after a crash part-way), it acts
-        on what is left: runs terminated, cancelled, paused or resumed already are not
-        counted again, and a cancel request or signal (``signal``: its name, with
-        ``signal_args``) goes to each workflow once per ``request_id`` (default: a new one
-        per call; give one to repeat a signal batch safely)."""
+        200 runs, one transaction each, resting after each as long as it took. Done again
+        (say, after a crash part-way), it acts on what is left: runs terminated, cancelled,
+        paused or resumed already are not counted again, and a cancel request or signal
+        (``signal``: its name, with ``signal_args``) goes to each workflow once per
+        ``request_id`` (default: a new one per call; give one to repeat a signal batch
+        safely)."""
         if action == "reset":
             raise ValueError(
                 "action 'reset' is not available: resetting a run is not built yet; use one "
@@ -398,7 +400,9 @@ class Client:
                 signal=message,
                 request_id=request,
             )
+            began = time.monotonic()
             page = await self._call("batch", None, chunk, writes=True)
+            took = time.monotonic() - began
             acted += len(page.acted)
             if action == "terminate":
                 for workflow_name_, task_queue in page.acted:
@@ -408,9 +412,13 @@ class Client:
             if page.after is None:
                 return acted
             after = page.after
+            await asyncio.sleep(took * _BATCH_REST)
 
 
-_BATCH_CHUNK = 500  # runs per transaction of a batch action
+_BATCH_CHUNK = 200  # runs per transaction of a batch action
+# after each chunk, the batch rests this many times as long as the chunk took: it takes at
+# most half of the database's time from the workflows running meanwhile
+_BATCH_REST = 1.0
 
 
 def list_filter(
