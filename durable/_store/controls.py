@@ -4,7 +4,7 @@ every run a list filter matches (a batch), chunk by chunk."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -12,7 +12,7 @@ from .._errors import WorkflowError
 from .._events import EventType
 from .base import StoreBase
 from .closing import _cancel_runs, _close_without_code
-from .records import BatchPage, Cursor, ListFilter, _Rows
+from .records import BatchPage, Cursor, ListFilter, _Rows, run_status
 from .runs import (
     _addressed_run,
     _first_time,
@@ -79,6 +79,7 @@ class Controls(StoreBase):
         once per workflow and ``request_id``, so a chunk done again changes nothing more.
         ``signal`` is (name, encoded args)."""
         act = _ACTS[action]
+        message = _BatchMessage(reason, signal, request_id)
 
         async def work(conn: asyncpg.Connection) -> BatchPage:
             page = await _list_page(conn, filters, after, limit)
@@ -89,8 +90,7 @@ class Controls(StoreBase):
                 [row["workflow_id"] for row in page],
                 [row["run_id"] for row in page],
             )
-            runs = [run for run in locked if _still_matches(run, filters.status)]
-            message = {"reason": reason, "signal": signal, "request_id": request_id}
+            runs = [run for run in locked if filters.status in (None, run_status(run))]
             acted = await act(conn, runs, message) if runs else []
             last = page[-1]
             cursor = (last["started_at"], last["workflow_id"], str(last["run_id"]))
@@ -103,44 +103,49 @@ class Controls(StoreBase):
         return done
 
 
-def _still_matches(run: asyncpg.Record, status: str | None) -> bool:
-    now = "paused" if run["paused_at"] is not None else run["status"]
-    return status is None or now == status
+@dataclass(frozen=True, slots=True)
+class _BatchMessage:
+    """What a batch's action carries to each run."""
+
+    reason: str | None
+    signal: tuple[str, bytes] | None  # (name, encoded args): action "signal" only
+    request_id: str
 
 
-_Act = Callable[[asyncpg.Connection, Sequence[asyncpg.Record], dict[str, Any]], Awaitable[_Rows]]
+_Act = Callable[[asyncpg.Connection, Sequence[asyncpg.Record], _BatchMessage], Awaitable[_Rows]]
 
 
 async def _batch_terminate(
-    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
 ) -> _Rows:
     pairs = [(run["workflow_id"], str(run["run_id"])) for run in runs]
-    reason = {"reason": message["reason"]}
+    reason = {"reason": message.reason}
     return await _close_without_code(conn, pairs, E.WORKFLOW_TERMINATED, reason)
 
 
 async def _batch_cancel(
-    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
 ) -> _Rows:
-    return await _cancel_runs(conn, runs, message["reason"], message["request_id"])
+    return await _cancel_runs(conn, runs, message.reason, message.request_id)
 
 
 async def _batch_signal(
-    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
 ) -> _Rows:
-    name, args = message["signal"]
+    assert message.signal is not None  # (Client.batch gives one for action "signal")
+    name, args = message.signal
     attrs = {"name": name, "args": args}
-    return await _post_each(conn, runs, E.SIGNAL_RECEIVED, attrs, message["request_id"])
+    return await _post_each(conn, runs, E.SIGNAL_RECEIVED, attrs, message.request_id)
 
 
 async def _batch_pause(
-    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
 ) -> _Rows:
-    return await _pause_runs(conn, runs, message["reason"])
+    return await _pause_runs(conn, runs, message.reason)
 
 
 async def _batch_resume(
-    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: dict[str, Any]
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
 ) -> _Rows:
     return await _resume_runs(conn, runs)
 

@@ -162,6 +162,14 @@ class BatchPage:
     after: Cursor | None
 
 
+def run_status(row: asyncpg.Record) -> Status:
+    """A run's status as shown (and filtered on): "paused" for an open run paused (its
+    status column keeps what it was: "pending" or "running")."""
+    paused = row["paused_at"] is not None and row["closed_at"] is None
+    status: Status = "paused" if paused else row["status"]
+    return status
+
+
 @dataclass(frozen=True, slots=True)
 class RunRow:
     """A run as the workflows table holds it; its result and failure still sealed (open
@@ -193,8 +201,7 @@ class RunRow:
             run_id=str(row["run_id"]),
             workflow_name=row["workflow_name"],
             task_queue=row["task_queue"],
-            # (the column keeps what a paused run was: "pending" or "running")
-            status="paused" if paused_at is not None else row["status"],
+            status=run_status(row),
             started_at=row["started_at"],
             closed_at=row["closed_at"],
             attributes=dict(row["attributes"]),

@@ -683,7 +683,7 @@ SELECT workflow_name, task_queue, (SELECT n FROM woken) AS woken FROM resumed
 # in workflow_id order (as posts lock them) and read as they are now, for the action to
 # decide on each (one closed meanwhile is left out).
 _LOCK_OPEN_RUNS_SQL = """
-SELECT workflow_id, run_id, workflow_name, task_queue, status, paused_at
+SELECT workflow_id, run_id, workflow_name, task_queue, status, paused_at, closed_at
 FROM durable.workflows
 WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND closed_at IS NULL
 ORDER BY workflow_id FOR UPDATE
