@@ -14,6 +14,7 @@ fired timer the store recorded) belong to a step that has not completed yet.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -126,6 +127,28 @@ class Event:
         keys = IDENTITY_KEYS.get(self.type, ())
         shown = ", ".join(f"{k}={self.attrs.get(k)!r}" for k in keys)
         return f"{self.type.name}({shown}) at seq {self.seq}"
+
+
+def closes_without_code(event: Event) -> bool:
+    """Whether the store closed the run with this event, from outside its code (terminated,
+    cancelled before it began): replaying that step runs no code."""
+    return event.type is EventType.WORKFLOW_TERMINATED or (
+        event.type is EventType.WORKFLOW_CANCELLED and bool(event.attrs.get("before_start"))
+    )
+
+
+def split_steps(history: Sequence[Event]) -> list[Sequence[Event]]:
+    """The steps of a history, oldest first; the last one has not completed when its last
+    event does not end it."""
+    steps: list[Sequence[Event]] = []
+    start = 0
+    for index, event in enumerate(history):
+        if event.ends_step:
+            steps.append(history[start : index + 1])
+            start = index + 1
+    if start < len(history):
+        steps.append(history[start:])
+    return steps
 
 
 def pack_attrs(attrs: dict[str, Any]) -> bytes:

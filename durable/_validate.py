@@ -126,3 +126,13 @@ def check_choice(arg: str, value: Any, choices: tuple[C, ...]) -> C:
         if value == choice and isinstance(value, str):
             return choice
     raise ValueError(f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_seq(value: Any) -> int | None:
+    """A history position (a reset point): a positive int, or None for the default."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(
+            f"seq must be the positive seq of a history event (see handle.history()) or None "
+            f"for the default point, got {value!r}"
+        )
+    return value

@@ -166,7 +166,6 @@ async def test_batch_cancel_closes_pending_runs_and_asks_the_others(
 async def test_batch_refuses_bad_input_and_changes_nothing(client: durable.Client) -> None:
     handle = await client.start(parked_wf, id="untouched", task_queue="batch-nobody")
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"action": "reset"}, "action 'reset' is not available"),
         ({"action": "stop"}, "action must be one of"),
         ({"action": "signal"}, "needs signal=NAME"),
         ({"action": "terminate", "signal": "add"}, "are for action 'signal'"),

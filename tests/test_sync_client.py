@@ -85,3 +85,14 @@ def test_errors_reach_the_caller_and_its_own_loop_is_refused(dsn: str) -> None:
             client._runner.call(inside_its_loop())
     with pytest.raises(durable.DurableError, match="cannot connect"):
         durable.SyncClient.connect("postgresql://nobody@127.0.0.1:1/x", connect_timeout=2)
+
+
+def test_every_client_and_handle_method_has_a_blocking_twin() -> None:
+    for async_class, sync_class in (
+        (durable.Client, durable.SyncClient),
+        (durable.WorkflowHandle, durable.SyncWorkflowHandle),
+    ):
+        public = {n for n in vars(async_class) if not n.startswith("_")}
+        public -= {"connect", "store"}  # (SyncClient.connect takes the same options)
+        missing = sorted(n for n in public if not hasattr(sync_class, n))
+        assert missing == [], f"{sync_class.__name__} lacks {missing}"

@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import dataclasses
 import functools
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from .._validate import (
     check_duration,
     check_name,
     check_reason,
+    check_seq,
     check_text,
     check_timeout,
 )
@@ -333,6 +335,55 @@ class Client:
         """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given)."""
         return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, Any)
 
+    async def fork(
+        self,
+        workflow_id: str,
+        seq: int | None = None,
+        new_id: str | None = None,
+        *,
+        run_id: str | None = None,
+        request_id: str | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Start a copy of a run (the workflow's latest, or ``run_id``) under the workflow id
+        ``new_id`` (default: derived from the request id), from the point ``seq`` of its
+        history, as :meth:`WorkflowHandle.reset` does; the original is left as it is. Its
+        children are not moved: one it started and did not see finish is started again
+        under its recorded id (a failure to the copy while the original's child still runs
+        under that id). Applied once per ``request_id`` (default: a new one)."""
+        workflow_id = check_name("workflow_id", workflow_id)
+        request = request_id_of(request_id)
+        if new_id is None:
+            new_id = f"{workflow_id}-fork-{hashlib.sha256(request.encode()).hexdigest()[:12]}"
+        check_name("new_id", new_id)
+        if new_id == workflow_id:
+            raise ValueError(
+                f"new_id must differ from the workflow id {workflow_id!r}: to start it again "
+                "under its own id, use get_handle(...).reset()"
+            )
+        return await self._reset(workflow_id, run_id, seq, None, request, new_id, Any)
+
+    async def _reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        seq: int | None,
+        reason: str | None,
+        request_id: str | None,
+        fork_to: str | None,
+        hint: Any,
+    ) -> WorkflowHandle[Any]:
+        reset = functools.partial(
+            self.store.reset,
+            workflow_id,
+            run_id,
+            check_seq(seq),
+            check_reason(reason),
+            request_id_of(request_id),
+            fork_to=fork_to,
+        )
+        done = await self._call("fork" if fork_to else "reset", workflow_id, reset, writes=True)
+        return WorkflowHandle(self, done.workflow_id, done.run_id, hint)
+
     async def list(
         self,
         status: str | None = None,
@@ -375,18 +426,15 @@ class Client:
         (``signal``: its name, with ``signal_args``) goes to each workflow once per
         ``request_id`` (default: a new one per call; give one to repeat a signal batch
         safely)."""
-        if action == "reset":
-            raise ValueError(
-                "action 'reset' is not available: resetting a run is not built yet; use one "
-                f"of {', '.join(map(repr, BATCH_ACTIONS))}"
-            )
         check_choice("action", action, BATCH_ACTIONS)
         filters = list_filter(status, workflow_name, attributes, started_after)
         message = _batch_signal(action, signal, signal_args)
         reason = check_reason(reason)
         request = request_id_of(request_id)
         started_by = await self._call("batch", None, self.store.database_time)
-        filters = dataclasses.replace(filters, started_by=started_by, open_only=True)
+        # a reset also starts closed runs again (the failed ones, say)
+        open_only = action != "reset"
+        filters = dataclasses.replace(filters, started_by=started_by, open_only=open_only)
         acted = 0
         after: Cursor | None = None
         while True:

@@ -44,6 +44,8 @@ class WorkflowDescription:
     failure: str | None = None  # the message of the failure that closed it
     paused_at: datetime | None = None  # while it is paused: since then, and why
     pause_reason: str | None = None
+    reset_from: tuple[str, int] | None = None  # (run id, seq): a reset or fork started it there
+    next_run_id: str | None = None  # the run it continued as new as, or a reset of it started
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def description(
         failure=failure,
         paused_at=row.paused_at,
         pause_reason=row.pause_reason,
+        reset_from=row.reset_from,
+        next_run_id=row.continued_run_id,
     )
 
 

@@ -98,7 +98,7 @@ class WorkflowHandle(Generic[R]):
             while True:
                 closed.clear()
                 row = await self._call("result", functools.partial(self._run, run_id))
-                if row.status == "continued_as_new":
+                if row.continued_run_id is not None:  # continued as new, or reset
                     run_id = row.continued_run_id
                     continue
                 if row.closed_at is not None:
@@ -289,6 +289,29 @@ class WorkflowHandle(Generic[R]):
             self._store.resume, self.workflow_id, self.run_id, request_id_of(request_id)
         )
         await self._call("resume", resume, writes=True)
+
+    async def reset(
+        self,
+        seq: int | None = None,
+        reason: str | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> WorkflowHandle[R]:
+        """Start the workflow again from a point of this run's history, and return a handle to
+        the new run. The run is closed (``terminated``, with ``reason``) if it is open; the
+        new run's history is its events before ``seq``: its code replays them from their
+        recorded results and runs live from there (activities and children they started and
+        did not see finish run again, timers are set for when they were due, signals received
+        from ``seq`` on are delivered again). ``seq`` must be the first event of a workflow
+        task (a ``ValueError`` lists the valid ones); None means just before the step that
+        took in the failure of the activity or child that failed the run, else just before
+        its last workflow task. Works on open and closed runs (a later open run of the
+        workflow is terminated); ``describe().reset_from`` of the new run is (this run's id,
+        seq). A handle on this run, and its ``result()``, follow to the new run. Applied
+        once per ``request_id`` (default: a new one)."""
+        return await self.client._reset(
+            self.workflow_id, self.run_id, seq, reason, request_id, None, self._hint
+        )
 
     async def describe(self) -> WorkflowDescription:
         """The run's status, times, attributes, last error, pending activities and the

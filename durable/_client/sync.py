@@ -144,8 +144,23 @@ class SyncClient:
             self._call(_close(pages))
 
     def batch(self, action: str, **options: Any) -> int:
-        """``Client.batch``: act on every open run matching the filters; the count."""
+        """``Client.batch``: act on every run matching the filters; the count."""
         return self._call(self.client.batch(action, **options))
+
+    def fork(
+        self,
+        workflow_id: str,
+        seq: int | None = None,
+        new_id: str | None = None,
+        *,
+        run_id: str | None = None,
+        request_id: str | None = None,
+    ) -> SyncWorkflowHandle[Any]:
+        """``Client.fork``: a copy of a run under a new workflow id, from ``seq``."""
+        handle = self._call(
+            self.client.fork(workflow_id, seq, new_id, run_id=run_id, request_id=request_id)
+        )
+        return SyncWorkflowHandle(self, handle)
 
 
 async def _next(items: AsyncIterator[T]) -> T:
@@ -209,6 +224,18 @@ class SyncWorkflowHandle(Generic[R]):
     def resume(self, *, request_id: str | None = None) -> None:
         """Let a paused run go on, with what arrived meanwhile."""
         self.client._call(self.handle.resume(request_id=request_id))
+
+    def reset(
+        self,
+        seq: int | None = None,
+        reason: str | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> SyncWorkflowHandle[R]:
+        """Start the workflow again from ``seq`` of this run's history (see
+        ``WorkflowHandle.reset``); a handle to the new run."""
+        handle = self.client._call(self.handle.reset(seq, reason, request_id=request_id))
+        return SyncWorkflowHandle(self.client, handle)
 
     def describe(self) -> WorkflowDescription:
         """The run's status, times, attributes, errors and pending activities."""

@@ -48,7 +48,7 @@ class Commands(RunState):
     def random(self) -> random.Random:
         self._refuse_in_query("ctx.random() or ctx.uuid4() (they advance the recorded seed)")
         if self._random is None:
-            seed = int.from_bytes(self.info.run_id.encode(), "big")
+            seed = int.from_bytes(self._seed_run.encode(), "big")
             self._random = random.Random(seed)
         return self._random
 
@@ -138,14 +138,17 @@ class Commands(RunState):
     ) -> ChildWorkflowHandle[Any]:
         self._refuse_in_query("ctx.start_child()")
         self._child_count += 1
-        child_id = workflow_id or f"{self._child_id_prefix()}/{self._child_count}"
         attrs = {
             "name": name,
-            "workflow_id": child_id,
+            "workflow_id": workflow_id or f"{self._child_id_prefix()}/{self._child_count}",
             "task_queue": task_queue or self.info.task_queue,
             "args": args,
         }
-        seq = self._command(E.CHILD_SCHEDULED, attrs).seq
+        # a default id is made of this run's ids, which a reset or fork changed: on replay the
+        # recorded one stands
+        free = () if workflow_id else ("workflow_id",)
+        scheduled = self._command(E.CHILD_SCHEDULED, attrs, free=free)
+        seq, child_id = scheduled.seq, scheduled.attrs["workflow_id"]
         future = self.loop.create_future()
         self._awaited[seq] = Awaited(future, hint, name)
         task = self.loop.create_task(self._await_child(seq, future), name=f"child:{child_id}")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from .._context import WorkflowContext, WorkflowInfo
 from .._definitions import WorkflowDefinition
 from .._errors import NondeterminismError
-from .._events import COMMANDS, Event, EventType
+from .._events import COMMANDS, Event, EventType, closes_without_code
 from .._failures import Failure
 from .._loop import WorkflowEventLoop
 from .commands import Commands
@@ -19,7 +19,6 @@ from .outcomes import Outcomes
 from .state import (
     LocalActivityCall,
     ReplayAwareLogger,
-    closes_without_code,
     now_utc,
     seed,
 )
@@ -71,7 +70,9 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             parent_workflow_id=started.attrs.get("parent_workflow_id"),
         )
         self.logger = ReplayAwareLogger(self)
-        self.loop = WorkflowEventLoop(self, started.timestamp.timestamp(), seed(run_id))
+        # a run reset from another replays that one's steps: it draws the same "random" values
+        self._seed_run = started.attrs.get("seed_run", run_id)
+        self.loop = WorkflowEventLoop(self, started.timestamp.timestamp(), seed(self._seed_run))
         self.ctx = WorkflowContext(self)
         self._recorded = history
         self._position = 0  # the next recorded event of the step being replayed

@@ -125,6 +125,7 @@ class RunState:
         "_random",
         "_recorded",
         "_replaying",
+        "_seed_run",
         "_signal_buffers",
         "_signal_handlers",
         "_signal_waiters",
@@ -186,6 +187,7 @@ class RunState:
     _conditions: list[Condition]
     _patches: dict[str, bool]
     _random: random.Random | None
+    _seed_run: str  # the run whose id seeds randomness: this one, or the one it was reset from
     _execution_deadline: float | None
 
     @property
@@ -193,9 +195,11 @@ class RunState:
         """True while re-running a step that history recorded as completed."""
         return self._replaying
 
-    def _command(self, etype: EventType, attrs: dict[str, Any]) -> Event:
-        """Issue a command: on replay match it against the step's recorded commands, live
-        record it."""
+    def _command(
+        self, etype: EventType, attrs: dict[str, Any], free: tuple[str, ...] = ()
+    ) -> Event:
+        """Issue a command: on replay match it against the step's recorded commands (by its
+        identity keys, but for those ``free``), live record it."""
         if self.closed and etype not in TERMINAL:
             raise WorkflowError(f"{etype.name} issued after the workflow finished")
         if self._query is not None:
@@ -210,7 +214,7 @@ class RunState:
             if recorded.type is E.PATCH and etype is not E.PATCH:
                 self._position += 1
                 continue
-            keys = IDENTITY_KEYS.get(etype, ())
+            keys = [k for k in IDENTITY_KEYS.get(etype, ()) if k not in free]
             if recorded.type is not etype or any(
                 recorded.attrs.get(k) != attrs.get(k) for k in keys
             ):
@@ -268,14 +272,6 @@ class RunState:
 def seed(run_id: str) -> int:
     """A number of the run, the same in every process: 56 bits of a hash of its id."""
     return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=7).digest(), "big")
-
-
-def closes_without_code(event: Event) -> bool:
-    """Whether the store closed the run with this event, from outside its code (terminated,
-    cancelled before it began): replaying that step runs no code."""
-    return event.type is E.WORKFLOW_TERMINATED or (
-        event.type is E.WORKFLOW_CANCELLED and bool(event.attrs.get("before_start"))
-    )
 
 
 async def await_(awaitable: Any) -> Any:

@@ -42,11 +42,13 @@ from .records import (
     PendingActivityRow,
     QueryCall,
     ReleasedAttempt,
+    ResetRun,
     RunRow,
     StartRequest,
     TaskCommit,
     WorkflowTask,
 )
+from .resets import Resets
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -72,6 +74,7 @@ __all__ = [
     "PendingActivityRow",
     "QueryCall",
     "ReleasedAttempt",
+    "ResetRun",
     "RunRow",
     "StartRequest",
     "Store",
@@ -87,7 +90,7 @@ def _ignore(steps: int) -> None:
     pass
 
 
-class Store(WorkerRecords, ClientOps, Controls, WorkflowTasks, ActivityTasks):
+class Store(WorkerRecords, ClientOps, Controls, Resets, WorkflowTasks, ActivityTasks):
     """Every statement durable runs, behind thin methods that return typed records."""
 
     def __init__(

@@ -213,12 +213,14 @@ async def _close_without_code(
     runs: Sequence[tuple[str, str]],
     etype: EventType,
     attrs: dict[str, Any],
+    *,
+    tell_parents: bool = True,
 ) -> _Rows:
     """Close open runs (workflow id, run id) from outside their code (terminated, cancelled
     before they began), in one statement: the fence moves, so that an owner's next commit
     fails, and the closing event is a step of its own that runs no code on replay. Their
-    parents are told, their open children terminated. Returns the runs closed (those closed
-    already are left out)."""
+    parents are told (unless not ``tell_parents``: a reset's new run reports to them), their
+    open children terminated. Returns the runs closed (those closed already are left out)."""
     codecs = _codecs(conn)
     status = TERMINAL_STATUS[etype]
     failure = _closing_failure(Event(0, etype, _utcnow(), attrs))
@@ -235,7 +237,7 @@ async def _close_without_code(
     told = [
         _told_parent(row["workflow_id"], row, etype, status, attrs, failure)
         for row in closed
-        if row["parent_workflow_id"]
+        if row["parent_workflow_id"] and tell_parents
     ]
     if told:
         await _post_many(

@@ -529,7 +529,8 @@ class _WideEffects:
             self.cancelled.add(attrs["scheduled"])
             await self._cancel_activity(attrs["scheduled"])
         elif t is E.CHILD_SCHEDULED:
-            await self._start_child(event)
+            parent = (self.workflow_id, self.run_id, event.seq)
+            await _start_child(self.conn, parent, attrs, self.traces.get(event.seq))
         elif t is E.CHILD_CANCEL_REQUESTED:
             child = await self._open_child(attrs["scheduled"], lock=True)
             if child is not None:
@@ -558,41 +559,6 @@ class _WideEffects:
             seq,
         )
 
-    async def _start_child(self, event: Event) -> None:
-        attrs = event.attrs
-        request = StartRequest(
-            workflow_id=attrs["workflow_id"],
-            workflow_name=attrs["name"],
-            task_queue=attrs["task_queue"],
-            args=attrs["args"],
-            parent=(self.workflow_id, self.run_id, event.seq),
-            trace=self.traces.get(event.seq),
-        )
-        try:
-            async with self.conn.transaction():  # a savepoint: a failed start leaves the rest
-                await _start_in(self.conn, request)
-        except (WorkflowAlreadyStartedError, _StartRaceLost) as exc:
-            await self.conn.execute(
-                "INSERT INTO durable.inbox (workflow_id, run_id, kind, body) VALUES ($1, $2, $3, $4)",
-                self.workflow_id,
-                self.run_id,
-                int(E.CHILD_FAILED),
-                _seal_attrs(
-                    _codecs(self.conn),
-                    {
-                        "scheduled": event.seq,
-                        "workflow_id": attrs["workflow_id"],
-                        "reason": "could not start",
-                        "failure": failure(
-                            "application",
-                            str(exc),
-                            type="WorkflowAlreadyStartedError",
-                            non_retryable=True,
-                        ),
-                    },
-                ),
-            )
-
     async def _post_to_child(self, scheduled: int, etype: EventType, attrs: dict[str, Any]) -> None:
         child = await self._open_child(scheduled)
         if child is not None:
@@ -608,3 +574,45 @@ class _WideEffects:
             scheduled,
         )
         return row
+
+
+async def _start_child(
+    conn: asyncpg.Connection,
+    parent: tuple[str, str, int],
+    attrs: Mapping[str, Any],
+    trace: Mapping[str, str] | None,
+) -> None:
+    """Start the child a CHILD_SCHEDULED event (``attrs``, at seq ``parent[2]``) asks for; one
+    that cannot start (its id is taken) is a failure sent to the parent."""
+    request = StartRequest(
+        workflow_id=attrs["workflow_id"],
+        workflow_name=attrs["name"],
+        task_queue=attrs["task_queue"],
+        args=attrs["args"],
+        parent=parent,
+        trace=trace,
+    )
+    try:
+        async with conn.transaction():  # a savepoint: a failed start leaves the rest
+            await _start_in(conn, request)
+    except (WorkflowAlreadyStartedError, _StartRaceLost) as exc:
+        await conn.execute(
+            "INSERT INTO durable.inbox (workflow_id, run_id, kind, body) VALUES ($1, $2, $3, $4)",
+            parent[0],
+            parent[1],
+            int(E.CHILD_FAILED),
+            _seal_attrs(
+                _codecs(conn),
+                {
+                    "scheduled": parent[2],
+                    "workflow_id": attrs["workflow_id"],
+                    "reason": "could not start",
+                    "failure": failure(
+                        "application",
+                        str(exc),
+                        type="WorkflowAlreadyStartedError",
+                        non_retryable=True,
+                    ),
+                },
+            ),
+        )

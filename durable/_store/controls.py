@@ -13,6 +13,7 @@ from .._events import EventType
 from .base import StoreBase
 from .closing import _cancel_runs, _close_without_code
 from .records import BatchPage, Cursor, ListFilter, _Rows, run_status
+from .resets import _reset_run
 from .runs import (
     _addressed_run,
     _first_time,
@@ -21,11 +22,11 @@ from .runs import (
     _post_each,
     _resume_runs,
 )
-from .sql import _LOCK_OPEN_RUNS_SQL
+from .sql import _LOCK_OPEN_RUNS_SQL, _LOCK_RUNS_SQL, _START_LATEST_RUN_SQL
 
 E = EventType
 
-BATCH_ACTIONS = ("cancel", "terminate", "signal", "pause", "resume")
+BATCH_ACTIONS = ("cancel", "terminate", "signal", "pause", "resume", "reset")
 
 
 class Controls(StoreBase):
@@ -86,7 +87,7 @@ class Controls(StoreBase):
             if not page:
                 return BatchPage([], None)
             locked: _Rows = await conn.fetch(
-                _LOCK_OPEN_RUNS_SQL,
+                _LOCK_RUNS_SQL if action == "reset" else _LOCK_OPEN_RUNS_SQL,
                 [row["workflow_id"] for row in page],
                 [row["run_id"] for row in page],
             )
@@ -150,12 +151,29 @@ async def _batch_resume(
     return await _resume_runs(conn, runs)
 
 
+async def _batch_reset(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record], message: _BatchMessage
+) -> _Rows:
+    """Reset each run to its default point; a run that is not its workflow's latest (one
+    reset or continued already, or followed by a new start) is left alone."""
+    acted = []
+    for run in runs:
+        latest = await conn.fetchrow(_START_LATEST_RUN_SQL, run["workflow_id"])
+        if latest["run_id"] != run["run_id"]:
+            continue
+        done = await _reset_run(conn, run, None, message.reason, message.request_id)
+        if done.new:
+            acted.append(run)
+    return acted
+
+
 _ACTS: dict[str, _Act] = {
     "cancel": _batch_cancel,
     "terminate": _batch_terminate,
     "signal": _batch_signal,
     "pause": _batch_pause,
     "resume": _batch_resume,
+    "reset": _batch_reset,
 }
 
 

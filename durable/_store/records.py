@@ -162,6 +162,18 @@ class BatchPage:
     after: Cursor | None
 
 
+@dataclass(frozen=True, slots=True)
+class ResetRun:
+    """The run a reset or fork started (``new`` False: a request made again found it)."""
+
+    workflow_id: str
+    run_id: str
+    seq: int  # the point of the old run's history it was reset to
+    workflow_name: str
+    task_queue: str
+    new: bool = True
+
+
 def run_status(row: asyncpg.Record) -> Status:
     """A run's status as shown (and filtered on): "paused" for an open run paused (its
     status column keeps what it was: "pending" or "running")."""
@@ -191,6 +203,7 @@ class RunRow:
     continued_run_id: str | None
     paused_at: datetime | None = None  # an open run paused then
     pause_reason: str | None = None
+    reset_from: tuple[str, int] | None = None  # (run id, seq) a reset or fork started it from
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> RunRow:
@@ -213,6 +226,9 @@ class RunRow:
             continued_run_id=None if continued is None else str(continued),
             paused_at=paused_at,
             pause_reason=row["pause_reason"] if paused_at is not None else None,
+            reset_from=None
+            if row["reset_from_run"] is None
+            else (str(row["reset_from_run"]), row["reset_from_seq"]),
         )
 
 

@@ -51,7 +51,8 @@ async def _addressed_run(
     conn: asyncpg.Connection, workflow_id: str, run_id: str | None, *, lock: bool = False
 ) -> asyncpg.Record:
     """The run a handle acts on: without a run id, the workflow's open run, else its latest;
-    with one, that run or, if it continued as new, the run it became (transitively). A new
+    with one, that run or, if it continued as new or was reset, the run it became
+    (transitively). A new
     run started later under the same id is not reached by a handle pinned to an older one."""
     while True:
         if run_id is None:
@@ -65,9 +66,10 @@ async def _addressed_run(
                 )
             if row is None:
                 raise WorkflowNotFoundError(f"no run {run_id} of workflow {workflow_id!r}")
-        if not (lock and row["status"] == "continued_as_new"):
+        if not (lock and row["continued_run_id"] is not None):
             return row
-        # it continued as new while we waited for its lock: the next run is the one
+        # it continued as new (or was reset) while we waited for its lock: the next run is
+        # the one
 
 
 async def _list_page(

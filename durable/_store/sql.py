@@ -689,6 +689,13 @@ WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND closed_at I
 ORDER BY workflow_id FOR UPDATE
 """
 
+# The same for a batch reset, which covers closed runs too, whole.
+_LOCK_RUNS_SQL = """
+SELECT * FROM durable.workflows
+WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[])
+ORDER BY workflow_id FOR UPDATE
+"""
+
 
 # ====================================================================== starting
 
@@ -697,6 +704,77 @@ ORDER BY workflow_id FOR UPDATE
 _START_LATEST_RUN_SQL = """
 SELECT run_id, status, closed_at FROM durable.workflows WHERE workflow_id = $1
 ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE
+"""
+
+
+# ====================================================================== resets
+
+# The run a reset or fork with this request id started already (the request made again).
+_RESET_DONE_SQL = """
+SELECT run_id, reset_from_seq FROM durable.workflows
+WHERE workflow_id = $1 AND reset_request = $2
+"""
+
+# The run a reset or fork starts: due at once, its history copied after it.
+_INSERT_RESET_RUN_SQL = """
+INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
+    parent_workflow_id, parent_run_id, parent_seq, attributes, next_seq, ready_at,
+    reset_from_run, reset_from_seq, reset_request)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11, $12, $13)
+ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
+RETURNING run_id, pg_notify('durable', 'w' || task_queue) IS NULL AS woken
+"""
+
+# The old run's events after its start and before the reset point, copied as they are
+# (still sealed: no payload is opened and sealed again).
+_COPY_HISTORY_SQL = """
+INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+SELECT $3, $4, seq, kind, ts, body, ends_step FROM durable.history
+WHERE workflow_id = $1 AND run_id = $2 AND seq > 1 AND seq < $5
+"""
+
+# The old run's open children that the kept events started: they report to the new run.
+_REPOINT_CHILDREN_SQL = """
+UPDATE durable.workflows SET parent_run_id = $3
+WHERE parent_workflow_id = $1 AND parent_run_id = $2 AND parent_seq = ANY($4::int[])
+    AND closed_at IS NULL
+RETURNING parent_seq
+"""
+
+# Signals an open run was sent and has not taken in yet, oldest first.
+_HELD_SIGNALS_SQL = """
+SELECT body FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 AND kind = $3 ORDER BY id
+"""
+
+# The new run's first messages, in the order given (signals again, timers set again, its
+# execution timeout, children's outcomes).
+_FILL_INBOX_SQL = """
+INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
+SELECT $1, $2, kind, ref, coalesce(visible_at, now()), body
+FROM unnest($3::smallint[], $4::int[], $5::timestamptz[], $6::bytea[]) WITH ORDINALITY
+    AS m(kind, ref, visible_at, body, ord)
+ORDER BY ord
+"""
+
+# Activities the kept events scheduled and did not see finish, scheduled again from their
+# first attempt; their queues' workers are woken.
+_RESCHEDULE_ACTIVITIES_SQL = """
+WITH scheduled AS (
+    INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
+        args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline)
+    SELECT $1, $2, seq, task_queue, name, args, retry, start_to_close, heartbeat,
+        now() + make_interval(secs => schedule_to_close),
+        now() + make_interval(secs => schedule_to_close)
+    FROM unnest($3::int[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[],
+        $9::float8[], $10::float8[])
+        AS a(seq, task_queue, name, args, retry, start_to_close, heartbeat, schedule_to_close)
+    RETURNING task_queue)
+SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q FROM scheduled) AS queues
+"""
+
+# A reset run points to the run it was reset to (a handle on it, and its result, follow).
+_MARK_RESET_SQL = """
+UPDATE durable.workflows SET continued_run_id = $3 WHERE workflow_id = $1 AND run_id = $2
 """
 
 
