@@ -432,6 +432,33 @@ async def test_workflow_group_pauses_and_resumes(
     assert code == 2 and "closed" in err
 
 
+async def test_workflow_reset_and_fork_start_again_with_the_signals_delivered_again(
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`durable workflow reset --seq 1` starts a finished workflow again from its start: the
+    signal it had received is delivered again; `durable workflow fork` does the same under
+    a new id; a seq that begins no workflow task is refused with the valid ones."""
+    db = ("--dsn", dsn)
+    await cli_json(capsys, "start", "greeter", '"ann"', "--id", "r-1", *db)
+    await wait_until_waiting(client, "r-1")
+    code, _, err = await cli(capsys, "signal", "r-1", "finish", '"!"', *db)
+    assert code == 0, err
+    assert await cli_json(capsys, "result", "r-1", "--timeout", "30", *db) == "hello ann!"
+    code, _, err = await cli(capsys, "workflow", "reset", "r-1", "--seq", "99", *db)
+    assert code == 2 and "valid reset points: 1" in err
+    reset = await cli_json(capsys, "workflow", "reset", "r-1", "--seq", "1", *db)
+    assert reset["workflow_id"] == "r-1" and reset["reset_from"]["seq"] == 1
+    assert await cli_json(capsys, "result", "r-1", "--timeout", "30", *db) == "hello ann!"
+    code, out, err = await cli(capsys, "workflow", "fork", "r-1", "--new-id", "r-1-copy", *db)
+    assert code == 0 and "workflow id: r-1-copy" in out, err
+    assert await cli_json(capsys, "result", "r-1-copy", "--timeout", "30", *db) == "hello ann!"
+    code, out, _ = await cli(capsys, "describe", "r-1", *db)
+    assert f"run {reset['reset_from']['run_id']} at seq 1" in out
+
+
 async def test_batch_signals_each_matching_workflow_once_per_request_id(
     dsn: str,
     client: durable.Client,
@@ -483,7 +510,7 @@ async def test_batch_signals_each_matching_workflow_once_per_request_id(
     assert "terminated" in out
     code, _, err = await cli(capsys, "batch", "signal", *db)
     assert code == 2 and "needs signal=NAME" in err
-    code, _, err = await cli(capsys, "batch", "reset", *db)
+    code, _, err = await cli(capsys, "batch", "rewind", *db)
     assert code == 2 and "invalid choice" in err
     code, _, err = await cli(capsys, "batch", "pause", "--started-after", "yesterday", *db)
     assert code == 2 and "ISO 8601" in err

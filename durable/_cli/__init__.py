@@ -3,9 +3,9 @@
 Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
 database); most take ``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
-``workflows`` (start, signal, query, cancel, terminate, pause, resume, result, describe,
-history, list; also grouped as ``durable workflow ...``),
-``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
+``workflows`` (start, signal, query, cancel, terminate, pause, resume, reset, fork, result,
+describe, history, list, batch; also grouped as ``durable workflow ...``), ``replay`` and
+``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
 from __future__ import annotations

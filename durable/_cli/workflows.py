@@ -1,6 +1,6 @@
 """Talking to workflows and inspecting them: start, signal, query, cancel, terminate, pause,
-resume, result, describe, history, list, and batch over a list filter (each also as
-``durable workflow COMMAND``)."""
+resume, reset, fork, result, describe, history, list, and batch over a list filter (each also
+as ``durable workflow COMMAND``)."""
 
 from __future__ import annotations
 
@@ -97,11 +97,81 @@ def _add_talking(command: AddCommand) -> None:
         if why is not None:
             sub.add_argument("--reason", help=why)
 
+    _add_resetting(command)
+
     result = command(
         "result", _result, "Wait for a workflow to finish and print its result as JSON."
     )
     add_run_args(result)
     result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+
+
+def _add_resetting(command: AddCommand) -> None:
+    reset = command(
+        "reset",
+        _reset,
+        "Start a workflow again from a point of a run's history (default: just before the "
+        "step that took in the failure of the activity or child that failed it, else its "
+        "last workflow task); the run is terminated if open. Prints the new run id.",
+    )
+    add_run_args(reset)
+    _add_point_args(reset)
+    reset.add_argument("--reason", help="why, recorded in the closed run's history")
+
+    fork = command(
+        "fork",
+        _fork,
+        "Copy a run, from a point of its history, to a new workflow id; the original goes "
+        "on untouched. Prints the new workflow id and run id.",
+    )
+    add_run_args(fork)
+    _add_point_args(fork)
+    fork.add_argument("--new-id", help="the copy's workflow id (default: derived from ID)")
+
+
+def _add_point_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seq",
+        type=int,
+        metavar="N",
+        help="the first event of a workflow task (see history; a wrong one lists the valid ones)",
+    )
+    parser.add_argument(
+        "--request-id", help="the request's id: made again with it, it starts no second run"
+    )
+
+
+async def _reset(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        new = await _handle(client, args).reset(args.seq, args.reason, request_id=args.request_id)
+        described = await new.describe()
+    return _print_reset("reset", described, as_json=args.json)
+
+
+async def _fork(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        new = await client.fork(
+            args.id, args.seq, args.new_id, run_id=args.run_id, request_id=args.request_id
+        )
+        described = await new.describe()
+    return _print_reset("forked", described, as_json=args.json)
+
+
+def _print_reset(done: str, desc: WorkflowDescription, *, as_json: bool) -> int:
+    assert desc.reset_from is not None  # (a run a reset or fork started)
+    from_run, seq = desc.reset_from
+    out = {
+        "workflow_id": desc.workflow_id,
+        "run_id": desc.run_id,
+        "reset_from": {"run_id": from_run, "seq": seq},
+    }
+    if as_json:
+        print_json(out)
+    else:
+        print(f"{done} run {from_run} at seq {seq}")
+        print(f"workflow id: {desc.workflow_id}")
+        print(f"run id:      {desc.run_id}")
+    return 0
 
 
 def _add_inspecting(command: AddCommand) -> None:
@@ -149,7 +219,8 @@ def _add_batch(command: AddCommand) -> None:
         "batch",
         _batch,
         "Cancel, terminate, signal, pause or resume every open workflow run matching the "
-        "filters (that had started when the command began); prints how many it acted on.",
+        "filters (that had started when the command began), or reset every run matching them "
+        "that is its workflow's latest (closed ones too); prints how many it acted on.",
     )
     batch.add_argument("action", choices=BATCH_ACTIONS, help="what to do to each run")
     add_filter_args(batch, "runs")
@@ -283,6 +354,8 @@ def _print_description(desc: WorkflowDescription) -> None:
         ("started", time(desc.started_at)),
         ("closed", time(desc.closed_at)),
         ("parent", desc.parent_workflow_id or "-"),
+        ("reset from", _reset_from(desc)),
+        ("next run", desc.next_run_id or "-"),
         ("history", f"{desc.history_length} events"),
         ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
         ("failure", desc.failure or "-"),
@@ -301,6 +374,13 @@ def _print_description(desc: WorkflowDescription) -> None:
         if p.last_failure:
             line += f" last_failure={p.last_failure!r}"
         print(line)
+
+
+def _reset_from(desc: WorkflowDescription) -> str:
+    if desc.reset_from is None:
+        return "-"
+    run_id, seq = desc.reset_from
+    return f"run {run_id} at seq {seq}"
 
 
 def _status_line(desc: WorkflowDescription) -> str:

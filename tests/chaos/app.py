@@ -304,7 +304,24 @@ async def _round(ctx: WorkflowContext, spec: Spec) -> Outcome:
     )
 
 
-WORKFLOWS = [chaos_workflow, chaos_child]
+RESET_SIGNALS = 4  # the numbered signals a resettable workflow waits for
+
+
+@workflow
+async def chaos_resettable(ctx: WorkflowContext, seed: int) -> list[int]:
+    """Reset once by the harness while it runs (to a random point of its history): returns
+    the numbered signals it received, which must be each one sent, once, in order."""
+    received: list[int] = []
+    ctx.on_signal(SIGNAL_NAME, received.append)
+    for i in range(2):
+        await ctx.activity(step, seed, 0, 200 + i)
+        await ctx.sleep(0.3)
+    await ctx.wait_until(lambda: len(received) >= RESET_SIGNALS)
+    await ctx.activity(step, seed, 0, 300)
+    return received
+
+
+WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable]
 ACTIVITIES = [step, flaky, compensate, square, mix]
 
 TABLES_SQL = """

@@ -584,6 +584,52 @@ def _check_children(spec: app.Spec, runs: list[Run], snapshot: Snapshot) -> list
     return problems
 
 
+def check_reset_workflow(workflow_id: str, sent: Sent, snapshot: Snapshot) -> list[str]:
+    """The one reset the harness sent (retried with its request id after faults) applied
+    exactly once: two runs, the first terminated and pointing to the second, which came
+    from it; every signal sent reached the new run's history exactly once, in order (those
+    the old run had received from the reset point on were delivered again)."""
+    runs = snapshot.runs_of(workflow_id)
+    reset = [r for r in runs if r.row["reset_from_run"] is not None]
+    if len(runs) != 2 or len(reset) != 1:
+        statuses = [r.status for r in runs]
+        return [
+            f"{workflow_id}: {len(runs)} runs ({statuses}), {len(reset)} started by a reset: "
+            "the one reset the harness sent must apply exactly once"
+        ]
+    new = reset[0]
+    old = next(r for r in runs if r is not new)
+    problems = []
+    if str(new.row["reset_from_run"]) != old.run_id:
+        problems.append(f"{new.label()}: reset from {new.row['reset_from_run']}, not {old.run_id}")
+    if old.status != "terminated" or str(old.row["continued_run_id"]) != new.run_id:
+        problems.append(
+            f"{old.label()}: a run reset while open must be terminated and point to the new "
+            f"run {new.run_id[:8]}, it points to {old.row['continued_run_id']}"
+        )
+    received = [
+        decode(e.attrs["args"])[0][0]
+        for e in new.of_type(E.SIGNAL_RECEIVED)
+        if e.attrs.get("name") == app.SIGNAL_NAME
+    ]
+    if received != sent.signals or sent.signals != list(range(app.RESET_SIGNALS)):
+        problems.append(
+            f"{new.label()}: signals sent {sent.signals}, the new run's history received "
+            f"{received} (each exactly once, in order)"
+        )
+    if new.status != "completed":
+        problems.append(f"{new.label()}: ended {new.status} (failure={_failure(new)})")
+    elif decode(new.row["result"]) != sent.signals:
+        problems.append(f"{new.label()}: returned {decode(new.row['result'])}, sent {sent.signals}")
+    return problems
+
+
+def _kept(run: Run, seq: int) -> bool:
+    """Whether a run started by a reset has event ``seq`` from the run it was reset from
+    (whose own checks cover it)."""
+    return run.row["reset_from_run"] is not None and seq < run.row["reset_from_seq"]
+
+
 # ---------------------------------------------------------------------------- activities
 @dataclass
 class ActivityFigures:
@@ -608,6 +654,8 @@ def check_activities(snapshot: Snapshot) -> tuple[list[str], ActivityFigures]:
             scheduled[f"{run.workflow_id}/{run.run_id}/{seq}"] = (run, name)
         for event in run.of_type(E.ACTIVITY_COMPLETED):
             seq = event.attrs["scheduled"]
+            if _kept(run, event.seq):
+                continue
             name = names.get(seq)
             key = f"{run.workflow_id}/{run.run_id}/{seq}"
             if name in app.RECORDING_ACTIVITIES:

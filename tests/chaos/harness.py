@@ -32,7 +32,8 @@ from typing import TypeVar
 import asyncpg
 
 import durable
-from durable._events import EventType, unpack_attrs
+from durable._events import Event, EventType, unpack_attrs
+from durable._reset_plan import reset_points
 from durable._serialization import decode
 
 from ..spans import read_spans
@@ -55,6 +56,7 @@ DATABASE = "chaos"
 
 SAMPLE_EVERY = 0.5  # seconds between two progress samples
 PAUSED = 0.25  # the share of workflows the driver pauses once, and resumes, while they run
+RESETS = 12  # resettable workflows (app.chaos_resettable) the driver resets once each
 RECOVERED_BELOW = 1.5  # seconds of lag under which the system counts as recovered
 
 
@@ -230,6 +232,7 @@ class Driver:
         self.sent: dict[str, checks.Sent] = collections.defaultdict(checks.Sent)
         self.paused: collections.Counter[str] = collections.Counter()  # pause, resume: sent
         self.batched: collections.Counter[str] = collections.Counter()  # runs acted on
+        self.resets: dict[str, int | None] = {}  # workflow id -> the seq it was reset to
 
     async def drive(
         self, spec: app.Spec, start_at: float, cancel_at: float | None, clock: Callable[[], float]
@@ -291,6 +294,46 @@ class Driver:
             self.batched[action] += acted or 0
             await asyncio.sleep(seconds)
 
+    async def drive_reset(self, seed: int, start_at: float, clock: Callable[[], float]) -> None:
+        """Start a resettable workflow, send it its numbered signals (each once per request
+        id), and between two of them reset it once (its request id makes a retry after a
+        fault find the run the first attempt started) to a random point of its history."""
+        await asyncio.sleep(max(0.0, start_at - clock()))
+        wid = reset_workflow_id(seed)
+        rng = random.Random(seed)
+        await self.retry("start", lambda: self._start_resettable(seed), lambda: self._exists(wid))
+        handle = self.client.get_handle(wid)
+        reset_before = rng.randrange(app.RESET_SIGNALS)
+        for number in range(app.RESET_SIGNALS):
+            await asyncio.sleep(rng.uniform(0.1, 0.8))
+            if number == reset_before:
+                await self._reset_once(handle, rng)
+            await self.retry(
+                "signal",
+                lambda n=number: handle.signal(app.SIGNAL_NAME, n, request_id=f"{wid}-{n}"),  # type: ignore[misc]
+            )
+            self.sent[wid].signals.append(number)
+
+    async def _reset_once(self, handle: durable.WorkflowHandle[object], rng: random.Random) -> None:
+        history = await self.retry("history", handle.history)
+        events = [
+            Event(e.seq, EventType[e.type], e.timestamp, e.fields, e.ends_step)
+            for e in history or ()
+        ]
+        seq = rng.choice([None, *reset_points(events)])
+        request = f"{handle.workflow_id}-reset"
+        await self.retry("reset", lambda: handle.reset(seq, "chaos", request_id=request))
+        self.resets[handle.workflow_id] = seq
+
+    async def _start_resettable(self, seed: int) -> None:
+        await self.client.start(
+            app.chaos_resettable,
+            seed,
+            id=reset_workflow_id(seed),
+            task_queue=app.TASK_QUEUE,
+            id_reuse_policy="reject_duplicate",
+        )
+
     async def _start(self, spec: app.Spec) -> None:
         await self.client.start(
             app.chaos_workflow,
@@ -326,6 +369,18 @@ class Driver:
             "SELECT count(*) FROM durable.workflows WHERE closed_at IS NULL"
         )
         return int(value)
+
+
+def reset_workload(rng: random.Random, profile: Profile) -> list[tuple[int, float]]:
+    """(seed, start time) of every resettable workflow."""
+    return [
+        (profile.seed * 100 + i, rng.uniform(0.5, profile.duration * profile.start_fraction))
+        for i in range(RESETS)
+    ]
+
+
+def reset_workflow_id(seed: int) -> str:
+    return f"chaos-reset-{seed}"
 
 
 def make_workload(
@@ -364,6 +419,7 @@ class Report:
     landed: collections.Counter[str] = field(default_factory=collections.Counter)
     paused: collections.Counter[str] = field(default_factory=collections.Counter)
     batched: collections.Counter[str] = field(default_factory=collections.Counter)
+    resets: dict[str, int | None] = field(default_factory=dict)  # workflow id -> its point
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
     settled_after: float | None = None
     duration: float = 0.0
@@ -407,7 +463,8 @@ class Report:
             self.recovery_by_kind(),
             f"max lag over the run: {self.max_lag:.2f} s",
             f"operator controls: one by one {_counts(self.paused) or '-'}; by batch "
-            f"{_counts(self.batched) or '-'} runs",
+            f"{_counts(self.batched) or '-'} runs; resets {len(self.resets)} (to "
+            f"{_counts(collections.Counter(_point(s) for s in self.resets.values())) or '-'})",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -573,6 +630,10 @@ async def _run(
             injector.run(plan, clock),
             *(driver.drive(spec, at, cancel, clock) for spec, at, cancel in report.workload),
             driver.pause_all_a_while(profile.duration / 2, 1.5, clock),
+            *(
+                driver.drive_reset(seed, at, clock)
+                for seed, at in reset_workload(random.Random(profile.seed + 1), profile)
+            ),
         )
         faults_done = clock()
         settled = await _settle(driver, retry, profile.settle_timeout)
@@ -588,6 +649,7 @@ async def _run(
         report.violations += [f"hang: {problem}" for problem in hang]
         report.retries, report.landed = retry.retries, retry.landed
         report.paused, report.batched = driver.paused, driver.batched
+        report.resets = dict(driver.resets)
         report.violations += pool.crashes
         report.violations += await asyncio.to_thread(
             pool.stop_gracefully, app.SHUTDOWN_GRACE.total_seconds() + 15
@@ -637,6 +699,10 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     violations += checks.check_not_paused(snapshot)
     for spec, _, _ in report.workload:
         violations += checks.check_workflow(spec, driver.sent[spec.workflow_id], snapshot)
+    for wid in driver.resets:
+        violations += checks.check_reset_workflow(wid, driver.sent[wid], snapshot)
+    if len(driver.resets) != RESETS:
+        violations.append(f"the driver reset {len(driver.resets)} workflows, planned {RESETS}")
     activity_problems, report.activities = checks.check_activities(snapshot)
     violations += activity_problems
     spans = read_spans(sorted(server.folder.glob("worker-*.spans")))
@@ -649,6 +715,10 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     report.child_runs = sum(1 for r in snapshot.runs if r.row["parent_workflow_id"])
     report.history_events = sum(len(r.events) for r in snapshot.runs)
     report.takeovers = int(takeovers)
+
+
+def _point(seq: int | None) -> str:
+    return "the default point" if seq is None else ("the start" if seq == 1 else "a later step")
 
 
 def describe(report: Report) -> str:
