@@ -16,6 +16,14 @@ Status = Literal[
     "paused",  # an open run (pending or running) that an operator paused
 ]
 STATUSES: tuple[Status, ...] = get_args(Status)
+CLOSED_STATUSES: tuple[Status, ...] = (
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "continued_as_new",
+    "timed_out",
+)
 # the closed runs a start with id_reuse_policy="allow_failed_only" may follow
 FAILED_STATUSES: frozenset[Status] = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 

@@ -4,8 +4,8 @@ Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, els
 database); most take ``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
 ``workflows`` (start, signal, query, cancel, terminate, pause, resume, reset, fork, result,
-describe, history, list, batch; also grouped as ``durable workflow ...``), ``replay`` and
-``check``; ``common``, ``loading`` and ``output`` are what they share.
+describe, history, list, batch; also grouped as ``durable workflow ...``), ``retention``
+(export, purge), ``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from .. import __version__
 from .._embedded import ENV_DSN
 from .._errors import DurableError
-from . import check, database, replay, worker, workflows
+from . import check, database, replay, retention, worker, workflows
 from .common import AddCommand, Handler
 from .output import to_jsonable
 
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         return command
 
-    for group in (database, worker, workflows, replay, check):
+    for group in (database, worker, workflows, retention, replay, check):
         group.add_commands(adder(commands))
     # the commands on workflows, also as "durable workflow COMMAND" (as in API.md)
     grouped = commands.add_parser(

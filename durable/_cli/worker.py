@@ -13,6 +13,7 @@ from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefin
 from .._worker import Worker
 from .common import AddCommand, connect
 from .loading import default_queue, definitions, load
+from .retention import age
 
 
 def add_commands(command: AddCommand) -> None:
@@ -43,6 +44,13 @@ def add_commands(command: AddCommand) -> None:
         worker.add_argument(
             option, type=int, default=default, metavar="N", help=f"{what} (default {default})"
         )
+    worker.add_argument(
+        "--retention",
+        type=age,
+        metavar="AGE",
+        help="purge the runs closed longer ago than AGE (30d, 12h...), every minute "
+        "(default: keep them)",
+    )
     worker.add_argument(
         "--metrics-port",
         type=_port,
@@ -129,4 +137,5 @@ async def _make_worker(client: Client, label: str, target: Any, args: argparse.N
         activities=activities,
         max_concurrent_activities=args.max_concurrent_activities,
         max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
+        retention=args.retention,
     )

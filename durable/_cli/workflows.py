@@ -394,14 +394,14 @@ async def _history(args: argparse.Namespace) -> int:
     async with connect(args) as client:
         events = await _handle(client, args).history()
     if args.json:
-        print_json([_event_dict(e) for e in events])
+        print_json([event_dict(e) for e in events])
     else:
         for event in events:
             print(_event_line(event))
     return 0
 
 
-def _event_dict(event: HistoryEvent) -> dict[str, Any]:
+def event_dict(event: HistoryEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "type": event.type,

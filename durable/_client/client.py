@@ -36,7 +36,7 @@ from .._store import (
     Store,
 )
 from .._telemetry import Telemetry, carrier
-from .._types import ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
+from .._types import CLOSED_STATUSES, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 from .._validate import (
     check_attributes,
     check_choice,
@@ -47,7 +47,13 @@ from .._validate import (
     check_text,
     check_timeout,
 )
-from .descriptions import WorkflowDescription, description, failure_message
+from .descriptions import (
+    HistoryEvent,
+    WorkflowDescription,
+    description,
+    failure_message,
+    history_event,
+)
 from .handle import WorkflowHandle
 from .requests import request_id_of
 
@@ -461,6 +467,60 @@ class Client:
                 return acted
             after = page.after
             await asyncio.sleep(took * _BATCH_REST)
+
+    async def purge(self, closed_before: datetime | timedelta, status: str | None = None) -> int:
+        """Delete the runs closed before ``closed_before`` (a time, or how long ago by the
+        database's clock), only those with ``status`` if given, with their history, inbox,
+        tasks and calls; returns how many. Open runs are never touched. The database does it
+        200 runs per transaction, oldest first, resting after each as long as it took; runs
+        another purge is deleting are skipped, not waited for. To archive first, see
+        :meth:`export`."""
+        if status is not None:
+            check_choice("status", status, CLOSED_STATUSES)
+        cutoff = await self._cutoff(closed_before)
+        purged = 0
+        while True:
+            chunk = functools.partial(self.store.purge_closed, cutoff, status, _BATCH_CHUNK)
+            began = time.monotonic()
+            deleted = await self._call("purge", None, chunk, writes=True)
+            purged += deleted
+            if deleted < _BATCH_CHUNK:
+                return purged
+            await asyncio.sleep((time.monotonic() - began) * _BATCH_REST)
+
+    async def export(
+        self, closed_before: datetime | timedelta, status: str | None = None
+    ) -> AsyncIterator[tuple[WorkflowDescription, builtins.list[HistoryEvent]]]:
+        """The runs :meth:`purge` would delete with the same arguments, oldest closed first,
+        each with its history (as ``handle.history()`` gives it): what ``durable export``
+        writes as JSON lines before a purge."""
+        if status is not None:
+            check_choice("status", status, CLOSED_STATUSES)
+        cutoff = await self._cutoff(closed_before)
+        after: Cursor | None = None
+        while True:
+            page = functools.partial(self.store.closed_page, cutoff, status, after, 100)
+            runs = await self._call("export", None, page)
+            for row, events in runs:
+                described = description(row, [], failure_message(self.store, row.failure))
+                yield described, [history_event(e) for e in events]
+            if len(runs) < 100:
+                return
+            last = runs[-1][0]
+            assert last.closed_at is not None  # (closed runs only)
+            after = (last.closed_at, last.workflow_id, last.run_id)
+
+    async def _cutoff(self, closed_before: datetime | timedelta) -> datetime:
+        if isinstance(closed_before, timedelta):
+            check_duration("closed_before", closed_before)
+            now = await self._call("purge", None, self.store.database_time)
+            return now - closed_before
+        if not isinstance(closed_before, datetime) or closed_before.tzinfo is None:
+            raise ValueError(
+                "closed_before must be a timezone-aware datetime or a timedelta (how long "
+                f"ago), got {closed_before!r}"
+            )
+        return closed_before
 
 
 _BATCH_CHUNK = 200  # runs per transaction of a batch action

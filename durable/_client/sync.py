@@ -9,6 +9,7 @@ call from the loop's own thread would wait for itself, so it is refused.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
@@ -133,19 +134,31 @@ class SyncClient:
     ) -> Iterator[WorkflowDescription]:
         """``Client.list``: the matching runs, oldest first, read a page at a time as the
         iterator is consumed."""
-        pages = self.client.list(status, workflow_name, attributes, started_after)
+        return self._iterate(self.client.list(status, workflow_name, attributes, started_after))
+
+    def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         try:
             while True:
                 try:
-                    yield self._call(_next(pages))
+                    yield self._call(_next(items))
                 except StopAsyncIteration:
                     return
         finally:
-            self._call(_close(pages))
+            self._call(_close(items))
 
     def batch(self, action: str, **options: Any) -> int:
         """``Client.batch``: act on every run matching the filters; the count."""
         return self._call(self.client.batch(action, **options))
+
+    def purge(self, closed_before: datetime | timedelta, status: str | None = None) -> int:
+        """``Client.purge``: delete the runs closed before ``closed_before``; how many."""
+        return self._call(self.client.purge(closed_before, status))
+
+    def export(
+        self, closed_before: datetime | timedelta, status: str | None = None
+    ) -> Iterator[tuple[WorkflowDescription, builtins.list[HistoryEvent]]]:
+        """``Client.export``: the runs a purge would delete, each with its history."""
+        return self._iterate(self.client.export(closed_before, status))
 
     def fork(
         self,

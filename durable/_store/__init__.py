@@ -49,6 +49,7 @@ from .records import (
     WorkflowTask,
 )
 from .resets import Resets
+from .retention import Retention
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -90,7 +91,7 @@ def _ignore(steps: int) -> None:
     pass
 
 
-class Store(WorkerRecords, ClientOps, Controls, Resets, WorkflowTasks, ActivityTasks):
+class Store(WorkerRecords, ClientOps, Controls, Resets, Retention, WorkflowTasks, ActivityTasks):
     """Every statement durable runs, behind thin methods that return typed records."""
 
     def __init__(

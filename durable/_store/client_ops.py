@@ -16,7 +16,7 @@ from .._events import Event, EventType
 from .base import StoreBase
 from .closing import _cancel_run, _terminate_run
 from .connection import (
-    _open_attrs,
+    _history_event,
     _seal_attrs,
 )
 from .listener import CHANNEL, NotificationKeys
@@ -183,12 +183,7 @@ class ClientOps(StoreBase):
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)
-        return [
-            Event(
-                r["seq"], E(r["kind"]), r["ts"], _open_attrs(self.codecs, r["body"]), r["ends_step"]
-            )
-            for r in rows
-        ]
+        return [_history_event(self.codecs, r) for r in rows]
 
     async def database_time(self) -> datetime:
         now: datetime = await self.pool.fetchval(_DATABASE_TIME_SQL)

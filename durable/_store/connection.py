@@ -13,7 +13,7 @@ import asyncpg
 import msgpack
 
 from .._codecs import PLAIN, Codecs
-from .._events import pack_attrs, unpack_attrs
+from .._events import Event, EventType, pack_attrs, unpack_attrs
 from .._failures import Failure
 from .sql import _SESSION_SETTINGS_SQL
 
@@ -65,6 +65,12 @@ def _seal_attrs(codecs: Codecs, attrs: dict[str, Any]) -> bytes:
 
 def _open_attrs(codecs: Codecs, body: bytes) -> dict[str, Any]:
     return unpack_attrs(codecs.open(body))
+
+
+def _history_event(codecs: Codecs, row: asyncpg.Record) -> Event:
+    """A history row (seq, kind, ts, body, ends_step) as the event it records."""
+    attrs = _open_attrs(codecs, row["body"])
+    return Event(row["seq"], EventType(row["kind"]), row["ts"], attrs, row["ends_step"])
 
 
 def _seal_failure(codecs: Codecs, failure: Failure | None) -> bytes | None:

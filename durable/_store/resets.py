@@ -19,7 +19,7 @@ from .._reset_plan import ResetPlan, plan_reset
 from .base import StoreBase
 from .closing import _close_without_code, _terminate_run
 from .commit import _start_child
-from .connection import _codecs, _open_attrs, _pack, _seal_attrs
+from .connection import _codecs, _history_event, _pack, _seal_attrs
 from .records import ResetRun
 from .runs import _addressed_run, _insert_history
 from .sql import (
@@ -124,12 +124,8 @@ async def _reset_run(
 
 
 async def _history(conn: asyncpg.Connection, workflow_id: str, run_id: str) -> list[Event]:
-    codecs = _codecs(conn)
     rows = await conn.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)
-    return [
-        Event(r["seq"], E(r["kind"]), r["ts"], _open_attrs(codecs, r["body"]), r["ends_step"])
-        for r in rows
-    ]
+    return [_history_event(_codecs(conn), r) for r in rows]
 
 
 async def _require_no_open_run(conn: asyncpg.Connection, workflow_id: str) -> None:

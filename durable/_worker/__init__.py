@@ -65,6 +65,7 @@ class Worker:
         poll_interval: timedelta = timedelta(seconds=1),
         shutdown_grace: timedelta = timedelta(seconds=10),
         identity: str | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self.client = client
         self.task_queue = check_name("task_queue", task_queue)
@@ -87,6 +88,7 @@ class Worker:
         self.shutdown_grace = check_duration(
             "shutdown_grace", shutdown_grace, allow_zero=True
         ).total_seconds()
+        self.retention = None if retention is None else check_duration("retention", retention)
         self.worker_id = str(uuid.uuid4())
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
@@ -210,6 +212,8 @@ class Worker:
         if not registered:
             await self._register()
         loops = [asyncio.create_task(self._lease_loop(), name="durable-lease")]
+        if self.retention is not None:
+            loops.append(asyncio.create_task(self._retention_loop(), name="durable-retention"))
         if self._workflows:
             loops.append(
                 asyncio.create_task(self._workflow_tasks.serve(), name="durable-workflows")
@@ -285,6 +289,21 @@ class Worker:
                 _log.warning("lease renewal failed: %s", exc)
             except Exception as exc:  # keep renewing through database hiccups
                 _log.warning("lease renewal failed: %r", exc)
+
+    async def _retention_loop(self) -> None:
+        """Purge the runs closed longer ago than ``retention``, now and every minute (each
+        worker does; they skip the runs another one is deleting)."""
+        assert self.retention is not None
+        while True:
+            try:
+                purged = await self.client.purge(self.retention)
+                if purged:
+                    _log.info(
+                        "purged %d runs closed before the retention of %s", purged, self.retention
+                    )
+            except Exception as exc:  # the database away: next time
+                _log.warning("purging closed runs failed: %r", exc)
+            await asyncio.sleep(_PURGE_EVERY)
 
     async def _keep_lease(self) -> None:
         renewed_at = time.monotonic()

@@ -1,0 +1,117 @@
+"""Retention: export the closed runs a purge would delete (JSON lines), and purge them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TextIO
+
+from .._types import CLOSED_STATUSES
+from .common import AddCommand, connect
+from .output import dumps, print_json
+from .workflows import event_dict
+
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def add_commands(command: AddCommand) -> None:
+    export = command(
+        "export",
+        _export,
+        "Write the closed runs a purge with the same options would delete, each with its "
+        "history, as JSON lines (one run per line), oldest closed first.",
+        json=False,
+    )
+    _add_selection(export)
+    export.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    purge = command(
+        "purge",
+        _purge,
+        "Delete the runs closed before a time, with their history, inbox, tasks and calls "
+        "(open runs never), in small batches; prints how many.",
+    )
+    _add_selection(purge)
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--closed-before",
+        required=True,
+        type=closed_before,
+        metavar="AGE|TIME",
+        help="how long ago (30d, 12h, 90m, 45s: by the database's clock) or an ISO 8601 time "
+        "with its offset (2026-11-01T00:00Z); to export and then purge the same runs, give "
+        "both the same time",
+    )
+    parser.add_argument(
+        "--status",
+        type=str.lower,
+        choices=CLOSED_STATUSES,
+        help="only runs that closed with this status",
+    )
+
+
+def age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` or ``45s``."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([dhms])", text.strip())
+    if found is None or float(found[1]) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive age such as 30d, 12h, 90m or 45s"
+        )
+    return timedelta(**{_UNITS[found[2]]: float(found[1])})
+
+
+def closed_before(text: str) -> datetime | timedelta:
+    """``30d`` (an age) or an ISO 8601 time with an offset."""
+    if re.fullmatch(r"\d+(?:\.\d+)?[dhms]", text.strip()):
+        return age(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an age (30d, 12h, 90m, 45s) nor an ISO 8601 time with an "
+            "offset (2026-11-01T00:00:00+00:00)"
+        )
+    return value
+
+
+async def _export(args: argparse.Namespace) -> int:
+    count = 0
+    with _opened(args.output) as out:
+        async with connect(args) as client:
+            async for run, history in client.export(args.closed_before, args.status):
+                line = dataclasses.asdict(run)
+                del line["pending_activities"]  # (closed runs have none)
+                line["history"] = [event_dict(e) for e in history]
+                out.write(dumps(line) + "\n")
+                count += 1
+    print(f"exported {count} run{'' if count == 1 else 's'}", file=sys.stderr)
+    return 0
+
+
+@contextmanager
+def _opened(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as out:
+        yield out
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        purged = await client.purge(args.closed_before, args.status)
+    if args.json:
+        print_json({"purged": purged})
+    else:
+        print(f"purged {purged} closed run{'' if purged == 1 else 's'}")
+    return 0
