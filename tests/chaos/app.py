@@ -321,7 +321,14 @@ async def chaos_resettable(ctx: WorkflowContext, seed: int) -> list[int]:
     return received
 
 
-WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable]
+@workflow
+async def chaos_decoy(ctx: WorkflowContext) -> None:
+    """Waits for a signal that never comes, until its execution timeout closes it (timed_out):
+    the only runs the harness's purge may delete."""
+    await ctx.wait_signal("never")
+
+
+WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable, chaos_decoy]
 ACTIVITIES = [step, flaky, compensate, square, mix]
 
 TABLES_SQL = """

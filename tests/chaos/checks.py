@@ -624,6 +624,39 @@ def check_reset_workflow(workflow_id: str, sent: Sent, snapshot: Snapshot) -> li
     return problems
 
 
+@dataclass
+class Purge:
+    """The purge the harness ran amid the faults: its cutoff, and how many it deleted."""
+
+    cutoff: datetime | None = None
+    purged: int = 0
+
+
+def check_purge(purge: Purge, decoys: dict[str, float], snapshot: Snapshot) -> list[str]:
+    """The purge deleted only runs closed before its cutoff (a decoy whose deadline, when
+    it timed out, was after the cutoff could not have closed before it; no other run may go
+    missing: the other checks need them all), and left none of those behind."""
+    if purge.cutoff is None:
+        return ["the harness never ran its purge"]
+    cutoff = purge.cutoff.timestamp()
+    problems = []
+    missing = [wid for wid in decoys if not snapshot.runs_of(wid)]
+    for wid in missing:
+        if decoys[wid] >= cutoff:
+            problems.append(
+                f"{wid}: purged, but its execution deadline was {decoys[wid] - cutoff:.3f} s "
+                "after the purge's closed_before: it was open or closed after it"
+            )
+    for wid in decoys:
+        for run in snapshot.runs_of(wid):
+            closed = run.row["closed_at"]
+            if run.status == "timed_out" and closed is not None and closed < purge.cutoff:
+                problems.append(f"{run.label()}: closed before the purge's cutoff and left behind")
+    if purge.purged > len(missing):
+        problems.append(f"the purge says it deleted {purge.purged} runs, {len(missing)} are gone")
+    return problems
+
+
 def _kept(run: Run, seq: int) -> bool:
     """Whether a run started by a reset has event ``seq`` from the run it was reset from
     (whose own checks cover it)."""

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,6 +58,7 @@ DATABASE = "chaos"
 SAMPLE_EVERY = 0.5  # seconds between two progress samples
 PAUSED = 0.25  # the share of workflows the driver pauses once, and resumes, while they run
 RESETS = 12  # resettable workflows (app.chaos_resettable) the driver resets once each
+DECOYS = 30  # workflows that only time out (app.chaos_decoy): a purge amid faults deletes some
 RECOVERED_BELOW = 1.5  # seconds of lag under which the system counts as recovered
 
 
@@ -233,6 +235,8 @@ class Driver:
         self.paused: collections.Counter[str] = collections.Counter()  # pause, resume: sent
         self.batched: collections.Counter[str] = collections.Counter()  # runs acted on
         self.resets: dict[str, int | None] = {}  # workflow id -> the seq it was reset to
+        self.decoys: dict[str, float] = {}  # workflow id -> its execution deadline (epoch s)
+        self.purge = checks.Purge()
 
     async def drive(
         self, spec: app.Spec, start_at: float, cancel_at: float | None, clock: Callable[[], float]
@@ -334,6 +338,38 @@ class Driver:
             id_reuse_policy="reject_duplicate",
         )
 
+    async def drive_decoy(
+        self, number: int, start_at: float, timeout: float, clock: Callable[[], float]
+    ) -> None:
+        """Start a decoy that times out ``timeout`` seconds later, and note its deadline."""
+        await asyncio.sleep(max(0.0, start_at - clock()))
+        wid = f"chaos-decoy-{number}"
+        await self.retry(
+            "start",
+            lambda: self.client.start(
+                app.chaos_decoy,
+                id=wid,
+                task_queue=app.TASK_QUEUE,
+                execution_timeout=timedelta(seconds=timeout),
+                id_reuse_policy="reject_duplicate",
+            ),
+            lambda: self._exists(wid),
+        )
+        history = await self.retry("history", self.client.get_handle(wid).history) or []
+        self.decoys[wid] = history[0].execution_deadline
+
+    async def purge_at(self, at: float, clock: Callable[[], float]) -> None:
+        """At ``at``, purge the timed-out runs closed before now (the database's clock), and
+        again two seconds later (a retry after a fault goes on where the last one stopped)."""
+        await asyncio.sleep(max(0.0, at - clock()))
+        self.purge.cutoff = await self.retry("time", self.client.store.database_time)
+        for _ in range(2):
+            purged = await self.retry(
+                "purge", lambda: self.client.purge(self.purge.cutoff, "timed_out")
+            )
+            self.purge.purged += purged or 0
+            await asyncio.sleep(2.0)
+
     async def _start(self, spec: app.Spec) -> None:
         await self.client.start(
             app.chaos_workflow,
@@ -379,6 +415,16 @@ def reset_workload(rng: random.Random, profile: Profile) -> list[tuple[int, floa
     ]
 
 
+def decoy_workload(profile: Profile) -> list[tuple[float, float]]:
+    """(start time, execution timeout) of every decoy: some close before the purge, some
+    after it, some while it runs."""
+    rng = random.Random(profile.seed + 2)
+    return [
+        (rng.uniform(0.5, profile.duration * 0.2), rng.uniform(0.5, profile.duration * 0.6))
+        for _ in range(DECOYS)
+    ]
+
+
 def reset_workflow_id(seed: int) -> str:
     return f"chaos-reset-{seed}"
 
@@ -420,6 +466,7 @@ class Report:
     paused: collections.Counter[str] = field(default_factory=collections.Counter)
     batched: collections.Counter[str] = field(default_factory=collections.Counter)
     resets: dict[str, int | None] = field(default_factory=dict)  # workflow id -> its point
+    purge: checks.Purge = field(default_factory=checks.Purge)
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
     settled_after: float | None = None
     duration: float = 0.0
@@ -464,7 +511,8 @@ class Report:
             f"max lag over the run: {self.max_lag:.2f} s",
             f"operator controls: one by one {_counts(self.paused) or '-'}; by batch "
             f"{_counts(self.batched) or '-'} runs; resets {len(self.resets)} (to "
-            f"{_counts(collections.Counter(_point(s) for s in self.resets.values())) or '-'})",
+            f"{_counts(collections.Counter(_point(s) for s in self.resets.values())) or '-'}); "
+            f"purge amid faults: {self.purge.purged} of {DECOYS} decoys",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -634,6 +682,11 @@ async def _run(
                 driver.drive_reset(seed, at, clock)
                 for seed, at in reset_workload(random.Random(profile.seed + 1), profile)
             ),
+            *(
+                driver.drive_decoy(number, at, timeout, clock)
+                for number, (at, timeout) in enumerate(decoy_workload(profile))
+            ),
+            driver.purge_at(profile.duration * 0.4, clock),
         )
         faults_done = clock()
         settled = await _settle(driver, retry, profile.settle_timeout)
@@ -650,6 +703,7 @@ async def _run(
         report.retries, report.landed = retry.retries, retry.landed
         report.paused, report.batched = driver.paused, driver.batched
         report.resets = dict(driver.resets)
+        report.purge = driver.purge
         report.violations += pool.crashes
         report.violations += await asyncio.to_thread(
             pool.stop_gracefully, app.SHUTDOWN_GRACE.total_seconds() + 15
@@ -701,6 +755,7 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
         violations += checks.check_workflow(spec, driver.sent[spec.workflow_id], snapshot)
     for wid in driver.resets:
         violations += checks.check_reset_workflow(wid, driver.sent[wid], snapshot)
+    violations += checks.check_purge(driver.purge, driver.decoys, snapshot)
     if len(driver.resets) != RESETS:
         violations.append(f"the driver reset {len(driver.resets)} workflows, planned {RESETS}")
     activity_problems, report.activities = checks.check_activities(snapshot)
