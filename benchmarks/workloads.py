@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -379,14 +380,72 @@ async def w2x(env: Env) -> Run:
     async with connect(env.dsn) as client:  # (no worker: they wait pending)
         await start_all(client, wf.parked, [], queue, doomed)
 
-    async def terminate_them(client: durable.Client, w2_queue: str) -> dict[str, Any]:
+    async def terminate_them(client: durable.Client) -> int:
+        return await client.batch("terminate", workflow_name="parked", reason="benchmark")
+
+    return await fan_in_throughput(
+        env, processes=1, beside=beside_w2("batch_terminate", terminate_them, doomed)
+    )
+
+
+async def w2p(env: Env) -> Run:
+    """W2 while a purge deletes 100,000 runs closed 40 days ago (8 history events each,
+    written by SQL beforehand): W2's steps per second while both run."""
+    closed = env.size(100_000, minimum=40)
+    async with connect(env.dsn) as client:
+        await client.store.pool.execute(ARCHIVED_RUNS_SQL, closed, int(EventType.STEP_COMPLETED))
+
+    async def purge_them(client: durable.Client) -> int:
+        return await client.purge(closed_before=timedelta(days=30))
+
+    return await fan_in_throughput(env, processes=1, beside=beside_w2("purge", purge_them, closed))
+
+
+async def w2o(env: Env) -> Run:
+    """W2 without the index of closed runs by closing time (migration 0008; restored after):
+    what that index costs W2's closing steps, beside W2 in the same sitting."""
+    async with connect(env.dsn) as client:
+        pool = client.store.pool
+        await pool.execute("DROP INDEX durable.workflows_closed")
+        try:
+            return await fan_in_throughput(env, processes=1)
+        finally:
+            await pool.execute(
+                "CREATE INDEX workflows_closed ON durable.workflows (closed_at)"
+                " WHERE closed_at IS NOT NULL"
+            )
+
+
+# runs closed 40 days ago, as many as $1, with 8 history events each (bodies: an empty map)
+ARCHIVED_RUNS_SQL = """
+WITH runs AS (
+    INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
+        created_at, started_at, closed_at, next_seq)
+    SELECT 'archived-' || i, gen_random_uuid(), 'archived', 'bench-archive', 'completed',
+        now() - interval '41 days', now() - interval '41 days',
+        now() - interval '40 days' + i * interval '1 ms', 9
+    FROM generate_series(1, $1) AS i
+    RETURNING workflow_id, run_id, closed_at)
+INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+SELECT workflow_id, run_id, seq, $2, closed_at, '\\x80'::bytea, true
+FROM runs CROSS JOIN generate_series(1, 8) AS seq
+"""
+
+
+def beside_w2(
+    name: str, act: Callable[[durable.Client], Awaitable[int]], expected: int
+) -> Callable[[durable.Client, str], Awaitable[dict[str, Any]]]:
+    """What runs beside W2 (0.3 s into it): ``act``, which must act on ``expected`` runs;
+    its time, and W2's completed activities per second while both ran (database clock)."""
+
+    async def beside(client: durable.Client, w2_queue: str) -> dict[str, Any]:
         await asyncio.sleep(0.3)  # W2 under way
         began, t0 = await client.store.database_time(), time.perf_counter()
-        n = await client.batch("terminate", workflow_name="parked", reason="benchmark")
+        n = await act(client)
         took, ended = time.perf_counter() - t0, await client.store.database_time()
-        check(n == doomed, f"the batch terminated {n} of {doomed} workflows")
-        steps = await client.store.pool.fetchval(
-            "SELECT count(*) FROM durable.history h JOIN durable.workflows w USING "
+        check(n == expected, f"{name} acted on {n} of {expected} runs")
+        steps, last = await client.store.pool.fetchrow(
+            "SELECT count(*), max(h.ts) FROM durable.history h JOIN durable.workflows w USING "
             "(workflow_id, run_id) WHERE w.task_queue = $1 AND h.kind = $4 "
             "AND h.ts BETWEEN $2 AND $3",
             w2_queue,
@@ -394,9 +453,10 @@ async def w2x(env: Env) -> Run:
             ended,
             int(EventType.ACTIVITY_COMPLETED),
         )
-        return {"batch_terminate_s": took, "w2_steps_per_s_during_batch": steps / took}
+        overlap = ((last or began) - began).total_seconds()  # W2 may end first
+        return {f"{name}_s": took, f"w2_steps_per_s_during_{name}": steps / max(overlap, 1e-3)}
 
-    return await fan_in_throughput(env, processes=1, beside=terminate_them)
+    return beside
 
 
 # ---------------------------------------------------------------------- W3
@@ -644,6 +704,8 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W2m": w2m,
     "W2t": w2t,
     "W2x": w2x,
+    "W2p": w2p,
+    "W2o": w2o,
     "W3": w3,
     "W4": w4,
     "W5": w5,
