@@ -162,7 +162,7 @@ async def test_paused_runs_cost_a_claim_nothing(client: durable.Client) -> None:
         " 'running', now() - interval '1 minute', now() FROM generate_series(1, 3000) AS i"
     )
     await pool.execute("ANALYZE durable.workflows")
-    args = ["plan-q", str(uuid.uuid4()), ["waiting_wf"], [], 10]
+    args = ["plan-q", str(uuid.uuid4()), ["waiting_wf"], [], 10, [], None]
     async with pool.acquire() as conn:
         transaction = conn.transaction()
         await transaction.start()

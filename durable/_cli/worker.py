@@ -52,6 +52,20 @@ def add_commands(command: AddCommand) -> None:
         "(default: keep them)",
     )
     worker.add_argument(
+        "--build-id",
+        metavar="BUILD",
+        help="pin the runs this worker starts to BUILD; it claims only runs of its build (or "
+        "of --compatible-build ones) and unpinned runs (default: no build)",
+    )
+    worker.add_argument(
+        "--compatible-build",
+        dest="compatible_builds",
+        action="append",
+        default=[],
+        metavar="BUILD",
+        help="with --build-id: also claim runs pinned to BUILD (repeatable)",
+    )
+    worker.add_argument(
         "--metrics-port",
         type=_port,
         metavar="PORT",
@@ -138,4 +152,6 @@ async def _make_worker(client: Client, label: str, target: Any, args: argparse.N
         max_concurrent_activities=args.max_concurrent_activities,
         max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
         retention=args.retention,
+        build_id=args.build_id,
+        compatible_builds=args.compatible_builds,
     )

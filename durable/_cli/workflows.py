@@ -356,6 +356,7 @@ def _print_description(desc: WorkflowDescription) -> None:
         ("parent", desc.parent_workflow_id or "-"),
         ("reset from", _reset_from(desc)),
         ("next run", desc.next_run_id or "-"),
+        ("build", desc.build_id or "-"),
         ("history", f"{desc.history_length} events"),
         ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
         ("failure", desc.failure or "-"),

@@ -46,6 +46,7 @@ class WorkflowDescription:
     pause_reason: str | None = None
     reset_from: tuple[str, int] | None = None  # (run id, seq): a reset or fork started it there
     next_run_id: str | None = None  # the run it continued as new as, or a reset of it started
+    build_id: str | None = None  # the build it is pinned to (Worker(build_id=...)), if any
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def description(
         pause_reason=row.pause_reason,
         reset_from=row.reset_from,
         next_run_id=row.continued_run_id,
+        build_id=row.build_id,
     )
 
 

@@ -33,8 +33,10 @@ from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, Miss
 from .listener import Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
 from .records import (
+    NO_BUILD,
     ActivityTask,
     BatchPage,
+    Builds,
     CallOutcome,
     Cursor,
     InboxMessage,
@@ -60,11 +62,13 @@ __all__ = [
     "KIND_QUERY",
     "KIND_UPDATE",
     "NEVER_SENT",
+    "NO_BUILD",
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
     "ActivityTask",
     "BatchPage",
+    "Builds",
     "CallOutcome",
     "Cursor",
     "InboxMessage",

@@ -163,6 +163,18 @@ class BatchPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Builds:
+    """A worker's build: the one it pins the runs it starts to (None: it pins none), and
+    every build whose runs it may claim (its own and those it lists as compatible)."""
+
+    build_id: str | None = None
+    accepted: tuple[str, ...] = ()
+
+
+NO_BUILD = Builds()
+
+
+@dataclass(frozen=True, slots=True)
 class ResetRun:
     """The run a reset or fork started (``new`` False: a request made again found it)."""
 
@@ -204,6 +216,7 @@ class RunRow:
     paused_at: datetime | None = None  # an open run paused then
     pause_reason: str | None = None
     reset_from: tuple[str, int] | None = None  # (run id, seq) a reset or fork started it from
+    build_id: str | None = None  # the build it is pinned to
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> RunRow:
@@ -229,6 +242,7 @@ class RunRow:
             reset_from=None
             if row["reset_from_run"] is None
             else (str(row["reset_from_run"]), row["reset_from_seq"]),
+            build_id=row["build_id"],
         )
 
 

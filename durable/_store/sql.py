@@ -180,6 +180,8 @@ _FORGET_CALL_SQL = "DELETE FROM durable.calls WHERE id = $1"
 # NULL as a filter, not as a constant, and would sort).
 # A worker whose own lease lapsed (an outage longer than the lease) is not one of those: its
 # runs are its own, found once; counted twice they would bring each message twice.
+# A run pinned to a build ($6: the builds this worker accepts) goes only to such workers; a
+# run that begins here is pinned to this worker's build ($7, NULL: none).
 _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
@@ -191,7 +193,7 @@ unowned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
     WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND paused_at IS NULL
-        AND workflow_name = ANY($3)
+        AND workflow_name = ANY($3) AND (build_id IS NULL OR build_id = ANY($6::text[]))
     ORDER BY owner, ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
     FOR UPDATE SKIP LOCKED),
 orphaned AS (
@@ -200,12 +202,14 @@ orphaned AS (
     WHERE task_queue = $1 AND ready_at <= now() AND paused_at IS NULL AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
                               WHERE task_queue = $1 AND expires_at <= now() AND worker_id <> $2))
+        AND (build_id IS NULL OR build_id = ANY($6::text[]))
     ORDER BY ready_at
     LIMIT greatest($5 - (SELECT count(*) FROM mine) - (SELECT count(*) FROM unowned), 0)
     FOR UPDATE SKIP LOCKED),
 taken AS (
     UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
-        status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END
+        status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END,
+        build_id = CASE WHEN w.status = 'pending' THEN $7::text ELSE w.build_id END
     FROM (SELECT * FROM unowned UNION ALL SELECT * FROM orphaned) o
     WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
     RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed),
@@ -230,11 +234,13 @@ SELECT least(
         AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)
         AND NOT (run_id = ANY($4::uuid[]))),
     (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1 AND owner IS NULL
-        AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)),
+        AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)
+        AND (build_id IS NULL OR build_id = ANY($5::text[]))),
     (SELECT min(ready_at) FROM durable.workflows WHERE task_queue = $1
         AND ready_at IS NOT NULL AND paused_at IS NULL AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
-                              WHERE task_queue = $1 AND expires_at <= now()))))
+                              WHERE task_queue = $1 AND expires_at <= now()))
+        AND (build_id IS NULL OR build_id = ANY($5::text[]))))
 """
 
 # Store.record_fired_timers: each run's first message, a due timer, becomes its next history
@@ -300,7 +306,7 @@ WITH picked AS (
         ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
     WHERE c.task_queue = $1 AND c.kind = 1 AND NOT c.done
         AND (c.claimed_until IS NULL OR c.claimed_until < now())
-        AND w.workflow_name = ANY($3)
+        AND w.workflow_name = ANY($3) AND (w.build_id IS NULL OR w.build_id = ANY($5::text[]))
         AND (w.owner IS NULL OR w.owner = $2 OR w.closed_at IS NOT NULL OR NOT EXISTS (
             SELECT 1 FROM durable.workers k WHERE k.worker_id = w.owner AND k.expires_at > now()))
     ORDER BY c.created_at LIMIT $4 FOR UPDATE OF c SKIP LOCKED),

@@ -27,7 +27,9 @@ from .connection import (
 )
 from .errors import MissedMessages
 from .records import (
+    NO_BUILD,
     ActivityTask,
+    Builds,
     InboxMessage,
     QueryCall,
     TaskCommit,
@@ -71,7 +73,13 @@ class WorkflowTasks(StoreBase):
         )
 
     async def claim_workflow_tasks(
-        self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str], limit: int
+        self,
+        task_queue: str,
+        worker_id: str,
+        names: Sequence[str],
+        busy: Sequence[str],
+        limit: int,
+        builds: Builds = NO_BUILD,
     ) -> list[WorkflowTask]:
         """Runs with work due: this worker's own (sticky, no write needed), then unowned ones
         and those of workers whose lease lapsed (taken over: the fence moves on).
@@ -82,7 +90,14 @@ class WorkflowTasks(StoreBase):
         the inbox_seq it bumped) while ``now()`` would hide it, and the commit would then
         take the inbox for read in full and leave the message stranded."""
         rows = await self.pool.fetch(
-            _CLAIM_WORKFLOWS_SQL, task_queue, worker_id, list(names), list(busy), limit
+            _CLAIM_WORKFLOWS_SQL,
+            task_queue,
+            worker_id,
+            list(names),
+            list(busy),
+            limit,
+            builds.accepted,
+            builds.build_id,
         )
         runs: dict[str, tuple[asyncpg.Record, list[InboxMessage]]] = {}
         for r in rows:  # one row per inbox message (or one for an empty inbox), grouped by run
@@ -112,10 +127,15 @@ class WorkflowTasks(StoreBase):
         return Event(1, E.WORKFLOW_STARTED, row["started_ts"], attrs)
 
     async def next_ready_at(
-        self, task_queue: str, worker_id: str, names: Sequence[str], busy: Sequence[str]
+        self,
+        task_queue: str,
+        worker_id: str,
+        names: Sequence[str],
+        busy: Sequence[str],
+        builds: Builds = NO_BUILD,
     ) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(
-            _NEXT_READY_SQL, task_queue, worker_id, list(names), list(busy)
+            _NEXT_READY_SQL, task_queue, worker_id, list(names), list(busy), builds.accepted
         )
         return value
 
@@ -237,11 +257,18 @@ class WorkflowTasks(StoreBase):
 
     # ------------------------------------------------------------------ queries
     async def claim_queries(
-        self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
+        self,
+        task_queue: str,
+        worker_id: str,
+        names: Sequence[str],
+        limit: int,
+        builds: Builds = NO_BUILD,
     ) -> tuple[list[QueryCall], bool]:
         """Queries this worker may answer now, and whether others wait for their run to take
         in the messages sent before them (see _CLAIM_QUERIES_SQL)."""
-        rows = await self.pool.fetch(_CLAIM_QUERIES_SQL, task_queue, worker_id, list(names), limit)
+        rows = await self.pool.fetch(
+            _CLAIM_QUERIES_SQL, task_queue, worker_id, list(names), limit, builds.accepted
+        )
         calls = [
             QueryCall(
                 str(r["id"]),

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._client import Client
 from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
-from .._store import REQUESTS_KEPT, NotificationKeys, Store
+from .._store import REQUESTS_KEPT, Builds, NotificationKeys, Store
 from .._validate import check_duration, check_name
 from .activities import ActivityTasks
 from .collector import collector
@@ -44,8 +44,31 @@ _log = logging.getLogger("durable.worker")
 _PURGE_EVERY = 60.0  # seconds between purges of old client requests, per worker
 
 
+def _builds(build_id: str | None, compatible: Sequence[str]) -> Builds:
+    """The worker's build and the builds whose runs it claims, checked."""
+    if isinstance(compatible, str) or not isinstance(compatible, Sequence):
+        raise ValueError(f"compatible_builds must be a list of build ids, got {compatible!r}")
+    if build_id is None:
+        if compatible:
+            raise ValueError(
+                f"compatible_builds={list(compatible)!r} needs build_id: a worker without a "
+                "build claims only runs that no build pinned"
+            )
+        return Builds()
+    check_name("build_id", build_id)
+    for other in compatible:
+        check_name("compatible_builds", other)
+    return Builds(build_id, tuple(dict.fromkeys([build_id, *compatible])))
+
+
 class Worker:
     """Runs workflows and activities of one task queue. Any number may serve the same queue.
+
+    ``build_id`` pins each run this worker starts (runs the first task of) to that build:
+    from then on only workers of that build, or listing it in ``compatible_builds``, claim
+    it (and answer its queries), so a rolling deploy never hands a run to code that cannot
+    replay it. A worker without ``build_id`` claims only runs no build pinned. ``retention``
+    makes the worker purge, every minute, the runs closed longer ago than that.
 
     While it serves, the process's garbage collector runs a young collection every 10,000
     net allocations (``gc.set_threshold``) unless the process set a higher threshold; the
@@ -66,6 +89,8 @@ class Worker:
         shutdown_grace: timedelta = timedelta(seconds=10),
         identity: str | None = None,
         retention: timedelta | None = None,
+        build_id: str | None = None,
+        compatible_builds: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.task_queue = check_name("task_queue", task_queue)
@@ -104,6 +129,7 @@ class Worker:
             self.poll_interval,
             self._stopping,
             WorkerTelemetry(client.telemetry, self.task_queue),
+            _builds(build_id, compatible_builds),
         )
         self._activity_tasks = ActivityTasks(
             serving, self._activities, max_concurrent_activities, self._executor, self._hand_over

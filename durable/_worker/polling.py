@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .._store import Store, wait_notified
+from .._store import NO_BUILD, Builds, Store, wait_notified
 from .telemetry import WorkerTelemetry
 
 _log = logging.getLogger("durable.worker")
@@ -25,6 +25,7 @@ class Serving:
     poll_interval: float  # seconds
     stopping: asyncio.Event
     telemetry: WorkerTelemetry
+    builds: Builds = NO_BUILD  # the build it pins runs to, and those whose runs it claims
 
 
 class Wakeup:

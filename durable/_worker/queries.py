@@ -31,7 +31,7 @@ class Queries:
         async def claim(limit: int) -> int:
             nonlocal waiting
             calls, waiting = await serving.store.claim_queries(
-                serving.task_queue, serving.worker_id, names, limit
+                serving.task_queue, serving.worker_id, names, limit, serving.builds
             )
             for call in calls:
                 await self._answer(call)

@@ -100,7 +100,7 @@ class WorkflowTasks:
                 self.free_slots,
                 self._claim,
                 lambda: serving.store.next_ready_at(
-                    serving.task_queue, serving.worker_id, names, list(self.busy)
+                    serving.task_queue, serving.worker_id, names, list(self.busy), serving.builds
                 ),
             )
         finally:
@@ -109,7 +109,12 @@ class WorkflowTasks:
     async def _claim(self, limit: int) -> int:
         serving = self.serving
         tasks = await serving.store.claim_workflow_tasks(
-            serving.task_queue, serving.worker_id, list(self.definitions), list(self.busy), limit
+            serving.task_queue,
+            serving.worker_id,
+            list(self.definitions),
+            list(self.busy),
+            limit,
+            serving.builds,
         )
         runnable: list[WorkflowTask] = []
         for task in tasks:
