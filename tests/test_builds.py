@@ -112,3 +112,17 @@ def test_bad_build_options_are_refused(client: durable.Client) -> None:
     for options, message in cases:
         with pytest.raises(ValueError, match=message):
             _worker(client, 1, **options)
+
+
+async def test_a_run_reset_from_the_start_is_taken_by_the_new_build(
+    client: durable.Client,
+) -> None:
+    async with _worker(client, 1, build_id="v1"):
+        old = await client.start("deploy", id="moved", task_queue=QUEUE)
+        await wait_for(lambda: _waiting(old))
+    async with _worker(client, 2, build_id="v2"):
+        moved = await old.reset(seq=1, reason="onto v2")
+        await wait_for(lambda: _waiting(moved))
+        await moved.signal("go")
+        assert await moved.result(timeout=20) == "new"
+        assert (await moved.describe()).build_id == "v2"

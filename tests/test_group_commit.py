@@ -342,5 +342,5 @@ async def test_a_burst_finds_each_run_by_its_key_whatever_the_statistics_say(
         assert await _explained(conn, _POST_SQL, _post_arrays(posts), mode) <= len(tasks)
         assert await _explained(conn, commit_sql, commit_args, mode) <= len(tasks)
         await asyncio.gather(*(client.get_handle(t.workflow_id).signal("s", 1) for t in tasks))
-        claim_args = [QUEUE, worker_id, ["batched"], [], 100]
+        claim_args = [QUEUE, worker_id, ["batched"], [], 100, [], None]
         assert await _explained(conn, _CLAIM_WORKFLOWS_SQL, claim_args, mode) <= len(tasks)

@@ -181,7 +181,7 @@ _FORGET_CALL_SQL = "DELETE FROM durable.calls WHERE id = $1"
 # A worker whose own lease lapsed (an outage longer than the lease) is not one of those: its
 # runs are its own, found once; counted twice they would bring each message twice.
 # A run pinned to a build ($6: the builds this worker accepts) goes only to such workers; a
-# run that begins here is pinned to this worker's build ($7, NULL: none).
+# run not pinned yet is pinned to this worker's build ($7, NULL: none).
 _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
@@ -209,7 +209,7 @@ orphaned AS (
 taken AS (
     UPDATE durable.workflows w SET fence = w.fence + 1, owner = $2,
         status = CASE WHEN w.status = 'pending' THEN 'running' ELSE w.status END,
-        build_id = CASE WHEN w.status = 'pending' THEN $7::text ELSE w.build_id END
+        build_id = coalesce(w.build_id, $7::text)
     FROM (SELECT * FROM unowned UNION ALL SELECT * FROM orphaned) o
     WHERE w.workflow_id = o.workflow_id AND w.run_id = o.run_id
     RETURNING w.workflow_id, w.run_id, w.workflow_name, w.fence, w.next_seq, o.resumed),

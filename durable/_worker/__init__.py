@@ -64,7 +64,8 @@ def _builds(build_id: str | None, compatible: Sequence[str]) -> Builds:
 class Worker:
     """Runs workflows and activities of one task queue. Any number may serve the same queue.
 
-    ``build_id`` pins each run this worker starts (runs the first task of) to that build:
+    ``build_id`` pins each run this worker takes that is not pinned yet (those it starts,
+    a run reset since, one an unversioned worker began) to that build:
     from then on only workers of that build, or listing it in ``compatible_builds``, claim
     it (and answer its queries), so a rolling deploy never hands a run to code that cannot
     replay it. A worker without ``build_id`` claims only runs no build pinned. ``retention``
