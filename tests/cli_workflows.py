@@ -15,6 +15,7 @@ async def greet(name: str) -> str:
 async def greeter(ctx: WorkflowContext, name: str) -> str:
     status = "greeting"
     ctx.on_query("status", lambda: status)
+    ctx.on_update("shout", lambda word: f"{word.upper()}!")
     ctx.set_attributes(customer=name)
     greeting = await ctx.activity(greet, name)
     status = "waiting"

@@ -459,6 +459,40 @@ async def test_workflow_reset_and_fork_start_again_with_the_signals_delivered_ag
     assert f"run {reset['reset_from']['run_id']} at seq 1" in out
 
 
+async def test_update_signal_with_start_count_and_json_everywhere(
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The writes the CLI lacked (update, signal-with-start), count, --json on every
+    command, errors included, and describe saying what a run waits on and why it failed."""
+    db = ("--dsn", dsn)
+    started = await cli_json(
+        capsys, "signal-with-start", "greeter", '"zed"', "--id", "sws", "--signal", "finish",
+        "--signal-arg", '"?"', *db,
+    )  # fmt: skip
+    assert started["workflow_id"] == "sws"
+    assert await cli_json(capsys, "result", "sws", "--timeout", "30", *db) == "hello zed?"
+    await cli_json(capsys, "start", "greeter", '"amy"', "--id", "upd", *db)
+    await wait_until_waiting(client, "upd")
+    assert await cli_json(capsys, "update", "upd", "shout", '"hey"', *db) == "HEY!"
+    code, out, _ = await cli(capsys, "describe", "upd", *db)
+    assert "pending timers: -" in out and "open children: -" in out, out
+    assert await cli_json(capsys, "count", "--status", "RUNNING", *db) == {"count": 1}
+    code, out, _ = await cli(capsys, "count", "--name", "greeter", *db)
+    assert out.strip() == "2"
+    done = await cli_json(capsys, "workflow", "terminate", "upd", "--reason", "r", *db)
+    assert (done["workflow_id"], done["action"]) == ("upd", "terminate")
+    code, out, err = await cli(capsys, "signal", "upd", "finish", "--json", *db)
+    assert (code, out) == (2, "")
+    assert json.loads(err)["error"]["type"] == "WorkflowNotFoundError"
+    code, out, _ = await cli(capsys, "describe", "upd", *db)
+    assert "failure:     r\n" in out, out
+    code, out, _ = await cli(capsys, "history", "upd", *db)
+    assert "WORKFLOW_TERMINATED" in out and "+" in out
+
+
 async def test_batch_signals_each_matching_workflow_once_per_request_id(
     dsn: str,
     client: durable.Client,

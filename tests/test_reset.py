@@ -111,6 +111,8 @@ async def test_reset_of_a_failed_run_reruns_the_failed_activity_only(
     assert kept == [(e.seq, e.type) for e in old_events if e.seq < failed_at]
     old_described = await client.get_handle("reset-1", run_id=old.run_id).describe()
     assert old_described.status == "failed"  # a closed run keeps its outcome
+    assert old_described.failure_type == "ActivityError"
+    assert old_described.failure_stack and "card declined" in old_described.failure_stack
     assert old_described.next_run_id == new.run_id
     assert (await client.get_handle("reset-1").describe()).run_id == new.run_id
 
@@ -178,6 +180,8 @@ async def test_a_timer_set_before_the_point_is_set_again_for_when_it_was_due(
         events = await old.history()
         signal = next(e for e in events if e.type == "SIGNAL_RECEIVED")
         assert any(e.type == "TIMER_STARTED" and e.seq < signal.seq for e in events)
+        (timer,) = (await old.describe()).pending_timers
+        assert timer.timer_id == "2" and timer.fires_at > events[0].timestamp
         new = await old.reset(seq=signal.seq)
         assert await new.result(timeout=20) == "woke after the signal"
     fired = [e for e in await new.history() if e.type == "TIMER_FIRED"]
@@ -247,6 +251,8 @@ async def test_an_open_child_reset_reports_to_its_parent_which_never_sees_it_ter
     async with _worker(client, "reset-q"):
         parent = await client.start(parent_wf, id="reset-8", task_queue="reset-q")
         child_id = await wait_for(lambda: _running_child(client, "reset-8"))
+        (child,) = (await parent.describe()).open_children
+        assert (child.workflow_id, child.workflow_name) == (child_id, "waiting_child_wf")
         new_child = await client.get_handle(child_id).reset(seq=1)
         await new_child.signal("go", "after the reset")
         assert await parent.result(timeout=20) == "first: after the reset / charged parent"

@@ -3,15 +3,17 @@
 Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
 database); most take ``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
-``workflows`` (start, signal, query, cancel, terminate, pause, resume, reset, fork, result,
-describe, history, list, batch; also grouped as ``durable workflow ...``), ``retention``
-(export, purge), ``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
+``workflows`` (start, signal-with-start, signal, query, update, cancel, terminate, pause,
+resume, reset, fork, result, batch) with ``inspecting`` (describe, history, list, count),
+all also grouped as ``durable workflow ...``; ``retention`` (export, purge), ``replay`` and
+``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -38,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args.handler(args), fast=args.command == "worker")
     except (DurableError, ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # machine-readable, on stderr: stdout stays clean
+            error = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+            print(json.dumps(error), file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from opentelemetry.metrics import MeterProvider
 
-from .._client import Client
+from .._client import Client, WorkflowHandle
 from .loading import load_codecs
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -55,6 +55,20 @@ def attribute(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ValueError(f"--attribute must look like KEY=JSON, got {text!r}")
     return key, json_value(value)
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The run a per-run command acts on: a workflow id, and optionally one of its runs."""
+    parser.add_argument("id", help="workflow id")
+    parser.add_argument(
+        "--run-id",
+        help="act on this run only (default: the workflow's open run, else its latest)",
+    )
+
+
+def run_handle(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any]:
+    """The handle a per-run command acts on (see add_run_args)."""
+    return client.get_handle(args.id, run_id=args.run_id)
 
 
 @asynccontextmanager

@@ -13,8 +13,8 @@ from typing import TextIO
 
 from .._types import CLOSED_STATUSES
 from .common import AddCommand, connect
+from .inspecting import event_dict
 from .output import dumps, print_json
-from .workflows import event_dict
 
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 

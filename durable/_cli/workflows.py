@@ -1,39 +1,35 @@
-"""Talking to workflows and inspecting them: start, signal, query, cancel, terminate, pause,
-resume, reset, fork, result, describe, history, list, and batch over a list filter (each also
-as ``durable workflow COMMAND``)."""
+"""Talking to workflows: start, signal-with-start, signal, query, update, cancel, terminate,
+pause, resume, reset, fork, result, and batch over a list filter; with the commands of
+``inspecting`` (describe, history, list, count), each also as ``durable workflow COMMAND``."""
 
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 import uuid
 from datetime import datetime
 from typing import Any
 
-from .._client import Client, HistoryEvent, WorkflowDescription, WorkflowHandle
+from .._client import WorkflowDescription
 from .._store import BATCH_ACTIONS
-from .common import AddCommand, Handler, add_json_args, attribute, connect, json_value
-from .output import dumps, print_json, short, table, time
+from . import inspecting
+from .common import (
+    AddCommand,
+    Handler,
+    add_json_args,
+    add_run_args,
+    connect,
+    json_value,
+    run_handle,
+)
+from .inspecting import add_filter_args, filter_attributes
+from .output import dumps, print_json
 
 
 def add_commands(command: AddCommand) -> None:
     _add_talking(command)
-    _add_inspecting(command)
+    inspecting.add_commands(command)
     _add_batch(command)
-
-
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """The run a per-run command acts on: a workflow id, and optionally one of its runs."""
-    parser.add_argument("id", help="workflow id")
-    parser.add_argument(
-        "--run-id",
-        help="act on this run only (default: the workflow's open run, else its latest)",
-    )
-
-
-def _handle(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any]:
-    return client.get_handle(args.id, run_id=args.run_id)
 
 
 def _add_talking(command: AddCommand) -> None:
@@ -51,10 +47,46 @@ def _add_talking(command: AddCommand) -> None:
         "--timeout", type=float, help="with --wait: give up after S seconds", metavar="S"
     )
 
-    signal = command("signal", _signal, "Send a signal to a running workflow.", json=False)
+    with_start = command(
+        "signal-with-start",
+        _signal_with_start,
+        "Signal a workflow, starting it first (with the workflow arguments) if it is not "
+        "running; prints its workflow id and run id.",
+    )
+    with_start.add_argument("name", help="registered workflow name")
+    add_json_args(with_start, "workflow arguments (used if it starts)")
+    with_start.add_argument("--id", required=True, help="workflow id")
+    with_start.add_argument("--signal", required=True, metavar="NAME", help="the signal's name")
+    with_start.add_argument(
+        "--signal-arg",
+        dest="signal_args",
+        action="append",
+        default=[],
+        type=json_value,
+        metavar="JSON",
+        help="an argument of the signal, parsed as JSON (repeatable)",
+    )
+    with_start.add_argument("--task-queue", help="task queue, if it starts")
+    _add_request_id(with_start)
+
+    signal = command("signal", _signal, "Send a signal to a running workflow.")
     add_run_args(signal)
     signal.add_argument("name", help="signal name")
     add_json_args(signal, "signal arguments")
+    _add_request_id(signal)
+
+    update = command(
+        "update",
+        _update,
+        "Run a running workflow's update handler and print its result as JSON.",
+    )
+    add_run_args(update)
+    update.add_argument("name", help="update name")
+    add_json_args(update, "update arguments")
+    update.add_argument(
+        "--timeout", type=float, metavar="S", help="give up waiting after S seconds"
+    )
+    _add_request_id(update)
 
     query = command(
         "query", _query, "Ask a running workflow's query handler; prints the answer as JSON."
@@ -92,10 +124,11 @@ def _add_talking(command: AddCommand) -> None:
         ),
         ("resume", "resumed", "Resume a paused workflow, with what arrived meanwhile.", None),
     ):
-        sub = command(name, _acting(name, done), summary, json=False)
+        sub = command(name, _acting(name, done), summary)
         add_run_args(sub)
         if why is not None:
             sub.add_argument("--reason", help=why)
+        _add_request_id(sub)
 
     _add_resetting(command)
 
@@ -104,6 +137,13 @@ def _add_talking(command: AddCommand) -> None:
     )
     add_run_args(result)
     result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+
+
+def _add_request_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--request-id",
+        help="the write's request id: sent again with the same one, it is applied once",
+    )
 
 
 def _add_resetting(command: AddCommand) -> None:
@@ -143,7 +183,9 @@ def _add_point_args(parser: argparse.ArgumentParser) -> None:
 
 async def _reset(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        new = await _handle(client, args).reset(args.seq, args.reason, request_id=args.request_id)
+        new = await run_handle(client, args).reset(
+            args.seq, args.reason, request_id=args.request_id
+        )
         described = await new.describe()
     return _print_reset("reset", described, as_json=args.json)
 
@@ -172,46 +214,6 @@ def _print_reset(done: str, desc: WorkflowDescription, *, as_json: bool) -> int:
         print(f"workflow id: {desc.workflow_id}")
         print(f"run id:      {desc.run_id}")
     return 0
-
-
-def _add_inspecting(command: AddCommand) -> None:
-    describe = command(
-        "describe",
-        _describe,
-        "Show a workflow's status, name, task queue, run, "
-        "times, attributes, pending activities, failure and last error.",
-    )
-    add_run_args(describe)
-
-    history = command(
-        "history", _history, "Print a workflow's recorded history, one event per line."
-    )
-    add_run_args(history)
-
-    listing = command("list", _list, "List workflow runs (the most recent ones), oldest first.")
-    add_filter_args(listing, "runs")
-    listing.add_argument(
-        "--limit",
-        type=int,
-        default=100,
-        metavar="N",
-        help="show at most the N most recent runs (default 100)",
-    )
-
-
-def add_filter_args(parser: argparse.ArgumentParser, what: str) -> None:
-    """The filters of client.list, as options."""
-    parser.add_argument("--status", type=str.lower, help=f"only {what} with this status (any case)")
-    parser.add_argument("--name", help=f"only {what} of this workflow name")
-    parser.add_argument(
-        "--attr",
-        "--attribute",
-        dest="attribute",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help=f"only {what} with this attribute value (repeatable)",
-    )
 
 
 def _add_batch(command: AddCommand) -> None:
@@ -269,7 +271,7 @@ async def _batch(args: argparse.Namespace) -> int:
             args.action,
             status=args.status,
             workflow_name=args.name,
-            attributes=dict(attribute(a) for a in args.attribute) or None,
+            attributes=filter_attributes(args),
             started_after=args.started_after,
             reason=args.reason,
             signal=args.signal,
@@ -299,16 +301,51 @@ async def _start(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _signal_with_start(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        handle = await client.signal_with_start(
+            args.name,
+            *args.args,
+            id=args.id,
+            signal=args.signal,
+            signal_args=tuple(args.signal_args),
+            task_queue=args.task_queue,
+            request_id=args.request_id,
+        )
+    out = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
+    if args.json:
+        print_json(out)
+    else:
+        print(f"sent signal {args.signal!r} to {args.id} (run {handle.run_id})")
+    return 0
+
+
 async def _signal(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        await _handle(client, args).signal(args.name, *args.args)
-    print(f"sent signal {args.name!r} to {args.id}")
+        await run_handle(client, args).signal(args.name, *args.args, request_id=args.request_id)
+    _done(args, "signal", f"sent signal {args.name!r} to {args.id}")
     return 0
+
+
+async def _update(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        result = await run_handle(client, args).update(
+            args.name, *args.args, timeout=args.timeout, request_id=args.request_id
+        )
+    print(dumps(result, indent=2 if args.json else None))
+    return 0
+
+
+def _done(args: argparse.Namespace, action: str, text: str) -> None:
+    if args.json:
+        print_json({"workflow_id": args.id, "run_id": args.run_id, "action": action})
+    else:
+        print(text)
 
 
 async def _query(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        answer = await _handle(client, args).query(args.name, *args.args, timeout=args.timeout)
+        answer = await run_handle(client, args).query(args.name, *args.args, timeout=args.timeout)
     print(dumps(answer, indent=2 if args.json else None))
     return 0
 
@@ -320,8 +357,9 @@ def _acting(action: str, done: str) -> Handler:
     async def act(args: argparse.Namespace) -> int:
         options = {"reason": args.reason} if "reason" in args else {}
         async with connect(args) as client:
-            await getattr(_handle(client, args), action)(**options)
-        print(f"{done} {args.id}")
+            act = getattr(run_handle(client, args), action)
+            await act(**options, request_id=args.request_id)
+        _done(args, action, f"{done} {args.id}")
         return 0
 
     return act
@@ -329,125 +367,6 @@ def _acting(action: str, done: str) -> Handler:
 
 async def _result(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        value = await _handle(client, args).result(timeout=args.timeout)
+        value = await run_handle(client, args).result(timeout=args.timeout)
     print(dumps(value, indent=2 if args.json else None))
-    return 0
-
-
-async def _describe(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
-        desc = await _handle(client, args).describe()
-    if args.json:
-        print_json(desc)
-    else:
-        _print_description(desc)
-    return 0
-
-
-def _print_description(desc: WorkflowDescription) -> None:
-    rows = [
-        ("workflow id", desc.workflow_id),
-        ("run id", desc.run_id),
-        ("name", desc.workflow_name),
-        ("status", _status_line(desc)),
-        ("task queue", desc.task_queue),
-        ("started", time(desc.started_at)),
-        ("closed", time(desc.closed_at)),
-        ("parent", desc.parent_workflow_id or "-"),
-        ("reset from", _reset_from(desc)),
-        ("next run", desc.next_run_id or "-"),
-        ("build", desc.build_id or "-"),
-        ("history", f"{desc.history_length} events"),
-        ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
-        ("failure", desc.failure or "-"),
-        ("last error", desc.last_error or "-"),
-    ]
-    for label, value in rows:
-        print(f"{label + ':':<13}{value}")
-    print(f"{'pending activities:':<13}{'' if desc.pending_activities else ' -'}")
-    for p in desc.pending_activities:
-        line = (
-            f"  {p.activity_id} {p.activity_name} attempt={p.attempt} state={p.state} "
-            f"scheduled={time(p.scheduled_at)}"
-        )
-        if p.next_attempt_at:
-            line += f" next_attempt={time(p.next_attempt_at)}"
-        if p.last_failure:
-            line += f" last_failure={p.last_failure!r}"
-        print(line)
-
-
-def _reset_from(desc: WorkflowDescription) -> str:
-    if desc.reset_from is None:
-        return "-"
-    run_id, seq = desc.reset_from
-    return f"run {run_id} at seq {seq}"
-
-
-def _status_line(desc: WorkflowDescription) -> str:
-    if desc.paused_at is None:
-        return desc.status
-    why = f": {desc.pause_reason}" if desc.pause_reason else ""
-    return f"paused since {time(desc.paused_at)}{why}"
-
-
-async def _history(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
-        events = await _handle(client, args).history()
-    if args.json:
-        print_json([event_dict(e) for e in events])
-    else:
-        for event in events:
-            print(_event_line(event))
-    return 0
-
-
-def event_dict(event: HistoryEvent) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "timestamp": event.timestamp,
-        "fields": event.fields,
-        "ends_step": event.ends_step,
-    }
-
-
-def _event_line(event: HistoryEvent) -> str:
-    fields = " ".join(f"{key}={short(value)}" for key, value in event.fields.items())
-    stamp = event.timestamp.isoformat(sep=" ", timespec="milliseconds")
-    end = "|" if event.ends_step else " "  # the last event of a completed step
-    return f"{event.seq:>4}{end} {stamp}  {event.type:<24}  {fields}".rstrip()
-
-
-async def _list(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    attributes = dict(attribute(a) for a in args.attribute) or None
-    async with connect(args) as client:
-        runs = collections.deque(
-            [d async for d in client.list(args.status, args.name, attributes)], maxlen=args.limit
-        )
-    if args.json:
-        print_json(list(runs))
-        return 0
-    if not runs:
-        print("no workflows")
-        return 0
-    header = ("WORKFLOW ID", "RUN", "NAME", "STATUS", "STARTED", "CLOSED")
-    table(
-        [
-            header,
-            *(
-                (
-                    d.workflow_id,
-                    d.run_id[:8],
-                    d.workflow_name,
-                    d.status,
-                    time(d.started_at),
-                    time(d.closed_at),
-                )
-                for d in runs
-            ),
-        ]
-    )
     return 0

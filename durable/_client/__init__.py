@@ -7,14 +7,22 @@ retries).
 """
 
 from .client import Client, redact_dsn
-from .descriptions import HistoryEvent, PendingActivity, WorkflowDescription
+from .descriptions import (
+    HistoryEvent,
+    OpenChild,
+    PendingActivity,
+    PendingTimer,
+    WorkflowDescription,
+)
 from .handle import WorkflowHandle
 from .sync import SyncClient, SyncWorkflowHandle
 
 __all__ = [
     "Client",
     "HistoryEvent",
+    "OpenChild",
     "PendingActivity",
+    "PendingTimer",
     "SyncClient",
     "SyncWorkflowHandle",
     "WorkflowDescription",

@@ -51,7 +51,6 @@ from .descriptions import (
     HistoryEvent,
     WorkflowDescription,
     description,
-    failure_message,
     history_event,
 )
 from .handle import WorkflowHandle
@@ -404,11 +403,24 @@ class Client:
             page = functools.partial(self.store.list_workflows, filters, after, 200)
             rows = await self._call("list", None, page)
             for row in rows:
-                yield description(row, [], failure_message(self.store, row.failure))
+                yield description(self.store, row)
             if len(rows) < 200:
                 return
             last = rows[-1]
             after = (last.started_at, last.workflow_id, last.run_id)
+
+    async def count(
+        self,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        started_after: datetime | None = None,
+    ) -> int:
+        """How many runs :meth:`list` with the same filters would yield (one statement)."""
+        filters = list_filter(status, workflow_name, attributes, started_after)
+        return await self._call(
+            "count", None, functools.partial(self.store.count_workflows, filters)
+        )
 
     async def batch(
         self,
@@ -502,7 +514,7 @@ class Client:
             page = functools.partial(self.store.closed_page, cutoff, status, after, 100)
             runs = await self._call("export", None, page)
             for row, events in runs:
-                described = description(row, [], failure_message(self.store, row.failure))
+                described = description(self.store, row)
                 yield described, [history_event(e) for e in events]
             if len(runs) < 100:
                 return

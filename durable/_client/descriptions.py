@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .._errors import PayloadError
 from .._events import PAYLOAD_KEYS, Event
+from .._failures import Failure
 from .._serialization import decode
 from .._store import (
     PendingActivityRow,
     RunRow,
     Store,
+    WaitRow,
 )
 
 
@@ -25,6 +28,24 @@ class PendingActivity:
     scheduled_at: datetime
     next_attempt_at: datetime | None
     last_failure: str | None
+
+
+@dataclass(frozen=True)
+class PendingTimer:
+    """A timer the run set and has not seen fire yet."""
+
+    timer_id: str  # the seq of its TIMER_STARTED event
+    fires_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenChild:
+    """A child workflow the run started that is still open."""
+
+    workflow_id: str
+    run_id: str
+    workflow_name: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,10 @@ class WorkflowDescription:
     last_error: str | None  # why its last workflow task failed, while it is retried
     pending_activities: list[PendingActivity] = field(default_factory=list)
     failure: str | None = None  # the message of the failure that closed it
+    failure_type: str | None = None  # its exception type (or ApplicationError's type)
+    failure_stack: str | None = None  # its traceback, then each cause's, as recorded
+    pending_timers: list[PendingTimer] = field(default_factory=list)  # soonest first
+    open_children: list[OpenChild] = field(default_factory=list)
     paused_at: datetime | None = None  # while it is paused: since then, and why
     pause_reason: str | None = None
     reset_from: tuple[str, int] | None = None  # (run id, seq): a reset or fork started it there
@@ -77,10 +102,12 @@ def history_event(event: Event) -> HistoryEvent:
 
 
 def description(
+    store: Store,
     row: RunRow,
-    pending: list[tuple[PendingActivityRow, str | None]],
-    failure: str | None = None,
+    pending: Sequence[PendingActivityRow] = (),
+    waits: Sequence[WaitRow] = (),
 ) -> WorkflowDescription:
+    closed_by = _opened(store, row.failure)
     return WorkflowDescription(
         workflow_id=row.workflow_id,
         run_id=row.run_id,
@@ -93,8 +120,18 @@ def description(
         parent_workflow_id=row.parent_workflow_id,
         history_length=row.history_length,
         last_error=row.last_error,
-        pending_activities=[pending_activity(p, last_failure) for p, last_failure in pending],
-        failure=failure,
+        pending_activities=[
+            pending_activity(p, _message(_opened(store, p.last_failure))) for p in pending
+        ],
+        failure=_message(closed_by),
+        failure_type=None if not isinstance(closed_by, dict) else closed_by.get("type"),
+        failure_stack=None if not isinstance(closed_by, dict) else _stack(closed_by),
+        pending_timers=[PendingTimer(str(w.seq), w.fires_at) for w in waits if w.fires_at],
+        open_children=[
+            OpenChild(w.child_id, w.child_run_id, w.child_name or "", w.child_status or "")
+            for w in waits
+            if w.child_id is not None and w.child_run_id is not None
+        ],
         paused_at=row.paused_at,
         pause_reason=row.pause_reason,
         reset_from=row.reset_from,
@@ -115,10 +152,24 @@ def pending_activity(row: PendingActivityRow, last_failure: str | None) -> Pendi
     )
 
 
-def failure_message(store: Store, sealed: bytes | None) -> str | None:
-    """A stored failure's message, or a note saying which codec this client would need."""
+def _opened(store: Store, sealed: bytes | None) -> Failure | str | None:
+    """A stored failure, or a note saying which codec this client would need to read it."""
     try:
-        failure = store.open_failure(sealed)
+        return store.open_failure(sealed)
     except PayloadError as exc:
         return f"(unreadable: {exc})"
-    return None if failure is None else failure.get("message")
+
+
+def _message(failure: Failure | str | None) -> str | None:
+    return failure if not isinstance(failure, dict) else failure.get("message")
+
+
+def _stack(failure: Failure) -> str | None:
+    """The failure's recorded traceback, then each cause's (those that have one)."""
+    parts: list[str] = []
+    cause: Failure | None = failure
+    while cause is not None and len(parts) < 20:
+        if cause.get("traceback"):
+            parts.append(str(cause["traceback"]).rstrip())
+        cause = cause.get("cause")
+    return "\n\ncaused by:\n".join(parts) or None

@@ -39,7 +39,6 @@ from .descriptions import (
     HistoryEvent,
     WorkflowDescription,
     description,
-    failure_message,
     history_event,
 )
 from .requests import request_id_of
@@ -320,10 +319,11 @@ class WorkflowHandle(Generic[R]):
 
     async def _describe(self) -> WorkflowDescription:
         row = await self._run(self.run_id)
+        if row.closed_at is not None:
+            return description(self._store, row)
         pending = await self._store.pending_activities(self.workflow_id, row.run_id)
-        failures = [failure_message(self._store, p.last_failure) for p in pending]
-        closed_by = failure_message(self._store, row.failure)
-        return description(row, list(zip(pending, failures, strict=True)), closed_by)
+        waits = await self._store.waits(self.workflow_id, row.run_id)
+        return description(self._store, row, pending, waits)
 
     async def history(self) -> list[HistoryEvent]:
         """The run's recorded history, oldest event first."""

@@ -136,6 +136,16 @@ class SyncClient:
         iterator is consumed."""
         return self._iterate(self.client.list(status, workflow_name, attributes, started_after))
 
+    def count(
+        self,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        started_after: datetime | None = None,
+    ) -> int:
+        """``Client.count``: how many runs match the filters."""
+        return self._call(self.client.count(status, workflow_name, attributes, started_after))
+
     def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         try:
             while True:

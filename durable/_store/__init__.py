@@ -48,6 +48,7 @@ from .records import (
     RunRow,
     StartRequest,
     TaskCommit,
+    WaitRow,
     WorkflowTask,
 )
 from .resets import Resets
@@ -84,6 +85,7 @@ __all__ = [
     "StartRequest",
     "Store",
     "TaskCommit",
+    "WaitRow",
     "WorkflowTask",
     "apply_migrations",
     "migrate",

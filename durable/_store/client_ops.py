@@ -27,6 +27,7 @@ from .records import (
     PendingActivityRow,
     RunRow,
     StartRequest,
+    WaitRow,
     _Rows,
 )
 from .runs import (
@@ -34,6 +35,7 @@ from .runs import (
     KIND_UPDATE,
     REQUESTS_KEPT,
     _addressed_run,
+    _count_matching,
     _first_time,
     _insert_runs,
     _latest_run,
@@ -55,6 +57,7 @@ from .sql import (
     _NOTIFY_SQL,
     _PENDING_ACTIVITIES_SQL,
     _RUN_SQL,
+    _WAITS_SQL,
 )
 from .starting import _start_in, _StartRaceLost
 
@@ -181,6 +184,21 @@ class ClientOps(StoreBase):
         rows = await self.pool.fetch(_PENDING_ACTIVITIES_SQL, workflow_id, run_id)
         return [PendingActivityRow(**row) for row in rows]
 
+    async def waits(self, workflow_id: str, run_id: str) -> list[WaitRow]:
+        """The run's pending timers (soonest first) and open children."""
+        rows = await self.pool.fetch(_WAITS_SQL, workflow_id, run_id, int(E.TIMER_FIRED))
+        return [
+            WaitRow(
+                **{
+                    **row,
+                    "child_run_id": None
+                    if row["child_run_id"] is None
+                    else str(row["child_run_id"]),
+                }
+            )
+            for row in rows
+        ]
+
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)
         return [_history_event(self.codecs, r) for r in rows]
@@ -194,6 +212,10 @@ class ClientOps(StoreBase):
     ) -> list[RunRow]:
         """The next ``limit`` runs matching ``filters`` after the run ``after``."""
         return [RunRow.of(row) for row in await _list_page(self.pool, filters, after, limit)]
+
+    async def count_workflows(self, filters: ListFilter) -> int:
+        """How many runs match ``filters``."""
+        return await _count_matching(self.pool, filters)
 
     async def create_call(
         self,

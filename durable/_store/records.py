@@ -260,6 +260,20 @@ class PendingActivityRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitRow:
+    """Something an open run waits on besides its activities: a timer (its seq and when it
+    fires) or an open child (the seq that started it, its ids, name and status)."""
+
+    kind: str  # "timer" or "child"
+    seq: int
+    fires_at: datetime | None
+    child_id: str | None
+    child_run_id: str | None
+    child_name: str | None
+    child_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class CallOutcome:
     """The answer to a query or an update, still sealed."""
 

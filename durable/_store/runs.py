@@ -31,6 +31,7 @@ from .sql import (
     _RESUME_RUNS_SQL,
     _RUN_FOR_UPDATE_SQL,
     _RUN_SQL,
+    _count_workflows_sql,
     _list_workflows_sql,
 )
 
@@ -77,6 +78,19 @@ async def _list_page(
 ) -> _Rows:
     """The next ``limit`` runs matching ``filters`` after the run ``after``, in (started_at,
     workflow_id, run_id) order."""
+    used, values = _filter_values(filters, after)
+    rows: _Rows = await conn.fetch(_list_workflows_sql(used), *values, limit)
+    return rows
+
+
+async def _count_matching(conn: asyncpg.Connection | asyncpg.Pool, filters: ListFilter) -> int:
+    used, values = _filter_values(filters, None)
+    count: int = await conn.fetchval(_count_workflows_sql(used), *values)
+    return count
+
+
+def _filter_values(filters: ListFilter, after: Cursor | None) -> tuple[tuple[str, ...], list[Any]]:
+    """The names of the filters given (as _LIST_FILTERS orders them) and their values."""
     given: dict[str, tuple[Any, ...] | None] = {
         "status": None if filters.status is None else (filters.status,),
         "workflow_name": None if filters.workflow_name is None else (filters.workflow_name,),
@@ -87,9 +101,7 @@ async def _list_page(
         "after": after,
     }
     used = tuple(name for name, values in given.items() if values is not None)
-    values = [value for name in used for value in given[name] or ()]
-    rows: _Rows = await conn.fetch(_list_workflows_sql(used), *values, limit)
-    return rows
+    return used, [value for name in used for value in given[name] or ()]
 
 
 def _require_open(run: asyncpg.Record, workflow_id: str, run_id: str | None = None) -> None:

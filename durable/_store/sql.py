@@ -104,6 +104,20 @@ SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at,
 WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
 """
 
+# Store.waits: what else an open run waits on — its timers (set, not yet delivered) and its
+# open children — as (kind, seq, fires_at, child id, child run, child name, child status).
+_WAITS_SQL = """
+SELECT 'timer' AS kind, ref AS seq, visible_at AS fires_at, NULL AS child_id,
+    NULL::uuid AS child_run_id, NULL AS child_name, NULL AS child_status
+FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 AND kind = $3
+UNION ALL
+SELECT 'child', parent_seq, NULL, workflow_id, run_id, workflow_name,
+    CASE WHEN paused_at IS NULL THEN status ELSE 'paused' END
+FROM durable.workflows
+WHERE parent_workflow_id = $1 AND parent_run_id = $2 AND closed_at IS NULL
+ORDER BY 1 DESC, 3, 2
+"""
+
 # Store.load_history: the run's events, in order.
 _LOAD_HISTORY_SQL = """
 SELECT seq, kind, ts, body, ends_step FROM durable.history
@@ -131,17 +145,28 @@ _LIST_FILTERS = {
 def _list_workflows_sql(filters: tuple[str, ...]) -> str:
     """The statement for ``filters`` (names of _LIST_FILTERS, in its order): their values
     are its parameters in that order (three for ``after``), then the limit."""
+    where, used = _list_where(filters)
+    return (
+        f"SELECT * FROM durable.workflows {where}"
+        f"ORDER BY started_at, workflow_id, run_id::text LIMIT ${used + 1}"
+    )
+
+
+@functools.cache
+def _count_workflows_sql(filters: tuple[str, ...]) -> str:
+    """Store.count_workflows: how many runs match ``filters`` (as _list_workflows_sql)."""
+    return f"SELECT count(*) FROM durable.workflows {_list_where(filters)[0]}"
+
+
+def _list_where(filters: tuple[str, ...]) -> tuple[str, int]:
+    """The WHERE clause of ``filters``, and how many parameters it takes."""
     conditions, used = [], 0
     for name in filters:
         clause = _LIST_FILTERS[name]
         count = clause.count("%d")
         conditions.append(clause % tuple(range(used + 1, used + count + 1)))
         used += count
-    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    return (
-        f"SELECT * FROM durable.workflows {where}"
-        f"ORDER BY started_at, workflow_id, run_id::text LIMIT ${used + 1}"
-    )
+    return (f"WHERE {' AND '.join(conditions)} " if conditions else ""), used
 
 
 # Store.create_call, an update sent again: whether its call is still on record (old
