@@ -437,13 +437,14 @@ class Client:
     ) -> int:
         """Apply ``action`` ("cancel", "terminate", "signal", "pause" or "resume") to every
         open run matching the filters (as :meth:`list` takes them) that had started when the
-        call began; returns the number of runs acted on. The database does it in chunks of
-        200 runs, one transaction each, resting after each as long as it took. Done again
-        (say, after a crash part-way), it acts on what is left: runs terminated, cancelled,
-        paused or resumed already are not counted again, and a cancel request or signal
-        (``signal``: its name, with ``signal_args``) goes to each workflow once per
-        ``request_id`` (default: a new one per call; give one to repeat a signal batch
-        safely)."""
+        call began, or ("reset") reset to its default point every matching run, closed ones
+        too, that is its workflow's latest; returns the number of runs acted on. The
+        database does it in chunks of 200 runs, one transaction each, resting after each as
+        long as it took. Done again (say, after a crash part-way), it acts on what is left:
+        runs terminated, cancelled, paused, resumed or reset already are not counted again,
+        and a cancel request, signal (``signal``: its name, with ``signal_args``) or reset
+        applies to each workflow once per ``request_id`` (default: a new one per call; give
+        one to repeat a batch safely)."""
         check_choice("action", action, BATCH_ACTIONS)
         filters = list_filter(status, workflow_name, attributes, started_after)
         message = _batch_signal(action, signal, signal_args)
@@ -525,7 +526,7 @@ class Client:
     async def _cutoff(self, closed_before: datetime | timedelta) -> datetime:
         if isinstance(closed_before, timedelta):
             check_duration("closed_before", closed_before)
-            now = await self._call("purge", None, self.store.database_time)
+            now = await self._call("database time", None, self.store.database_time)
             return now - closed_before
         if not isinstance(closed_before, datetime) or closed_before.tzinfo is None:
             raise ValueError(
