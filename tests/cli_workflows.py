@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
 import durable
 from durable import WorkflowContext, activity, workflow
 
@@ -21,6 +25,20 @@ async def greeter(ctx: WorkflowContext, name: str) -> str:
     status = "waiting"
     suffix = await ctx.wait_signal("finish")
     return f"{greeting}{suffix}"
+
+
+@dataclass
+class Order:
+    order_id: int
+    amount: Decimal
+    due: date
+
+
+@workflow(name="priced")
+async def priced(ctx: WorkflowContext, order: Order, fee: Decimal) -> str:
+    """Its JSON arguments from the CLI arrive as the annotated types."""
+    assert isinstance(order.amount, Decimal) and isinstance(order.due, date)
+    return f"order {order.order_id}: {order.amount + fee} due {order.due.isoformat()}"
 
 
 everything = [greeter, greet]  # `durable worker tests.cli_workflows:everything`

@@ -479,6 +479,7 @@ async def test_update_signal_with_start_count_and_json_everywhere(
     assert await cli_json(capsys, "update", "upd", "shout", '"hey"', *db) == "HEY!"
     code, out, _ = await cli(capsys, "describe", "upd", *db)
     assert "pending timers: -" in out and "open children: -" in out, out
+    assert "awaited signals: finish" in out, out
     assert await cli_json(capsys, "count", "--status", "RUNNING", *db) == {"count": 1}
     code, out, _ = await cli(capsys, "count", "--name", "greeter", *db)
     assert out.strip() == "2"
@@ -491,6 +492,19 @@ async def test_update_signal_with_start_count_and_json_everywhere(
     assert "failure:     r\n" in out, out
     code, out, _ = await cli(capsys, "history", "upd", *db)
     assert "WORKFLOW_TERMINATED" in out and "+" in out
+
+
+async def test_json_arguments_become_the_workflows_annotated_types(
+    dsn: str, worker_process: asyncio.subprocess.Process, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dataclass from a JSON object, a Decimal from a JSON string or number, a date from
+    its ISO text; malformed JSON is refused with its position."""
+    db = ("--dsn", dsn)
+    order = '{"order_id": 7, "amount": "19.99", "due": "2026-12-24"}'
+    out = await cli_json(capsys, "start", "priced", order, "0.01", "--wait", "--timeout", "30", *db)
+    assert out["result"] == "order 7: 20.00 due 2026-12-24"
+    code, _, err = await cli(capsys, "start", "priced", '{"order_id": 7,', *db)
+    assert code == 2 and "is not valid JSON" in err and "column" in err
 
 
 async def test_batch_signals_each_matching_workflow_once_per_request_id(

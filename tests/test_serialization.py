@@ -791,3 +791,21 @@ def test_property_arbitrary_bytes_only_raise_payload_error() -> None:
             decode(data, hint)
 
     check()
+
+
+def test_types_json_lacks_are_read_from_their_text() -> None:
+    """What a JSON caller (the CLI) can give for a Decimal, a time or a UUID: their text
+    (and a number for a Decimal); anything else is still refused, naming the type."""
+    from datetime import date, time
+
+    assert decode(encode("19.99"), Decimal) == Decimal("19.99")
+    assert decode(encode(12.5), Decimal) == Decimal("12.5")
+    assert decode(encode(3), Decimal) == Decimal(3)
+    assert decode(encode("2026-12-24"), date) == date(2026, 12, 24)
+    assert decode(encode("2026-12-24T10:00:00+00:00"), datetime).tzinfo is not None
+    assert decode(encode("10:30"), time) == time(10, 30)
+    some = uuid.uuid4()
+    assert decode(encode(str(some)), uuid.UUID) == some
+    for value, hint in (("abc", Decimal), ("soon", date), (True, Decimal), ([1], uuid.UUID)):
+        with pytest.raises(PayloadError, match=f"expected {hint.__qualname__}"):
+            decode(encode(value), hint)

@@ -8,7 +8,10 @@ import collections
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._client import HistoryEvent, WorkflowDescription
+from .._client import HistoryEvent, WorkflowDescription, WorkflowHandle
+from .._errors import QueryError
+from .._errors import TimeoutError as DurableTimeoutError
+from .._replayer import WAITS_QUERY
 from .common import AddCommand, add_run_args, attribute, connect, run_handle
 from .output import dumps, print_json, short, table, time
 
@@ -74,14 +77,30 @@ async def _describe(args: argparse.Namespace) -> int:
         handle = run_handle(client, args)
         desc = await handle.describe()
         result = await handle.result() if desc.status == "completed" else None
+        waits = await _awaited(handle) if desc.closed_at is None else None
     if args.json:
-        print_json({**vars(desc), "result": result})
+        print_json({**vars(desc), "result": result, "awaits": waits})
     else:
-        _print_description(desc, result)
+        _print_description(desc, result, waits)
     return 0
 
 
-def _print_description(desc: WorkflowDescription, result: Any) -> None:
+async def _awaited(handle: WorkflowHandle[Any]) -> dict[str, Any] | None:
+    """What the run's code awaits besides history's work (signals, conditions), as the worker
+    holding it answers; None if no worker answers within _WAITS_TIMEOUT."""
+    try:
+        waits: dict[str, Any] = await handle.query(WAITS_QUERY, timeout=_WAITS_TIMEOUT)
+    except (DurableTimeoutError, QueryError):
+        return None
+    return waits
+
+
+_WAITS_TIMEOUT = 2.0  # seconds describe waits for a worker to say what a run awaits
+
+
+def _print_description(
+    desc: WorkflowDescription, result: Any, waits: dict[str, Any] | None
+) -> None:
     rows = [
         ("workflow id", desc.workflow_id),
         ("run id", desc.run_id),
@@ -109,10 +128,10 @@ def _print_description(desc: WorkflowDescription, result: Any) -> None:
         print("stack:")
         print(_indented(desc.failure_stack))
     if desc.closed_at is None:
-        _print_waits(desc)
+        _print_waits(desc, waits)
 
 
-def _print_waits(desc: WorkflowDescription) -> None:
+def _print_waits(desc: WorkflowDescription, waits: dict[str, Any] | None) -> None:
     print(f"pending activities:{'' if desc.pending_activities else ' -'}")
     for p in desc.pending_activities:
         line = f"  {p.activity_id} {p.activity_name}: {p.state}, attempt {p.attempt}"
@@ -128,6 +147,12 @@ def _print_waits(desc: WorkflowDescription) -> None:
     print(f"open children:{'' if desc.open_children else ' -'}")
     for c in desc.open_children:
         print(f"  {c.workflow_id} ({c.workflow_name}, run {c.run_id[:8]}): {c.status}")
+    if waits is None:
+        print(f"awaited signals: unknown (no worker answered within {_WAITS_TIMEOUT:g} s)")
+        return
+    print(f"awaited signals: {', '.join(waits['signals']) or '-'}")
+    if waits["conditions"]:
+        print(f"awaited conditions (ctx.wait_until): {waits['conditions']}")
 
 
 def _closed_line(desc: WorkflowDescription) -> str:

@@ -13,6 +13,7 @@ awaits.
 """
 
 from .instance import WorkflowInstance
+from .messages import WAITS_QUERY
 from .state import LocalActivityCall
 
-__all__ = ["LocalActivityCall", "WorkflowInstance"]
+__all__ = ["WAITS_QUERY", "LocalActivityCall", "WorkflowInstance"]

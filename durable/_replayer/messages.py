@@ -23,6 +23,10 @@ from .state import ContinueAsNew, RunState, UpdateHandler, set_decoded, signal_v
 E = EventType
 
 
+# The built-in query of what a run's code awaits that history cannot tell (describe shows it)
+WAITS_QUERY = "__durable_waits"
+
+
 class Messages(RunState):
     """Signal, query and update handlers, and the delivery of those messages."""
 
@@ -62,6 +66,8 @@ class Messages(RunState):
     def query(self, name: str, args: bytes) -> bytes:
         """Run query handler ``name``. Whatever it does, only the query fails: it cannot
         issue commands, schedule anything or end the run."""
+        if name == WAITS_QUERY:
+            return encode(self._waits())
         handler = self._query_handlers.get(name)
         if handler is None:
             known = ", ".join(sorted(self._query_handlers)) or "none"
@@ -208,3 +214,14 @@ class Messages(RunState):
             self._command(E.UPDATE_COMPLETED, outcome)
         if continued is not None:
             self._close_with(continued)
+
+    def _waits(self) -> dict[str, Any]:
+        """The signals the code awaits (``ctx.wait_signal``), and how many conditions
+        (``ctx.wait_until``) it waits for."""
+        signals = sorted(
+            name
+            for name, waiters in self._signal_waiters.items()
+            if any(not future.done() for future in waiters)
+        )
+        conditions = sum(1 for c in self._conditions if not c.future.done())
+        return {"signals": signals, "conditions": conditions}

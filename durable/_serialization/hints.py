@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import dataclasses
+import datetime
+import decimal
 import enum
 import functools
 import inspect
 import itertools
 import types
 import typing
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -147,7 +150,40 @@ def _compile_class(cls: type, args: tuple[Any, ...]) -> Converter:
         isinstance(None, cls)
     except TypeError:  # e.g. a Protocol that is not runtime-checkable: nothing to check against
         return _identity
+    if cls in _FROM_TEXT:
+        return _compile_from_text(cls, _FROM_TEXT[cls])
     return _compile_instance(cls)
+
+
+# Types JSON has no value of, read from the text that stands for them (ISO 8601 times, a
+# decimal's digits, a UUID's hex): JSON arguments (the CLI's, an HTTP API's) can carry them.
+# An instance is taken as it is; a Decimal is also read from a JSON number (a float by its
+# shortest repr, so 12.5 is Decimal("12.5")).
+_FROM_TEXT: dict[type, Callable[[str], Any]] = {
+    decimal.Decimal: decimal.Decimal,
+    uuid.UUID: uuid.UUID,
+    datetime.datetime: datetime.datetime.fromisoformat,
+    datetime.date: datetime.date.fromisoformat,
+    datetime.time: datetime.time.fromisoformat,
+}
+
+
+def _compile_from_text(cls: type, parse: Callable[[str], Any]) -> Converter:
+    def convert(value: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        if cls is decimal.Decimal and type(value) in (int, float):
+            return decimal.Decimal(repr(value))
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except (ValueError, ArithmeticError):
+                raise _Mismatch(
+                    f"expected {cls.__qualname__} (or its text), {_got(value)}"
+                ) from None
+        raise _Mismatch(f"expected {cls.__qualname__}, {_got(value)}")
+
+    return convert
 
 
 def _is_typeddict(cls: type) -> bool:
