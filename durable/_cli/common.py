@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Protocol
 
 from opentelemetry.metrics import MeterProvider
@@ -48,6 +49,19 @@ def json_value(text: str) -> Any:
                 f"{exc.colno}; fix it, or quote a plain string as JSON ('\"...\"')"
             ) from None
         return text
+
+
+def aware_time(text: str) -> datetime:
+    """An ISO 8601 time with its offset (argparse type)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+00:00"
+        )
+    return value
 
 
 def attribute(text: str) -> tuple[str, Any]:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TextIO
 
 from .._types import CLOSED_STATUSES
-from .common import AddCommand, connect
+from .common import AddCommand, aware_time, connect
 from .inspecting import event_dict
 from .output import dumps, print_json
 
@@ -73,15 +73,12 @@ def closed_before(text: str) -> datetime | timedelta:
     if re.fullmatch(r"\d+(?:\.\d+)?[dhms]", text.strip()):
         return age(text)
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+        return aware_time(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither an age (30d, 12h, 90m, 45s) nor an ISO 8601 time with an "
             "offset (2026-11-01T00:00:00+00:00)"
-        )
-    return value
+        ) from None
 
 
 async def _export(args: argparse.Namespace) -> int:

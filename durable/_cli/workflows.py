@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from datetime import datetime
 from typing import Any
 
 from .._client import WorkflowDescription
@@ -18,6 +17,7 @@ from .common import (
     Handler,
     add_json_args,
     add_run_args,
+    aware_time,
     connect,
     json_value,
     run_handle,
@@ -57,15 +57,7 @@ def _add_talking(command: AddCommand) -> None:
     add_json_args(with_start, "workflow arguments (used if it starts)")
     with_start.add_argument("--id", required=True, help="workflow id")
     with_start.add_argument("--signal", required=True, metavar="NAME", help="the signal's name")
-    with_start.add_argument(
-        "--signal-arg",
-        dest="signal_args",
-        action="append",
-        default=[],
-        type=json_value,
-        metavar="JSON",
-        help="an argument of the signal, parsed as JSON (repeatable)",
-    )
+    _add_signal_args(with_start, "an argument of the signal")
     with_start.add_argument("--task-queue", help="task queue, if it starts")
     _add_request_id(with_start)
 
@@ -137,6 +129,18 @@ def _add_talking(command: AddCommand) -> None:
     )
     add_run_args(result)
     result.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+
+
+def _add_signal_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--signal-arg",
+        dest="signal_args",
+        action="append",
+        default=[],
+        type=json_value,
+        metavar="JSON",
+        help=f"{what}, parsed as JSON (repeatable)",
+    )
 
 
 def _add_request_id(parser: argparse.ArgumentParser) -> None:
@@ -228,38 +232,18 @@ def _add_batch(command: AddCommand) -> None:
     add_filter_args(batch, "runs")
     batch.add_argument(
         "--started-after",
-        type=_aware_time,
+        type=aware_time,
         metavar="TIME",
         help="only runs started after this ISO 8601 time with its offset (2026-12-01T09:00Z)",
     )
     batch.add_argument("--reason", help="why (cancel, terminate, pause), recorded on each run")
     batch.add_argument("--signal", metavar="NAME", help="with action signal: the signal's name")
-    batch.add_argument(
-        "--signal-arg",
-        dest="signal_args",
-        action="append",
-        default=[],
-        type=json_value,
-        metavar="JSON",
-        help="with action signal: an argument of the signal, parsed as JSON (repeatable)",
-    )
+    _add_signal_args(batch, "with action signal: an argument of the signal")
     batch.add_argument(
         "--request-id",
         help="the batch's request id (default: a new one, printed first): run an interrupted "
         "batch again with it, and no workflow gets its signal or cancel request twice",
     )
-
-
-def _aware_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+00:00"
-        )
-    return value
 
 
 async def _batch(args: argparse.Namespace) -> int:
