@@ -95,6 +95,28 @@ async def test_batch_terminate_of_10000_running_workflows(client: durable.Client
     desc = await client.get_handle("big-77").describe()
     assert (desc.status, desc.failure) == ("terminated", "bad deploy")
     assert await client.batch("terminate", status="running", workflow_name="parked_wf") == 0
+    await _reset_the_10000(client, count)
+
+
+async def _reset_the_10000(client: durable.Client, count: int) -> None:
+    """Undone: each terminated run reset to its default point, in chunks too, once."""
+    undo = {"status": "terminated", "workflow_name": "parked_wf", "request_id": "undo"}
+    began = time.perf_counter()
+    n = await client.batch("reset", **undo)
+    took = time.perf_counter() - began
+    print(f"batch reset: {n} terminated workflows in {took:.2f} s ({n / took:,.0f}/s)")
+    assert n == count
+    assert await client.batch("reset", **undo) == 0
+    reset_runs = await _count(
+        client,
+        "SELECT count(*) FROM durable.workflows WHERE reset_from_run IS NOT NULL "
+        "AND closed_at IS NULL AND workflow_name = 'parked_wf'",
+    )
+    assert reset_runs == count
+    desc = await client.get_handle("big-77").describe()
+    assert desc.status == "pending" and desc.reset_from is not None  # reset to its start
+    # no worker serves them now: closed again, so that no test after this one sees them
+    assert await client.batch("terminate", workflow_name="parked_wf", reason="done") == count
 
 
 async def _running_all(client: durable.Client, count: int) -> bool:

@@ -212,33 +212,36 @@ async def _close_without_code(
     conn: asyncpg.Connection,
     runs: Sequence[tuple[str, str]],
     etype: EventType,
-    attrs: dict[str, Any],
+    attrs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     *,
     tell_parents: bool = True,
 ) -> _Rows:
     """Close open runs (workflow id, run id) from outside their code (terminated, cancelled
     before they began), in one statement: the fence moves, so that an owner's next commit
-    fails, and the closing event is a step of its own that runs no code on replay. Their
-    parents are told (unless not ``tell_parents``: a reset's new run reports to them), their
-    open children terminated. Returns the runs closed (those closed already are left out)."""
+    fails, and the closing event (``attrs``: the same for every run, or one per run) is a
+    step of its own that runs no code on replay. Their parents are told (unless not
+    ``tell_parents``: a reset's new run reports to them), their open children terminated.
+    Returns the runs closed (those closed already are left out)."""
     codecs = _codecs(conn)
     status = TERMINAL_STATUS[etype]
-    failure = _closing_failure(Event(0, etype, _utcnow(), attrs))
+    each = [dict(attrs)] * len(runs) if isinstance(attrs, Mapping) else [dict(a) for a in attrs]
+    failures = [_closing_failure(Event(0, etype, _utcnow(), a)) for a in each]
     closed: _Rows = await conn.fetch(
         _CLOSE_WITHOUT_CODE_SQL,
         [workflow_id for workflow_id, _ in runs],
         [run_id for _, run_id in runs],
         int(etype),
-        _seal_attrs(codecs, attrs),
+        [_seal_attrs(codecs, a) for a in each],
         status,
-        _seal_failure(codecs, failure),
+        [_seal_failure(codecs, f) for f in failures],
         [_seal_failure(codecs, _update_cut_off(workflow_id, status)) for workflow_id, _ in runs],
     )
-    told = [
-        _told_parent(row["workflow_id"], row, etype, status, attrs, failure)
-        for row in closed
-        if row["parent_workflow_id"] and tell_parents
-    ]
+    position = {run_id: i for i, (_, run_id) in enumerate(runs)}
+    told = []
+    for row in closed:
+        if row["parent_workflow_id"] and tell_parents:
+            i = position[str(row["run_id"])]
+            told.append(_told_parent(row["workflow_id"], row, etype, status, each[i], failures[i]))
     if told:
         await _post_many(
             conn,

@@ -13,7 +13,7 @@ from .._events import EventType
 from .base import StoreBase
 from .closing import _cancel_runs, _close_without_code
 from .records import BatchPage, Cursor, ListFilter, _Rows, run_status
-from .resets import _reset_run
+from .resets import _reset_runs
 from .runs import (
     _addressed_run,
     _first_time,
@@ -22,7 +22,7 @@ from .runs import (
     _post_each,
     _resume_runs,
 )
-from .sql import _LOCK_OPEN_RUNS_SQL, _LOCK_RUNS_SQL, _START_LATEST_RUN_SQL
+from .sql import _LOCK_OPEN_RUNS_SQL, _LOCK_RUNS_SQL
 
 E = EventType
 
@@ -156,15 +156,9 @@ async def _batch_reset(
 ) -> _Rows:
     """Reset each run to its default point; a run that is not its workflow's latest (one
     reset or continued already, or followed by a new start) is left alone."""
-    acted = []
-    for run in runs:
-        latest = await conn.fetchrow(_START_LATEST_RUN_SQL, run["workflow_id"])
-        if latest["run_id"] != run["run_id"]:
-            continue
-        done = await _reset_run(conn, run, None, message.reason, message.request_id)
-        if done.new:
-            acted.append(run)
-    return acted
+    done = await _reset_runs(conn, runs, None, message.reason, message.request_id, latest_only=True)
+    reset = {r.workflow_id for r in done if r.new}
+    return [run for run in runs if run["workflow_id"] in reset]
 
 
 _ACTS: dict[str, _Act] = {

@@ -5,8 +5,10 @@ durable/_reset_plan.py)."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,21 +19,21 @@ from .._events import Event, EventType
 from .._failures import failure
 from .._reset_plan import ResetPlan, plan_reset
 from .base import StoreBase
-from .closing import _close_without_code, _terminate_run
+from .closing import _close_without_code
 from .commit import _start_child
 from .connection import _codecs, _history_event, _pack, _seal_attrs
 from .records import ResetRun
-from .runs import _addressed_run, _insert_history
+from .runs import _addressed_run
 from .sql import (
-    _COPY_HISTORY_SQL,
     _FILL_INBOX_SQL,
     _HELD_SIGNALS_SQL,
-    _INSERT_RESET_RUN_SQL,
-    _LOAD_HISTORY_SQL,
+    _HISTORIES_SQL,
+    _INSERT_RESET_RUNS_SQL,
+    _LATEST_RUNS_SQL,
     _MARK_RESET_SQL,
     _REPOINT_CHILDREN_SQL,
     _RESCHEDULE_ACTIVITIES_SQL,
-    _RESET_DONE_SQL,
+    _RESETS_DONE_SQL,
     _START_LATEST_RUN_SQL,
 )
 
@@ -57,75 +59,160 @@ class Resets(StoreBase):
 
         async def work(conn: asyncpg.Connection) -> ResetRun:
             run = await _addressed_run(conn, workflow_id, run_id, lock=True)
-            return await _reset_run(conn, run, seq, reason, request_id, fork_to)
+            (done,) = await _reset_runs(conn, [run], seq, reason, request_id, fork_to=fork_to)
+            return done
 
         done: ResetRun = await self._retrying(work)
         return done
 
 
-async def _reset_run(
+@dataclass(slots=True)
+class _Reset:
+    """One run to reset, and what its reset decided."""
+
+    run: asyncpg.Record
+    plan: ResetPlan
+    new_id: str
+    new_run: str = field(default_factory=lambda: str(uuid.uuid4()))
+    held: list[bytes] = field(default_factory=list)  # signals its inbox held, oldest first
+    repointed: set[int] = field(default_factory=set)  # children moved to the new run
+
+    @property
+    def old(self) -> tuple[str, str]:
+        return self.run["workflow_id"], str(self.run["run_id"])
+
+    @property
+    def takes_parent(self) -> bool:
+        """A run still open is awaited by its parent: the new run reports to it instead."""
+        forked = self.new_id != self.run["workflow_id"]
+        return not forked and self.run["closed_at"] is None
+
+    def result(self, *, new: bool = True) -> ResetRun:
+        return ResetRun(
+            self.new_id,
+            self.new_run,
+            self.plan.seq,
+            self.run["workflow_name"],
+            self.run["task_queue"],
+            new=new,
+        )
+
+
+async def _reset_runs(
     conn: asyncpg.Connection,
-    run: asyncpg.Record,
+    runs: Sequence[asyncpg.Record],
     seq: int | None,
     reason: str | None,
     request_id: str,
+    *,
     fork_to: str | None = None,
-) -> ResetRun:
-    """Reset (or fork) the run given, locked by the caller."""
-    old_id, old_run = run["workflow_id"], str(run["run_id"])
-    new_id = fork_to or old_id
-    done = await conn.fetchrow(_RESET_DONE_SQL, new_id, request_id)
-    if done is not None:
-        return ResetRun(
+    latest_only: bool = False,
+) -> list[ResetRun]:
+    """Reset the runs given (locked by the caller, one run per workflow) to ``seq`` (None:
+    each run's default point), or with ``fork_to`` start a copy of the one run given under
+    that workflow id, with a statement per kind of row for all of them. A run ``request_id``
+    reset already gives the run it started (``new`` False); with ``latest_only``, a run that
+    is not its workflow's latest is left out."""
+    new_ids = [fork_to or run["workflow_id"] for run in runs]
+    done = {r["workflow_id"]: r for r in await conn.fetch(_RESETS_DONE_SQL, new_ids, request_id)}
+    again = [
+        ResetRun(
             new_id,
-            str(done["run_id"]),
-            done["reset_from_seq"],
+            str(done[new_id]["run_id"]),
+            done[new_id]["reset_from_seq"],
             run["workflow_name"],
             run["task_queue"],
             new=False,
         )
-    plan = plan_reset(await _history(conn, old_id, old_run), seq)
-    new_run = str(uuid.uuid4())
-    is_open = run["closed_at"] is None
-    # the parent of a run still open waits for it: the new run reports to it instead
-    parent = None
-    if fork_to is None and is_open and run["parent_workflow_id"] is not None:
-        parent = (run["parent_workflow_id"], run["parent_run_id"], run["parent_seq"])
-    held: list[bytes] = []
-    repointed: set[int] = set()
+        for run, new_id in zip(runs, new_ids, strict=True)
+        if new_id in done
+    ]
+    todo = [run for run, new_id in zip(runs, new_ids, strict=True) if new_id not in done]
+    superseded: list[tuple[asyncpg.Record, str]] = []  # (a closed run to reset, its open run)
     if fork_to is not None:
-        await _require_no_open_run(conn, new_id)
-    elif is_open:
-        signals = await conn.fetch(_HELD_SIGNALS_SQL, old_id, old_run, int(E.SIGNAL_RECEIVED))
-        held = [r["body"] for r in signals]
-        repointed = {
-            r["parent_seq"]
-            for r in await conn.fetch(
-                _REPOINT_CHILDREN_SQL, old_id, old_run, new_run, [c.seq for c in plan.children]
-            )
+        await _require_no_open_run(conn, fork_to)
+    elif todo:
+        latest = {
+            r["workflow_id"]: r
+            for r in await conn.fetch(_LATEST_RUNS_SQL, [run["workflow_id"] for run in todo])
         }
-        closing = {
-            "reason": reason or f"reset to seq {plan.seq}",
-            "reset_run_id": new_run,
-        }
-        await _close_without_code(
-            conn, [(old_id, old_run)], E.WORKFLOW_TERMINATED, closing, tell_parents=parent is None
-        )
-    else:
-        current = await conn.fetchrow(_START_LATEST_RUN_SQL, old_id)
-        if current is not None and current["closed_at"] is None:
-            why = reason or f"run {old_run} was reset to seq {plan.seq}"
-            await _terminate_run(conn, old_id, str(current["run_id"]), why)
+        if latest_only:
+            todo = [run for run in todo if latest[run["workflow_id"]]["run_id"] == run["run_id"]]
+        superseded = [
+            (run, str(now["run_id"]))
+            for run in todo
+            if (now := latest[run["workflow_id"]])["closed_at"] is None
+            and now["run_id"] != run["run_id"]
+        ]
+    histories = await _histories(conn, todo)
+    resets = [
+        _Reset(run, plan_reset(histories[str(run["run_id"])], seq), fork_to or run["workflow_id"])
+        for run in todo
+    ]
+    if not resets:
+        return again
+    await _close_old_runs(conn, [r for r in resets if r.takes_parent], reason)
+    if superseded:
+        plans = {str(r.run["run_id"]): r.plan for r in resets}
+        why = [
+            {
+                "reason": reason
+                or f"run {run['run_id']} was reset to seq {plans[str(run['run_id'])].seq}"
+            }
+            for run, _ in superseded
+        ]
+        open_runs = [(run["workflow_id"], current) for run, current in superseded]
+        await _close_without_code(conn, open_runs, E.WORKFLOW_TERMINATED, why)
     if fork_to is None:
-        await conn.execute(_MARK_RESET_SQL, old_id, old_run, new_run)
-    await _open_reset_run(conn, run, plan, new_id, new_run, parent, request_id)
-    await _restart_work(conn, plan, new_id, new_run, held, repointed)
-    return ResetRun(new_id, new_run, plan.seq, run["workflow_name"], run["task_queue"], new=True)
+        await conn.execute(_MARK_RESET_SQL, *_columns([(*r.old, r.new_run) for r in resets], 3))
+    await _open_reset_runs(conn, resets, request_id)
+    await _restart_work(conn, resets)
+    return [*again, *(r.result() for r in resets)]
 
 
-async def _history(conn: asyncpg.Connection, workflow_id: str, run_id: str) -> list[Event]:
-    rows = await conn.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)
-    return [_history_event(_codecs(conn), r) for r in rows]
+async def _histories(
+    conn: asyncpg.Connection, runs: Sequence[asyncpg.Record]
+) -> dict[str, list[Event]]:
+    """The runs' histories, by run id."""
+    rows = await conn.fetch(
+        _HISTORIES_SQL, [run["workflow_id"] for run in runs], [run["run_id"] for run in runs]
+    )
+    codecs = _codecs(conn)
+    return {
+        str(run_id): [_history_event(codecs, e) for e in events]
+        for run_id, events in itertools.groupby(rows, key=lambda e: e["run_id"])
+    }
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as the arrays of their columns (a statement's unnest parameters)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+async def _close_old_runs(
+    conn: asyncpg.Connection, resets: Sequence[_Reset], reason: str | None
+) -> None:
+    """The open runs reset, terminated (their parents are not told: the new runs report to
+    them), with the signals they held kept and the children they started moved to the new
+    runs first."""
+    if not resets:
+        return
+    by_run = {r.old[1]: r for r in resets}
+    old_ids, old_runs = (list(c) for c in zip(*(r.old for r in resets), strict=True))
+    for row in await conn.fetch(_HELD_SIGNALS_SQL, old_ids, old_runs, int(E.SIGNAL_RECEIVED)):
+        by_run[str(row["run_id"])].held.append(row["body"])
+    children = [(*r.old, r.new_run, c.seq) for r in resets for c in r.plan.children]
+    if children:
+        by_new = {r.new_run: r for r in resets}
+        for row in await conn.fetch(_REPOINT_CHILDREN_SQL, *_columns(children, 4)):
+            by_new[str(row["parent_run_id"])].repointed.add(row["parent_seq"])
+    closing = [
+        {"reason": reason or f"reset to seq {r.plan.seq}", "reset_run_id": r.new_run}
+        for r in resets
+    ]
+    await _close_without_code(
+        conn, [r.old for r in resets], E.WORKFLOW_TERMINATED, closing, tell_parents=False
+    )
 
 
 async def _require_no_open_run(conn: asyncpg.Connection, workflow_id: str) -> None:
@@ -139,69 +226,92 @@ async def _require_no_open_run(conn: asyncpg.Connection, workflow_id: str) -> No
         )
 
 
-async def _open_reset_run(
-    conn: asyncpg.Connection,
-    run: asyncpg.Record,
-    plan: ResetPlan,
-    new_id: str,
-    new_run: str,
-    parent: tuple[str, Any, int] | None,
-    request_id: str,
+async def _open_reset_runs(
+    conn: asyncpg.Connection, resets: Sequence[_Reset], request_id: str
 ) -> None:
-    """The new run's row and history: its start as the old run's (same input, same seed of
-    randomness), then the kept events copied."""
-    parent_id, parent_run, parent_seq = parent or (None, None, None)
-    begun = plan.seq > 1
-    opened = await conn.fetchrow(
-        _INSERT_RESET_RUN_SQL,
-        new_id,
-        new_run,
-        run["workflow_name"],
-        run["task_queue"],
-        "running" if begun else "pending",
-        parent_id,
-        parent_run,
-        parent_seq,
-        dict(run["attributes"]),
-        plan.seq if begun else 2,
-        run["run_id"],
-        plan.seq,
-        request_id,
-    )
-    if opened is None:  # a start won the id meanwhile
-        raise WorkflowAlreadyStartedError(
-            f"workflow {new_id!r} was started while it was being reset; try again",
-            workflow_id=new_id,
-        )
-    first = plan.kept[0]
-    attrs = {
-        **first.attrs,
-        "seed_run": first.attrs.get("seed_run", str(run["run_id"])),
-        "parent_workflow_id": parent_id,
-    }
-    started = Event(1, E.WORKFLOW_STARTED, first.timestamp, attrs, first.ends_step and begun)
-    await _insert_history(conn, new_id, new_run, [started])
-    await conn.execute(
-        _COPY_HISTORY_SQL, run["workflow_id"], run["run_id"], new_id, new_run, plan.seq
-    )
-
-
-async def _restart_work(
-    conn: asyncpg.Connection,
-    plan: ResetPlan,
-    new_id: str,
-    new_run: str,
-    held: Sequence[bytes],
-    repointed: set[int],
-) -> None:
-    """What the kept events started and did not see finish, started again for the new run
-    (children moved to it excepted), and the signals to deliver again."""
+    """The new runs' rows and histories: each one's start as its old run's (same input, same
+    seed of randomness), then the kept events copied."""
     codecs = _codecs(conn)
+    rows = []
+    for r in resets:
+        run, plan = r.run, r.plan
+        parent = (
+            (run["parent_workflow_id"], run["parent_run_id"], run["parent_seq"])
+            if r.takes_parent
+            else (None, None, None)
+        )
+        begun = plan.seq > 1
+        first = plan.kept[0]
+        attrs = {
+            **first.attrs,
+            "seed_run": first.attrs.get("seed_run", str(run["run_id"])),
+            "parent_workflow_id": parent[0],
+        }
+        rows.append(
+            (
+                r.new_id,
+                r.new_run,
+                run["workflow_name"],
+                run["task_queue"],
+                "running" if begun else "pending",
+                *parent,
+                dict(run["attributes"]),
+                plan.seq if begun else 2,
+                run["workflow_id"],
+                run["run_id"],
+                plan.seq,
+                first.timestamp,
+                _seal_attrs(codecs, attrs),
+                first.ends_step and begun,
+            )
+        )
+    opened = {
+        row["workflow_id"]
+        for row in await conn.fetch(
+            _INSERT_RESET_RUNS_SQL, *_columns(rows, 16), request_id, int(E.WORKFLOW_STARTED)
+        )
+    }
+    lost = [r.new_id for r in resets if r.new_id not in opened]
+    if lost:  # a start won the id meanwhile
+        raise WorkflowAlreadyStartedError(
+            f"workflow {lost[0]!r} was started while it was being reset; try again",
+            workflow_id=lost[0],
+        )
+
+
+async def _restart_work(conn: asyncpg.Connection, resets: Sequence[_Reset]) -> None:
+    """What the kept events started and did not see finish, started again for the new runs
+    (children moved to them excepted), and the signals to deliver again."""
+    codecs = _codecs(conn)
+    messages: list[tuple[str, str, int, int | None, datetime | None, bytes]] = []
+    activities: list[tuple[Any, ...]] = []
+    for r in resets:
+        key = (r.new_id, r.new_run)
+        for kind, ref, at, body in _first_messages(codecs, r):
+            messages.append((*key, int(kind), ref, at, body))
+        activities += [(*key, *_activity_row(codecs, a)) for a in r.plan.activities]
+        cancelled = {c.seq for c in r.plan.cancelled_children}
+        for child in r.plan.children:
+            if child.seq not in r.repointed and child.seq not in cancelled:
+                await _start_child(conn, (*key, child.seq), child.attrs, None)
+    if messages:
+        await conn.execute(_FILL_INBOX_SQL, *_columns(messages, 6))
+    if activities:
+        await conn.execute(_RESCHEDULE_ACTIVITIES_SQL, *_columns(activities, 10))
+
+
+def _first_messages(
+    codecs: Any, reset: _Reset
+) -> list[tuple[EventType, int | None, datetime | None, bytes]]:
+    """A new run's first messages, in order: the signals from the reset point on and those
+    its old run held, its timers set again, its execution timeout, and the outcome of each
+    child whose cancellation was asked (it has closed)."""
+    plan = reset.plan
     messages: list[tuple[EventType, int | None, datetime | None, bytes]] = [
         (E.SIGNAL_RECEIVED, None, None, _seal_attrs(codecs, signal.attrs))
         for signal in plan.signals
     ]
-    messages += [(E.SIGNAL_RECEIVED, None, None, body) for body in held]
+    messages += [(E.SIGNAL_RECEIVED, None, None, body) for body in reset.held]
     for timer in plan.timers:
         fire_at = datetime.fromtimestamp(timer.attrs["fire_at"], UTC)
         messages.append(
@@ -211,32 +321,17 @@ async def _restart_work(
     if deadline is not None:
         timeout_at = datetime.fromtimestamp(deadline, UTC)
         messages.append((E.WORKFLOW_TIMED_OUT, None, timeout_at, _seal_attrs(codecs, {})))
-    cancelled = {c.seq for c in plan.cancelled_children}
-    for child in plan.children:
-        if child.seq in repointed:
+    for child in plan.cancelled_children:
+        if child.seq in reset.repointed:
             continue
-        if child.seq in cancelled:  # its parent asked it to cancel, and it has closed
-            outcome = {
-                "scheduled": child.seq,
-                "workflow_id": child.attrs["workflow_id"],
-                "reason": "cancelled",
-                "failure": failure("cancelled", "child workflow was cancelled"),
-            }
-            messages.append((E.CHILD_FAILED, None, None, _seal_attrs(codecs, outcome)))
-        else:
-            await _start_child(conn, (new_id, new_run, child.seq), child.attrs, None)
-    if messages:
-        kinds, refs, times, bodies = zip(*messages, strict=True)
-        await conn.execute(
-            _FILL_INBOX_SQL, new_id, new_run, [int(k) for k in kinds], refs, times, bodies
-        )
-    if plan.activities:
-        await conn.execute(
-            _RESCHEDULE_ACTIVITIES_SQL,
-            new_id,
-            new_run,
-            *zip(*(_activity_row(codecs, a) for a in plan.activities), strict=True),
-        )
+        outcome = {
+            "scheduled": child.seq,
+            "workflow_id": child.attrs["workflow_id"],
+            "reason": "cancelled",
+            "failure": failure("cancelled", "child workflow was cancelled"),
+        }
+        messages.append((E.CHILD_FAILED, None, None, _seal_attrs(codecs, outcome)))
+    return messages
 
 
 def _activity_row(codecs: Any, scheduled: Event) -> tuple[Any, ...]:

@@ -636,27 +636,28 @@ UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id 
 # _close_without_code: open runs closed from outside their code (terminated, or cancelled
 # before they began), many in one statement (a batch) or one: each run locked in workflow_id
 # order (as posts lock them); its fence moved, so that its owner's next commit fails; its
-# closing event ($3, $4: the same for every run) appended at its next seq as a step of its
-# own, which runs no code on replay; its status and failure ($5, $6) set; its activity tasks
-# and inbox swept; its pending updates answered ($7: one answer per run, in the order of $1);
-# its closing notified. Returns the runs it closed (one closed meanwhile is left out), with
-# what their parent must be told. Run ids are unique: matching each key column against its
-# array is exact.
+# closing event ($3, with each run's attributes in $4) appended at its next seq as a step of
+# its own, which runs no code on replay; its status ($5) and failure ($6: one per run) set;
+# its activity tasks and inbox swept; its pending updates answered ($7: one answer per run);
+# its closing notified. The arrays are in the order of $1. Returns the runs it closed (one
+# closed meanwhile is left out), with what their parent must be told. Run ids are unique:
+# matching each key column against its array is exact.
 _CLOSE_WITHOUT_CODE_SQL = """
 WITH locked AS (
     SELECT 1 FROM durable.workflows WHERE workflow_id = ANY($1::text[])
         AND run_id = ANY($2::uuid[]) AND closed_at IS NULL ORDER BY workflow_id FOR UPDATE),
 closed AS (
     UPDATE durable.workflows w SET next_seq = w.next_seq + 1, fence = w.fence + 1, owner = NULL,
-        status = $5, closed_at = now(), ready_at = NULL, failure = $6
-    FROM unnest($1::text[], $2::uuid[]) AS r(workflow_id, run_id)
+        status = $5, closed_at = now(), ready_at = NULL, failure = r.failure
+    FROM unnest($1::text[], $2::uuid[], $4::bytea[], $6::bytea[])
+        AS r(workflow_id, run_id, body, failure)
     WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.closed_at IS NULL
         AND (SELECT count(*) FROM locked) >= 0
     RETURNING w.workflow_id, w.run_id, w.next_seq - 1 AS seq, w.workflow_name, w.task_queue,
-        w.parent_workflow_id, w.parent_run_id, w.parent_seq),
+        w.parent_workflow_id, w.parent_run_id, w.parent_seq, r.body),
 recorded AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
-    SELECT workflow_id, run_id, seq, $3, now(), $4, true FROM closed),
+    SELECT workflow_id, run_id, seq, $3, now(), body, true FROM closed),
 tasks AS (
     DELETE FROM durable.activity_tasks WHERE workflow_id = ANY($1::text[])
         AND run_id = ANY(ARRAY(SELECT run_id FROM closed))),
@@ -668,7 +669,9 @@ updates AS (
     FROM unnest($1::text[], $2::uuid[], $7::bytea[]) AS u(workflow_id, run_id, failure)
     WHERE c.workflow_id = u.workflow_id AND c.run_id = u.run_id AND c.kind = 2 AND NOT c.done
         AND u.run_id = ANY(ARRAY(SELECT run_id FROM closed)))
-SELECT c.*, pg_notify('durable', 'c' || c.workflow_id) IS NULL AS notified FROM closed c
+SELECT c.workflow_id, c.run_id, c.seq, c.workflow_name, c.task_queue, c.parent_workflow_id,
+    c.parent_run_id, c.parent_seq, pg_notify('durable', 'c' || c.workflow_id) IS NULL AS notified
+FROM closed c
 """
 
 # _close_without_code: the open children of the runs it closed, to close by the parent close
@@ -740,72 +743,109 @@ ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE
 
 # ====================================================================== resets
 
-# The run a reset or fork with this request id started already (the request made again).
-_RESET_DONE_SQL = """
-SELECT run_id, reset_from_seq FROM durable.workflows
-WHERE workflow_id = $1 AND reset_request = $2
+# The runs resets or forks with this request id ($2) started already under the workflow ids
+# given (the request made again).
+_RESETS_DONE_SQL = """
+SELECT workflow_id, run_id, reset_from_seq FROM durable.workflows
+WHERE workflow_id = ANY($1::text[]) AND reset_request = $2
 """
 
-# The run a reset or fork starts: due at once, its history copied after it.
-_INSERT_RESET_RUN_SQL = """
-INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
-    parent_workflow_id, parent_run_id, parent_seq, attributes, next_seq, ready_at,
-    reset_from_run, reset_from_seq, reset_request)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11, $12, $13)
-ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
-RETURNING run_id, pg_notify('durable', 'w' || task_queue) IS NULL AS woken
+# Each workflow's open run, else its latest, locked in workflow_id order (as posts lock them).
+_LATEST_RUNS_SQL = """
+SELECT l.* FROM unnest($1::text[]) AS i(workflow_id)
+CROSS JOIN LATERAL (SELECT workflow_id, run_id, closed_at FROM durable.workflows w
+    WHERE w.workflow_id = i.workflow_id
+    ORDER BY closed_at IS NULL DESC, created_at DESC LIMIT 1 FOR UPDATE) AS l
+ORDER BY i.workflow_id
 """
 
-# The old run's events after its start and before the reset point, copied as they are
-# (still sealed: no payload is opened and sealed again).
-_COPY_HISTORY_SQL = """
-INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
-SELECT $3, $4, seq, kind, ts, body, ends_step FROM durable.history
-WHERE workflow_id = $1 AND run_id = $2 AND seq > 1 AND seq < $5
+# The runs resets or forks start (arrays in one order), in one statement: each run's row, due
+# at once (unless its workflow id has an open run: a start won it meanwhile); its first event
+# (the old run's start, with the attributes the reset gives it); and the old run's events after
+# its start and before the reset point, copied as they are (still sealed: no payload is opened
+# and sealed again). Returns the runs opened.
+_INSERT_RESET_RUNS_SQL = """
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::uuid[], $8::int[], $9::jsonb[], $10::int[], $11::text[], $12::uuid[],
+        $13::int[], $14::timestamptz[], $15::bytea[], $16::bool[])
+        AS q(workflow_id, run_id, workflow_name, task_queue, status, parent_workflow_id,
+            parent_run_id, parent_seq, attributes, next_seq, old_id, old_run, reset_seq,
+            ts, body, ends_step)),
+run AS (
+    INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
+        parent_workflow_id, parent_run_id, parent_seq, attributes, next_seq, ready_at,
+        reset_from_run, reset_from_seq, reset_request)
+    SELECT workflow_id, run_id, workflow_name, task_queue, status, parent_workflow_id,
+        parent_run_id, parent_seq, attributes, next_seq, now(), old_run, reset_seq, $17
+    FROM req
+    ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
+    RETURNING workflow_id, run_id),
+started AS (
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+    SELECT r.workflow_id, r.run_id, 1, $18::smallint, q.ts, q.body, q.ends_step
+    FROM run r JOIN req q ON q.run_id = r.run_id),
+copied AS (
+    INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
+    SELECT r.workflow_id, r.run_id, h.seq, h.kind, h.ts, h.body, h.ends_step
+    FROM run r JOIN req q ON q.run_id = r.run_id
+    JOIN durable.history h ON h.workflow_id = q.old_id AND h.run_id = q.old_run
+        AND h.seq > 1 AND h.seq < q.reset_seq),
+woken AS (
+    SELECT count(pg_notify('durable', 'w' || queue)) AS n
+    FROM (SELECT DISTINCT task_queue AS queue FROM req) AS queues)
+SELECT r.workflow_id, (SELECT n FROM woken) AS woken FROM run r
 """
 
-# The old run's open children that the kept events started: they report to the new run.
+# The old runs' open children that the kept events started (parent id, old run, new run, seq:
+# arrays in one order): they report to the new runs.
 _REPOINT_CHILDREN_SQL = """
-UPDATE durable.workflows SET parent_run_id = $3
-WHERE parent_workflow_id = $1 AND parent_run_id = $2 AND parent_seq = ANY($4::int[])
-    AND closed_at IS NULL
-RETURNING parent_seq
+UPDATE durable.workflows w SET parent_run_id = c.new_run
+FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::int[]) AS c(parent_id, old_run, new_run, seq)
+WHERE w.parent_workflow_id = c.parent_id AND w.parent_run_id = c.old_run
+    AND w.parent_seq = c.seq AND w.closed_at IS NULL
+RETURNING w.parent_run_id, w.parent_seq
 """
 
-# Signals an open run was sent and has not taken in yet, oldest first.
+# Signals open runs were sent and have not taken in yet, each run's oldest first.
 _HELD_SIGNALS_SQL = """
-SELECT body FROM durable.inbox WHERE workflow_id = $1 AND run_id = $2 AND kind = $3 ORDER BY id
+SELECT run_id, body FROM durable.inbox
+WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND kind = $3
+ORDER BY workflow_id, run_id, id
 """
 
-# The new run's first messages, in the order given (signals again, timers set again, its
+# The new runs' first messages, in the order given (signals again, timers set again, the
 # execution timeout, children's outcomes).
 _FILL_INBOX_SQL = """
 INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
-SELECT $1, $2, kind, ref, coalesce(visible_at, now()), body
-FROM unnest($3::smallint[], $4::int[], $5::timestamptz[], $6::bytea[]) WITH ORDINALITY
-    AS m(kind, ref, visible_at, body, ord)
+SELECT workflow_id, run_id, kind, ref, coalesce(visible_at, now()), body
+FROM unnest($1::text[], $2::uuid[], $3::smallint[], $4::int[], $5::timestamptz[],
+    $6::bytea[]) WITH ORDINALITY AS m(workflow_id, run_id, kind, ref, visible_at, body, ord)
 ORDER BY ord
 """
 
-# Activities the kept events scheduled and did not see finish, scheduled again from their
-# first attempt; their queues' workers are woken.
+# Activities the kept events scheduled and did not see finish, scheduled again for the new
+# runs from their first attempt; their queues' workers are woken.
 _RESCHEDULE_ACTIVITIES_SQL = """
 WITH scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline)
-    SELECT $1, $2, seq, task_queue, name, args, retry, start_to_close, heartbeat,
+    SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
         now() + make_interval(secs => schedule_to_close),
         now() + make_interval(secs => schedule_to_close)
-    FROM unnest($3::int[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[],
-        $9::float8[], $10::float8[])
-        AS a(seq, task_queue, name, args, retry, start_to_close, heartbeat, schedule_to_close)
+    FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::bytea[],
+        $7::bytea[], $8::float8[], $9::float8[], $10::float8[])
+        AS a(workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close,
+            heartbeat, schedule_to_close)
     RETURNING task_queue)
 SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q FROM scheduled) AS queues
 """
 
-# A reset run points to the run it was reset to (a handle on it, and its result, follow).
+# Reset runs point to the runs they were reset to (a handle on one, and its result, follow).
 _MARK_RESET_SQL = """
-UPDATE durable.workflows SET continued_run_id = $3 WHERE workflow_id = $1 AND run_id = $2
+UPDATE durable.workflows w SET continued_run_id = m.new_run
+FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS m(workflow_id, run_id, new_run)
+WHERE w.workflow_id = m.workflow_id AND w.run_id = m.run_id
 """
 
 
