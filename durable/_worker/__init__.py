@@ -129,7 +129,7 @@ class Worker:
             self.lease_ttl,
             self.poll_interval,
             self._stopping,
-            WorkerTelemetry(client.telemetry, self.task_queue),
+            WorkerTelemetry(client.telemetry, self.task_queue, build_id),
             _builds(build_id, compatible_builds),
         )
         self._activity_tasks = ActivityTasks(

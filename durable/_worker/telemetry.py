@@ -59,10 +59,11 @@ _UNOBSERVED_ATTEMPT: AbstractContextManager[Span | None] = contextlib.nullcontex
 class WorkerTelemetry:
     """The spans and metrics of one worker's task queue."""
 
-    def __init__(self, telemetry: Telemetry, task_queue: str) -> None:
+    def __init__(self, telemetry: Telemetry, task_queue: str, build_id: str | None) -> None:
         self.tracing = telemetry.tracing
         self.metrics = telemetry.metrics
         self.task_queue = task_queue
+        self.build_id = build_id
         self._observed = False
         self._look_again_at = 0.0
 
@@ -83,12 +84,15 @@ class WorkerTelemetry:
 
     def _attributes(self, instance: WorkflowInstance) -> dict[str, Any]:
         info = instance.info
-        return {
+        attributes = {
             "durable.workflow_id": info.workflow_id,
             "durable.run_id": info.run_id,
             "durable.workflow_name": info.workflow_name,
             "durable.task_queue": self.task_queue,
         }
+        if self.build_id is not None:
+            attributes["durable.build_id"] = self.build_id
+        return attributes
 
     @property
     def observed(self) -> bool:

@@ -5,3 +5,5 @@
 LEASE_ENV, POLL_ENV = "CHAOS_LEASE_SECONDS", "CHAOS_POLL_SECONDS"
 # The file a worker process writes its spans to (see checks.check_traces).
 SPANS_ENV = "CHAOS_SPANS_FILE"
+# The build a worker process runs (see app.BUILDS and checks.check_builds).
+BUILD_ENV = "CHAOS_BUILD"

@@ -29,7 +29,7 @@ import durable
 from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
 
 from ..spans import trace_to_file
-from . import LEASE_ENV, POLL_ENV, SPANS_ENV
+from . import BUILD_ENV, LEASE_ENV, POLL_ENV, SPANS_ENV
 
 TASK_QUEUE = "chaos"
 # short, so that faults play out quickly (see LEASE_ENV)
@@ -40,6 +40,10 @@ SIGNAL_NAME = "n"  # the harness sends signals SIGNAL_NAME with payloads 0, 1, 2
 SIGNAL_TIMEOUT = 3.0  # each wait for a signal is also a timer, cancelled when the signal comes
 FLAKY_FAILURES = 2  # flaky() fails its first attempts, so its completion is attempt >= 3
 DSN_ENV = "CHAOS_DSN"
+# Two builds serve the queue, as in a rolling deploy: the new one also takes the old one's
+# runs, the old one takes only its own (and runs no build pinned yet).
+OLD_BUILD, NEW_BUILD = "chaos-old", "chaos-new"
+BUILDS = {OLD_BUILD: (), NEW_BUILD: (OLD_BUILD,)}  # build -> the other builds it accepts
 
 MODES = ("normal", "hold", "late_cancel")
 # normal:      runs to completion; never cancelled.
@@ -388,6 +392,8 @@ async def _run_worker(client: durable.Client, attempts: int = 120) -> None:
             lease_ttl=LEASE_TTL,
             poll_interval=POLL_INTERVAL,
             shutdown_grace=SHUTDOWN_GRACE,
+            build_id=os.environ.get(BUILD_ENV),
+            compatible_builds=BUILDS.get(os.environ.get(BUILD_ENV, ""), ()),
         )
         try:
             await worker.run()

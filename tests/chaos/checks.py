@@ -808,6 +808,43 @@ def check_traces(spans: Sequence[dict[str, Any]], workflow_ids: Iterable[str]) -
     return problems
 
 
+@dataclass
+class BuildFigures:
+    """Which build ran the steps of runs pinned to which (step spans counted)."""
+
+    steps: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+
+    def line(self) -> str:
+        ran = ", ".join(f"{n} steps of {pin} runs by {by}" for (pin, by), n in self.steps.items())
+        return f"pinned builds: {ran or '-'}"
+
+
+def check_builds(
+    spans: Sequence[dict[str, Any]], snapshot: Snapshot
+) -> tuple[list[str], BuildFigures]:
+    """Every step of a run ran on a worker of the build the run is pinned to, or of one that
+    lists it as compatible; every run that ran a step is pinned (every chaos worker has a
+    build). Runs purged since (the decoys) are not looked at."""
+    pinned = {run.run_id: run.row["build_id"] for run in snapshot.runs}
+    wrong: dict[str, set[str]] = collections.defaultdict(set)  # run id -> builds that ran it
+    figures = BuildFigures()
+    for span in spans:
+        attrs = span["attributes"]
+        run_id, by = attrs.get("durable.run_id"), str(attrs.get("durable.build_id"))
+        if not span["name"].startswith("RunWorkflow:") or run_id not in pinned:
+            continue
+        pin = pinned[run_id]
+        figures.steps[(str(pin), by)] += 1
+        if pin != by and pin not in app.BUILDS.get(by, ()):
+            wrong[run_id].add(by)
+    problems = [
+        f"builds: run {run_id} (pinned to {pinned[run_id]}) ran steps on workers of build "
+        f"{', '.join(sorted(builds))}, which do not accept it"
+        for run_id, builds in wrong.items()
+    ]
+    return problems, figures
+
+
 def _top_level(workflow_id: str) -> str:
     """The workload's workflow a workflow id belongs to: a child's default id begins with
     its parent's and a "/" (chaos workflow ids have none)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import asyncpg
 
-from . import SPANS_ENV
+from . import BUILD_ENV, SPANS_ENV
 from .server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,7 @@ class WorkerProcess:
     number: int
     proc: subprocess.Popen[bytes]
     log: Path
+    build: str
     expected_exit: bool = False  # we killed it
     stalled: bool = False
 
@@ -64,7 +65,7 @@ class WorkerPool:
         self.crashes: list[str] = []  # workers that exited on their own
         self.graceful_pids: list[int] = []
 
-    def spawn(self) -> WorkerProcess:
+    def spawn(self, build: str) -> WorkerProcess:
         number = len(self.workers) + 1
         log = self.log_dir / f"worker-{number}.log"
         spans = self.log_dir / f"worker-{number}.spans"
@@ -72,12 +73,17 @@ class WorkerPool:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.chaos.app", self.dsn],
                 cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT), SPANS_ENV: str(spans)},
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    SPANS_ENV: str(spans),
+                    BUILD_ENV: build,
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        worker = WorkerProcess(number, proc, log)
+        worker = WorkerProcess(number, proc, log, build)
         self.workers.append(worker)
         return worker
 
@@ -104,7 +110,7 @@ class WorkerPool:
                 f"worker {worker.number} (pid {worker.proc.pid}) exited on its own with code "
                 f"{worker.proc.returncode}; last lines of {worker.log}:\n{_tail(worker.log)}"
             )
-            self.spawn()
+            self.spawn(worker.build)
         return len(crashed)
 
     def stop_gracefully(self, timeout: float) -> list[str]:
@@ -267,7 +273,7 @@ class FaultInjector:
                 return
             victim = self.rng.choice(self.pool.live())
             self.pool.kill(victim)
-            spawned = self.pool.spawn()
+            spawned = self.pool.spawn(victim.build)
             fault.detail = (
                 f"worker {victim.number} (pid {victim.proc.pid}) -> worker {spawned.number}"
             )

@@ -468,6 +468,7 @@ class Report:
     resets: dict[str, int | None] = field(default_factory=dict)  # workflow id -> its point
     purge: checks.Purge = field(default_factory=checks.Purge)
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
+    builds: checks.BuildFigures = field(default_factory=checks.BuildFigures)
     settled_after: float | None = None
     duration: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -513,6 +514,7 @@ class Report:
             f"{_counts(self.batched) or '-'} runs; resets {len(self.resets)} (to "
             f"{_counts(collections.Counter(_point(s) for s in self.resets.values())) or '-'}); "
             f"purge amid faults: {self.purge.purged} of {DECOYS} decoys",
+            self.builds.line(),
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -655,8 +657,8 @@ async def _run(
     retry = Retrier(profile.op_timeout)
     stop = asyncio.Event()
     try:
-        for _ in range(profile.workers):
-            pool.spawn()
+        for number in range(profile.workers):  # one worker of the old build, the rest new
+            pool.spawn(app.OLD_BUILD if number == 0 else app.NEW_BUILD)
         await _wait_registered(client, profile.workers)
         t0 = time.monotonic()
 
@@ -762,6 +764,8 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     violations += activity_problems
     spans = read_spans(sorted(server.folder.glob("worker-*.spans")))
     violations += checks.check_traces(spans, [spec.workflow_id for spec, _, _ in report.workload])
+    build_problems, report.builds = checks.check_builds(spans, snapshot)
+    violations += build_problems
     top = {spec.workflow_id for spec, _, _ in report.workload}
     report.statuses = collections.Counter(
         snapshot.runs_of(wid)[-1].status if snapshot.runs_of(wid) else "missing" for wid in top
