@@ -81,7 +81,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 @contextlib.asynccontextmanager
 async def worker_processes(
-    dsn: str, queue: str, count: int = 1, **options: int
+    dsn: str, queue: str, count: int = 1, **options: int | str
 ) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """``count`` worker processes serving ``queue``, registered before this yields."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]

@@ -36,6 +36,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--telemetry", type=int, default=0, help="OpenTelemetry SDK: 0 off, 1 metrics, 2 both"
     )
+    parser.add_argument("--build-id", default=None, help="the worker's build (none: unversioned)")
     return parser.parse_args(argv)
 
 
@@ -82,6 +83,7 @@ async def serve(args: argparse.Namespace) -> None:
             max_concurrent_activities=args.max_activities,
             max_concurrent_workflow_tasks=args.max_workflow_tasks,
             max_cached_workflows=args.max_cached,
+            build_id=args.build_id,
         )
         await worker.run()
     finally:

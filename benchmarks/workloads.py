@@ -313,13 +313,16 @@ async def fan_in_throughput(
     processes: int,
     telemetry: int = 0,
     beside: Callable[[durable.Client, str], Awaitable[dict[str, Any]]] | None = None,
+    build_id: str | None = None,
 ) -> Run:
     """``telemetry``: 0 none, 1 metrics, 2 metrics and traces (see worker_proc). ``beside``
     runs while the workflows run (given the client and their queue); its figures join the
-    run's."""
+    run's. ``build_id``: the workers' build (every run is pinned to it)."""
     count, steps = env.size(1000, minimum=4), 10
     queue = new_queue(f"W2x{processes}t{telemetry}")
-    options: dict[str, int] = {**WORKER_OPTIONS, "telemetry": telemetry}
+    options: dict[str, int | str] = {**WORKER_OPTIONS, "telemetry": telemetry}
+    if build_id is not None:
+        options["build_id"] = build_id
     async with (
         worker_processes(env.dsn, queue, processes, **options) as procs,
         connect(env.dsn) as client,
@@ -345,6 +348,7 @@ async def fan_in_throughput(
             "activities_per_workflow": steps,
             "worker_processes": processes,
             "telemetry": telemetry,
+            "build_id": build_id,
             "wall_s": elapsed,
             "start_s": started,
             "cpu_ms_per_step": per_unit(cpu, count * steps),
@@ -370,6 +374,12 @@ async def w2m(env: Env) -> Run:
 async def w2t(env: Env) -> Run:
     """W2 with SDK meter and tracer providers in the worker (spans batched, then dropped)."""
     return await fan_in_throughput(env, processes=1, telemetry=2)
+
+
+async def w2v(env: Env) -> Run:
+    """W2 on a versioned worker (build_id set): each run pinned by its first claim, and every
+    claim filtered on the builds the worker accepts."""
+    return await fan_in_throughput(env, processes=1, build_id="bench-v1")
 
 
 async def w2x(env: Env) -> Run:
@@ -703,6 +713,7 @@ WORKLOADS: dict[str, Callable[[Env], Awaitable[Run]]] = {
     "W2b": w2b,
     "W2m": w2m,
     "W2t": w2t,
+    "W2v": w2v,
     "W2x": w2x,
     "W2p": w2p,
     "W2o": w2o,

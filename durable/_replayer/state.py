@@ -209,12 +209,14 @@ class RunState:
             self.next_seq += 1
             self.new_events.append(event)
             return event
+        keys = IDENTITY_KEYS.get(etype, ())
+        if free:
+            keys = tuple(k for k in keys if k not in free)
         while self._position < self._step_end:
             recorded = self._recorded[self._position]
             if recorded.type is E.PATCH and etype is not E.PATCH:
                 self._position += 1
                 continue
-            keys = [k for k in IDENTITY_KEYS.get(etype, ()) if k not in free]
             if recorded.type is not etype or any(
                 recorded.attrs.get(k) != attrs.get(k) for k in keys
             ):
