@@ -18,6 +18,8 @@ from durable._store import apply_migrations
 
 _counter = itertools.count()
 
+pytest_plugins = ["durable.testing"]  # durable_env, durable_client (tests/test_testing_env.py)
+
 
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:

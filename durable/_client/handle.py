@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._errors import (
+    PayloadError,
     QueryError,
     TimeoutError,
     UpdateError,
@@ -79,7 +80,7 @@ class WorkflowHandle(Generic[R]):
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         check_timeout(seconds)
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(seconds), self._store.clock.waiting_for_time():
                 return await self._wait_result()
         except builtins.TimeoutError as exc:
             if isinstance(exc, TimeoutError):
@@ -117,8 +118,7 @@ class WorkflowHandle(Generic[R]):
     def _outcome(self, row: RunRow) -> R:
         status = row.status
         if status == "completed":
-            value: R = decode(self._store.open_payload(row.result), self._hint)
-            return value
+            return self._decode_result(row)
         failure = self._store.open_failure(row.failure) or {}
         message = failure.get("message") or status
         if status == "cancelled":
@@ -130,6 +130,19 @@ class WorkflowHandle(Generic[R]):
         raise WorkflowFailedError(
             f"workflow {self.workflow_id!r} {status}: {message}", from_failure(failure)
         )
+
+    def _decode_result(self, row: RunRow) -> R:
+        """The run's result, rebuilt as the handle's result type (the workflow's return
+        annotation, or ``get_handle(result_type=...)``)."""
+        payload = self._store.open_payload(row.result)
+        try:
+            value: R = decode(payload, self._hint)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot rebuild the result of workflow {self.workflow_id!r} "
+                f"(run {row.run_id}): {exc}"
+            ) from exc
+        return value
 
     def _call(
         self, operation: str, attempt: Callable[[], Awaitable[T]], *, writes: bool = False

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._context import WorkflowContext, WorkflowInfo
 from .._definitions import WorkflowDefinition
 from .._errors import NondeterminismError
@@ -19,7 +20,6 @@ from .outcomes import Outcomes
 from .state import (
     LocalActivityCall,
     ReplayAwareLogger,
-    now_utc,
     seed,
 )
 
@@ -51,6 +51,8 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         workflow_id: str,
         run_id: str,
         history: list[Event],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not history or history[0].type is not E.WORKFLOW_STARTED:
             raise NondeterminismError(
@@ -58,6 +60,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             )
         started = history[0]
         self.definition = definition
+        self.clock = clock  # live steps are stamped with its time
         self.trace_carrier = started.attrs.get("trace")
         self.trace_parent = None  # the worker's own: the context its spans descend from
         self.info = WorkflowInfo(
@@ -113,9 +116,11 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         workflow_id: str,
         run_id: str,
         history: list[Event],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> WorkflowInstance:
         """The run rebuilt from its history: built, then its completed steps replayed."""
-        instance = cls(definition, workflow_id, run_id, history)
+        instance = cls(definition, workflow_id, run_id, history, clock=clock)
         instance.replay()
         return instance
 
@@ -181,7 +186,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         how many of ``incoming`` were taken: the rest stay queued for the run that a
         continue-as-new of this step starts."""
         tail, self._tail = self._tail, []
-        now = now_utc()
+        now = self.clock.now()
         self._begin_step(now, tail[0].seq if tail else self.next_seq)
         events_before = len(self.new_events)
         taken = 0

@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._context import WorkflowContext, WorkflowInfo
@@ -92,10 +92,6 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
         return f"[{info.workflow_name} {info.workflow_id}] {msg}", kwargs
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 def signal_value(args: list[Any]) -> Any:
     """What wait_signal returns for a signal sent with ``args``: None, the value, or a tuple."""
     positional = args[0]
@@ -135,6 +131,7 @@ class RunState:
         "_tail",
         "_timers",
         "_update_handlers",
+        "clock",
         "closed",
         "completed_steps",
         "ctx",

@@ -22,6 +22,7 @@ import itertools
 
 import asyncpg
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._codecs import PLAIN, Codecs
 from .activity_tasks import ActivityTasks
 from .batching import InFlightBudget, _Batcher
@@ -54,6 +55,7 @@ from .records import (
 from .resets import Resets
 from .retention import Retention
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
+from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
 
@@ -88,7 +90,9 @@ __all__ = [
     "WaitRow",
     "WorkflowTask",
     "apply_migrations",
+    "drop_test_database",
     "migrate",
+    "new_test_database",
     "wait_notified",
 ]
 
@@ -97,7 +101,16 @@ def _ignore(steps: int) -> None:
     pass
 
 
-class Store(WorkerRecords, ClientOps, Controls, Resets, Retention, WorkflowTasks, ActivityTasks):
+class Store(
+    WorkerRecords,
+    ClientOps,
+    Controls,
+    Resets,
+    Retention,
+    TimeSkipping,
+    WorkflowTasks,
+    ActivityTasks,
+):
     """Every statement durable runs, behind thin methods that return typed records."""
 
     def __init__(
@@ -108,6 +121,7 @@ class Store(WorkerRecords, ClientOps, Controls, Resets, Retention, WorkflowTasks
         self.commit_observer = _ignore
         self.dsn = dsn
         self.codecs = codecs
+        self.clock = setup.clock
         self.listener = Listener(dsn)
         budget = InFlightBudget(pool.get_max_size() // 2)  # claims and reads keep the rest
         self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
@@ -124,8 +138,9 @@ class Store(WorkerRecords, ClientOps, Controls, Resets, Retention, WorkflowTasks
         migrate: bool = True,
         codecs: Codecs = PLAIN,
         connect_timeout: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> Store:
-        setup = _ConnectionSetup(codecs)
+        setup = _ConnectionSetup(codecs, clock)
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,

@@ -15,9 +15,9 @@ from .._failures import Failure, activity_failure, failure, may_retry
 from .base import StoreBase
 from .connection import (
     _codecs,
+    _now,
     _seal_failure,
     _unpack,
-    _utcnow,
 )
 from .records import ActivityTask, ReleasedAttempt
 from .runs import _post
@@ -129,7 +129,7 @@ class ActivityTasks(StoreBase):
             rows = await conn.fetch(_REAP_ACTIVITIES_SQL, task_queue)
             for row in rows:
                 task = _activity_task(self.codecs, row)
-                await _retry_or_fail(conn, task, _timeout_failure(row))
+                await _retry_or_fail(conn, task, _timeout_failure(row, _now(conn)))
             return len(rows)
 
         reaped: int = await self._retrying(work)
@@ -180,10 +180,10 @@ def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
     )
 
 
-def _timeout_failure(row: asyncpg.Record) -> Failure:
+def _timeout_failure(row: asyncpg.Record, now: datetime) -> Failure:
     if row["owner"] is None:
         what = "schedule_to_close timeout"
-    elif row["deadline"] is not None and row["deadline"] < _utcnow():
+    elif row["deadline"] is not None and row["deadline"] < now:
         what = "start_to_close/heartbeat timeout"
     else:
         what = "lost worker (the worker running it stopped heartbeating)"
@@ -202,7 +202,7 @@ async def _retry_or_fail(
     final failure."""
     next_attempt = task.attempt + 1
     delay = task.retry.delay_before(next_attempt)
-    retry_at = _utcnow() + timedelta(seconds=delay)
+    retry_at = _now(conn) + timedelta(seconds=delay)
     too_late = task.schedule_deadline is not None and retry_at >= task.schedule_deadline
     if may_retry(task.retry, task.attempt, failure) and not too_late:
         await conn.execute(

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from .._clock import Clock
 from .._codecs import Codecs
 from .._errors import PayloadError
 from .._failures import Failure
@@ -35,6 +36,7 @@ class StoreBase:
     commit_observer: Callable[[int], None]  # told the number of steps of each group commit
     dsn: str
     codecs: Codecs
+    clock: Clock
     listener: Listener
     _group_commit: _Batcher[_Step, _Rows]
     _group_start: _Batcher[_Start, bool]

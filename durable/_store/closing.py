@@ -14,7 +14,7 @@ from .._codecs import Codecs
 from .._events import Event, EventType
 from .._failures import Failure, failure
 from .._types import Status
-from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
+from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .records import StartRequest, _Rows
 from .runs import _insert_run, _post, _post_each, _post_many, _resume_runs
 from .sql import (
@@ -225,7 +225,7 @@ async def _close_without_code(
     codecs = _codecs(conn)
     status = TERMINAL_STATUS[etype]
     each = [dict(attrs)] * len(runs) if isinstance(attrs, Mapping) else [dict(a) for a in attrs]
-    failures = [_closing_failure(Event(0, etype, _utcnow(), a)) for a in each]
+    failures = [_closing_failure(Event(0, etype, _now(conn), a)) for a in each]
     closed: _Rows = await conn.fetch(
         _CLOSE_WITHOUT_CODE_SQL,
         [workflow_id for workflow_id, _ in runs],

@@ -154,15 +154,15 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
     if shape.closing:
         updates += [
             "ready_at = CASE WHEN s.status IS NOT NULL THEN NULL"
-            " WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END",
+            " WHEN w.inbox_seq <> s.inbox_seq THEN durable.now() ELSE s.next_due END",
             "status = coalesce(s.status, w.status)",
-            "closed_at = CASE WHEN s.status IS NOT NULL THEN now() END",
+            "closed_at = CASE WHEN s.status IS NOT NULL THEN durable.now() END",
             "result = s.result",
             "failure = s.failure",
         ]
     else:
         updates.append(
-            "ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN now() ELSE s.next_due END"
+            "ready_at = CASE WHEN w.inbox_seq <> s.inbox_seq THEN durable.now() ELSE s.next_due END"
         )
     wide = [name for name, _ in _WIDE_RETURNING] if shape.wide else []
     returning = [f"w.{name}" for name in ["run_id", "ready_at", *wide]]
@@ -210,13 +210,13 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
         attempt, started_at, trace)
     SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
-        now() + make_interval(secs => schedule_to_close),
-        CASE WHEN owner IS NOT NULL THEN LEAST(now() + make_interval(secs => start_to_close),
-            now() + make_interval(secs => schedule_to_close),
-            now() + make_interval(secs => heartbeat))
-        ELSE now() + make_interval(secs => schedule_to_close) END,
+        durable.now() + make_interval(secs => schedule_to_close),
+        CASE WHEN owner IS NOT NULL THEN LEAST(durable.now() + make_interval(secs => start_to_close),
+            durable.now() + make_interval(secs => schedule_to_close),
+            durable.now() + make_interval(secs => heartbeat))
+        ELSE durable.now() + make_interval(secs => schedule_to_close) END,
         owner, CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-        CASE WHEN owner IS NOT NULL THEN now() END, {"trace" if shape.traced else "NULL"}
+        CASE WHEN owner IS NOT NULL THEN durable.now() END, {"trace" if shape.traced else "NULL"}
     FROM {_unnest("a", _scheduled_columns(shape))}
     RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline)""")
         wakes.append(

@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import msgpack
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._codecs import PLAIN, Codecs
 from .._events import Event, EventType, pack_attrs, unpack_attrs
 from .._failures import Failure
 from .sql import _SESSION_SETTINGS_SQL
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _now(conn: asyncpg.Connection) -> datetime:
+    """Now on the store's clock (see durable/_clock.py)."""
+    clock: Clock = conn.clock
+    return clock.now()
 
 
 def _pack(value: Any) -> bytes:
@@ -34,18 +37,21 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection that carries its store's payload codecs to every statement helper."""
 
     codecs: Codecs = PLAIN
+    clock: Clock = SYSTEM_CLOCK
 
 
 class _ConnectionSetup:
     """What every new pooled connection gets: the store's codecs, the jsonb codec, the
     session settings and, once the store serves a worker, ``plan_steps`` run on it."""
 
-    def __init__(self, codecs: Codecs) -> None:
+    def __init__(self, codecs: Codecs, clock: Clock) -> None:
         self.codecs = codecs
+        self.clock = clock
         self.plan_steps: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
     async def __call__(self, conn: asyncpg.Connection) -> None:
         conn.codecs = self.codecs
+        conn.clock = self.clock
         await conn.set_type_codec(
             "jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
         )

@@ -14,7 +14,7 @@ import asyncpg
 from .._errors import WorkflowNotFoundError
 from .._events import Event, EventType
 from .._failures import Failure
-from .connection import _codecs, _seal_attrs, _seal_failure, _utcnow
+from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .errors import _request_race
 from .listener import CHANNEL
 from .records import Cursor, ListFilter, StartRequest, _Rows
@@ -202,7 +202,7 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
     run, or given twice, opens nothing more)."""
     codecs = _codecs(conn)
     columns: list[list[Any]] = [[] for _ in range(13)]
-    now = _utcnow()
+    now = _now(conn)
     for request, run_id in starts:
         parent_id, parent_run, parent_seq = request.parent or (None, None, None)
         delay = request.start_delay.total_seconds() if request.start_delay else 0.0
@@ -214,6 +214,7 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
             "parent_workflow_id": parent_id,
             "attempt": 1,
             "execution_deadline": deadline.timestamp() if deadline else None,
+            "seed_run": run_id,  # a history replays alone, without its run's row
         }
         if request.trace:
             started["trace"] = request.trace

@@ -15,10 +15,10 @@ import functools
 # worker holds, by the indexes the claims use (workflows_ready_by_owner, activity_tasks_ready).
 _BACKLOG_SQL = """
 SELECT (SELECT count(*) FROM durable.workflows
-        WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND paused_at IS NULL)
+        WHERE task_queue = $1 AND owner IS NULL AND ready_at <= durable.now() AND paused_at IS NULL)
         AS workflow_tasks,
     (SELECT count(*) FROM durable.activity_tasks
-        WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()) AS activity_tasks
+        WHERE task_queue = $1 AND owner IS NULL AND visible_at <= durable.now()) AS activity_tasks
 """
 
 # Store.register_worker: the worker's lease, renewed if it is on record already.
@@ -95,7 +95,7 @@ SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at D
 # ====================================================================== client operations
 
 # Store.database_time: the database's clock (a batch covers the runs started by then).
-_DATABASE_TIME_SQL = "SELECT now()"
+_DATABASE_TIME_SQL = "SELECT durable.now()"
 
 # Store.pending_activities: the run's activity tasks, in schedule order.
 _PENDING_ACTIVITIES_SQL = """
@@ -211,20 +211,20 @@ _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND owner = $2 AND ready_at <= now() AND paused_at IS NULL
+    WHERE task_queue = $1 AND owner = $2 AND ready_at <= durable.now() AND paused_at IS NULL
         AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
     ORDER BY ready_at LIMIT $5),
 unowned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= now() AND paused_at IS NULL
+    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= durable.now() AND paused_at IS NULL
         AND workflow_name = ANY($3) AND (build_id IS NULL OR build_id = ANY($6::text[]))
     ORDER BY owner, ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
     FOR UPDATE SKIP LOCKED),
 orphaned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
-    WHERE task_queue = $1 AND ready_at <= now() AND paused_at IS NULL AND workflow_name = ANY($3)
+    WHERE task_queue = $1 AND ready_at <= durable.now() AND paused_at IS NULL AND workflow_name = ANY($3)
         AND owner = ANY(ARRAY(SELECT worker_id FROM durable.workers
                               WHERE task_queue = $1 AND expires_at <= now() AND worker_id <> $2))
         AND (build_id IS NULL OR build_id = ANY($6::text[]))
@@ -244,7 +244,7 @@ SELECT c.*, w.inbox_seq, i.id AS message_id, i.kind, i.body,
 FROM claimed c JOIN durable.workflows w ON w.workflow_id = c.workflow_id AND w.run_id = c.run_id
 LEFT JOIN LATERAL (
     SELECT id, kind, body, visible_at FROM durable.inbox
-    WHERE workflow_id = c.workflow_id AND run_id = c.run_id AND visible_at <= clock_timestamp()
+    WHERE workflow_id = c.workflow_id AND run_id = c.run_id AND visible_at <= durable.clock_timestamp()
     OFFSET 0) i ON true
 LEFT JOIN durable.history h ON NOT c.resumed AND h.workflow_id = c.workflow_id
     AND h.run_id = c.run_id AND h.seq = 1
@@ -275,7 +275,7 @@ SELECT least(
 _RECORD_FIRED_SQL = """
 WITH advanced AS (
     UPDATE durable.workflows w SET next_seq = f.seq + 1,
-        ready_at = now() + make_interval(secs => $8)
+        ready_at = durable.now() + make_interval(secs => $8)
     FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::int[]) AS f(workflow_id, run_id, fence, seq)
     WHERE w.workflow_id = f.workflow_id AND w.run_id = f.run_id AND w.owner = $7
         AND w.fence = f.fence AND w.next_seq = f.seq
@@ -285,10 +285,10 @@ moved AS (
         AND run_id = ANY(ARRAY(SELECT run_id FROM advanced)) AND id = ANY($5::bigint[])),
 recorded AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body)
-    SELECT f.workflow_id, f.run_id, f.seq, $9, now(), f.body
+    SELECT f.workflow_id, f.run_id, f.seq, $9, durable.now(), f.body
     FROM unnest($1::text[], $2::uuid[], $4::int[], $6::bytea[]) AS f(workflow_id, run_id, seq, body)
     WHERE f.run_id = ANY(ARRAY(SELECT run_id FROM advanced)))
-SELECT now() AS ts, ARRAY(SELECT run_id FROM advanced) AS run_ids
+SELECT durable.now() AS ts, ARRAY(SELECT run_id FROM advanced) AS run_ids
 """
 
 # Store.load_inbox: the run's inbox_seq and the messages visible now, in one snapshot (one
@@ -297,7 +297,7 @@ SELECT now() AS ts, ARRAY(SELECT run_id FROM advanced) AS run_ids
 _LOAD_INBOX_SQL = """
 SELECT w.inbox_seq, i.id, i.kind, i.body FROM durable.workflows w
 LEFT JOIN durable.inbox i ON i.workflow_id = w.workflow_id AND i.run_id = w.run_id
-    AND i.visible_at <= clock_timestamp()
+    AND i.visible_at <= durable.clock_timestamp()
 WHERE w.workflow_id = $1 AND w.run_id = $2 ORDER BY i.visible_at, i.id
 """
 
@@ -313,7 +313,7 @@ RETURNING ready_at
 # the error, and is due again in $6 seconds.
 _RELEASE_WORKFLOW_SQL = """
 UPDATE durable.workflows SET owner = NULL, task_failures = task_failures + 1,
-    last_error = $5, ready_at = now() + make_interval(secs => $6)
+    last_error = $5, ready_at = durable.now() + make_interval(secs => $6)
 WHERE workflow_id = $1 AND run_id = $2 AND owner = $3 AND fence = $4
 """
 
@@ -353,12 +353,12 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE be
 _CLAIM_ACTIVITIES_SQL = """
 WITH picked AS (
     SELECT workflow_id, run_id, seq FROM durable.activity_tasks
-    WHERE task_queue = $1 AND owner IS NULL AND visible_at <= now()
+    WHERE task_queue = $1 AND owner IS NULL AND visible_at <= durable.now()
         AND activity_name = ANY($3)
     ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started_at = now(),
-    deadline = LEAST(now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
-        now() + make_interval(secs => t.heartbeat_timeout))
+UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started_at = durable.now(),
+    deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
+        durable.now() + make_interval(secs => t.heartbeat_timeout))
 FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
     AND t.seq = picked.seq RETURNING t.*
 """
@@ -390,7 +390,7 @@ DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2
 _HEARTBEAT_SQL = """
 UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),
     deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,
-        now() + make_interval(secs => heartbeat_timeout))
+        durable.now() + make_interval(secs => heartbeat_timeout))
 WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5
 RETURNING cancel_requested, deadline
 """
@@ -400,7 +400,7 @@ RETURNING cancel_requested, deadline
 # skipped).
 _REAP_ACTIVITIES_SQL = """
 SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND (
-    t.deadline < now() OR (t.owner IS NOT NULL AND NOT EXISTS (
+    t.deadline < durable.now() OR (t.owner IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner
         AND k.expires_at > now())))
 LIMIT 100 FOR UPDATE SKIP LOCKED
@@ -410,9 +410,9 @@ LIMIT 100 FOR UPDATE SKIP LOCKED
 # seconds ago, but those of its busy runs ($4) and those it runs ($5-$7), visible again.
 _RELEASE_UNSTARTED_SQL = """
 UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
-    visible_at = now(), deadline = schedule_deadline
+    visible_at = durable.now(), deadline = schedule_deadline
 WHERE task_queue = $1 AND owner = $2
-    AND started_at < now() - make_interval(secs => $3)
+    AND started_at < durable.now() - make_interval(secs => $3)
     AND NOT (run_id = ANY($4::uuid[]))
     AND (run_id, seq, attempt) NOT IN (
         SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[]))
@@ -423,7 +423,7 @@ RETURNING workflow_id, seq, activity_name, attempt
 # and the heartbeat details kept ($6 NULL: the last ones).
 _RETRY_ACTIVITY_SQL = """
 UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
-    visible_at = now() + make_interval(secs => $4), deadline = schedule_deadline,
+    visible_at = durable.now() + make_interval(secs => $4), deadline = schedule_deadline,
     last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details)
 WHERE workflow_id = $1 AND run_id = $2 AND seq = $3
 """
@@ -487,7 +487,7 @@ run AS (
     INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
         parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at, started_at)
     SELECT workflow_id, run_id, workflow_name, task_queue, 'pending', parent_workflow_id,
-        parent_run_id, parent_seq, attributes, now() + make_interval(secs => delay), ts
+        parent_run_id, parent_seq, attributes, durable.now() + make_interval(secs => delay), ts
     FROM req
     ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
     RETURNING workflow_id, run_id, task_queue),
@@ -549,7 +549,7 @@ runs AS (
 target AS (
     UPDATE durable.workflows w SET
         ready_at = CASE WHEN w.closed_at IS NULL AND w.status <> 'pending'
-            THEN LEAST(coalesce(w.ready_at, 'infinity'), now()) ELSE w.ready_at END,
+            THEN LEAST(coalesce(w.ready_at, 'infinity'), durable.now()) ELSE w.ready_at END,
         inbox_seq = w.inbox_seq + CASE WHEN w.closed_at IS NULL THEN cardinality(r.keys) ELSE 0 END
     FROM runs r
     WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND (SELECT count(*) FROM locked) >= 0
@@ -600,7 +600,7 @@ SELECT pg_notify($4, 'r' || id::text) FROM answered
 # notified; and, when it started children ($9), its open children (two arrays, one order).
 _CLOSE_RUN_SQL = """
 WITH closed AS (
-    UPDATE durable.workflows SET status = $3, closed_at = now(), ready_at = NULL,
+    UPDATE durable.workflows SET status = $3, closed_at = durable.now(), ready_at = NULL,
         result = $4, failure = $5, continued_run_id = $6
     WHERE workflow_id = $1 AND run_id = $2),
 tasks AS (
@@ -630,7 +630,7 @@ UPDATE durable.calls SET run_id = $3 WHERE workflow_id = $1 AND run_id = $2 AND 
 
 # _close_run, continue-as-new: the new run is due now.
 _NEW_RUN_DUE_SQL = """
-UPDATE durable.workflows SET ready_at = now() WHERE workflow_id = $1 AND run_id = $2
+UPDATE durable.workflows SET ready_at = durable.now() WHERE workflow_id = $1 AND run_id = $2
 """
 
 # _close_without_code: open runs closed from outside their code (terminated, or cancelled
@@ -648,7 +648,7 @@ WITH locked AS (
         AND run_id = ANY($2::uuid[]) AND closed_at IS NULL ORDER BY workflow_id FOR UPDATE),
 closed AS (
     UPDATE durable.workflows w SET next_seq = w.next_seq + 1, fence = w.fence + 1, owner = NULL,
-        status = $5, closed_at = now(), ready_at = NULL, failure = r.failure
+        status = $5, closed_at = durable.now(), ready_at = NULL, failure = r.failure
     FROM unnest($1::text[], $2::uuid[], $4::bytea[], $6::bytea[])
         AS r(workflow_id, run_id, body, failure)
     WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.closed_at IS NULL
@@ -657,7 +657,7 @@ closed AS (
         w.parent_workflow_id, w.parent_run_id, w.parent_seq, r.body),
 recorded AS (
     INSERT INTO durable.history (workflow_id, run_id, seq, kind, ts, body, ends_step)
-    SELECT workflow_id, run_id, seq, $3, now(), body, true FROM closed),
+    SELECT workflow_id, run_id, seq, $3, durable.now(), body, true FROM closed),
 tasks AS (
     DELETE FROM durable.activity_tasks WHERE workflow_id = ANY($1::text[])
         AND run_id = ANY(ARRAY(SELECT run_id FROM closed))),
@@ -691,7 +691,7 @@ ORDER BY parent_workflow_id, workflow_id
 # goes), so that no workflow task of theirs runs until they are resumed. A run paused already
 # is left as it is. Returns the runs paused.
 _PAUSE_RUNS_SQL = """
-UPDATE durable.workflows w SET paused_at = now(), pause_reason = $3, owner = NULL,
+UPDATE durable.workflows w SET paused_at = durable.now(), pause_reason = $3, owner = NULL,
     fence = w.fence + 1
 FROM unnest($1::text[], $2::uuid[]) AS r(workflow_id, run_id)
 WHERE w.workflow_id = r.workflow_id AND w.run_id = r.run_id AND w.closed_at IS NULL
@@ -777,7 +777,7 @@ run AS (
         parent_workflow_id, parent_run_id, parent_seq, attributes, next_seq, ready_at,
         reset_from_run, reset_from_seq, reset_request)
     SELECT workflow_id, run_id, workflow_name, task_queue, status, parent_workflow_id,
-        parent_run_id, parent_seq, attributes, next_seq, now(), old_run, reset_seq, $17
+        parent_run_id, parent_seq, attributes, next_seq, durable.now(), old_run, reset_seq, $17
     FROM req
     ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
     RETURNING workflow_id, run_id),
@@ -818,7 +818,7 @@ ORDER BY workflow_id, run_id, id
 # execution timeout, children's outcomes).
 _FILL_INBOX_SQL = """
 INSERT INTO durable.inbox (workflow_id, run_id, kind, ref, visible_at, body)
-SELECT workflow_id, run_id, kind, ref, coalesce(visible_at, now()), body
+SELECT workflow_id, run_id, kind, ref, coalesce(visible_at, durable.now()), body
 FROM unnest($1::text[], $2::uuid[], $3::smallint[], $4::int[], $5::timestamptz[],
     $6::bytea[]) WITH ORDINALITY AS m(workflow_id, run_id, kind, ref, visible_at, body, ord)
 ORDER BY ord
@@ -831,8 +831,8 @@ WITH scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline)
     SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
-        now() + make_interval(secs => schedule_to_close),
-        now() + make_interval(secs => schedule_to_close)
+        durable.now() + make_interval(secs => schedule_to_close),
+        durable.now() + make_interval(secs => schedule_to_close)
     FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::bytea[],
         $7::bytea[], $8::float8[], $9::float8[], $10::float8[])
         AS a(workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close,
@@ -898,6 +898,55 @@ SELECT workflow_id, run_id, seq, kind, ts, body, ends_step FROM durable.history
 WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[])
 ORDER BY workflow_id, run_id, seq
 """
+
+
+# ====================================================================== test databases
+# new_test_database: a test database's clock, the server's plus the time skipped so far.
+# durable.now() and durable.clock_timestamp() (migration 0010) are replaced by these, so that
+# every statement of the engine reads the skipped clock; a subquery keeps them from being
+# inlined, and they are evaluated once per statement (STABLE) or per call (VOLATILE), as the
+# originals are.
+_VIRTUAL_CLOCK_SQL = """
+CREATE TABLE durable.skipped_time (skipped interval NOT NULL);
+INSERT INTO durable.skipped_time VALUES (interval '0');
+CREATE OR REPLACE FUNCTION durable.now() RETURNS timestamptz LANGUAGE sql STABLE
+    AS 'SELECT now() + (SELECT skipped FROM durable.skipped_time)';
+CREATE OR REPLACE FUNCTION durable.clock_timestamp() RETURNS timestamptz LANGUAGE sql VOLATILE
+    AS 'SELECT clock_timestamp() + (SELECT skipped FROM durable.skipped_time)';
+"""
+
+# Store.skip_time: time moves forward to $1 of skipped time (never back), and the workers of
+# the queues given ($2) are woken: what was due by then is due now.
+_SKIP_TIME_SQL = """
+WITH moved AS (UPDATE durable.skipped_time SET skipped = greatest(skipped, $1::interval))
+SELECT count(pg_notify('durable', kind || queue))
+FROM unnest($2::text[]) AS q(queue) CROSS JOIN (VALUES ('w'), ('a')) AS k(kind)
+"""
+
+# Store.time_state: whether any work is due or running now (a run due and not paused, an
+# activity attempt running or visible), and when the next piece of work comes due: the
+# earliest due time of an open run not paused (its timers, timeouts and messages), or of an
+# activity attempt that waits for its retry.
+_TIME_STATE_SQL = """
+SELECT
+    EXISTS (SELECT 1 FROM durable.workflows WHERE closed_at IS NULL AND paused_at IS NULL
+            AND ready_at <= durable.now())
+    OR EXISTS (SELECT 1 FROM durable.activity_tasks
+               WHERE owner IS NOT NULL OR visible_at <= durable.now()) AS busy,
+    least(
+        (SELECT min(ready_at) FROM durable.workflows WHERE closed_at IS NULL
+            AND paused_at IS NULL AND ready_at > durable.now()),
+        (SELECT min(visible_at) FROM durable.activity_tasks WHERE owner IS NULL
+            AND visible_at > durable.now())) AS next_due
+"""
+
+
+# new_test_database: whether the template of a schema version exists yet.
+_DATABASE_EXISTS_SQL = "SELECT true FROM pg_database WHERE datname = $1"
+
+# new_test_database: one process makes a template at a time (a session lock on its name).
+_NAME_LOCK_SQL = "SELECT pg_advisory_lock(hashtext($1))"
+_NAME_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext($1))"
 
 
 # ====================================================================== connections

@@ -129,7 +129,7 @@ class Worker:
             self.lease_ttl,
             self.poll_interval,
             self._stopping,
-            WorkerTelemetry(client.telemetry, self.task_queue, build_id),
+            WorkerTelemetry(client.telemetry, self.task_queue, build_id, client.store.clock),
             _builds(build_id, compatible_builds),
         )
         self._activity_tasks = ActivityTasks(
@@ -202,6 +202,12 @@ class Worker:
         self._stopping.set()
         if self._running is not None:
             await self._running
+
+    def _idle(self) -> bool:
+        """Nothing runs here: no workflow step, local activity or activity, and no outcome
+        waits to be handed to a run (a time-skipping test environment waits for this)."""
+        workflows = self._workflow_tasks
+        return not (workflows.in_flight() or workflows.held_runs() or self._activity_tasks.running)
 
     def _install_signal_handlers(self) -> list[Callable[[], object]]:
         loop = asyncio.get_running_loop()

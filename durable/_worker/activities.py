@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -244,7 +243,7 @@ class _ActivityWatch:
     def _wait(self) -> float:
         wait = self.interval
         if self.task.deadline is not None:
-            wait = min(wait, (self.task.deadline - datetime.now(UTC)).total_seconds())
+            wait = min(wait, (self.task.deadline - self.store.clock.now()).total_seconds())
         return max(wait, 0.0)
 
     def _start(self) -> None:
@@ -258,7 +257,7 @@ class _ActivityWatch:
     async def _watch(self) -> None:
         task, context = self.task, self.context
         while True:
-            if task.deadline is not None and task.deadline <= datetime.now(UTC):
+            if task.deadline is not None and task.deadline <= self.store.clock.now():
                 self._stop(
                     failure(
                         "timeout",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from .._store import NO_BUILD, Builds, Store, wait_notified
 from .telemetry import WorkerTelemetry
@@ -69,7 +69,7 @@ async def poll(
                 _log.warning("polling failed: %s", exc)
             except Exception as exc:
                 _log.warning("polling failed: %r", exc)
-        now = datetime.now(UTC)
+        now = serving.store.clock.now()
         timeout = serving.poll_interval
         if due is not None:
             timeout = min(timeout, max(0.0, (due - now).total_seconds()))

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from .._activity import ActivityInfo
+from .._clock import Clock
 from .._events import Event, EventType
 from .._replayer import WorkflowInstance
 from .._telemetry import Telemetry, carrier, failed, run_context, span_carrier
@@ -59,7 +60,10 @@ _UNOBSERVED_ATTEMPT: AbstractContextManager[Span | None] = contextlib.nullcontex
 class WorkerTelemetry:
     """The spans and metrics of one worker's task queue."""
 
-    def __init__(self, telemetry: Telemetry, task_queue: str, build_id: str | None) -> None:
+    def __init__(
+        self, telemetry: Telemetry, task_queue: str, build_id: str | None, clock: Clock
+    ) -> None:
+        self.clock = clock
         self.tracing = telemetry.tracing
         self.metrics = telemetry.metrics
         self.task_queue = task_queue
@@ -231,7 +235,7 @@ class WorkerTelemetry:
             return
         self._count(f"durable.workflows.{_OUTCOMES[closing.type]}", info.workflow_name)
         self.metrics.end_to_end.record(
-            (datetime.now(UTC) - info.started_at).total_seconds(),
+            (self.clock.now() - info.started_at).total_seconds(),
             self._per_workflow(info.workflow_name),
         )
 
@@ -266,7 +270,7 @@ class WorkerTelemetry:
             "durable.activities.attempts", self.task_queue, "activity_name", info.activity_name
         )
         if not info.is_local:
-            waited = (datetime.now(UTC) - due).total_seconds() if due else 0.0
+            waited = (self.clock.now() - due).total_seconds() if due else 0.0
             self.metrics.schedule_to_start.record(max(0.0, waited), attributes)
         began = time.perf_counter()
         try:

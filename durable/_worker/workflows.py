@@ -8,7 +8,7 @@ import collections
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .._definitions import WorkflowDefinition
@@ -365,7 +365,9 @@ class WorkflowTasks:
         if history is None:
             history = await self.serving.store.load_history(workflow_id, run_id)
         definition = self.definitions[workflow_name]
-        return WorkflowInstance.replayed(definition, workflow_id, run_id, history)
+        return WorkflowInstance.replayed(
+            definition, workflow_id, run_id, history, clock=self.serving.store.clock
+        )
 
     # ------------------------------------------------------------------ committing
     async def _commit(
@@ -410,7 +412,7 @@ class WorkflowTasks:
         self.telemetry.committed(instance, output.events)
         if len(eager) < eager_slots:
             activities.wake.capacity_freed()  # the slots not used are free again
-        if ready_at is not None and ready_at <= datetime.now(UTC):
+        if ready_at is not None and ready_at <= self.serving.store.clock.now():
             self._due_again.add(task.run_id)  # more arrived meanwhile: claim it when done
         else:
             self.wake.due(ready_at)
@@ -436,6 +438,6 @@ class WorkflowTasks:
         """When the run must be looked at next. While its local activities run here, that is
         one lease from now: if this worker dies meanwhile, another one takes the run over."""
         if runs_local_activities:
-            lease_end = datetime.now(UTC) + timedelta(seconds=self.serving.lease_ttl)
+            lease_end = self.serving.store.clock.now() + timedelta(seconds=self.serving.lease_ttl)
             due = min(due, lease_end) if due else lease_end
         return due
