@@ -74,6 +74,29 @@ def definitions(label: str, obj: Any) -> Definitions:
     return list(workflows.values()), list(activities.values())
 
 
-def default_queue(workflows: Sequence[WorkflowDefinition[Any, Any]]) -> str:
-    declared = {w.task_queue for w in workflows if w.task_queue}
-    return declared.pop() if len(declared) == 1 else DEFAULT_TASK_QUEUE
+Served = tuple[list[WorkflowDefinition[Any, Any]], list[ActivityDefinition[Any, Any]]]
+
+
+def queues_served(
+    workflows: Sequence[WorkflowDefinition[Any, Any]],
+    activities: Sequence[ActivityDefinition[Any, Any]],
+    task_queue: str | None = None,
+) -> dict[str, Served]:
+    """What a worker of each task queue serves: every definition on ``task_queue`` if one is
+    given; else each on the queue it declares, a workflow declaring none on the one queue the
+    definitions declare (several: the default queue), and an activity declaring none on
+    every queue (a workflow calls it on its own)."""
+    if task_queue is not None:
+        return {task_queue: (list(workflows), list(activities))}
+    declared = {d.task_queue for d in workflows if d.task_queue}
+    declared |= {d.options.task_queue for d in activities if d.options.task_queue}
+    home = next(iter(declared)) if len(declared) == 1 else DEFAULT_TASK_QUEUE
+    if not declared or any(not d.task_queue for d in workflows):
+        declared.add(home)
+    served: dict[str, Served] = {queue: ([], []) for queue in sorted(declared)}
+    for workflow in workflows:
+        served[workflow.task_queue or home][0].append(workflow)
+    for activity in activities:
+        for queue in [activity.options.task_queue] if activity.options.task_queue else served:
+            served[queue][1].append(activity)
+    return {queue: items for queue, items in served.items() if items[0] or items[1]}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import inspect
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -12,7 +15,7 @@ from .._client import Client
 from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
 from .._worker import Worker
 from .common import AddCommand, connect
-from .loading import default_queue, definitions, load
+from .loading import definitions, load, queues_served
 from .retention import age
 
 
@@ -34,8 +37,9 @@ def add_commands(command: AddCommand) -> None:
     )
     worker.add_argument(
         "--task-queue",
-        help="task queue to serve (default: the one the "
-        f"workflows declare, else {DEFAULT_TASK_QUEUE!r})",
+        help="serve every definition on this one task queue (default: one worker per queue "
+        "the definitions declare; workflows declaring none on the one declared queue, else "
+        f"{DEFAULT_TASK_QUEUE!r}; activities declaring none on every queue)",
     )
     for option, default, what in (
         ("--max-concurrent-activities", 100, "activities run at once"),
@@ -102,8 +106,7 @@ async def _worker(args: argparse.Namespace) -> int:
         await _worker_with_metrics(args, label, target)
         return 0
     async with connect(args) as client:
-        worker = await _make_worker(client, label, target, args)
-        await worker.run()
+        await _run(await _make_workers(client, label, target, args))
     return 0
 
 
@@ -115,43 +118,73 @@ async def _worker_with_metrics(args: argparse.Namespace, label: str, target: Any
     provider, registry = prometheus_provider()
     try:
         async with connect(args, meter_provider=provider) as client:
-            worker = await _make_worker(client, label, target, args)
+            workers = await _make_workers(client, label, target, args)
             try:
-                async with serve_metrics(host, port, registry, lambda: worker.healthy):
+                healthy = lambda: all(worker.healthy for worker in workers)  # noqa: E731
+                async with serve_metrics(host, port, registry, healthy):
                     shown = f"[{host}]" if ":" in host else host
                     logging.getLogger("durable.cli").info(
                         "metrics at http://%s:%d/metrics, health at /healthz", shown, port
                     )
-                    await worker.run()
+                    await _run(workers)
             except EndpointError as exc:  # (only entering the endpoint raises it)
                 raise ValueError(f"--metrics-port {port}: {exc.reason}") from None
     finally:
         provider.shutdown()
 
 
-async def _make_worker(client: Client, label: str, target: Any, args: argparse.Namespace) -> Worker:
+async def _make_workers(
+    client: Client, label: str, target: Any, args: argparse.Namespace
+) -> list[Worker]:
+    """One worker per task queue the definitions name (see queues_served), or the one a
+    factory made."""
     if callable(target) and not isinstance(target, WorkflowDefinition | ActivityDefinition):
         made = target(client)
         if inspect.isawaitable(made):
             made = await made
         if not isinstance(made, Worker):
             raise TypeError(f"{label}(client) must return a durable.Worker, got {made!r}")
-        return made
+        return [made]
     workflows, activities = definitions(label, target)
-    logging.getLogger("durable.cli").info(
-        "%s: workflows %s; activities %s",
-        label,
-        ", ".join(w.name for w in workflows) or "-",
-        ", ".join(a.name for a in activities) or "-",
-    )
-    return Worker(
-        client,
-        task_queue=args.task_queue or default_queue(workflows),
-        workflows=workflows,
-        activities=activities,
-        max_concurrent_activities=args.max_concurrent_activities,
-        max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
-        retention=args.retention,
-        build_id=args.build_id,
-        compatible_builds=args.compatible_builds,
-    )
+    served = queues_served(workflows, activities, args.task_queue)
+    for queue, (queue_workflows, queue_activities) in served.items():
+        logging.getLogger("durable.cli").info(
+            "%s on task queue %r: workflows %s; activities %s",
+            label,
+            queue,
+            ", ".join(w.name for w in queue_workflows) or "-",
+            ", ".join(a.name for a in queue_activities) or "-",
+        )
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=queue_workflows,
+            activities=queue_activities,
+            max_concurrent_activities=args.max_concurrent_activities,
+            max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
+            retention=args.retention,
+            build_id=args.build_id,
+            compatible_builds=args.compatible_builds,
+        )
+        for queue, (queue_workflows, queue_activities) in served.items()
+    ]
+
+
+async def _run(workers: list[Worker]) -> None:
+    """Run the workers until SIGTERM/SIGINT, then stop them all (each as Worker.run does)."""
+    if len(workers) == 1:
+        await workers[0].run()
+        return
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

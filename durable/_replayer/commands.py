@@ -53,11 +53,14 @@ class Commands(RunState):
         return self._random
 
     def start_activity(
-        self, name: str, args: bytes, options: ActivityOptions, hint: Any
+        self, name: str, args: bytes, options: ActivityOptions, hint: Any, *, by_name: bool = False
     ) -> asyncio.Task[Any]:
+        # called by name with no queue: the worker finds one that serves it (durable/_worker/
+        # routing.py) and history records it
+        own_queue = None if by_name else self.info.task_queue
         attrs = {
             "name": name,
-            "task_queue": options.task_queue or self.info.task_queue,
+            "task_queue": options.task_queue or own_queue,
             "args": args,
             "retry": options.retry._to_dict() if options.retry else None,
             "start_to_close": seconds_or_none(options.start_to_close_timeout),
@@ -135,13 +138,15 @@ class Commands(RunState):
         task_queue: str | None,
         args: bytes,
         hint: Any,
+        *,
+        by_name: bool = False,
     ) -> ChildWorkflowHandle[Any]:
         self._refuse_in_query("ctx.start_child()")
         self._child_count += 1
         attrs = {
             "name": name,
             "workflow_id": workflow_id or f"{self._child_id_prefix()}/{self._child_count}",
-            "task_queue": task_queue or self.info.task_queue,
+            "task_queue": task_queue or (None if by_name else self.info.task_queue),
             "args": args,
         }
         # a default id is made of this run's ids, which a reset or fork changed: on replay the

@@ -1,4 +1,5 @@
-"""Worker records: leases, the workflow types they serve, the purge of old requests."""
+"""Worker records: leases, the workflows and activities they serve (and so where a call by
+name goes), the purge of old requests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .sql import (
     _DELETE_WORKER_SQL,
     _FORGET_LAPSED_WORKERS_SQL,
     _PURGE_REQUESTS_SQL,
+    _REGISTER_ACTIVITY_TYPES_SQL,
     _REGISTER_WORKER_SQL,
     _REGISTER_WORKFLOW_TYPES_SQL,
     _REGISTERED_TASK_QUEUE_SQL,
@@ -17,6 +19,8 @@ from .sql import (
     _RELEASE_WORKER_QUERIES_SQL,
     _RELEASE_WORKER_RUNS_SQL,
     _RENEW_WORKER_SQL,
+    _ROUTE_ACTIVITY_SQL,
+    _ROUTE_WORKFLOW_SQL,
 )
 
 
@@ -31,6 +35,7 @@ class WorkerRecords(StoreBase):
         identity: str,
         ttl: float,
         workflow_names: Sequence[str],
+        activity_names: Sequence[str] = (),
     ) -> None:
         async with self._transaction() as conn:
             await conn.execute(
@@ -41,6 +46,7 @@ class WorkerRecords(StoreBase):
                 ttl,
             )
             await conn.execute(_REGISTER_WORKFLOW_TYPES_SQL, list(workflow_names), task_queue)
+            await conn.execute(_REGISTER_ACTIVITY_TYPES_SQL, list(activity_names), task_queue)
             gone = await conn.fetchval(_FORGET_LAPSED_WORKERS_SQL)
             if gone:
                 await conn.execute(_RELEASE_FORGOTTEN_RUNS_SQL, gone)
@@ -70,3 +76,11 @@ class WorkerRecords(StoreBase):
     async def registered_task_queue(self, workflow_name: str) -> str | None:
         rows = await self.pool.fetch(_REGISTERED_TASK_QUEUE_SQL, workflow_name)
         return rows[0]["task_queue"] if rows else None
+
+    async def route(self, kind: str, name: str, own_queue: str) -> str | None:
+        """The task queue whose workers serve the activity (``kind`` "activity") or workflow
+        (``kind`` "workflow") ``name``: ``own_queue`` if they do, else the one seen last;
+        None if no worker ever registered it."""
+        statement = _ROUTE_ACTIVITY_SQL if kind == "activity" else _ROUTE_WORKFLOW_SQL
+        queue: str | None = await self.pool.fetchval(statement, name, own_queue)
+        return queue

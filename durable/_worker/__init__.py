@@ -233,9 +233,7 @@ class Worker:
         """Announce this worker and what it serves, and listen for its task queue."""
         if self._workflows:
             await self._store.prepare_for_steps()
-        await self._store.register_worker(
-            self.worker_id, self.task_queue, self.identity, self.lease_ttl, list(self._workflows)
-        )
+        await self._announce()
         self._lease_until = time.monotonic() + self.lease_ttl
         self.client.telemetry.metrics.report_from(self)
         for key, wake in self._wakeups():
@@ -344,14 +342,20 @@ class Worker:
             # our lease lapsed (we were stalled): whatever we cached may be someone else's
             _log.warning("worker lease lapsed; dropping cached workflows")
             self._workflow_tasks.forget_all()
-            await self._store.register_worker(
-                self.worker_id,
-                self.task_queue,
-                self.identity,
-                self.lease_ttl,
-                list(self._workflows),
-            )
+            await self._announce()
         self._lease_until = renewed_at + self.lease_ttl
+
+    async def _announce(self) -> None:
+        """Take a lease and record what this worker serves on its queue (where calls by
+        name find it)."""
+        await self._store.register_worker(
+            self.worker_id,
+            self.task_queue,
+            self.identity,
+            self.lease_ttl,
+            list(self._workflows),
+            list(self._activities),
+        )
 
 
 def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:

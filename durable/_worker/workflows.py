@@ -29,6 +29,7 @@ from .handed import HandedOver
 from .held import BusyRuns, CachedRun, Parking
 from .local_activities import LocalActivities
 from .polling import Serving, Wakeup, poll
+from .routing import Routes, Unrouted
 from .telemetry import StepSpans
 from .watchdog import SlowStepWatch
 
@@ -68,6 +69,8 @@ class WorkflowTasks:
         self.cache: collections.OrderedDict[str, CachedRun] = collections.OrderedDict()
         self.watch = SlowStepWatch()
         self.busy = BusyRuns()
+        self.routes = Routes(serving.store, serving.task_queue)
+        self._unrouted: set[tuple[str, str, str]] = set()  # (run, kind, name) logged
         self.parking = Parking(self.busy)
         self.wake = Wakeup()
         self._handed: dict[str, list[HandedOver]] = {}  # by run, for its next step
@@ -170,6 +173,9 @@ class WorkflowTasks:
         flight = _InFlight(task)
         try:
             await self._run_steps(flight, from_inbox)
+        except Unrouted as exc:
+            self._report_unrouted(task, exc)
+            await self._give_back(flight.task, exc)
         except NondeterminismError as exc:
             _log.error("%s", exc, extra={"workflow_id": task.workflow_id, "run_id": task.run_id})
             self.telemetry.nondeterminism(task.workflow_name)
@@ -266,6 +272,15 @@ class WorkflowTasks:
         if run_id in self._due_again:
             self._due_again.discard(run_id)
             self.wake.event.set()
+
+    def _report_unrouted(self, task: WorkflowTask, exc: Unrouted) -> None:
+        """Log once per run and name (the run tries again every few seconds)."""
+        key = (task.run_id, exc.kind, exc.name)
+        if key not in self._unrouted:
+            self._unrouted.add(key)
+            _log.warning(
+                "workflow %s: %s", task.workflow_id, exc, extra={"workflow_id": task.workflow_id}
+            )
 
     async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
         self.forget_run(task.run_id)
@@ -384,6 +399,7 @@ class WorkflowTasks:
         output = instance.take_output()
         if not (output.events or consumed or output.rejected_updates or required):
             return
+        await self.routes.resolve(output.events)
         continues = bool(output.events) and output.events[-1].type is E.WORKFLOW_CONTINUED_AS_NEW
         scheduled = sum(1 for e in output.events if e.type is E.ACTIVITY_SCHEDULED)
         eager_slots = max(0, min(scheduled, activities.free_slots()))

@@ -1,0 +1,133 @@
+"""Calls by name with no task queue go to a queue that serves the name; while none ever did,
+the run waits at the call with a clear last_error and goes on by itself once one does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+import durable
+from durable._cli.loading import queues_served
+from durable._definitions import DEFAULT_TASK_QUEUE
+from durable._events import EventType
+from tests import cli_queues
+
+from .conftest import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@durable.activity(name="remote_charge")
+async def remote_charge(amount: int) -> str:
+    return f"charged {amount}"
+
+
+@durable.workflow
+async def remote_child(ctx: durable.WorkflowContext, n: int) -> int:
+    return n + 1
+
+
+@durable.workflow
+async def charges_by_name(ctx: durable.WorkflowContext, amount: int) -> str:
+    return str(await ctx.activity("remote_charge", amount))
+
+
+@durable.workflow
+async def child_by_name(ctx: durable.WorkflowContext, n: int) -> int:
+    return int(await ctx.child("remote_child", n))
+
+
+async def _last_error(handle: durable.WorkflowHandle[object]) -> str | None:
+    return (await handle.describe()).last_error
+
+
+async def test_an_activity_by_name_waits_for_a_worker_that_serves_it(
+    client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="durable")
+    async with durable.Worker(client, task_queue="orders", workflows=[charges_by_name]):
+        handle = await client.start(charges_by_name, 7, task_queue="orders")
+        error = await wait_for(lambda: _last_error(handle), timeout=20)
+        assert "no worker serves the activity 'remote_charge' on any task queue" in error
+        assert (await handle.describe()).status == "running"
+        assert "remote_charge" in caplog.text
+        async with durable.Worker(client, task_queue="payments", activities=[remote_charge]):
+            assert await handle.result(timeout=30) == "charged 7"
+    scheduled = [e for e in await handle.history() if e.type == "ACTIVITY_SCHEDULED"]
+    assert [e.fields["task_queue"] for e in scheduled] == ["payments"]
+    assert (await handle.describe()).last_error is None
+
+
+async def test_a_name_served_by_the_own_queue_stays_there(client: durable.Client) -> None:
+    async with (
+        durable.Worker(client, task_queue="elsewhere", activities=[remote_charge]),
+        durable.Worker(
+            client, task_queue="mixed", workflows=[charges_by_name], activities=[remote_charge]
+        ),
+    ):
+        handle = await client.start(charges_by_name, 3, task_queue="mixed")
+        assert await handle.result(timeout=30) == "charged 3"
+    history = await client.store.load_history(handle.workflow_id, (await handle.describe()).run_id)
+    scheduled = [e for e in history if e.type is EventType.ACTIVITY_SCHEDULED]
+    assert [e.attrs["task_queue"] for e in scheduled] == ["mixed"]
+
+
+async def test_a_child_by_name_goes_to_the_queue_of_its_workflow(client: durable.Client) -> None:
+    async with (
+        durable.Worker(client, task_queue="parents", workflows=[child_by_name]),
+        durable.Worker(client, task_queue="children", workflows=[remote_child]),
+    ):
+        handle = await client.start(child_by_name, 41, task_queue="parents")
+        assert await handle.result(timeout=30) == 42
+    children = [run async for run in client.list(workflow_name="remote_child")]
+    assert [c.task_queue for c in children] == ["children"]
+
+
+def test_each_declared_queue_gets_a_worker() -> None:
+    served = queues_served([cli_queues.order_flow], [cli_queues.charge_card, cli_queues.audit])
+    assert {
+        queue: ([w.name for w in ws], [a.name for a in acts])
+        for queue, (ws, acts) in served.items()
+    } == {
+        "orders": (["order_flow"], ["audit"]),
+        "payments": ([], ["charge_card", "audit"]),
+    }
+    everything = queues_served([cli_queues.order_flow], [cli_queues.audit], "one")
+    assert list(everything) == ["one"]
+    assert list(queues_served([remote_child], [remote_charge])) == [DEFAULT_TASK_QUEUE]
+
+
+async def test_durable_worker_serves_every_queue_its_module_names(
+    dsn: str, client: durable.Client, tmp_path: Path
+) -> None:
+    log = (tmp_path / "worker.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "durable",
+        "worker",
+        "tests.cli_queues",
+        "--dsn",
+        dsn,
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        await wait_for(lambda: client.store.route("activity", "charge_card", "-"), timeout=15)
+        handle = await client.start(cli_queues.order_flow, 5)
+        assert await handle.result(timeout=30) == ["charged 5", "audited charged 5"]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+    text = (tmp_path / "worker.log").read_text()
+    assert "task queue 'orders'" in text and "task queue 'payments'" in text
