@@ -87,7 +87,7 @@ class WorkflowRuntime(Protocol):
     def now(self) -> datetime: ...
     def random(self) -> random.Random: ...
     def start_activity(
-        self, name: str, args: bytes, options: ActivityOptions, hint: Any
+        self, name: str, args: bytes, options: ActivityOptions, hint: Any, *, by_name: bool
     ) -> asyncio.Task[Any]: ...
     def local_activity(
         self,
@@ -97,7 +97,14 @@ class WorkflowRuntime(Protocol):
         retry: RetryPolicy,
     ) -> asyncio.Future[Any]: ...
     def start_child(
-        self, name: str, workflow_id: str | None, task_queue: str | None, args: bytes, hint: Any
+        self,
+        name: str,
+        workflow_id: str | None,
+        task_queue: str | None,
+        args: bytes,
+        hint: Any,
+        *,
+        by_name: bool,
     ) -> ChildWorkflowHandle[Any]: ...
     def signal_child(self, seq: int, name: str, args: bytes) -> None: ...
     def cancel_child(self, seq: int) -> None: ...
@@ -160,7 +167,10 @@ class WorkflowContext:
         name = activity_name(fn)
         options = fn.options if isinstance(fn, ActivityDefinition) else ActivityOptions()
         hint = return_hint(fn.fn) if isinstance(fn, ActivityDefinition) else Any
-        return self._runtime.start_activity(name, encode_args(args, kwargs), options, hint)
+        by_name = not isinstance(fn, ActivityDefinition)
+        return self._runtime.start_activity(
+            name, encode_args(args, kwargs), options, hint, by_name=by_name
+        )
 
     @overload
     async def activity(
@@ -242,10 +252,19 @@ class WorkflowContext:
             await _wait_for(future, timeout, "the wait_until condition")
 
     # -- child workflows -------------------------------------------------------------------
+    @overload
     def start_child(
-        self, workflow: WorkflowDefinition[P, R] | str, /, *args: Any, **kwargs: Any
-    ) -> ChildWorkflowHandle[R]:
-        """Start a child workflow; returns a handle at once.
+        self, workflow: WorkflowDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> ChildWorkflowHandle[R]: ...
+    @overload
+    def start_child(
+        self, workflow: str, /, *args: Any, **kwargs: Any
+    ) -> ChildWorkflowHandle[Any]: ...
+    def start_child(
+        self, workflow: WorkflowDefinition[Any, Any] | str, /, *args: Any, **kwargs: Any
+    ) -> ChildWorkflowHandle[Any]:
+        """Start a child workflow; returns a handle at once. Its arguments are checked
+        against the workflow's parameters by type checkers; they must be positional.
 
         Options (id, task_queue) come from ``workflow.with_options(...)``.
         """
@@ -263,11 +282,20 @@ class WorkflowContext:
             definition.task_queue if definition else None,
             encode_args(args, {}),
             hint,
+            by_name=definition is None,
         )
 
-    async def child(self, workflow: WorkflowDefinition[P, R] | str, /, *args: Any) -> R:
+    @overload
+    async def child(
+        self, workflow: WorkflowDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def child(self, workflow: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    async def child(
+        self, workflow: WorkflowDefinition[Any, Any] | str, /, *args: Any, **kwargs: Any
+    ) -> Any:
         """Run a child workflow and wait for its result; raises ChildWorkflowError."""
-        return await self.start_child(workflow, *args)
+        return await self.start_child(workflow, *args, **kwargs)
 
     # -- recorded values, versioning ------------------------------------------------------
     async def side_effect(self, fn: Callable[[], R]) -> R:

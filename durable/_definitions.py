@@ -8,7 +8,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
@@ -168,8 +168,29 @@ class ActivityDefinition(Generic[P, R]):
         return f"<activity {self.name}>"
 
 
+class WorkflowCall:
+    """Typing only: the first parameter of ``WorkflowDefinition.__call__``, a type no user
+    code has a value of. The client's typed signatures (``client.start(workflow, ...)``)
+    match a definition through it, and refuse plain functions and other callables."""
+
+
+class WorkflowResult(Generic[R_co]):
+    """Typing only: what ``WorkflowDefinition.__call__`` is declared to return (the
+    workflow's result type, wrapped so that no other callable's return matches it)."""
+
+
 class WorkflowDefinition(Generic[P, R]):
     """A workflow function registered under a name; its first parameter is the context."""
+
+    if TYPE_CHECKING:
+
+        def __call__(
+            self, call: WorkflowCall, /, *args: P.args, **kwargs: P.kwargs
+        ) -> WorkflowResult[R]:
+            """Never defined at run time (a definition is not callable): the workflow's
+            parameters after its context, for type checkers to check the arguments given to
+            ``client.start``, ``execute`` and ``signal_with_start`` against."""
+            ...
 
     def __init__(
         self,
@@ -285,9 +306,13 @@ def workflow(
     return decorate(fn) if fn is not None else decorate
 
 
-def _registered_name(ref: object, kind: type[Any], what: str) -> str:
+def _registered_name(
+    ref: object,
+    kind: type[ActivityDefinition[Any, Any]] | type[WorkflowDefinition[Any, Any]],
+    what: str,
+) -> str:
     if isinstance(ref, kind):
-        return str(ref.name)
+        return ref.name
     if isinstance(ref, str) and ref:
         return ref
     raise TypeError(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,102 @@ async def test_get_handle_by_id(client: durable.Client) -> None:
         await handle.signal("add", "y")
         assert await newer.result(timeout=20) == ["y"]
         assert (await handle.describe()).run_id == newer.run_id
+
+
+@dataclass
+class Parcel:
+    sku: str
+    grams: int
+    sent: date
+
+
+@workflow
+async def parcel_wf(ctx: WorkflowContext, sku: str, grams: int) -> Parcel:
+    return Parcel(sku, grams, date(2024, 5, 17))
+
+
+@workflow
+async def parcels_wf(ctx: WorkflowContext, count: int) -> list[Parcel]:
+    return [Parcel(f"p{n}", n, date(2024, 5, n + 1)) for n in range(count)]
+
+
+async def test_get_handle_result_type_rebuilds_the_result(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[parcel_wf, parcels_wf]):
+        assert await client.execute(parcel_wf, "a", 5, id="parcel") == Parcel(
+            "a", 5, date(2024, 5, 17)
+        )
+        await client.execute(parcels_wf, 2, id="parcels")
+    # by id alone, the result is plain values
+    assert await client.get_handle("parcel").result() == {
+        "sku": "a",
+        "grams": 5,
+        "sent": date(2024, 5, 17),
+    }
+    typed = client.get_handle("parcel", result_type=Parcel)
+    assert await typed.result(timeout=5) == Parcel("a", 5, date(2024, 5, 17))
+    run = (await typed.describe()).run_id
+    by_run = client.get_handle("parcel", run_id=run, result_type=Parcel)
+    assert isinstance(await by_run.result(), Parcel)
+    listed = await client.get_handle("parcels", result_type=list[Parcel]).result()
+    assert listed == [Parcel("p0", 0, date(2024, 5, 1)), Parcel("p1", 1, date(2024, 5, 2))]
+    maybe = await client.get_handle("parcel", result_type=Parcel | None).result()
+    assert isinstance(maybe, Parcel)
+
+
+async def test_get_handle_result_type_builds_a_pydantic_model(client: durable.Client) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Label(pydantic.BaseModel):
+        sku: str
+        grams: int
+        sent: date
+
+    async with durable.Worker(client, workflows=[parcel_wf]):
+        await client.execute(parcel_wf, "b", 7, id="label")
+    label = await client.get_handle("label", result_type=Label).result()
+    assert isinstance(label, Label)
+    assert (label.sku, label.grams, label.sent) == ("b", 7, date(2024, 5, 17))
+
+
+def _typed_results_by_sync_client(dsn: str) -> tuple[object, object]:
+    with durable.SyncClient.connect(dsn) as sync:
+        return (
+            sync.get_handle("sync-parcel", result_type=Parcel).result(timeout=5),
+            sync.get_handle("sync-parcel").result(),
+        )
+
+
+async def test_sync_client_get_handle_result_type(client: durable.Client, dsn: str) -> None:
+    async with durable.Worker(client, workflows=[parcel_wf]):
+        await client.execute(parcel_wf, "c", 9, id="sync-parcel")
+    typed, plain = await asyncio.to_thread(_typed_results_by_sync_client, dsn)
+    assert typed == Parcel("c", 9, date(2024, 5, 17))
+    assert plain == {"sku": "c", "grams": 9, "sent": date(2024, 5, 17)}
+
+
+@dataclass
+class Invoice:
+    number: int
+    total: Decimal
+
+
+async def test_result_that_does_not_fit_result_type_is_a_clear_error(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[parcel_wf]):
+        await client.execute(parcel_wf, "d", 3, id="misfit")
+    with pytest.raises(durable.PayloadError) as info:
+        await client.get_handle("misfit", result_type=Invoice).result()
+    message = str(info.value)
+    assert "result of workflow 'misfit'" in message
+    assert "as Invoice" in message
+    with pytest.raises(durable.PayloadError, match="as int: expected int, got dict"):
+        await client.get_handle("misfit", result_type=int).result()
+    # a result_type that is no type is refused at once
+    with pytest.raises(TypeError, match="result_type must be a type"):
+        client.get_handle("misfit", result_type=42)
+    with pytest.raises(TypeError, match="result_type must be a type"):
+        client.get_handle("misfit", result_type="Parcel")
 
 
 async def test_result_timeout_raises_durable_timeout_error(client: durable.Client) -> None:

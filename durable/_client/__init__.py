@@ -1,9 +1,10 @@
 """The client: start workflows and talk to them (signal, query, update, cancel, ...).
 
 Its parts: ``client`` (Client: connect, start, list, handles), ``handle`` (WorkflowHandle:
-what a caller does with one workflow), ``descriptions`` (what it reads back) and
-``requests`` (request ids of writes). Every call goes through ``_calls`` (deadline, errors,
-retries).
+what a caller does with one workflow), ``descriptions`` (what it reads back),
+``requests`` (request ids of writes) and ``signatures`` (typing only: how type checkers
+check a workflow's arguments at ``start``). Every call goes through ``_calls`` (deadline,
+errors, retries).
 """
 
 from .client import Client, redact_dsn

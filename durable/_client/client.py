@@ -8,10 +8,11 @@ import dataclasses
 import functools
 import hashlib
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -55,6 +56,20 @@ from .descriptions import (
 )
 from .handle import WorkflowHandle
 from .requests import request_id_of
+from .signatures import (
+    A1,
+    A2,
+    A3,
+    A4,
+    SignalWithStartOptions,
+    StartOptions,
+    Takes0,
+    Takes1,
+    Takes2,
+    Takes3,
+    Takes4,
+    TakesMore,
+)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -158,35 +173,66 @@ class Client:
         await self.close()
 
     # ------------------------------------------------------------------ starting
+    # One overload per number of workflow arguments checks them against the workflow's
+    # parameters (see signatures.py); by registered name, they are not checked.
     @overload
     async def start(
-        self,
-        workflow: WorkflowDefinition[Any, R],
-        *args: Any,
-        id: str | None = None,
-        task_queue: str | None = None,
-        id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail",
-        start_delay: timedelta | None = None,
-        execution_timeout: timedelta | None = None,
-        attributes: Mapping[str, Any] | None = None,
+        self, workflow: Takes0[R], **options: Unpack[StartOptions]
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[StartOptions]
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
         self,
-        workflow: str,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
         *args: Any,
-        id: str | None = None,
-        task_queue: str | None = None,
-        id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail",
-        start_delay: timedelta | None = None,
-        execution_timeout: timedelta | None = None,
-        attributes: Mapping[str, Any] | None = None,
+        **options: Unpack[StartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self, workflow: str, *args: Any, **options: Unpack[StartOptions]
     ) -> WorkflowHandle[Any]: ...
     async def start(
         self,
-        workflow: WorkflowDefinition[Any, Any] | str,
+        workflow: object,
         *args: Any,
         id: str | None = None,
         task_queue: str | None = None,
@@ -196,7 +242,10 @@ class Client:
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[Any]:
-        """Start a workflow (by function or registered name) and return its handle."""
+        """Start a workflow (by function or registered name) and return its handle.
+
+        Type checkers check the arguments against the workflow function's parameters (up to
+        four arguments; see ``signatures.py``), and type the handle's result by its return."""
         request, hint = await self._start_request(
             workflow,
             args,
@@ -242,19 +291,119 @@ class Client:
             return await self._call(operation, request.workflow_id, attempt, writes=True)
 
     @overload
+    async def execute(self, workflow: Takes0[R], **options: Unpack[StartOptions]) -> R: ...
+    @overload
     async def execute(
-        self, workflow: WorkflowDefinition[Any, R], *args: Any, **options: Any
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[StartOptions]
     ) -> R: ...
     @overload
-    async def execute(self, workflow: str, *args: Any, **options: Any) -> Any: ...
+    async def execute(
+        self,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    async def execute(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    async def execute(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    async def execute(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
+        *args: Any,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    async def execute(self, workflow: str, *args: Any, **options: Unpack[StartOptions]) -> Any: ...
     async def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
         """Start a workflow and wait for its result."""
         handle = await self.start(workflow, *args, **options)
         return await handle.result()
 
+    @overload
+    async def signal_with_start(
+        self, workflow: Takes0[R], **options: Unpack[SignalWithStartOptions]
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def signal_with_start(
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[SignalWithStartOptions]
+    ) -> WorkflowHandle[R]: ...
+    @overload
     async def signal_with_start(
         self,
-        workflow: WorkflowDefinition[Any, R] | str,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def signal_with_start(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def signal_with_start(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def signal_with_start(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
+        *args: Any,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def signal_with_start(
+        self, workflow: str, *args: Any, **options: Unpack[SignalWithStartOptions]
+    ) -> WorkflowHandle[Any]: ...
+    async def signal_with_start(
+        self,
+        workflow: object,
         *args: Any,
         id: str,
         signal: str,
@@ -264,7 +413,7 @@ class Client:
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
         request_id: str | None = None,
-    ) -> WorkflowHandle[R]:
+    ) -> WorkflowHandle[Any]:
         """Signal the running workflow ``id``, or start it and signal it, atomically. The
         signal is applied once per ``request_id`` (default: a new one)."""
         check_name("signal", signal)
@@ -288,7 +437,7 @@ class Client:
 
     async def _start_request(
         self,
-        workflow: Any,
+        workflow: object,
         args: tuple[Any, ...],
         id: str | None,
         task_queue: str | None,
@@ -336,9 +485,30 @@ class Client:
         return request, return_hint(definition.fn) if definition else Any
 
     # ------------------------------------------------------------------ handles and listing
-    def get_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle[Any]:
-        """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given)."""
-        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, Any)
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: None = None
+    ) -> WorkflowHandle[Any]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: type[T]
+    ) -> WorkflowHandle[T]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: object
+    ) -> WorkflowHandle[Any]: ...
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: object = None
+    ) -> WorkflowHandle[Any]:
+        """A handle to workflow ``workflow_id`` (its latest run unless ``run_id`` is given).
+
+        ``result_type`` (a dataclass, a pydantic model, ``list[Order]``, ``Order | None``, any
+        type a workflow's return annotation may be) makes ``result()`` rebuild the result as
+        that type, as a handle from ``start(workflow, ...)`` does from the workflow's return
+        annotation; a result that does not fit it raises ``PayloadError``. None: plain values
+        (dicts for dataclasses)."""
+        hint = result_hint(result_type)
+        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, hint)
 
     async def fork(
         self,
@@ -575,6 +745,18 @@ def _batch_signal(
     if isinstance(signal_args, (str, bytes)) or not isinstance(signal_args, Sequence):
         raise ValueError(f"signal_args must be a list or tuple, got {signal_args!r:.200}")
     return check_name("signal", signal), encode_args(signal_args, {})
+
+
+def result_hint(result_type: object) -> object:
+    """The type ``get_handle(result_type=...)`` decodes results as (None: Any), checked."""
+    if result_type is None:
+        return Any
+    if isinstance(result_type, type | typing.NewType) or typing.get_origin(result_type) is not None:
+        return result_type
+    raise TypeError(
+        "result_type must be a type: a class (a dataclass, a pydantic model, int, ...) or a "
+        f"typing form such as list[Order] or Order | None; got {result_type!r:.200}"
+    )
 
 
 def redact_dsn(dsn: str) -> str:

@@ -169,7 +169,8 @@ def _stack(failure: Failure) -> str | None:
     parts: list[str] = []
     cause: Failure | None = failure
     while cause is not None and len(parts) < 20:
-        if cause.get("traceback"):
-            parts.append(str(cause["traceback"]).rstrip())
+        traceback = cause.get("traceback")
+        if traceback:
+            parts.append(str(traceback).rstrip())
         cause = cause.get("cause")
     return "\n\ncaused by:\n".join(parts) or None

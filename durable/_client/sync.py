@@ -14,13 +14,26 @@ import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, Unpack, overload
 
-from .._definitions import WorkflowDefinition
 from .._errors import DurableError
 from .client import Client
 from .descriptions import HistoryEvent, WorkflowDescription
 from .handle import WorkflowHandle
+from .signatures import (
+    A1,
+    A2,
+    A3,
+    A4,
+    SignalWithStartOptions,
+    StartOptions,
+    Takes0,
+    Takes1,
+    Takes2,
+    Takes3,
+    Takes4,
+    TakesMore,
+)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -97,33 +110,201 @@ class SyncClient:
 
     @overload
     def start(
-        self, workflow: WorkflowDefinition[Any, R], *args: Any, **options: Any
+        self, workflow: Takes0[R], **options: Unpack[StartOptions]
     ) -> SyncWorkflowHandle[R]: ...
     @overload
-    def start(self, workflow: str, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]: ...
+    def start(
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[StartOptions]
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def start(
+        self,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def start(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def start(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def start(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
+        *args: Any,
+        **options: Unpack[StartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def start(
+        self, workflow: str, *args: Any, **options: Unpack[StartOptions]
+    ) -> SyncWorkflowHandle[Any]: ...
     def start(self, workflow: Any, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]:
-        """``Client.start``: start a workflow and return its handle."""
+        """``Client.start``: start a workflow and return its handle (its arguments checked
+        against the workflow's parameters, as there)."""
         handle = self._call(self.client.start(workflow, *args, **options))
         return SyncWorkflowHandle(self, handle)
 
     @overload
-    def execute(self, workflow: WorkflowDefinition[Any, R], *args: Any, **options: Any) -> R: ...
+    def execute(self, workflow: Takes0[R], **options: Unpack[StartOptions]) -> R: ...
     @overload
-    def execute(self, workflow: str, *args: Any, **options: Any) -> Any: ...
+    def execute(
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[StartOptions]
+    ) -> R: ...
+    @overload
+    def execute(
+        self,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    def execute(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    def execute(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    def execute(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
+        *args: Any,
+        **options: Unpack[StartOptions],
+    ) -> R: ...
+    @overload
+    def execute(self, workflow: str, *args: Any, **options: Unpack[StartOptions]) -> Any: ...
     def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
         """``Client.execute``: start a workflow and wait for its result."""
         return self._call(self.client.execute(workflow, *args, **options))
 
+    @overload
     def signal_with_start(
-        self, workflow: WorkflowDefinition[Any, R] | str, *args: Any, **options: Any
-    ) -> SyncWorkflowHandle[R]:
+        self, workflow: Takes0[R], **options: Unpack[SignalWithStartOptions]
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self, workflow: Takes1[A1, R], arg1: A1, /, **options: Unpack[SignalWithStartOptions]
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self,
+        workflow: Takes2[A1, A2, R],
+        arg1: A1,
+        arg2: A2,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self,
+        workflow: Takes3[A1, A2, A3, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self,
+        workflow: Takes4[A1, A2, A3, A4, R],
+        arg1: A1,
+        arg2: A2,
+        arg3: A3,
+        arg4: A4,
+        /,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self,
+        workflow: TakesMore[R],
+        arg1: Any,
+        arg2: Any,
+        arg3: Any,
+        arg4: Any,
+        arg5: Any,
+        /,
+        *args: Any,
+        **options: Unpack[SignalWithStartOptions],
+    ) -> SyncWorkflowHandle[R]: ...
+    @overload
+    def signal_with_start(
+        self, workflow: str, *args: Any, **options: Unpack[SignalWithStartOptions]
+    ) -> SyncWorkflowHandle[Any]: ...
+    def signal_with_start(
+        self, workflow: Any, *args: Any, **options: Any
+    ) -> SyncWorkflowHandle[Any]:
         """``Client.signal_with_start``: signal the running workflow, or start and signal it."""
         handle = self._call(self.client.signal_with_start(workflow, *args, **options))
         return SyncWorkflowHandle(self, handle)
 
-    def get_handle(self, workflow_id: str, *, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
-        """``Client.get_handle``: a handle to an existing workflow (no call is made)."""
-        return SyncWorkflowHandle(self, self.client.get_handle(workflow_id, run_id=run_id))
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: None = None
+    ) -> SyncWorkflowHandle[Any]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: type[T]
+    ) -> SyncWorkflowHandle[T]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: object
+    ) -> SyncWorkflowHandle[Any]: ...
+    def get_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: object = None
+    ) -> SyncWorkflowHandle[Any]:
+        """``Client.get_handle``: a handle to an existing workflow (no call is made), whose
+        ``result()`` rebuilds the result as ``result_type`` if given."""
+        handle = self.client.get_handle(workflow_id, run_id=run_id, result_type=result_type)
+        return SyncWorkflowHandle(self, handle)
 
     def list(
         self,
