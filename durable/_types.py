@@ -16,10 +16,9 @@ Status = Literal[
     "paused",  # an open run (pending or running) that an operator paused
 ]
 STATUSES: tuple[Status, ...] = get_args(Status)
+OPEN_STATUSES: tuple[Status, ...] = ("pending", "running", "paused")
 # the statuses of closed runs: all but those of open runs
-CLOSED_STATUSES: tuple[Status, ...] = tuple(
-    s for s in STATUSES if s not in ("pending", "running", "paused")
-)
+CLOSED_STATUSES: tuple[Status, ...] = tuple(s for s in STATUSES if s not in OPEN_STATUSES)
 # the closed runs a start with id_reuse_policy="allow_failed_only" may follow
 FAILED_STATUSES: frozenset[Status] = frozenset({"failed", "cancelled", "terminated", "timed_out"})
 

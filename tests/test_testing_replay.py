@@ -15,6 +15,7 @@ import pytest
 import durable
 from durable import ActivityError, ApplicationError, WorkflowContext, activity, workflow
 from durable.testing import Replayer
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -253,3 +254,25 @@ def _line_of_event_holding(lines: list[str], text: str) -> int:
     begins (its "{", indented by the array's two spaces)."""
     index = next(i for i, line in enumerate(lines) if text in line)
     return next(i for i in range(index, -1, -1) if lines[i] == "  {") + 1
+
+
+async def test_the_open_runs_export_for_checking_a_deploy(
+    dsn: str, client: durable.Client, tmp_path: Path
+) -> None:
+    """`durable export --open`: the runs a new deploy must resume, replayed before it ships."""
+    async with _worker(client):
+        waiting = await client.start(checkout, ORDER, id="order-open")
+
+        async def waits_for_go() -> bool:
+            return any(e.type == "TIMER_FIRED" for e in await waiting.history())
+
+        await wait_for(waits_for_go, timeout=20)
+        await asyncio.sleep(0.3)  # (its side effect's step commits next)
+        path = tmp_path / "open.jsonl"
+        await _cli(dsn, "export", "--open", "-o", str(path))
+        await waiting.signal("go")
+        await waiting.result(timeout=20)
+    assert len(path.read_text().splitlines()) == 1
+    assert (await Replayer(workflows=[checkout]).replay([path])).replayed == 1
+    with pytest.raises(durable.NondeterminismError, match=r"open\.jsonl:1"):
+        await Replayer(workflows=[checkout_changed]).replay([path])

@@ -6,12 +6,13 @@ import argparse
 import dataclasses
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from .._types import CLOSED_STATUSES
+from .._client import Client, HistoryEvent, WorkflowDescription
+from .._types import CLOSED_STATUSES, OPEN_STATUSES
 from .common import AddCommand, aware_time, connect
 from .inspecting import event_dict
 from .output import dumps, print_json
@@ -23,11 +24,19 @@ def add_commands(command: AddCommand) -> None:
     export = command(
         "export",
         _export,
-        "Write the closed runs a purge with the same options would delete, each with its "
-        "history, as JSON lines (one run per line), oldest closed first.",
+        "Write the closed runs a purge with the same options would delete (or, with --open, "
+        "the runs still open), each with its history, as JSON lines (one run per line), oldest "
+        "first: what durable.testing.Replayer reads.",
         json=False,
     )
-    _add_selection(export)
+    chosen = export.add_mutually_exclusive_group(required=True)
+    _add_selection(export, chosen)
+    chosen.add_argument(
+        "--open",
+        action="store_true",
+        help="the runs still open (pending, running, paused) instead: the histories a new "
+        "deploy must replay",
+    )
     export.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
     )
@@ -37,13 +46,15 @@ def add_commands(command: AddCommand) -> None:
         "Delete the runs closed before a time, with their history, inbox, tasks and calls "
         "(open runs never), in small batches; prints how many.",
     )
-    _add_selection(purge)
+    _add_selection(purge, purge)
 
 
-def _add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_selection(
+    parser: argparse.ArgumentParser, when: argparse.ArgumentParser | argparse._ActionsContainer
+) -> None:
+    when.add_argument(
         "--closed-before",
-        required=True,
+        required=when is parser,
         type=closed_before,
         metavar="AGE|TIME",
         help="how long ago (30d, 12h, 90m, 45s: by the database's clock) or an ISO 8601 time "
@@ -85,14 +96,27 @@ async def _export(args: argparse.Namespace) -> int:
     count = 0
     with _opened(args.output) as out:
         async with connect(args) as client:
-            async for run, history in client.export(args.closed_before, args.status):
+            async for run, history in _runs(client, args):
                 line = dataclasses.asdict(run)
-                del line["pending_activities"]  # (closed runs have none)
+                del line["pending_activities"]  # (the history holds them)
                 line["history"] = [event_dict(e) for e in history]
                 out.write(dumps(line) + "\n")
                 count += 1
     print(f"exported {count} run{'' if count == 1 else 's'}", file=sys.stderr)
     return 0
+
+
+async def _runs(
+    client: Client, args: argparse.Namespace
+) -> AsyncIterator[tuple[WorkflowDescription, list[HistoryEvent]]]:
+    if not args.open:
+        async for closed in client.export(args.closed_before, args.status):
+            yield closed
+        return
+    for status in OPEN_STATUSES:
+        async for run in client.list(status=status):
+            handle = client.get_handle(run.workflow_id, run_id=run.run_id)
+            yield run, await handle.history()
 
 
 @contextmanager
