@@ -224,10 +224,11 @@ async def test_malformed_files_name_the_file_the_line_and_the_problem(
     with pytest.raises(ValueError, match=rf"^{no_seq}:2: event #0: the event has no 'seq'"):
         await replayer.replay([no_seq])
 
-    for name, content in [("empty.json", ""), ("text.json", "hello")]:
-        (tmp_path / name).write_text(content)
-        with pytest.raises(ValueError, match=f"^{tmp_path / name}: .*durable history ID --json"):
-            await replayer.replay([tmp_path / name])
+    (tmp_path / "text.json").write_text("hello")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'text.json'}: .*durable history ID --json"):
+        await replayer.replay([tmp_path / "text.json"])
+    (tmp_path / "none.jsonl").write_text("")  # what `durable export` writes for no run
+    assert (await replayer.replay([tmp_path / "none.jsonl"])).replayed == 0
 
 
 def test_what_the_replayer_takes_is_checked() -> None:

@@ -2,9 +2,9 @@
 recorded histories, and (``pytest -p durable.testing``) fixtures for pytest."""
 
 from ._environment import VirtualClock, WorkflowEnvironment
-from ._replay import Replayer
+from ._replay import Replayer, ReplayResult
 
-__all__ = ["Replayer", "VirtualClock", "WorkflowEnvironment"]
+__all__ = ["ReplayResult", "Replayer", "VirtualClock", "WorkflowEnvironment"]
 
 try:  # the pytest plugin, where pytest and pytest-asyncio are installed
     from ._plugin import durable_client, durable_env, pytest_configure

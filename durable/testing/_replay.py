@@ -177,16 +177,19 @@ def _stored_event(event: HistoryEvent, where: str) -> Event:
 # ---------------------------------------------------------------------------- files
 def _read_file(path: Path) -> Iterator[_Recorded]:
     """The histories of a ``durable history --json`` file (a JSON array of events) or of
-    a ``durable export`` file (JSON lines, each a run with its history)."""
+    a ``durable export`` file (JSON lines, each a run with its history; an export of no run
+    is empty)."""
     text = path.read_text(encoding="utf-8")
     first = text.lstrip()[:1]
+    if not first:
+        return
     if first == "[":
         yield _Recorded(str(path), list(_history_document(path, text)))
     elif first == "{":
         yield from _exported_runs(path, text)
     else:
         raise ValueError(
-            f"{path}: {'is empty' if not first else 'begins with ' + repr(first)}; expected "
+            f"{path}: begins with {first!r}; expected "
             "what `durable history ID --json` writes (a JSON array of events) or "
             "`durable export` writes (JSON lines, one run per line)"
         )
