@@ -1044,3 +1044,14 @@ async def test_infinite_sleep_is_refused_or_sleeps_until_cancelled(
             await handle.cancel()
             with pytest.raises(durable.WorkflowCancelledError):
                 await outcome(handle)
+
+
+async def test_a_worker_runs_once(client: durable.Client) -> None:
+    worker = durable.Worker(client, task_queue="runs-once", workflows=[parked_wf])
+    async with worker:
+        pass
+    with pytest.raises(RuntimeError, match=r"a Worker runs once; create a new durable\.Worker"):
+        async with worker:
+            pass
+    with pytest.raises(RuntimeError, match="has run already"):
+        await worker.run()

@@ -179,6 +179,7 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Run until cancelled or SIGTERM/SIGINT, then hand back or finish what it holds."""
+        self._refuse_second_run()
         removers = self._install_signal_handlers()
         try:
             await self._serve(registered=False)
@@ -187,11 +188,19 @@ class Worker:
                 remove()
 
     async def __aenter__(self) -> Worker:
+        self._refuse_second_run()
         await self._register()
         self._running = asyncio.create_task(
             self._serve(registered=True), name=f"durable-worker-{self.task_queue}"
         )
         return self
+
+    def _refuse_second_run(self) -> None:
+        if self._stopping.is_set() or self._running is not None:
+            raise RuntimeError(
+                f"this Worker (task queue {self.task_queue!r}) has run already: a Worker runs "
+                "once; create a new durable.Worker to serve again"
+            )
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
