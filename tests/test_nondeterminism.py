@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -50,7 +51,10 @@ async def _has_event(handle: durable.WorkflowHandle[int], kind: str) -> bool:
     return any(e.type == kind for e in await handle.history())
 
 
-async def test_changed_code_raises_and_old_code_resumes(client: durable.Client) -> None:
+async def test_changed_code_raises_and_old_code_resumes(
+    client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="durable")
     async with _worker(client, original):
         handle = await client.start(original, 1, id="nd")
         await wait_for(lambda: _has_event(handle, "ACTIVITY_COMPLETED"))
@@ -59,6 +63,9 @@ async def test_changed_code_raises_and_old_code_resumes(client: durable.Client) 
     await handle.signal("go")
     async with _worker(client, changed):
         description = await wait_for(lambda: _failed_task(handle))
+        await wait_for(lambda: _failures(handle, 3), timeout=20)  # tried again and again
+    logged = [r for r in caplog.records if "nd" in r.getMessage() and "fetch" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]  # logged once, not per attempt
     assert "NondeterminismError" in (description.last_error or "")
     assert "other" in description.last_error and "fetch" in description.last_error
     assert description.status == "running"
@@ -67,6 +74,14 @@ async def test_changed_code_raises_and_old_code_resumes(client: durable.Client) 
 
     async with _worker(client, original):
         assert await handle.result(timeout=20) == 3
+
+
+async def _failures(handle: durable.WorkflowHandle[int], at_least: int) -> bool:
+    failures = await handle.client.store.pool.fetchval(
+        "SELECT task_failures FROM durable.workflows WHERE workflow_id = $1 AND closed_at IS NULL",
+        handle.workflow_id,
+    )
+    return bool(failures is not None and failures >= at_least)
 
 
 async def _failed_task(handle: durable.WorkflowHandle[int]) -> durable.WorkflowDescription | None:

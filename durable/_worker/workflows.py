@@ -70,7 +70,7 @@ class WorkflowTasks:
         self.watch = SlowStepWatch()
         self.busy = BusyRuns()
         self.routes = Routes(serving.store, serving.task_queue)
-        self._unrouted: set[tuple[str, str, str]] = set()  # (run, kind, name) logged
+        self._logged: set[tuple[str, str]] = set()  # (run, error) logged already
         self.parking = Parking(self.busy)
         self.wake = Wakeup()
         self._handed: dict[str, list[HandedOver]] = {}  # by run, for its next step
@@ -174,10 +174,10 @@ class WorkflowTasks:
         try:
             await self._run_steps(flight, from_inbox)
         except Unrouted as exc:
-            self._report_unrouted(task, exc)
+            self._log_once(task, logging.WARNING, exc)
             await self._give_back(flight.task, exc)
         except NondeterminismError as exc:
-            _log.error("%s", exc, extra={"workflow_id": task.workflow_id, "run_id": task.run_id})
+            self._log_once(task, logging.ERROR, exc)
             self.telemetry.nondeterminism(task.workflow_name)
             await self._give_back(flight.task, exc)
         except LostOwnership:
@@ -273,14 +273,14 @@ class WorkflowTasks:
             self._due_again.discard(run_id)
             self.wake.event.set()
 
-    def _report_unrouted(self, task: WorkflowTask, exc: Unrouted) -> None:
-        """Log once per run and name (the run tries again every few seconds)."""
-        key = (task.run_id, exc.kind, exc.name)
-        if key not in self._unrouted:
-            self._unrouted.add(key)
-            _log.warning(
-                "workflow %s: %s", task.workflow_id, exc, extra={"workflow_id": task.workflow_id}
-            )
+    def _log_once(self, task: WorkflowTask, level: int, exc: Exception) -> None:
+        """Log an error that stops a run once per run (the run tries again every few
+        seconds, and its last_error keeps saying why)."""
+        key = (task.run_id, str(exc))
+        if key not in self._logged:
+            self._logged.add(key)
+            ids = {"workflow_id": task.workflow_id, "run_id": task.run_id}
+            _log.log(level, "workflow %s: %s", task.workflow_id, exc, extra=ids)
 
     async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
         self.forget_run(task.run_id)
