@@ -4,6 +4,7 @@ the one seam between workflow code and the engine (the replayer implements it)."
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import uuid
@@ -263,24 +264,21 @@ class WorkflowContext:
     def start_child(
         self, workflow: WorkflowDefinition[Any, Any] | str, /, *args: Any, **kwargs: Any
     ) -> ChildWorkflowHandle[Any]:
-        """Start a child workflow; returns a handle at once. Its arguments are checked
-        against the workflow's parameters by type checkers; they must be positional.
+        """Start a child workflow; returns a handle at once. Its arguments (positional or
+        by keyword) are checked against the workflow's parameters by type checkers.
 
         Options (id, task_queue) come from ``workflow.with_options(...)``.
         """
-        if kwargs:
-            raise TypeError(
-                "child workflows take positional arguments only; "
-                f"got keyword arguments {sorted(kwargs)}"
-            )
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        if definition is not None:
+            _check_child_arguments(definition, self, args, kwargs)
         hint = return_hint(definition.fn) if definition else Any
         return self._runtime.start_child(
             name,
             definition.id if definition else None,
             definition.task_queue if definition else None,
-            encode_args(args, {}),
+            encode_args(args, kwargs),
             hint,
             by_name=definition is None,
         )
@@ -333,3 +331,19 @@ def _callable(fn: Any, arg: str) -> Any:
     if not callable(fn):
         raise TypeError(f"{arg} must be callable, got {fn!r}")
     return fn
+
+
+def _check_child_arguments(
+    definition: WorkflowDefinition[Any, Any],
+    ctx: WorkflowContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Arguments that do not fit the child's parameters are refused here, where they are
+    given, rather than failing the child when it starts."""
+    try:
+        inspect.signature(definition.fn).bind(ctx, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"the arguments do not fit child workflow {definition.name!r}: {exc}"
+        ) from None

@@ -982,7 +982,7 @@ MISUSE_CASES: list[Any] = [
     ("activity-undecorated", "activity"),
     ("local-activity-name", "activity"),
     ("child-int", "workflow"),
-    ("child-kwargs", "keyword"),
+    ("child-kwargs", "do not fit child workflow"),
     ("set-attributes-object", "'k'"),
     ("set-attributes-dict", "'k'"),
     ("side-effect-not-callable", "fn"),

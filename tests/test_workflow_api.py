@@ -705,7 +705,7 @@ async def child_fails(ctx: WorkflowContext) -> None:
 
 @workflow
 async def parent_child_wf(ctx: WorkflowContext) -> int:
-    return await ctx.child(child_times_ten, 4)
+    return await ctx.child(child_times_ten, 4) + await ctx.child(child_times_ten, x=1)
 
 
 @workflow
@@ -749,7 +749,7 @@ CHILDREN = [child_times_ten, child_waits_ping, child_forever, child_with_cleanup
 async def test_child_returns_result(client: durable.Client) -> None:
     async with durable.Worker(client, workflows=[parent_child_wf, *CHILDREN]):
         handle = await client.start(parent_child_wf)
-        assert await handle.result(timeout=20) == 40
+        assert await handle.result(timeout=20) == 50  # (the second child given x by keyword)
     types = await event_types(handle)
     assert "CHILD_SCHEDULED" in types
     assert "CHILD_COMPLETED" in types
