@@ -334,8 +334,7 @@ class WorkflowHandle(Generic[R]):
         row = await self._run(self.run_id)
         if row.closed_at is not None:
             return description(self._store, row)
-        pending = await self._store.pending_activities(self.workflow_id, row.run_id)
-        waits = await self._store.waits(self.workflow_id, row.run_id)
+        pending, waits = await self._store.open_work(self.workflow_id, row.run_id)
         return description(self._store, row, pending, waits)
 
     async def history(self) -> list[HistoryEvent]:

@@ -180,14 +180,19 @@ class ClientOps(StoreBase):
         row = await self.pool.fetchrow(_RUN_SQL, workflow_id, run_id)
         return None if row is None else RunRow.of(row)
 
-    async def pending_activities(self, workflow_id: str, run_id: str) -> list[PendingActivityRow]:
-        rows = await self.pool.fetch(_PENDING_ACTIVITIES_SQL, workflow_id, run_id)
-        return [PendingActivityRow(**row) for row in rows]
-
-    async def waits(self, workflow_id: str, run_id: str) -> list[WaitRow]:
-        """The run's pending timers (soonest first) and open children."""
-        rows = await self.pool.fetch(_WAITS_SQL, workflow_id, run_id, int(E.TIMER_FIRED))
-        return [
+    async def open_work(
+        self, workflow_id: str, run_id: str
+    ) -> tuple[list[PendingActivityRow], list[WaitRow]]:
+        """What an open run waits on: its pending activities, and its pending timers
+        (soonest first) and open children, read in one snapshot (what one step scheduled
+        shows whole)."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            activities = await conn.fetch(_PENDING_ACTIVITIES_SQL, workflow_id, run_id)
+            waits = await conn.fetch(_WAITS_SQL, workflow_id, run_id, int(E.TIMER_FIRED))
+        return [PendingActivityRow(**row) for row in activities], [
             WaitRow(
                 **{
                     **row,
@@ -196,7 +201,7 @@ class ClientOps(StoreBase):
                     else str(row["child_run_id"]),
                 }
             )
-            for row in rows
+            for row in waits
         ]
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:

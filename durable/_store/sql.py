@@ -114,14 +114,14 @@ SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at D
 # Store.database_time: the database's clock (a batch covers the runs started by then).
 _DATABASE_TIME_SQL = "SELECT durable.now()"
 
-# Store.pending_activities: the run's activity tasks, in schedule order.
+# Store.open_work: the run's activity tasks, in schedule order.
 _PENDING_ACTIVITIES_SQL = """
 SELECT seq, activity_name, attempt, owner IS NOT NULL AS running, scheduled_at,
     visible_at, last_failure FROM durable.activity_tasks
 WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq
 """
 
-# Store.waits: what else an open run waits on — its timers (set, not yet delivered) and its
+# Store.open_work: what else an open run waits on — its timers (set, not yet delivered) and its
 # open children — as (kind, seq, fires_at, child id, child run, child name, child status).
 _WAITS_SQL = """
 SELECT 'timer' AS kind, ref AS seq, visible_at AS fires_at, NULL AS child_id,
