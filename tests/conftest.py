@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -103,3 +105,25 @@ async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  #
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def worker_subprocess(
+    log_path: Path, *argv: str, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`durable worker ARGV` in a subprocess of the repository's folder, writing to
+    ``log_path``; killed on the way out if it is still running."""
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "durable", "worker", *argv),
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -23,7 +23,7 @@ import pytest
 import durable
 from durable._cli import main, to_jsonable
 from tests import cli_workflows
-from tests.conftest import _with_database, wait_for
+from tests.conftest import _with_database, wait_for, worker_subprocess
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,27 +55,9 @@ async def worker_process(
     dsn: str, client: durable.Client, tmp_path: Path, worker_target: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`durable worker tests.cli_workflows` in a subprocess, once it has registered."""
-    log = (tmp_path / "worker.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "durable",
-        "worker",
-        worker_target,
-        "--dsn",
-        dsn,
-        cwd=REPO,
-        stdout=log,
-        stderr=log,
-    )
-    try:
+    async with worker_subprocess(tmp_path / "worker.log", worker_target, "--dsn", dsn) as proc:
         await wait_for(lambda: client.store.registered_task_queue("greeter"), timeout=10)
         yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
 
 
 async def wait_until_waiting(client: durable.Client, workflow_id: str) -> None:

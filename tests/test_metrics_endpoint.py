@@ -20,6 +20,7 @@ from durable._cli import build_parser, main
 from durable._telemetry.endpoint import EndpointError, prometheus_provider, serve_metrics
 from durable._telemetry.metrics import metrics_for
 from tests import cli_workflows
+from tests.conftest import worker_subprocess
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,22 +71,13 @@ async def metrics_worker(
     """`durable worker tests.cli_workflows --metrics-port PORT` in a subprocess, and PORT."""
     port = free_port()
     log_path = tmp_path / "worker.log"
-    log = log_path.open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "durable", "worker", "tests.cli_workflows"),
-        *("--metrics-port", str(port), "--metrics-host", "127.0.0.1"),
-        cwd=REPO,
-        env={**os.environ, "DURABLE_DATABASE_URL": dsn},
-        stdout=log,
-        stderr=log,
-    )
+    argv = ("tests.cli_workflows", "--metrics-port", str(port), "--metrics-host", "127.0.0.1")
     try:
-        yield proc, port
+        async with worker_subprocess(
+            log_path, *argv, env={**os.environ, "DURABLE_DATABASE_URL": dsn}
+        ) as proc:
+            yield proc, port
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
         sys.stderr.write(log_path.read_text())  # shown by pytest when the test fails
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,7 @@ from durable._definitions import DEFAULT_TASK_QUEUE
 from durable._events import EventType
 from tests import cli_queues
 
-from .conftest import wait_for
-
-REPO = Path(__file__).resolve().parent.parent
+from .conftest import wait_for, worker_subprocess
 
 
 @durable.activity(name="remote_charge")
@@ -105,29 +102,11 @@ def test_each_declared_queue_gets_a_worker() -> None:
 async def test_durable_worker_serves_every_queue_its_module_names(
     dsn: str, client: durable.Client, tmp_path: Path
 ) -> None:
-    log = (tmp_path / "worker.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "durable",
-        "worker",
-        "tests.cli_queues",
-        "--dsn",
-        dsn,
-        cwd=REPO,
-        stdout=log,
-        stderr=log,
-    )
-    try:
+    async with worker_subprocess(tmp_path / "worker.log", "tests.cli_queues", "--dsn", dsn) as proc:
         await wait_for(lambda: client.store.route("activity", "charge_card", "-"), timeout=15)
         handle = await client.start(cli_queues.order_flow, 5)
         assert await handle.result(timeout=30) == ["charged 5", "audited charged 5"]
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
     text = (tmp_path / "worker.log").read_text()
     assert "task queue 'orders'" in text and "task queue 'payments'" in text
