@@ -277,3 +277,18 @@ async def test_the_open_runs_export_for_checking_a_deploy(
     assert (await Replayer(workflows=[checkout]).replay([path])).replayed == 1
     with pytest.raises(durable.NondeterminismError, match=r"open\.jsonl:1"):
         await Replayer(workflows=[checkout_changed]).replay([path])
+
+
+@workflow(name="random_child_parent")
+async def random_child_parent(ctx: WorkflowContext) -> str:
+    """Its child's id comes from ctx.uuid4(): replay must seed randomness as the run did."""
+    child = greeting.with_options(id=f"child-{ctx.uuid4()}")
+    return await ctx.child(child, "ann")
+
+
+async def test_a_history_alone_replays_randomness_as_recorded(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[random_child_parent, greeting], activities=[ship]):
+        handle = await client.start(random_child_parent)
+        await handle.result(timeout=20)
+    history = await handle.history()  # no run id in it: the start event names the seed
+    assert (await Replayer(workflows=[random_child_parent]).replay([history])).replayed == 1
