@@ -70,7 +70,7 @@ class WorkflowTasks:
         self.watch = SlowStepWatch()
         self.busy = BusyRuns()
         self.routes = Routes(serving.store, serving.task_queue)
-        self._logged: set[tuple[str, str]] = set()  # (run, error) logged already
+        self._logged: dict[str, set[str]] = {}  # errors logged already, by run (until it commits)
         self.parking = Parking(self.busy)
         self.wake = Wakeup()
         self._handed: dict[str, list[HandedOver]] = {}  # by run, for its next step
@@ -276,9 +276,9 @@ class WorkflowTasks:
     def _log_once(self, task: WorkflowTask, level: int, exc: Exception) -> None:
         """Log an error that stops a run once per run (the run tries again every few
         seconds, and its last_error keeps saying why)."""
-        key = (task.run_id, str(exc))
-        if key not in self._logged:
-            self._logged.add(key)
+        logged = self._logged.setdefault(task.run_id, set())
+        if str(exc) not in logged:
+            logged.add(str(exc))
             ids = {"workflow_id": task.workflow_id, "run_id": task.run_id}
             _log.log(level, "workflow %s: %s", task.workflow_id, exc, extra=ids)
 
@@ -426,6 +426,7 @@ class WorkflowTasks:
         finally:
             activities.slots_held -= eager_slots
         self.telemetry.committed(instance, output.events)
+        self._logged.pop(task.run_id, None)  # a step went through: a new error is news
         if len(eager) < eager_slots:
             activities.wake.capacity_freed()  # the slots not used are free again
         if ready_at is not None and ready_at <= self.serving.store.clock.now():
