@@ -70,7 +70,10 @@ async def main() -> None:
         # By registered name, without importing the workflow's code (a worker must have
         # registered it once; its task queue comes from there).
         by_name = await client.start("subscription", "pro", attributes={"customer": "ada"})
-        await by_name.cancel(reason="customer left")  # the code sees CancelledError
+        print("plan:", await by_name.query("plan"))  # answered once its code has run
+        # A run whose code has begun sees CancelledError at its await; one that has not
+        # begun yet is closed "cancelled" at once, as there is no code to tell.
+        await by_name.cancel(reason="customer left")
         print("after cancel:", await by_name.result(timeout=30))
         # --8<-- [end:by_name]
 
