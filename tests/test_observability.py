@@ -272,7 +272,7 @@ async def test_logs_carry_ids_and_failures_are_logged_once(
     workflow_logs = [r for r in caplog.records if "starting for eve" in r.getMessage()]
     assert len(workflow_logs) == 1, "logged once, not again on replay"
     record = workflow_logs[0]
-    assert record.__dict__["workflow_id"] == "logged"
+    assert record.__dict__["workflow_id"] == "logged" and record.__dict__["attempt"] == 1
     assert len(record.__dict__["trace_id"]) == 32 and len(record.__dict__["span_id"]) == 16
     activity_logs = [r for r in caplog.records if "greeting eve" in r.getMessage()]
     assert activity_logs and activity_logs[0].__dict__["attempt"] == 1

@@ -88,7 +88,12 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
         info = self._instance.info
         extra = kwargs.setdefault("extra", {})
-        extra.update(workflow_id=info.workflow_id, run_id=info.run_id, **ids_of_current())
+        extra.update(
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            attempt=info.attempt,
+            **ids_of_current(),
+        )
         return f"[{info.workflow_name} {info.workflow_id}] {msg}", kwargs
 
 
