@@ -155,7 +155,7 @@ class Commands(RunState):
         scheduled = self._command(E.CHILD_SCHEDULED, attrs, free=free)
         seq, child_id = scheduled.seq, scheduled.attrs["workflow_id"]
         future = self.loop.create_future()
-        self._awaited[seq] = Awaited(future, hint, name)
+        self._awaited[seq] = Awaited(future, hint, name, child_id=child_id)
         task = self.loop.create_task(self._await_child(seq, future), name=f"child:{child_id}")
         return ChildWorkflowHandle(self, seq, child_id, task)
 
@@ -181,8 +181,10 @@ class Commands(RunState):
             del self._awaited[seq]
             awaited.future.set_exception(
                 ChildWorkflowError(
-                    f"child workflow ({awaited.name}) was cancelled before it started",
+                    f"child workflow {awaited.child_id!r} ({awaited.name}) was cancelled"
+                    " before it started",
                     WorkflowCancelledError("cancelled before it started"),
+                    workflow_id=awaited.child_id,
                 )
             )
 

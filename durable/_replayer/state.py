@@ -50,6 +50,7 @@ class Awaited:
     hint: Any
     name: str
     cancel_requested: bool = False
+    child_id: str = ""  # a child's workflow id
 
 
 @dataclass
