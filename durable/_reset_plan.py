@@ -5,8 +5,8 @@ the start, with the same input). The new run's history is the old run's events b
 point; its code replays those steps from their recorded results and runs live from there.
 What those steps started and did not see finish is started again: activities are
 scheduled anew, timers set for the time they were due, children started (or, for one whose
-cancellation was asked, told it closed). Signals the old run received at or after the point
-are delivered to the new run again.
+cancellation was asked, told it closed). Signals and updates the old run took in at or after
+the point are delivered to the new run again, in their order.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from ._events import Event, EventType, closes_without_code, split_steps
 from ._failures import Failure
 
 E = EventType
+
+REDELIVERED = (E.SIGNAL_RECEIVED, E.UPDATE_ACCEPTED)  # messages a reset delivers again
 
 _OUTCOMES = {
     E.ACTIVITY_COMPLETED: E.ACTIVITY_SCHEDULED,
@@ -35,7 +37,7 @@ class ResetPlan:
     timers: Sequence[Event]  # TIMER_STARTED kept, neither fired nor cancelled: set again
     children: Sequence[Event]  # CHILD_SCHEDULED kept without outcome: started again
     cancelled_children: Sequence[Event]  # of those, the ones whose cancellation was asked
-    signals: Sequence[Event]  # SIGNAL_RECEIVED at or after seq: delivered again
+    messages: Sequence[Event]  # SIGNAL_RECEIVED, UPDATE_ACCEPTED at or after seq: again
 
 
 def reset_points(history: Sequence[Event]) -> list[int]:
@@ -88,7 +90,7 @@ def plan_reset(history: Sequence[Event], seq: int | None) -> ResetPlan:
         timers=[e for e in open_ if e.type is E.TIMER_STARTED and e.seq not in fired],
         children=children,
         cancelled_children=[e for e in children if e.seq in cancel_asked],
-        signals=[e for e in history if e.seq >= seq and e.type is E.SIGNAL_RECEIVED],
+        messages=[e for e in history if e.seq >= seq and e.type in REDELIVERED],
     )
 
 

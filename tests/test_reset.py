@@ -51,6 +51,26 @@ async def collecting_wf(ctx: WorkflowContext) -> list[str]:
 
 
 @workflow
+async def ledger_wf(ctx: WorkflowContext) -> list[str]:
+    seen: list[str] = []
+
+    def add(label: str) -> int:
+        seen.append(label)
+        return len(seen)
+
+    async def hold() -> str:
+        await ctx.wait_until(lambda: "release" in seen)
+        return f"held until {len(seen)}"
+
+    ctx.on_update("add", add)
+    ctx.on_update("hold", hold)
+    seen.append(await ctx.activity(reserve, "l", 0.0))
+    await ctx.wait_until(lambda: len(seen) >= 4)
+    await ctx.sleep(0.2)  # the hold update completes first
+    return seen
+
+
+@workflow
 async def timer_wf(ctx: WorkflowContext) -> str:
     nap = asyncio.ensure_future(ctx.sleep(1.0))
     go = await ctx.wait_signal("go")
@@ -73,7 +93,7 @@ def _worker(client: durable.Client, queue: str) -> durable.Worker:
     return durable.Worker(
         client,
         task_queue=queue,
-        workflows=[order_wf, collecting_wf, timer_wf, waiting_child_wf, parent_wf],
+        workflows=[order_wf, collecting_wf, ledger_wf, timer_wf, waiting_child_wf, parent_wf],
         activities=[reserve, charge],
     )
 
@@ -143,6 +163,39 @@ async def test_reset_of_an_open_run_redelivers_the_signals_after_the_point(
         "operator",
         new.run_id,
     )
+
+
+async def test_reset_and_fork_deliver_the_updates_after_the_point_again(
+    client: durable.Client,
+) -> None:
+    """An update completed after the point runs again in the new run (its caller keeps the
+    answer it had); one still pending is answered by the run reset to, not cut off. A fork
+    runs them too, but answers nobody: the original still holds its callers."""
+    async with _worker(client, "reset-q"):
+        old = await client.start(ledger_wf, id="reset-upd", task_queue="reset-q")
+        await wait_for(lambda: _has_event(old, "ACTIVITY_COMPLETED"))
+        assert [await old.update("add", label) for label in ("u1", "u2")] == [2, 3]
+        holding = asyncio.ensure_future(old.update("hold", timeout=30))
+        await wait_for(lambda: _count(old, "UPDATE_ACCEPTED", 3))
+        first_update = next(e for e in await old.history() if e.type == "UPDATE_ACCEPTED")
+
+        fork = await client.fork("reset-upd", seq=first_update.seq, new_id="reset-upd-fork")
+        assert await fork.update("add", "release") == 4
+        assert await fork.result(timeout=20) == ["reserved l", "u1", "u2", "release"]
+        await asyncio.sleep(0.3)
+        assert not holding.done(), "the fork answered a caller of the original"
+
+        new = await old.reset(seq=first_update.seq, reason="operator")
+        assert await new.update("add", "release") == 4
+        assert await holding == "held until 4"
+        assert await new.result(timeout=20) == ["reserved l", "u1", "u2", "release"]
+    assert CALLS["reserve"] == 1
+    redone = [e.result for e in await new.history() if e.type == "UPDATE_COMPLETED"]
+    assert redone == [2, 3, 4, "held until 4"]  # u1, u2 again, then release and hold
+
+
+async def _count(handle: durable.WorkflowHandle[Any], type_: str, n: int) -> bool:
+    return sum(e.type == type_ for e in await handle.history()) >= n
 
 
 async def _has_event(handle: durable.WorkflowHandle[Any], type_: str) -> bool:

@@ -313,8 +313,9 @@ class WorkflowHandle(Generic[R]):
         the new run. The run is closed (``terminated``, with ``reason``) if it is open; the
         new run's history is its events before ``seq``: its code replays them from their
         recorded results and runs live from there (activities and children they started and
-        did not see finish run again, timers are set for when they were due, signals received
-        from ``seq`` on are delivered again). ``seq`` must be the first event of a workflow
+        did not see finish run again, timers are set for when they were due, signals and
+        updates taken in from ``seq`` on are delivered again; an update this run had not
+        answered is answered by the new one). ``seq`` must be the first event of a workflow
         task (a ``ValueError`` lists the valid ones); None means just before the step that
         took in the failure of the activity or child that failed the run, else just before
         its last workflow task. Works on open and closed runs (a later open run of the

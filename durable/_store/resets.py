@@ -17,7 +17,7 @@ import asyncpg
 from .._errors import WorkflowAlreadyStartedError
 from .._events import Event, EventType
 from .._failures import failure
-from .._reset_plan import ResetPlan, plan_reset
+from .._reset_plan import REDELIVERED, ResetPlan, plan_reset
 from .base import StoreBase
 from .closing import _close_without_code
 from .commit import _start_child
@@ -26,18 +26,20 @@ from .records import ResetRun
 from .runs import _addressed_run
 from .sql import (
     _FILL_INBOX_SQL,
-    _HELD_SIGNALS_SQL,
+    _HELD_MESSAGES_SQL,
     _HISTORIES_SQL,
     _INSERT_RESET_RUNS_SQL,
     _LATEST_RUNS_SQL,
     _MARK_RESET_SQL,
     _REPOINT_CHILDREN_SQL,
+    _REPOINT_UPDATES_SQL,
     _RESCHEDULE_ACTIVITIES_SQL,
     _RESETS_DONE_SQL,
     _START_LATEST_RUN_SQL,
 )
 
 E = EventType
+_FORKED_UPDATES = uuid.UUID("0b8f2c1e-6d3a-4f57-8e21-5a9c7d4e3b10")  # namespace of their ids
 
 
 class Resets(StoreBase):
@@ -74,7 +76,8 @@ class _Reset:
     plan: ResetPlan
     new_id: str
     new_run: str = field(default_factory=lambda: str(uuid.uuid4()))
-    held: list[bytes] = field(default_factory=list)  # signals its inbox held, oldest first
+    held: list[tuple[int, bytes]] = field(default_factory=list)  # its inbox's signals and
+    # updates (kind, sealed body), oldest first
     repointed: set[int] = field(default_factory=set)  # children moved to the new run
 
     @property
@@ -193,14 +196,16 @@ async def _close_old_runs(
     conn: asyncpg.Connection, resets: Sequence[_Reset], reason: str | None
 ) -> None:
     """The open runs reset, terminated (their parents are not told: the new runs report to
-    them), with the signals they held kept and the children they started moved to the new
-    runs first."""
+    them), with the signals and updates they held kept, and the children they started and
+    the updates they had not answered moved to the new runs first."""
     if not resets:
         return
     by_run = {r.old[1]: r for r in resets}
     old_ids, old_runs = (list(c) for c in zip(*(r.old for r in resets), strict=True))
-    for row in await conn.fetch(_HELD_SIGNALS_SQL, old_ids, old_runs, int(E.SIGNAL_RECEIVED)):
-        by_run[str(row["run_id"])].held.append(row["body"])
+    kinds = [int(kind) for kind in REDELIVERED]
+    for row in await conn.fetch(_HELD_MESSAGES_SQL, old_ids, old_runs, kinds):
+        by_run[str(row["run_id"])].held.append((row["kind"], row["body"]))
+    await conn.execute(_REPOINT_UPDATES_SQL, old_ids, old_runs, [r.new_run for r in resets])
     children = [(*r.old, r.new_run, c.seq) for r in resets for c in r.plan.children]
     if children:
         by_new = {r.new_run: r for r in resets}
@@ -303,15 +308,16 @@ async def _restart_work(conn: asyncpg.Connection, resets: Sequence[_Reset]) -> N
 def _first_messages(
     codecs: Any, reset: _Reset
 ) -> list[tuple[EventType, int | None, datetime | None, bytes]]:
-    """A new run's first messages, in order: the signals from the reset point on and those
-    its old run held, its timers set again, its execution timeout, and the outcome of each
-    child whose cancellation was asked (it has closed)."""
+    """A new run's first messages, in order: the signals and updates from the reset point
+    on and those its old run held, its timers set again, its execution timeout, and the
+    outcome of each child whose cancellation was asked (it has closed). A fork's updates
+    get ids of their own: their callers are the original run's, which still answers them."""
     plan = reset.plan
     messages: list[tuple[EventType, int | None, datetime | None, bytes]] = [
-        (E.SIGNAL_RECEIVED, None, None, _seal_attrs(codecs, signal.attrs))
-        for signal in plan.signals
+        (message.type, None, None, _seal_attrs(codecs, _redelivered(reset, message)))
+        for message in plan.messages
     ]
-    messages += [(E.SIGNAL_RECEIVED, None, None, body) for body in reset.held]
+    messages += [(E(kind), None, None, body) for kind, body in reset.held]
     for timer in plan.timers:
         fire_at = datetime.fromtimestamp(timer.attrs["fire_at"], UTC)
         messages.append(
@@ -332,6 +338,18 @@ def _first_messages(
         }
         messages.append((E.CHILD_FAILED, None, None, _seal_attrs(codecs, outcome)))
     return messages
+
+
+def _redelivered(reset: _Reset, message: Event) -> dict[str, Any]:
+    if message.type is E.UPDATE_ACCEPTED and not reset.takes_parent:
+        # no caller waits on the new run's answer: an id no call has
+        return {
+            **message.attrs,
+            "update_id": str(
+                uuid.uuid5(_FORKED_UPDATES, reset.new_run + message.attrs["update_id"])
+            ),
+        }
+    return message.attrs
 
 
 def _activity_row(codecs: Any, scheduled: Event) -> tuple[Any, ...]:

@@ -824,11 +824,19 @@ WHERE w.parent_workflow_id = c.parent_id AND w.parent_run_id = c.old_run
 RETURNING w.parent_run_id, w.parent_seq
 """
 
-# Signals open runs were sent and have not taken in yet, each run's oldest first.
-_HELD_SIGNALS_SQL = """
-SELECT run_id, body FROM durable.inbox
-WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND kind = $3
+# Signals and updates open runs were sent and have not taken in yet, each run's oldest first.
+_HELD_MESSAGES_SQL = """
+SELECT run_id, kind, body FROM durable.inbox
+WHERE workflow_id = ANY($1::text[]) AND run_id = ANY($2::uuid[]) AND kind = ANY($3::smallint[])
 ORDER BY workflow_id, run_id, id
+"""
+
+# The updates open runs have not answered yet, moved to the runs they are reset to (which
+# answer them) before the old runs close (which would cut them off).
+_REPOINT_UPDATES_SQL = """
+UPDATE durable.calls c SET run_id = r.new_run
+FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS r(workflow_id, old_run, new_run)
+WHERE c.workflow_id = r.workflow_id AND c.run_id = r.old_run AND c.kind = 2 AND NOT c.done
 """
 
 # The new runs' first messages, in the order given (signals again, timers set again, the
