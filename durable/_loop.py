@@ -49,6 +49,15 @@ class DurableTimerHandle(asyncio.TimerHandle):
         self.started = loop.time()
 
 
+_LET_GO_ROUNDS = 10
+
+
+def _suspended(coro: object) -> bool:
+    """Whether a task's coroutine (or generator) has not finished nor been closed."""
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    return frame is not None
+
+
 class _NumberedTask(asyncio.Task[_T]):
     """A task that hashes by its number, given by its loop as it is created: the same
     numbers on every replay. Its cancel hook, if any, hears of its cancellation as it is
@@ -148,6 +157,22 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
                 yield
         finally:
             self._frozen = None
+
+    def let_go(self, reason: str) -> None:
+        """Close the coroutines of the tasks still pending here, frozen (``reason`` is what
+        scheduling raises): a ``finally`` block of theirs runs now and cannot start
+        anything, instead of when the garbage collector closes them, which prints
+        "coroutine ignored GeneratorExit" when one awaits. One that awaits again in its
+        ``finally`` is closed again there, a few rounds at most."""
+        with self.frozen(reason):
+            for _ in range(_LET_GO_ROUNDS):
+                pending = [c for t in asyncio.all_tasks(self) if _suspended(c := t.get_coro())]
+                if not pending:
+                    break
+                for coro in pending:
+                    with contextlib.suppress(Exception):  # it awaited, or raised, as it closed
+                        coro.close()
+        self._ready.clear()
 
     def run_until_idle(self) -> None:
         """Run ready callbacks (and what they schedule) until nothing is ready; within
@@ -249,7 +274,11 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         task: _NumberedTask[_T] = _NumberedTask.__new__(_NumberedTask)
         task._durable_number = self.next_number()
         task._cancel_hook = on_cancel
-        task.__init__(coro, loop=self, name=name, context=context)  # type: ignore[misc]
+        try:
+            task.__init__(coro, loop=self, name=name, context=context)  # type: ignore[misc]
+        except WorkflowError:  # frozen: the coroutine never runs
+            coro.close()
+            raise
         return task
 
     def get_debug(self) -> bool:

@@ -4,7 +4,9 @@ and a real Postgres database."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -1368,3 +1370,56 @@ async def activity_error_wf(ctx: WorkflowContext) -> dict[str, Any]:
         assert isinstance(cause, ApplicationError)
         return {"type": cause.type, "message": cause.message, "activity": exc.activity_name}
     return {}
+
+
+CLEANED: list[str] = []
+
+
+@activity
+async def clean_up(label: str) -> None:
+    CLEANED.append(label)
+
+
+@workflow
+async def cleans_up_wf(ctx: WorkflowContext, label: str) -> None:
+    try:
+        await ctx.wait_signal("never")
+    finally:
+        await ctx.activity(clean_up, label)  # a finally block that awaits
+
+
+async def _stepped(handle: durable.WorkflowHandle[Any]) -> bool:
+    return len(await handle.history()) >= 2
+
+
+async def test_a_run_let_go_from_memory_closes_its_code_quietly_and_resumes_from_history(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run dropped from the worker's cache (or left there as the worker stops) has its
+    suspended code closed at once: a finally block that awaits neither prints "coroutine
+    ignored GeneratorExit" when the garbage collector gets to it nor starts anything, and
+    the run, replayed from history at its next step, runs that block for real."""
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    CLEANED.clear()
+    async with durable.Worker(
+        client,
+        task_queue="let-go",
+        workflows=[cleans_up_wf],
+        activities=[clean_up],
+        max_cached_workflows=1,
+    ):
+        first = await client.start(cleans_up_wf, "first", task_queue="let-go")
+        await wait_for(lambda: _stepped(first))
+        second = await client.start(cleans_up_wf, "second", task_queue="let-go")
+        await wait_for(lambda: _stepped(second))  # the first is let go of to make room
+        gc.collect()
+        assert (unraisable, CLEANED) == ([], [])
+        await first.cancel()
+        with pytest.raises(durable.WorkflowCancelledError):
+            await first.result(timeout=20)
+        assert CLEANED == ["first"]
+        assert [e.type for e in await first.history()].count("ACTIVITY_SCHEDULED") == 1
+    gc.collect()
+    assert unraisable == []
+    await second.terminate()

@@ -115,7 +115,10 @@ async def _replay_one(
     outcome = _ReplayOutcome(d.workflow_id, d.run_id, d.workflow_name, "ok")
     history = await client.store.load_history(d.workflow_id, d.run_id)
     try:
-        WorkflowInstance.replayed(workflows[d.workflow_name], d.workflow_id, d.run_id, history)
+        instance = WorkflowInstance.replayed(
+            workflows[d.workflow_name], d.workflow_id, d.run_id, history
+        )
+        instance.discard()
     except NondeterminismError as exc:
         outcome.status, outcome.error = "NONDETERMINISM", str(exc)
     except Exception as exc:

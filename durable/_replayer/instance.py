@@ -121,8 +121,20 @@ class WorkflowInstance(Commands, Messages, Outcomes):
     ) -> WorkflowInstance:
         """The run rebuilt from its history: built, then its completed steps replayed."""
         instance = cls(definition, workflow_id, run_id, history, clock=clock)
-        instance.replay()
+        try:
+            instance.replay()
+        except BaseException:
+            instance.discard()
+            raise
         return instance
+
+    def discard(self) -> None:
+        """Let go of the run's code, which will not step again in this instance: what of it
+        is still suspended is closed now (see WorkflowEventLoop.let_go)."""
+        self.loop.let_go(
+            f"workflow {self.info.workflow_id!r} is being let go from memory: its code cannot "
+            "start anything now (it resumes from history where it runs next)"
+        )
 
     # ---------------------------------------------------------------- driving
     def replay(self) -> None:

@@ -286,7 +286,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await self._store.unregister_worker(self.worker_id)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._workflow_tasks.cache.clear()
+        self._workflow_tasks.let_go_of_cache()
         _log.info("worker %s stopped", self.identity)
 
     async def _drain(self) -> None:

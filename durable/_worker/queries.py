@@ -46,6 +46,7 @@ class Queries:
         """Answer from the run's committed state: after the step in flight here, if any."""
         workflows, store = self.workflows, self.serving.store
         instance: WorkflowInstance | None = None
+        replayed = False  # for this query only: let go once answered
         try:
             await workflows.busy.wait_idle(call.run_id)
             cached = workflows.cache.get(call.run_id)
@@ -55,11 +56,14 @@ class Queries:
                 instance = await workflows.replayed(
                     call.workflow_name, call.workflow_id, call.run_id, None
                 )
+                replayed = True
             result = instance.query(call.name, call.args)
         except Exception as exc:
             await store.answer_call(call.id, None, to_failure(exc))
         else:
             await store.answer_call(call.id, result, None)
         finally:
-            if instance is not None and instance.tainted and call.run_id not in workflows.busy:
+            if replayed and instance is not None:
+                instance.discard()
+            elif instance is not None and instance.tainted and call.run_id not in workflows.busy:
                 workflows.forget_run(call.run_id)  # replayed from history at its next step

@@ -340,7 +340,9 @@ class WorkflowTasks:
         """Drop a run from memory, with the local activities it runs here; the activity
         results handed to it while idle go through the store (a busy run's task does that
         as it ends)."""
-        self.cache.pop(run_id, None)
+        run = self.cache.pop(run_id, None)
+        if run is not None:
+            run.instance.discard()
         self._waiting.pop(run_id, None)
         self.parking.unpark(run_id, None)
         self.locals.stop_all(run_id)
@@ -348,6 +350,11 @@ class WorkflowTasks:
             reporting = asyncio.create_task(self._report_through_store(handed))
             self._reporting.add(reporting)
             reporting.add_done_callback(self._reporting.discard)
+
+    def let_go_of_cache(self) -> None:
+        """Drop every cached run's instance (the worker has stopped)."""
+        while self.cache:
+            self.cache.popitem(last=False)[1].instance.discard()
 
     def forget_all(self) -> None:
         for run_id in list(self.cache):

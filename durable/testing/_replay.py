@@ -90,7 +90,7 @@ class Replayer:
         definition = self._definition_for(recorded, events)
         workflow_id, run_id = recorded.workflow_id or _UNKNOWN_ID, recorded.run_id or _UNKNOWN_ID
         try:
-            WorkflowInstance.replayed(definition, workflow_id, run_id, events)
+            WorkflowInstance.replayed(definition, workflow_id, run_id, events).discard()
         except NondeterminismError as exc:
             raise NondeterminismError(f"{recorded.describe()}: {exc}") from exc
         except Exception as exc:
