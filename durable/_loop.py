@@ -14,6 +14,7 @@ import collections
 import contextlib
 import contextvars
 import logging
+import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -137,6 +138,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._frozen: str | None = None  # why nothing may be scheduled now (a query runs)
         self._active = _Active(self)
         self.unhandled: list[BaseException] = []
+        # its tasks, for let_go (asyncio.all_tasks would scan every task of the process)
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     # -- driving -------------------------------------------------------------------
     def advance_to(self, now: float) -> None:
@@ -166,7 +169,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         ``finally`` is closed again there, a few rounds at most."""
         with self.frozen(reason):
             for _ in range(_LET_GO_ROUNDS):
-                pending = [c for t in asyncio.all_tasks(self) if _suspended(c := t.get_coro())]
+                pending = [c for t in list(self._tasks) if _suspended(c := t.get_coro())]
                 if not pending:
                     break
                 for coro in pending:
@@ -279,6 +282,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         except WorkflowError:  # frozen: the coroutine never runs
             coro.close()
             raise
+        self._tasks.add(task)
         return task
 
     def get_debug(self) -> bool:

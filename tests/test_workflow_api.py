@@ -1385,7 +1385,13 @@ async def cleans_up_wf(ctx: WorkflowContext, label: str) -> None:
     try:
         await ctx.wait_signal("never")
     finally:
+        ctx.logger.info("cleaning up %s", label)
         await ctx.activity(clean_up, label)  # a finally block that awaits
+
+
+def _cleanup_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records]
+    return [line.split("] ", 1)[-1] for line in lines if "cleaning up" in line]
 
 
 async def _stepped(handle: durable.WorkflowHandle[Any]) -> bool:
@@ -1393,12 +1399,14 @@ async def _stepped(handle: durable.WorkflowHandle[Any]) -> bool:
 
 
 async def test_a_run_let_go_from_memory_closes_its_code_quietly_and_resumes_from_history(
-    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A run dropped from the worker's cache (or left there as the worker stops) has its
     suspended code closed at once: a finally block that awaits neither prints "coroutine
-    ignored GeneratorExit" when the garbage collector gets to it nor starts anything, and
-    the run, replayed from history at its next step, runs that block for real."""
+    ignored GeneratorExit" when the garbage collector gets to it nor starts or logs
+    anything, and the run, replayed from history at its next step, runs that block for
+    real."""
+    caplog.set_level(logging.INFO, logger="durable")
     unraisable: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     CLEANED.clear()
@@ -1414,11 +1422,11 @@ async def test_a_run_let_go_from_memory_closes_its_code_quietly_and_resumes_from
         second = await client.start(cleans_up_wf, "second", task_queue="let-go")
         await wait_for(lambda: _stepped(second))  # the first is let go of to make room
         gc.collect()
-        assert (unraisable, CLEANED) == ([], [])
+        assert (unraisable, CLEANED, _cleanup_lines(caplog)) == ([], [], [])
         await first.cancel()
         with pytest.raises(durable.WorkflowCancelledError):
             await first.result(timeout=20)
-        assert CLEANED == ["first"]
+        assert CLEANED == ["first"] and _cleanup_lines(caplog) == ["cleaning up first"]
         assert [e.type for e in await first.history()].count("ACTIVITY_SCHEDULED") == 1
     gc.collect()
     assert unraisable == []

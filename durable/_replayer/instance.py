@@ -130,7 +130,9 @@ class WorkflowInstance(Commands, Messages, Outcomes):
 
     def discard(self) -> None:
         """Let go of the run's code, which will not step again in this instance: what of it
-        is still suspended is closed now (see WorkflowEventLoop.let_go)."""
+        is still suspended is closed now (see WorkflowEventLoop.let_go), as if replaying
+        (ctx.logger is silent)."""
+        self._replaying = True
         self.loop.let_go(
             f"workflow {self.info.workflow_id!r} is being let go from memory: its code cannot "
             "start anything now (it resumes from history where it runs next)"

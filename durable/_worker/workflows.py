@@ -44,6 +44,7 @@ class _InFlight:
 
     task: WorkflowTask
     handed: list[HandedOver] = field(default_factory=list)
+    run: CachedRun | None = None  # the instance it steps (let go as it ends, if dropped)
 
 
 class WorkflowTasks:
@@ -202,7 +203,7 @@ class WorkflowTasks:
 
     async def _run_steps(self, flight: _InFlight, from_inbox: bool) -> None:
         task = flight.task
-        run = await self._cached_run(task)
+        run = flight.run = await self._cached_run(task)
         claimed = from_inbox  # a claimed run is due: its commit must reset when it is due next
         while True:
             messages = await self._read_inbox(task, run) if from_inbox else []
@@ -222,6 +223,9 @@ class WorkflowTasks:
                 task = flight.task = woken
                 from_inbox = claimed = True
                 run = await self._cached_run(task)
+                if run is not flight.run:
+                    flight.run.instance.discard()  # replayed anew: the old one is done with
+                    flight.run = run
             elif not self._handed.get(task.run_id) or task.run_id not in self.cache:
                 return  # the outcomes take longer: they start a task of their own
 
@@ -264,6 +268,8 @@ class WorkflowTasks:
         run_id = flight.task.run_id
         handed = flight.handed + self._handed.pop(run_id, [])
         self.busy.discard(run_id)
+        if flight.run is not None and self.cache.get(run_id) is not flight.run:
+            flight.run.instance.discard()  # dropped while it ran
         if handed and run_id in self.cache:
             self._handed[run_id] = handed
             self._waiting.setdefault(run_id, flight.task.workflow_id)
@@ -341,7 +347,7 @@ class WorkflowTasks:
         results handed to it while idle go through the store (a busy run's task does that
         as it ends)."""
         run = self.cache.pop(run_id, None)
-        if run is not None:
+        if run is not None and run_id not in self.busy:  # a busy one is let go as it ends
             run.instance.discard()
         self._waiting.pop(run_id, None)
         self.parking.unpark(run_id, None)
