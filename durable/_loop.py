@@ -173,7 +173,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
                 if not pending:
                     break
                 for coro in pending:
-                    with contextlib.suppress(Exception):  # it awaited, or raised, as it closed
+                    # it awaited, or raised (a cancellation too), as it closed
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         coro.close()
         self._ready.clear()
 
