@@ -144,12 +144,10 @@ async def finished(
 ) -> AsyncIterator[dict[str, Finished]]:
     """Every runnable example, run AT_ONCE at a time, each on a database of its own."""
     names = {p.name: f"durable_docs_{os.getpid()}_{i}" for i, p in enumerate(RUNNABLE)}
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        for database in names.values():
-            await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
+    await _on_server(
+        server_dsn,
+        [f'CREATE DATABASE "{d}" TEMPLATE "{template_database}"' for d in names.values()],
+    )
     gate = asyncio.Semaphore(AT_ONCE)
     pycache = tmp_path_factory.mktemp("pycache")
 
@@ -163,12 +161,19 @@ async def finished(
         results = await asyncio.gather(*(run(p) for p in RUNNABLE))
         yield {p.name: r for p, r in zip(RUNNABLE, results, strict=True)}
     finally:
-        admin = await asyncpg.connect(server_dsn)
-        try:
-            for database in names.values():
-                await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _on_server(
+            server_dsn, [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in names.values()]
+        )
+
+
+async def _on_server(server_dsn: str, statements: list[str]) -> None:
+    """Run statements one after another on one connection to the server."""
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
 
 
 @pytest.mark.parametrize("example", [p.name for p in RUNNABLE])
