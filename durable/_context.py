@@ -4,11 +4,12 @@ the one seam between workflow code and the engine (the replayer implements it)."
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypeVar, overload
@@ -25,11 +26,26 @@ from ._definitions import (
     workflow_name,
 )
 from ._errors import TimeoutError as DurableTimeoutError
+from ._loop import NumberedCoroutine
 from ._serialization import encode_args, return_hint
 from ._validate import check_name, to_seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _hashed_in_order(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The coroutines a workflow API method returns hash by the order they were made in, not
+    by address (see NumberedCoroutine): ``as_completed([ctx.activity(...), ...])`` then
+    schedules them in the same order on every replay."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return NumberedCoroutine(method(*args, **kwargs))
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -179,10 +195,12 @@ class WorkflowContext:
     ) -> R: ...
     @overload
     async def activity(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    @_hashed_in_order
     async def activity(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run an activity and wait for its result; raises ActivityError when it fails for good."""
         return await self.start_activity(fn, *args, **kwargs)
 
+    @_hashed_in_order
     async def local_activity(
         self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
@@ -198,6 +216,7 @@ class WorkflowContext:
         return result
 
     # -- timers -------------------------------------------------------------------------
+    @_hashed_in_order
     async def sleep(self, duration: float | timedelta) -> None:
         """A durable timer: survives worker restarts."""
         seconds = to_seconds(duration, "duration")
@@ -205,6 +224,7 @@ class WorkflowContext:
             raise ValueError(f"duration must not be negative, got {duration!r}")
         await asyncio.sleep(seconds)
 
+    @_hashed_in_order
     async def sleep_until(self, when: datetime) -> None:
         """A durable timer until ``when`` (timezone-aware)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
@@ -212,6 +232,7 @@ class WorkflowContext:
         await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
 
     # -- signals, queries, updates, conditions ------------------------------------------------
+    @_hashed_in_order
     async def wait_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
         """The next payload of signal ``name``; raises asyncio.TimeoutError on timeout."""
         future = self._runtime.wait_signal(check_name("name", name))
@@ -242,6 +263,7 @@ class WorkflowContext:
             _callable(validator, "validator")
         self._runtime.on_update(check_name("name", name), _callable(handler, "handler"), validator)
 
+    @_hashed_in_order
     async def wait_until(
         self, predicate: Callable[[], bool], timeout: float | timedelta | None = None
     ) -> None:
@@ -289,6 +311,7 @@ class WorkflowContext:
     ) -> R: ...
     @overload
     async def child(self, workflow: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    @_hashed_in_order
     async def child(
         self, workflow: WorkflowDefinition[Any, Any] | str, /, *args: Any, **kwargs: Any
     ) -> Any:
@@ -296,6 +319,7 @@ class WorkflowContext:
         return await self.start_child(workflow, *args, **kwargs)
 
     # -- recorded values, versioning ------------------------------------------------------
+    @_hashed_in_order
     async def side_effect(self, fn: Callable[[], R]) -> R:
         """Run ``fn()`` once, record its value, and return the recorded value on replay."""
         result: R = self._runtime.side_effect(_callable(fn, "fn"))

@@ -4,12 +4,19 @@ An event is either a *command* (issued by workflow code and matched on replay at
 same position) or *incoming* (something that happened to the workflow; on replay it
 is delivered in the step where it was originally delivered).
 
-History is a sequence of *steps*. A step delivers its incoming events to the code, all of
-them before the code runs, and records the commands the code issued until it waited; the
-last event a step recorded has ``ends_step`` set, and its timestamp is the step's time (the
-workflow clock while the step ran). A step that recorded nothing else records a
-STEP_COMPLETED event. Events at the end of a history without ``ends_step`` (a start, a
-fired timer the store recorded) belong to a step that has not completed yet.
+History is a sequence of *steps*. A step delivers its incoming events to the code one at a
+time, in the order they arrived, and runs the code until it waits after each (so a message
+meets the state that every earlier message left: an update's validator sees what the
+handler of the signal before it did); the commands the code issues are recorded where it
+issues them, between the incoming events. The last event a step recorded has ``ends_step``
+set, and its timestamp is the step's time (the workflow clock while the step ran). A step
+that recorded nothing else records a STEP_COMPLETED event. Events at the end of a history
+without ``ends_step`` (a start, a fired timer the store recorded) belong to a step that has
+not completed yet.
+
+Runs started before rule 2 (their start event has no ``rules``) follow rule 1: a step
+delivers all its incoming events first (the start excepted, which runs the body at once), then
+runs the code; their histories replay by it.
 """
 
 from __future__ import annotations
@@ -110,6 +117,11 @@ IDENTITY_KEYS: dict[EventType, tuple[str, ...]] = {
     EventType.CHILD_SIGNALED: ("scheduled", "name"),
     EventType.PATCH: ("change_id",),
 }
+
+# The replay rules a run follows, recorded in its start event ("rules"): 2, each incoming
+# event of a step is delivered and the code run until it waits before the next one; absent,
+# rule 1 (see the module's docstring). A run reset to a kept step keeps its old run's rules.
+REPLAY_RULES = 2
 
 # Attributes holding encoded payloads (bytes), decoded for people reading a history.
 PAYLOAD_KEYS = frozenset({"args", "result", "value", "details"})

@@ -94,6 +94,49 @@ class _NumberedFuture(asyncio.Future[_T]):
             return number
 
 
+class NumberedCoroutine(Coroutine[Any, Any, _T]):
+    """A coroutine of the workflow API (``ctx.activity(...)`` and the like) that hashes by a
+    number its loop gives it as it is first hashed, not by its address: ``as_completed`` puts
+    what it is given in a set and starts them in that set's order, which must be the same on
+    every replay. The numbers are counted apart from those of tasks and futures, so that
+    hashing these does not move theirs."""
+
+    __slots__ = ("_coro", "_durable_number")
+    _durable_number: int
+
+    def __init__(self, coro: Coroutine[Any, Any, _T]) -> None:
+        self._coro = coro
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        return self._coro.throw(*exc)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self._coro.__await__()
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self._coro, "cr_frame", None)
+
+    def __repr__(self) -> str:
+        return repr(self._coro)
+
+    def __hash__(self) -> int:
+        try:
+            return self._durable_number
+        except AttributeError:
+            loop = asyncio._get_running_loop()
+            if not isinstance(loop, WorkflowEventLoop):
+                return id(self) >> 4  # not in workflow code: as any object
+            number = self._durable_number = loop.next_coroutine_number()
+            return number
+
+
 class _Active:
     """The context of ``WorkflowEventLoop.active()``: one per loop, entered at every step;
     a nested entry (a validator or query within a step) changes nothing."""
@@ -135,6 +178,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         # replay, across the runs a worker holds far apart (asyncio keeps every task of the
         # process in one set, where equal hashes would collide)
         self._created = seed
+        self._coroutines = seed  # the numbers of NumberedCoroutines
         self._frozen: str | None = None  # why nothing may be scheduled now (a query runs)
         self._active = _Active(self)
         self.unhandled: list[BaseException] = []
@@ -250,6 +294,13 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             self._refuse_frozen()
         self._created += 1
         return self._created
+
+    def next_coroutine_number(self) -> int:
+        """The number a NumberedCoroutine of this loop hashes by."""
+        if self._frozen is not None:
+            self._refuse_frozen()
+        self._coroutines += 1
+        return self._coroutines
 
     def create_future(self) -> asyncio.Future[Any]:
         if self._frozen is not None:

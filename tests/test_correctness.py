@@ -9,7 +9,6 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -44,16 +43,6 @@ async def inbox_rows(client: durable.Client, workflow_id: str) -> int:
         "SELECT count(*) FROM durable.inbox WHERE workflow_id = $1", workflow_id
     )
     return count
-
-
-def collecting(*names: str) -> Callable[[WorkflowContext, list[str]], None]:
-    """Registers a signal handler per name that appends the name to ``got``."""
-
-    def register(ctx: WorkflowContext, got: list[str]) -> None:
-        for name in names:
-            ctx.on_signal(name, lambda name=name: got.append(name))
-
-    return register
 
 
 # ------------------------ 1. late results of timed-out attempts
@@ -157,10 +146,17 @@ async def test_a_pinned_handle_follows_its_run_across_continue_as_new(
 # ------------------------ 3. messages accepted before a run closes
 
 
+def releasing_on_a(ctx: WorkflowContext, got: list[str]) -> None:
+    """ "a" releases the code; "b" is recorded where it reaches its handler (in the attribute
+    "b"), since the code that returned on "a" cannot show it in its result."""
+    ctx.on_signal("a", lambda: got.append("a"))
+    ctx.on_signal("b", lambda: ctx.set_attributes(b=True))
+
+
 @workflow
 async def releases_on_a_wf(ctx: WorkflowContext) -> list[str]:
     got: list[str] = []
-    collecting("a", "b")(ctx, got)
+    releasing_on_a(ctx, got)
     await ctx.wait_until(lambda: "a" in got)
     return got
 
@@ -173,18 +169,34 @@ async def test_signals_queued_together_are_all_delivered_before_the_run_closes(
     await handle.signal("a")
     await handle.signal("b")
     async with durable.Worker(client, workflows=[releases_on_a_wf]):
-        assert await handle.result(timeout=20) == ["a", "b"]
+        assert await handle.result(timeout=20) == ["a"]  # it returned as "a" came
+    assert (await handle.describe()).attributes == {"b": True}
 
 
-async def test_a_cancel_queued_after_the_releasing_signal_is_delivered(
+async def test_a_cancel_queued_with_the_releasing_signal_acts_in_arrival_order(
     client: durable.Client,
 ) -> None:
-    handle = await client.start(releases_on_a_wf)
-    await handle.signal("a")
-    await handle.cancel()
+    """Both reach the run in one step (it was paused while they came), each in its turn: a
+    cancel before "a" cancels the code; one after it finds the code returned (as it would
+    had it come a moment later), and is recorded all the same."""
     async with durable.Worker(client, workflows=[releases_on_a_wf]):
-        with pytest.raises(durable.WorkflowCancelledError):
-            await handle.result(timeout=20)
+        for cancel_first in (True, False):
+            handle = await client.start(releases_on_a_wf)
+            await wait_for(lambda h=handle: h.query("__durable_waits"))  # its first step ran
+            await handle.pause()
+            if cancel_first:
+                await handle.cancel()
+            await handle.signal("a")
+            if not cancel_first:
+                await handle.cancel()
+            await handle.resume()
+            if cancel_first:
+                with pytest.raises(durable.WorkflowCancelledError):
+                    await handle.result(timeout=20)
+            else:
+                assert await handle.result(timeout=20) == ["a"]
+                kinds = await event_types(handle)
+                assert kinds[-3:] == ["SIGNAL_RECEIVED", "CANCEL_REQUESTED", "WORKFLOW_COMPLETED"]
 
 
 @workflow
@@ -225,7 +237,7 @@ def send_b_from_another_thread(dsn: str, workflow_id: str) -> None:
 @workflow
 async def closes_while_b_arrives_wf(ctx: WorkflowContext) -> list[str]:
     got: list[str] = []
-    collecting("a", "b")(ctx, got)
+    releasing_on_a(ctx, got)
     await ctx.wait_until(lambda: "a" in got)
     if not ctx.is_replaying:
         CLOSING.set()  # the step that closes the run is running: "b" is sent now
@@ -244,7 +256,8 @@ async def test_a_signal_accepted_while_the_closing_step_runs_is_delivered(
     try:
         async with durable.Worker(client, workflows=[closes_while_b_arrives_wf]):
             await handle.signal("a")
-            assert await handle.result(timeout=30) == ["a", "b"]
+            assert await handle.result(timeout=30) == ["a"]
+        assert (await handle.describe()).attributes == {"b": True}
     finally:
         CLOSING.set()
         sender.join(30)

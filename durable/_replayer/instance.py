@@ -4,7 +4,7 @@ through its recorded history and then live."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -108,6 +108,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         self._patches = {}
         self._random = None
         self._execution_deadline = started.attrs.get("execution_deadline")
+        self._each_message = started.attrs.get("rules", 1) >= 2  # see _events.REPLAY_RULES
 
     @classmethod
     def replayed(
@@ -163,14 +164,16 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         self._replaying = True
         self._begin_step(last.timestamp, events[start].seq)
         with self.loop.active():
-            while self._position < self._step_end:
+            while self._position < self._step_end and not self._closed_externally():
                 event = events[self._position]
-                if event.type in COMMANDS or (self.closed and self._closing is None):
-                    break
+                if event.type in COMMANDS:
+                    if not (self._each_message and event.type is E.PATCH):
+                        break
+                    # the code ran since the patch was recorded and did not ask for it here
+                    self._position += 1
+                    continue
                 self._position += 1
-                self._apply(event)
-                if event.type is E.WORKFLOW_STARTED:  # see _apply_in_step
-                    self._run()
+                self._apply_in_step(event)
             self._end_step()
         leftover = [e for e in events[self._position : self._step_end] if e.type is not E.PATCH]
         if leftover and not self._closed_externally():
@@ -200,7 +203,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         how many of ``incoming`` were taken: the rest stay queued for the run that a
         continue-as-new of this step starts."""
         tail, self._tail = self._tail, []
-        now = self.clock.now()
+        now = self._begins_at(tail[0]) if tail and tail[0].seq == 1 else self.clock.now()
         self._begin_step(now, tail[0].seq if tail else self.next_seq)
         events_before = len(self.new_events)
         taken = 0
@@ -226,16 +229,25 @@ class WorkflowInstance(Commands, Messages, Outcomes):
                 self.completed_steps += 1
         return taken
 
+    @staticmethod
+    def _begins_at(started: Event) -> datetime:
+        """The time of a run's first step: when the run was due to begin (its start, plus
+        its start delay), however late a worker took it up; its timers count from there."""
+        return started.timestamp + timedelta(seconds=started.attrs.get("start_delay") or 0)
+
     def _begin_step(self, at: datetime, first_seq: int) -> None:
         self._step_time = at
         self._step_first_seq = first_seq
         self.loop.advance_to(at.timestamp())
 
     def _apply_in_step(self, event: Event) -> None:
-        """Deliver one event of a step. The start runs the body at once, so that it registers
-        its handlers before the step's other messages reach them."""
+        """Deliver one event of a step and run the code until it waits, so that the next
+        event meets the state this one left (under rule 1, only the start ran the body at
+        once, for it to register its handlers before the step's messages reached them)."""
         self._apply(event)
-        if event.type is E.WORKFLOW_STARTED:
+        if event.type is E.WORKFLOW_STARTED or (
+            self._each_message and not self._closed_externally()
+        ):
             self._run()
 
     def _end_step(self) -> None:

@@ -115,6 +115,7 @@ class RunState:
         "_child_count",
         "_closing",
         "_conditions",
+        "_each_message",
         "_execution_deadline",
         "_local_count",
         "_locals",
@@ -192,6 +193,7 @@ class RunState:
     _random: random.Random | None
     _seed_run: str  # the run whose id seeds randomness: this one, or the one it was reset from
     _execution_deadline: float | None
+    _each_message: bool  # replay rule 2: the code runs after each incoming event of a step
 
     @property
     def is_replaying(self) -> bool:

@@ -15,13 +15,13 @@ from typing import Any
 import asyncpg
 
 from .._errors import WorkflowAlreadyStartedError
-from .._events import Event, EventType
+from .._events import REPLAY_RULES, Event, EventType
 from .._failures import failure
 from .._reset_plan import REDELIVERED, ResetPlan, plan_reset
 from .base import StoreBase
 from .closing import _close_without_code
 from .commit import _start_child
-from .connection import _codecs, _history_event, _pack, _seal_attrs
+from .connection import _codecs, _history_event, _now, _pack, _seal_attrs
 from .records import ResetRun
 from .runs import _addressed_run
 from .sql import (
@@ -252,6 +252,11 @@ async def _open_reset_runs(
             "seed_run": first.attrs.get("seed_run", str(run["run_id"])),
             "parent_workflow_id": parent[0],
         }
+        started_at = first.timestamp
+        if not begun:  # nothing to replay: the run begins now, under today's replay rules
+            attrs.pop("start_delay", None)
+            attrs["rules"] = REPLAY_RULES
+            started_at = _now(conn)
         rows.append(
             (
                 r.new_id,
@@ -265,7 +270,7 @@ async def _open_reset_runs(
                 run["workflow_id"],
                 run["run_id"],
                 plan.seq,
-                first.timestamp,
+                started_at,
                 _seal_attrs(codecs, attrs),
                 first.ends_step and begun,
             )

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from .._errors import WorkflowNotFoundError
-from .._events import Event, EventType
+from .._events import REPLAY_RULES, Event, EventType
 from .._failures import Failure
 from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .errors import _request_race
@@ -215,7 +215,10 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
             "attempt": 1,
             "execution_deadline": deadline.timestamp() if deadline else None,
             "seed_run": run_id,  # a history replays alone, without its run's row
+            "rules": REPLAY_RULES,
         }
+        if delay:  # the run begins then: its first step's time (see WorkflowInstance)
+            started["start_delay"] = delay
         if request.trace:
             started["trace"] = request.trace
         _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)

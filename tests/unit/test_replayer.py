@@ -14,7 +14,7 @@ import pytest
 import durable
 from durable import WorkflowContext
 from durable._errors import NondeterminismError, QueryError
-from durable._events import Event
+from durable._events import REPLAY_RULES, Event
 from durable._events import EventType as E
 from durable._replayer import WorkflowInstance
 from durable._serialization import decode, encode, encode_args
@@ -35,9 +35,12 @@ async def shout(name: str) -> str:
 class History:
     """A history written by hand: ``add`` appends an event, ``end_step`` marks the step's last."""
 
-    def __init__(self, workflow: Any, *args: Any) -> None:
+    def __init__(self, workflow: Any, *args: Any, rules: int | None = REPLAY_RULES) -> None:
         self.events: list[Event] = []
-        self.add(E.WORKFLOW_STARTED, name=workflow.name, task_queue="q", args=encode_args(args, {}))
+        started = {"name": workflow.name, "task_queue": "q", "args": encode_args(args, {})}
+        if rules is not None:  # None: a run started before the rules were recorded (rule 1)
+            started["rules"] = rules
+        self.add(E.WORKFLOW_STARTED, **started)
 
     def add(self, etype: E, at: float = 0.0, **attrs: Any) -> int:
         seq = len(self.events) + 1
@@ -138,22 +141,27 @@ def test_a_replayed_run_goes_on_live_where_its_history_ends() -> None:
 async def mailbox(ctx: WorkflowContext) -> list[str]:
     received: list[str] = []
     ctx.on_signal("a", lambda: received.append("a"))
-    ctx.on_signal("b", lambda: received.append("b"))
+    ctx.on_update("b", lambda: received.append("b") or len(received))
     await ctx.wait_until(lambda: "a" in received)
     return received
 
 
-def test_every_message_of_a_step_reaches_its_handler_before_the_run_closes() -> None:
-    instance = replayed(mailbox, History(mailbox))
+@pytest.mark.parametrize(("rules", "returned"), [(None, ["a", "b"]), (REPLAY_RULES, ["a"])])
+def test_every_message_of_a_step_reaches_its_handler_before_the_run_closes(
+    rules: int | None, returned: list[str]
+) -> None:
+    """Under rule 2 the code returns on the first message (the second has not arrived yet
+    in its eyes), and the second still reaches its handler before the run closes."""
+    instance = replayed(mailbox, History(mailbox, rules=rules))
     live_step(instance)
-    signal = {"args": encode_args([], {})}
     events = live_step(
         instance,
-        (E.SIGNAL_RECEIVED, {"name": "a", **signal}),
-        (E.SIGNAL_RECEIVED, {"name": "b", **signal}),
+        (E.SIGNAL_RECEIVED, {"name": "a", "args": encode_args([], {})}),
+        (E.UPDATE_ACCEPTED, {"update_id": "u", "name": "b", "args": encode_args([], {})}),
     )
-    assert events[-1].type is E.WORKFLOW_COMPLETED
-    assert decode(events[-1].attrs["result"], list[str]) == ["a", "b"]
+    assert [e.type for e in events][-2:] == [E.UPDATE_COMPLETED, E.WORKFLOW_COMPLETED]
+    assert decode(events[-2].attrs["result"], int) == 2
+    assert decode(events[-1].attrs["result"], list[str]) == returned
 
 
 @durable.workflow
@@ -340,3 +348,106 @@ def test_the_same_history_replays_the_same_way_in_every_instance() -> None:
     again = replayed(racing, History(racing))
     live_step(again)
     assert decode(live_step(again, *outcomes)[-1].attrs["result"], list[str]) == first
+
+
+@durable.workflow
+async def first_of_two(ctx: WorkflowContext) -> int:
+    calls = [ctx.start_activity(greet, "a"), ctx.start_activity(shout, "b")]
+    done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+    return len(done)
+
+
+def _both_done_in_one_step(rules: int | None) -> History:
+    history = History(first_of_two, rules=rules)
+    history.add(E.ACTIVITY_SCHEDULED, **scheduled("greet"))
+    history.add(E.ACTIVITY_SCHEDULED, **scheduled("shout"))
+    history.end_step()
+    history.add(E.ACTIVITY_COMPLETED, at=1, scheduled=2, result=encode("A"))
+    history.add(E.ACTIVITY_COMPLETED, at=1, scheduled=3, result=encode("B"))
+    return history
+
+
+@pytest.mark.parametrize(("rules", "done"), [(None, 2), (1, 2), (REPLAY_RULES, 1)])
+def test_a_step_runs_the_code_after_each_event_or_after_all_as_its_run_s_rules_say(
+    rules: int | None, done: int
+) -> None:
+    """Rule 2: the code runs after each incoming event (the first outcome ends the wait);
+    rule 1, for runs started before it: after all of the step's events (both are done)."""
+    live = replayed(first_of_two, _both_done_in_one_step(rules))
+    events = live_step(live)
+    assert [e.type for e in events] == [E.WORKFLOW_COMPLETED]
+    assert decode(events[0].attrs["result"], int) == done
+    recorded = _both_done_in_one_step(rules)
+    recorded.events.extend(events)
+    assert replayed(first_of_two, recorded).closed  # and it replays so
+
+
+@durable.workflow
+async def echoes(ctx: WorkflowContext) -> None:
+    async def echo(word: str) -> None:
+        await ctx.activity(greet, word)
+
+    ctx.on_signal("say", echo)
+    await ctx.wait_signal("never")
+
+
+def test_commands_are_recorded_between_the_events_that_caused_them_and_replay_so() -> None:
+    instance = replayed(echoes, History(echoes))
+    live_step(instance)
+    say = [(E.SIGNAL_RECEIVED, {"name": "say", "args": encode_args([w], {})}) for w in "ab"]
+    events = live_step(instance, *say)
+    assert [e.type for e in events] == [
+        E.SIGNAL_RECEIVED,
+        E.ACTIVITY_SCHEDULED,
+        E.SIGNAL_RECEIVED,
+        E.ACTIVITY_SCHEDULED,
+    ]
+    history = History(echoes)
+    history.add(E.STEP_COMPLETED)
+    history.end_step()
+    history.events.extend(events)
+    again = replayed(echoes, history)
+    assert again.completed_steps == 2 and again.take_output().events == []
+    history.events[3:5] = [history.events[4], history.events[3]]  # the command before its cause
+    with pytest.raises(NondeterminismError):
+        replayed(echoes, history)
+
+
+@durable.workflow
+async def patched_on_signal(ctx: WorkflowContext) -> str:
+    word = await ctx.wait_signal("first")
+    if ctx.patched("loud"):
+        word = str(word).upper()
+    await ctx.wait_signal("second")
+    return str(word)
+
+
+def test_a_patch_recorded_between_events_is_skipped_by_code_that_dropped_it() -> None:
+    history = History(patched_on_signal)
+    history.add(E.STEP_COMPLETED)
+    history.end_step()
+    history.add(E.SIGNAL_RECEIVED, at=1, name="first", args=encode_args(["hi"], {}))
+    history.add(E.PATCH, at=1, change_id="loud")
+    history.add(E.SIGNAL_RECEIVED, at=1, name="second", args=encode_args([], {}))
+    history.add(E.WORKFLOW_COMPLETED, at=1, result=encode("HI"))
+    history.end_step()
+    assert replayed(patched_on_signal, history).closed
+    assert replayed(greeting_shortened_to_signals, history).closed
+
+
+@durable.workflow
+async def greeting_shortened_to_signals(ctx: WorkflowContext) -> str:
+    word = await ctx.wait_signal("first")
+    await ctx.wait_signal("second")
+    return str(word).upper()  # the patch deprecated and removed
+
+
+def test_the_first_step_runs_at_the_start_s_time_plus_its_delay() -> None:
+    instance = replayed(sleeper, History(sleeper))
+    (event,) = live_step(instance)
+    assert event.timestamp == T0
+    delayed = History(sleeper)
+    delayed.events[0].attrs["start_delay"] = 2.5
+    (event,) = live_step(replayed(sleeper, delayed))
+    assert event.timestamp == T0 + timedelta(seconds=2.5)
+    assert event.attrs["fire_at"] == (T0 + timedelta(seconds=7.5)).timestamp()
