@@ -5,6 +5,7 @@ and a real Postgres database. Each test failed before its fix; its docstring nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -166,3 +167,61 @@ async def test_a_query_replays_a_run_that_used_as_completed(client: durable.Clie
         await replayer.replay([history])
     async with durable.Worker(client, workflows=[as_completed_wf], activities=[echo, negate]):
         assert await handle.query("ok", timeout=20) is True  # no worker owns it: replayed
+
+
+# ------------------------ 12. work cancelled as it was asked for is not recorded
+
+RAN: list[str] = []
+
+
+@activity
+async def must_not_run(tag: str) -> str:
+    RAN.append(tag)
+    return tag
+
+
+@workflow
+async def never_sent_child(ctx: WorkflowContext) -> None:
+    RAN.append("child")
+
+
+@workflow
+async def takes_back_wf(ctx: WorkflowContext) -> str:
+    ctx.start_activity(must_not_run, "cancelled").cancel()
+    child = ctx.start_child(never_sent_child.with_options(id="never-sent-child"))
+    child.cancel()
+    with contextlib.suppress(durable.ChildWorkflowError):
+        await child
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.wait_signal("never"), timeout=0.01)
+    sleeping = asyncio.ensure_future(ctx.sleep(30))
+    await asyncio.sleep(0)  # the timer is set as the task runs ...
+    sleeping.cancel()  # ... and cancelled before anything else is recorded
+    with contextlib.suppress(asyncio.CancelledError):
+        await sleeping
+    return await ctx.activity(must_not_run, "sent")
+
+
+async def test_work_cancelled_as_it_is_asked_for_is_neither_sent_nor_recorded(
+    client: durable.Client,
+) -> None:
+    """#12: an activity started and cancelled in the same step was never sent, yet history
+    recorded ACTIVITY_SCHEDULED and ACTIVITY_CANCEL_REQUESTED (timers and children alike)."""
+    RAN.clear()
+    async with durable.Worker(
+        client, workflows=[takes_back_wf, never_sent_child], activities=[must_not_run]
+    ):
+        handle = await client.start(takes_back_wf)
+        assert await handle.result(timeout=20) == "sent"
+    history = await handle.history()
+    assert RAN == ["sent"]
+    assert [e.type for e in history] == [
+        "WORKFLOW_STARTED",
+        "TIMER_STARTED",  # the wait_for's timeout, which fired
+        "TIMER_FIRED",
+        "ACTIVITY_SCHEDULED",
+        "ACTIVITY_COMPLETED",
+        "WORKFLOW_COMPLETED",
+    ]
+    assert [e.seq for e in history] == list(range(1, 7))
+    await durable.testing.Replayer(workflows=[takes_back_wf]).replay([history])

@@ -67,7 +67,7 @@ class Commands(RunState):
             "schedule_to_close": seconds_or_none(options.schedule_to_close_timeout),
             "heartbeat": seconds_or_none(options.heartbeat_timeout),
         }
-        seq = self._command(E.ACTIVITY_SCHEDULED, attrs).seq
+        seq = self._command(E.ACTIVITY_SCHEDULED, attrs, retractable=True).seq
         future = self.loop.create_future()
         self._awaited[seq] = Awaited(future, hint, name)
         return self.loop.create_task_hooked(
@@ -77,11 +77,15 @@ class Commands(RunState):
         )
 
     def _activity_cancel_requested(self, seq: int) -> None:
-        """Cancelling an activity's task asks for the activity's cancellation (one scheduled
-        in this same step is then never sent), whether or not the task began running."""
+        """Cancelling an activity's task asks for the activity's cancellation, whether or not
+        the task began running. One scheduled in this same step is never sent: cancelled
+        before anything came after it, it is not recorded at all."""
         awaited = self._awaited.get(seq)
         if awaited is not None and not awaited.cancel_requested and not self.closed:
             awaited.cancel_requested = True
+            if self._retract(seq):
+                del self._awaited[seq]
+                return
             self._command(E.ACTIVITY_CANCEL_REQUESTED, {"scheduled": seq})
 
     async def _await_child(self, seq: int, future: asyncio.Future[Any]) -> Any:
@@ -122,14 +126,16 @@ class Commands(RunState):
                 f"a timer {handle.when() - self.loop.time()} s from now cannot be stored; "
                 "durable timers are at most 100 years long"
             )
-        handle.seq = self._command(E.TIMER_STARTED, {"fire_at": handle.when()}).seq
+        started = self._command(E.TIMER_STARTED, {"fire_at": handle.when()}, retractable=True)
+        handle.seq = started.seq
         self._timers[handle.seq] = handle
 
     def timer_cancelled(self, handle: DurableTimerHandle) -> None:
         if handle.seq in self._timers and not self.closed:
             self._refuse_in_query("a timer's cancellation")
             del self._timers[handle.seq]
-            self._command(E.TIMER_CANCELLED, {"started": handle.seq})
+            if not self._retract(handle.seq):
+                self._command(E.TIMER_CANCELLED, {"started": handle.seq})
 
     def start_child(
         self,
@@ -152,7 +158,7 @@ class Commands(RunState):
         # a default id is made of this run's ids, which a reset or fork changed: on replay the
         # recorded one stands
         free = () if workflow_id else ("workflow_id",)
-        scheduled = self._command(E.CHILD_SCHEDULED, attrs, free=free)
+        scheduled = self._command(E.CHILD_SCHEDULED, attrs, free=free, retractable=True)
         seq, child_id = scheduled.seq, scheduled.attrs["workflow_id"]
         future = self.loop.create_future()
         self._awaited[seq] = Awaited(future, hint, name, child_id=child_id)
@@ -170,14 +176,16 @@ class Commands(RunState):
 
     def cancel_child(self, seq: int) -> None:
         """Ask the child to cancel. One started in this same step is never sent: it ends
-        here, cancelled."""
+        here, cancelled (and is not recorded at all if nothing came after it)."""
         awaited = self._awaited.get(seq)
         if awaited is None or awaited.cancel_requested:
             return
         self._refuse_in_query("a child's cancellation")
         awaited.cancel_requested = True
-        self._command(E.CHILD_CANCEL_REQUESTED, {"scheduled": seq})
-        if seq >= self._step_first_seq:
+        never_recorded = self._retract(seq)
+        if not never_recorded:
+            self._command(E.CHILD_CANCEL_REQUESTED, {"scheduled": seq})
+        if never_recorded or seq >= self._step_first_seq:
             del self._awaited[seq]
             awaited.future.set_exception(
                 ChildWorkflowError(
@@ -220,6 +228,7 @@ class Commands(RunState):
                 and recorded.attrs.get("change_id") == change_id
             )
             if taken:
+                self._moved_on()
                 self._position += 1
         else:
             taken = True

@@ -109,6 +109,9 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         self._random = None
         self._execution_deadline = started.attrs.get("execution_deadline")
         self._each_message = started.attrs.get("rules", 1) >= 2  # see _events.REPLAY_RULES
+        self._retractable = None
+        self._unmatched = None
+        self._provisional = 0
 
     @classmethod
     def replayed(
@@ -175,6 +178,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
                 self._position += 1
                 self._apply_in_step(event)
             self._end_step()
+            self._expire_unmatched()
         leftover = [e for e in events[self._position : self._step_end] if e.type is not E.PATCH]
         if leftover and not self._closed_externally():
             raise NondeterminismError(
@@ -236,6 +240,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         return started.timestamp + timedelta(seconds=started.attrs.get("start_delay") or 0)
 
     def _begin_step(self, at: datetime, first_seq: int) -> None:
+        self._retractable = None
         self._step_time = at
         self._step_first_seq = first_seq
         self.loop.advance_to(at.timestamp())
@@ -300,6 +305,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             self.info.parent_workflow_id is not None,
         )
         self.new_events, self.rejected_updates = [], []
+        self._retractable = None
         return output
 
     def _next_due(self) -> datetime | None:
@@ -359,6 +365,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
     # ---------------------------------------------------------------- commands
     # ---------------------------------------------------------------- incoming events
     def _apply(self, event: Event) -> None:
+        self._moved_on()
         self.loop.advance_to(event.timestamp.timestamp())
         apply = self._APPLY.get(event.type)
         if apply is None:

@@ -123,11 +123,13 @@ class RunState:
         "_nondeterminism",
         "_patches",
         "_position",
+        "_provisional",
         "_query",
         "_query_handlers",
         "_random",
         "_recorded",
         "_replaying",
+        "_retractable",
         "_seed_run",
         "_signal_buffers",
         "_signal_handlers",
@@ -137,6 +139,7 @@ class RunState:
         "_step_time",
         "_tail",
         "_timers",
+        "_unmatched",
         "_update_handlers",
         "clock",
         "closed",
@@ -194,6 +197,10 @@ class RunState:
     _seed_run: str  # the run whose id seeds randomness: this one, or the one it was reset from
     _execution_deadline: float | None
     _each_message: bool  # replay rule 2: the code runs after each incoming event of a step
+    _retractable: tuple[int, int] | None  # the last command issued, if _retract may take it
+    # back: its seq, and on replay the position before it
+    _unmatched: NondeterminismError | None  # on replay: a command history lacks, unless taken back
+    _provisional: int  # the seqs (negative) of such commands
 
     @property
     def is_replaying(self) -> bool:
@@ -201,19 +208,46 @@ class RunState:
         return self._replaying
 
     def _command(
-        self, etype: EventType, attrs: dict[str, Any], free: tuple[str, ...] = ()
+        self,
+        etype: EventType,
+        attrs: dict[str, Any],
+        free: tuple[str, ...] = (),
+        *,
+        retractable: bool = False,
     ) -> Event:
         """Issue a command: on replay match it against the step's recorded commands (by its
-        identity keys, but for those ``free``), live record it."""
+        identity keys, but for those ``free``), live record it. A ``retractable`` one (work
+        sent to the world: an activity, a timer, a child) may be taken back by ``_retract``
+        while nothing came after it."""
         if self.closed and etype not in TERMINAL:
             raise WorkflowError(f"{etype.name} issued after the workflow finished")
         if self._query is not None:
             self._refuse_in_query(f"a {etype.name} command")
+        self._expire_unmatched()
+        retractable = retractable and self._each_message
         if not self._replaying:
             event = Event(self.next_seq, etype, self._step_time, attrs)
             self.next_seq += 1
             self.new_events.append(event)
+            self._retractable = (event.seq, -1) if retractable else None
             return event
+        before = self._position
+        self._retractable = None
+        try:
+            recorded = self._match(etype, attrs, free)
+        except NondeterminismError as exc:
+            if not retractable:
+                self._nondeterminism = exc
+                raise
+            # unless the code takes it back at once, as a step that recorded nothing of it did
+            self._unmatched, self._provisional = exc, self._provisional - 1
+            recorded = Event(self._provisional, etype, self._step_time, attrs)
+        if retractable:
+            self._retractable = (recorded.seq, before)
+        return recorded
+
+    def _match(self, etype: EventType, attrs: dict[str, Any], free: tuple[str, ...]) -> Event:
+        """The step's next recorded command, which must be the one issued."""
         keys = IDENTITY_KEYS.get(etype, ())
         if free:
             keys = tuple(k for k in keys if k not in free)
@@ -226,24 +260,53 @@ class RunState:
                 recorded.attrs.get(k) != attrs.get(k) for k in keys
             ):
                 issued = Event(recorded.seq, etype, recorded.timestamp, attrs)
-                raise self._diverged(
+                raise self._divergence(
                     f"issued {issued.describe()} but history has {recorded.describe()}"
                 )
             self._position += 1
             return recorded
         seq = self._recorded[self._step_end - 1].seq + 1 if self._step_end else self.next_seq
         issued = Event(seq, etype, self._step_time, attrs)
-        raise self._diverged(
+        raise self._divergence(
             f"issued {issued.describe()} in a step that history recorded without it"
         )
 
-    def _diverged(self, what: str) -> NondeterminismError:
-        self._nondeterminism = NondeterminismError(
+    def _retract(self, seq: int) -> bool:
+        """Take back the command ``seq`` (under rule 2) if nothing was issued or delivered
+        since it was: work cancelled as it was asked for is never sent, nor recorded. On
+        replay the step's history then goes on from where it was before the command."""
+        if self._retractable is None or self._retractable[0] != seq:
+            return False
+        if not self._replaying and not (self.new_events and self.new_events[-1].seq == seq):
+            return False  # handed over to be committed meanwhile
+        self._refuse_in_query("a cancellation")
+        if self._replaying:
+            self._position = self._retractable[1]
+            self._unmatched = None
+        else:
+            self.new_events.pop()
+            self.next_seq -= 1
+        self._retractable = None
+        return True
+
+    def _moved_on(self) -> None:
+        """An event was delivered (or a patch taken): what came before cannot be taken back."""
+        self._expire_unmatched()
+        self._retractable = None
+
+    def _expire_unmatched(self) -> None:
+        """A command issued on replay that history does not have, and that the code did not
+        take back at once: the code changed."""
+        if self._unmatched is not None:
+            self._nondeterminism, self._unmatched = self._unmatched, None
+            raise self._nondeterminism
+
+    def _divergence(self, what: str) -> NondeterminismError:
+        return NondeterminismError(
             f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): the code {what}; "
             "the workflow code changed incompatibly (use ctx.patched() to change running "
             "workflows)"
         )
-        return self._nondeterminism
 
     def _refuse_in_query(self, what: str) -> None:
         if self._query is not None:

@@ -451,3 +451,38 @@ def test_the_first_step_runs_at_the_start_s_time_plus_its_delay() -> None:
     (event,) = live_step(replayed(sleeper, delayed))
     assert event.timestamp == T0 + timedelta(seconds=2.5)
     assert event.attrs["fire_at"] == (T0 + timedelta(seconds=7.5)).timestamp()
+
+
+@durable.workflow
+async def changes_its_mind(ctx: WorkflowContext, name: str) -> str:
+    ctx.start_activity(shout, "x").cancel()  # never sent: not recorded
+    ctx.start_activity(greet, "x").cancel()  # the same name as the one that follows
+    return await ctx.activity(greet, "x")
+
+
+@durable.workflow
+async def changes_its_mind_less(ctx: WorkflowContext, name: str) -> str:
+    ctx.start_activity(shout, "x")  # no longer cancelled: a command history lacks
+    return await ctx.activity(greet, "x")
+
+
+def test_work_taken_back_at_once_is_not_recorded_and_replays() -> None:
+    instance = replayed(changes_its_mind, History(changes_its_mind, "x"))
+    (event,) = live_step(instance)
+    assert (event.seq, event.type, event.attrs["name"]) == (2, E.ACTIVITY_SCHEDULED, "greet")
+    history = greeting_history(completed=True)
+    history.events[0].attrs["rules"] = REPLAY_RULES
+    assert replayed(changes_its_mind, history).closed
+    with pytest.raises(NondeterminismError, match=r"issued ACTIVITY_SCHEDULED\(name='shout'\)"):
+        replayed(changes_its_mind_less, history)
+
+
+def test_under_rule_1_work_taken_back_is_recorded_and_replays_so() -> None:
+    history = History(changes_its_mind, "x", rules=None)
+    for name in ("shout", "greet"):
+        seq = history.add(E.ACTIVITY_SCHEDULED, **scheduled(name))
+        history.add(E.ACTIVITY_CANCEL_REQUESTED, scheduled=seq)
+    history.add(E.ACTIVITY_SCHEDULED, **scheduled("greet"))
+    history.end_step()
+    instance = replayed(changes_its_mind, history)
+    assert instance.completed_steps == 1 and instance.take_output().events == []
