@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -225,3 +226,42 @@ async def test_work_cancelled_as_it_is_asked_for_is_neither_sent_nor_recorded(
     ]
     assert [e.seq for e in history] == list(range(1, 7))
     await durable.testing.Replayer(workflows=[takes_back_wf]).replay([history])
+
+
+# ------------------------ 15. a worker that lost a run says so, not "corrupt history"
+
+RELEASE_SLOW = asyncio.Event()
+
+
+@activity
+async def slow_step() -> str:
+    await RELEASE_SLOW.wait()
+    return "done"
+
+
+@workflow
+async def stale_wf(ctx: WorkflowContext) -> str:
+    await ctx.activity(slow_step)
+    # what a worker's stale instance meets when another worker moved the run on meanwhile
+    raise durable.NondeterminismError("corrupt history: TIMER_FIRED answers seq 13")
+
+
+async def test_a_worker_that_lost_a_run_says_so_at_info_not_corruption(
+    client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#15: a worker resumed after a stall stepped its cached run, which another worker had
+    taken over, and logged ERROR "corrupt history" (an operator reading it stops a deploy)."""
+    caplog.set_level(logging.INFO, logger="durable")
+    RELEASE_SLOW.clear()
+    async with durable.Worker(client, workflows=[stale_wf], activities=[slow_step]):
+        handle = await client.start(stale_wf)
+        await wait_for(lambda: _has_event(handle, "ACTIVITY_SCHEDULED"))
+        await client.store.pool.execute(  # another worker takes the run over, as after a stall
+            "UPDATE durable.workflows SET owner = gen_random_uuid(), fence = fence + 1 "
+            "WHERE workflow_id = $1",
+            handle.workflow_id,
+        )
+        RELEASE_SLOW.set()  # the result reaches this worker's cached run, which steps it
+        await wait_for(lambda: "no longer holds the run" in caplog.text)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert (await handle.describe()).last_error is None  # nothing written over the run

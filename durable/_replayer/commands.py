@@ -136,6 +136,7 @@ class Commands(RunState):
             del self._timers[handle.seq]
             if not self._retract(handle.seq):
                 self._command(E.TIMER_CANCELLED, {"started": handle.seq})
+                self._timers_cancelled.add(handle.seq)
 
     def start_child(
         self,

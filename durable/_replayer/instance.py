@@ -110,6 +110,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         self._execution_deadline = started.attrs.get("execution_deadline")
         self._each_message = started.attrs.get("rules", 1) >= 2  # see _events.REPLAY_RULES
         self._retractable = None
+        self._timers_cancelled = set()
         self._unmatched = None
         self._provisional = 0
 
@@ -218,6 +219,8 @@ class WorkflowInstance(Commands, Messages, Outcomes):
                 if self.closed or self._continues_as_new():
                     break
                 taken += 1
+                if etype is E.TIMER_FIRED and attrs["started"] in self._timers_cancelled:
+                    continue  # a message before it made the code cancel the timer meanwhile
                 if etype is E.UPDATE_ACCEPTED:
                     rejection = self._validate_update(attrs)
                     if rejection is not None:
@@ -241,6 +244,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
 
     def _begin_step(self, at: datetime, first_seq: int) -> None:
         self._retractable = None
+        self._timers_cancelled.clear()
         self._step_time = at
         self._step_first_seq = first_seq
         self.loop.advance_to(at.timestamp())

@@ -139,6 +139,7 @@ class RunState:
         "_step_time",
         "_tail",
         "_timers",
+        "_timers_cancelled",
         "_unmatched",
         "_update_handlers",
         "clock",
@@ -199,6 +200,7 @@ class RunState:
     _each_message: bool  # replay rule 2: the code runs after each incoming event of a step
     _retractable: tuple[int, int] | None  # the last command issued, if _retract may take it
     # back: its seq, and on replay the position before it
+    _timers_cancelled: set[int]  # in this step: their fired messages are not delivered
     _unmatched: NondeterminismError | None  # on replay: a command history lacks, unless taken back
     _provisional: int  # the seqs (negative) of such commands
 

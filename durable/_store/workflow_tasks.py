@@ -243,9 +243,11 @@ class WorkflowTasks(StoreBase):
 
     async def release_workflow(
         self, task: WorkflowTask, worker_id: str, error: str, retry_in: float
-    ) -> None:
-        """Give a workflow task back after it failed (e.g. nondeterminism), to retry later."""
-        await self.pool.execute(
+    ) -> bool:
+        """Give a workflow task back after it failed (e.g. nondeterminism), to retry later.
+        False when the worker no longer held the run (another took it over, or it closed):
+        then nothing changes."""
+        status = await self.pool.execute(
             _RELEASE_WORKFLOW_SQL,
             task.workflow_id,
             task.run_id,
@@ -254,6 +256,7 @@ class WorkflowTasks(StoreBase):
             error[:8000],
             retry_in,
         )
+        return bool(status.endswith(" 1"))
 
     # ------------------------------------------------------------------ queries
     async def claim_queries(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -175,15 +174,14 @@ class WorkflowTasks:
         try:
             await self._run_steps(flight, from_inbox)
         except Unrouted as exc:
-            self._log_once(task, logging.WARNING, exc)
-            await self._give_back(flight.task, exc)
+            if await self._give_back(flight.task, exc):
+                self._log_once(task, logging.WARNING, exc)
         except NondeterminismError as exc:
-            self._log_once(task, logging.ERROR, exc)
-            self.telemetry.nondeterminism(task.workflow_name)
-            await self._give_back(flight.task, exc)
+            if await self._give_back(flight.task, exc):
+                self._log_once(task, logging.ERROR, exc)
+                self.telemetry.nondeterminism(task.workflow_name)
         except LostOwnership:
-            _log.info("workflow %s was taken over by another worker", task.workflow_id)
-            self.forget_run(task.run_id)
+            self._taken_over(task)
         except MissedMessages:
             # messages arrived while the step that closes the run ran: run it again, from
             # history, with them (nothing of it was written)
@@ -196,8 +194,8 @@ class WorkflowTasks:
             _log.warning("workflow task of %s lost the database: %r", task.workflow_id, exc)
             await self._give_back(flight.task, exc)
         except Exception as exc:
-            _log.exception("workflow task of %s failed", task.workflow_id)
-            await self._give_back(flight.task, exc)
+            if await self._give_back(flight.task, exc):
+                _log.exception("workflow task of %s failed", task.workflow_id)
         finally:
             await self._task_ended(flight)
 
@@ -288,12 +286,28 @@ class WorkflowTasks:
             ids = {"workflow_id": task.workflow_id, "run_id": task.run_id}
             _log.log(level, "workflow %s: %s", task.workflow_id, exc, extra=ids)
 
-    async def _give_back(self, task: WorkflowTask, exc: BaseException) -> None:
+    async def _give_back(self, task: WorkflowTask, exc: BaseException) -> bool:
+        """Give a run whose task failed back, with the error as its last_error; False (and
+        said so, at INFO) when another worker had taken the run over: then what went wrong
+        here (a stale cached run meeting messages of a newer state, say) is not news."""
         self.forget_run(task.run_id)
-        with contextlib.suppress(Exception):
-            await self.serving.store.release_workflow(
+        try:
+            held = await self.serving.store.release_workflow(
                 task, self.serving.worker_id, f"{type(exc).__name__}: {exc}", retry_in=2.0
             )
+        except Exception:
+            return True  # (the database is away: say what happened all the same)
+        if not held:
+            self._taken_over(task)
+        return held
+
+    def _taken_over(self, task: WorkflowTask) -> None:
+        _log.info(
+            "workflow %s: this worker no longer holds the run (another worker took it over, "
+            "or it closed); dropped from memory",
+            task.workflow_id,
+        )
+        self.forget_run(task.run_id)
 
     # ------------------------------------------------------------------ handing over
     def hand_over(self, workflow_id: str, run_id: str, item: HandedOver) -> bool:

@@ -236,6 +236,18 @@ def _check_completions(run: Run) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- controls
+def check_worker_logs(worker_log: collections.Counter[str]) -> list[str]:
+    """The workload's code never changes, so a worker that reports nondeterminism or a
+    corrupt history is wrong (a stale instance after a stall, or a replay defect): an
+    operator who reads it would stop a deploy."""
+    false_alarms = ("corrupt history", "changed incompatibly")
+    return [
+        f"{count} worker log line(s) report what did not happen: {line}"
+        for line, count in worker_log.items()
+        if any(alarm in line for alarm in false_alarms)
+    ]
+
+
 def check_not_paused(snapshot: Snapshot) -> list[str]:
     """Every pause the harness sent, one by one or by batch, was followed by a resume that
     was applied: no run is left paused."""

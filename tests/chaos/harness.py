@@ -578,6 +578,7 @@ def run_chaos(profile: Profile, log: Callable[[str], None] = print) -> Report:
             pool.kill_all()
             report.worker_spawns = len(pool.workers)
             report.worker_log = scan_logs([w.log for w in pool.workers])
+            report.violations += checks.check_worker_logs(report.worker_log)
             report.duration = time.monotonic() - began
             if report.violations or not completed or os.environ.get("CHAOS_KEEP_LOGS"):
                 report.logs = _keep_logs(server.folder)

@@ -486,3 +486,32 @@ def test_under_rule_1_work_taken_back_is_recorded_and_replays_so() -> None:
     history.end_step()
     instance = replayed(changes_its_mind, history)
     assert instance.completed_steps == 1 and instance.take_output().events == []
+
+
+@durable.workflow
+async def waits_for_a_word(ctx: WorkflowContext) -> list[str]:
+    words: list[str] = []
+    while len(words) < 2:
+        try:
+            words.append(str(await ctx.wait_signal("word", timeout=3)))
+        except TimeoutError:
+            words.append("(timeout)")
+    return words
+
+
+def test_a_timer_the_code_cancelled_as_an_earlier_message_came_is_not_delivered() -> None:
+    """The signal and the timeout of its wait come in one step: the signal, first, ends the
+    wait and cancels the timer, whose message is then dropped (under rule 1 both were
+    delivered before the code ran: the timer, still pending, fired)."""
+    instance = replayed(waits_for_a_word, History(waits_for_a_word))
+    (timer,) = live_step(instance)
+    word = (E.SIGNAL_RECEIVED, {"name": "word", "args": encode_args(["hi"], {})})
+    events = live_step(instance, word, (E.TIMER_FIRED, {"started": timer.seq}))
+    assert [e.type for e in events] == [
+        E.SIGNAL_RECEIVED,
+        E.TIMER_CANCELLED,
+        E.TIMER_STARTED,
+    ]
+    history = History(waits_for_a_word)
+    history.events.extend([timer, *events])
+    assert replayed(waits_for_a_word, history).completed_steps == 2
