@@ -221,6 +221,22 @@ async def test_user_errors_exit_2_with_a_message(
     assert code == 2 and "invalid choice" in err
 
 
+async def test_a_malformed_run_id_exits_2_naming_it(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not asyncpg's DataError with a traceback (exit 1): run_id, the value, a UUID."""
+    for command in ("describe", "signal", "result", "fork"):
+        argv = [command, "wf", *(["finish"] if command == "signal" else []), "--run-id", "x"]
+        code, out, err = await cli(capsys, *argv, "--dsn", dsn)
+        assert (code, out) == (2, ""), err
+        assert err.startswith("error: run_id") and "'x'" in err and "UUID" in err, err
+        assert "Traceback" not in err
+    code, out, err = await cli(capsys, "history", "wf", "--run-id", "x", "--json", "--dsn", dsn)
+    assert (code, out) == (2, "")
+    error = json.loads(err)["error"]
+    assert error["type"] == "ValueError" and "run_id" in error["message"]
+
+
 async def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = await cli(capsys, "--help")
     assert code == 0

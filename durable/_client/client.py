@@ -44,6 +44,7 @@ from .._validate import (
     check_duration,
     check_name,
     check_reason,
+    check_run_id,
     check_seq,
     check_text,
     check_timeout,
@@ -507,8 +508,9 @@ class Client:
         that type, as a handle from ``start(workflow, ...)`` does from the workflow's return
         annotation; a result that does not fit it raises ``PayloadError``. None: plain values
         (dicts for dataclasses)."""
+        workflow_id = check_name("workflow_id", workflow_id)
         hint = result_hint(result_type)
-        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, hint)
+        return WorkflowHandle(self, workflow_id, check_run_id("run_id", run_id), hint)
 
     async def fork(
         self,
@@ -526,6 +528,7 @@ class Client:
         under its recorded id (a failure to the copy while the original's child still runs
         under that id). Applied once per ``request_id`` (default: a new one)."""
         workflow_id = check_name("workflow_id", workflow_id)
+        run_id = check_run_id("run_id", run_id)
         request = request_id_of(request_id)
         if new_id is None:
             new_id = f"{workflow_id}-fork-{hashlib.sha256(request.encode()).hexdigest()[:12]}"
