@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Unpack, overload
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from .._calls import call
+from .._calls import Outage, call
 from .._codecs import Codecs, PayloadCodec
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
 from .._embedded import embedded_dsn, resolve_dsn
@@ -107,9 +107,16 @@ class Client:
         attempt: Callable[[], Awaitable[T]],
         *,
         writes: bool = False,
+        outage: Outage | None = None,
     ) -> T:
         return await call(
-            operation, workflow_id, self.call_timeout, attempt, writes=writes, retry=True
+            operation,
+            workflow_id,
+            self.call_timeout,
+            attempt,
+            writes=writes,
+            retry=True,
+            outage=outage,
         )
 
     @classmethod
