@@ -663,11 +663,11 @@ class Client:
 
     async def purge(self, closed_before: datetime | timedelta, status: str | None = None) -> int:
         """Delete the runs closed before ``closed_before`` (a time, or how long ago by the
-        database's clock), only those with ``status`` if given, with their history, inbox,
-        tasks and calls; returns how many. Open runs are never touched. The database does it
-        200 runs per transaction, oldest first, resting after each as long as it took; runs
-        another purge is deleting are skipped, not waited for. To archive first, see
-        :meth:`export`."""
+        database's clock: ``timedelta(0)`` is every run closed by now), only those with
+        ``status`` if given, with their history, inbox, tasks and calls; returns how many.
+        Open runs are never touched. The database does it 200 runs per transaction, oldest
+        first, resting after each as long as it took; runs another purge is deleting are
+        skipped, not waited for. To archive first, see :meth:`export`."""
         if status is not None:
             check_choice("status", status, CLOSED_STATUSES)
         cutoff = await self._cutoff(closed_before)
@@ -705,7 +705,7 @@ class Client:
 
     async def _cutoff(self, closed_before: datetime | timedelta) -> datetime:
         if isinstance(closed_before, timedelta):
-            check_duration("closed_before", closed_before)
+            check_duration("closed_before", closed_before, allow_zero=True)
             now = await self._call("database time", None, self.store.database_time)
             return now - closed_before
         if not isinstance(closed_before, datetime) or closed_before.tzinfo is None:
