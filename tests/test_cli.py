@@ -12,7 +12,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -490,6 +490,47 @@ async def test_update_signal_with_start_count_and_json_everywhere(
     assert "failure:     r\n" in out, out
     code, out, _ = await cli(capsys, "history", "upd", *db)
     assert "WORKFLOW_TERMINATED" in out and "+" in out
+
+
+@durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(hours=1)))
+async def decline(card: str) -> str:
+    raise durable.ApplicationError(f"card {card} declined", type="CardDeclined")
+
+
+@durable.workflow
+async def charge_card(ctx: durable.WorkflowContext) -> str:
+    return await ctx.activity(decline, "4242")
+
+
+async def test_describe_shows_a_pending_activitys_failure_and_the_cancel_reason(
+    dsn: str, client: durable.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--dsn", dsn)
+    queue = "cli-declines"
+    async with durable.Worker(
+        client, task_queue=queue, workflows=[charge_card], activities=[decline]
+    ):
+        handle = await client.start(charge_card, id="charge", task_queue=queue)
+
+        async def failed_once() -> bool:
+            pending = (await handle.describe()).pending_activities
+            return bool(pending and pending[0].last_failure)
+
+        await wait_for(failed_once)
+        code, out, err = await cli(capsys, "describe", "charge", *db)
+        assert code == 0, err
+        assert "    last failure: card 4242 declined (CardDeclined)\n" in out, out
+        assert "in decline\n" in out and "Traceback" in out, out
+        pending = (await cli_json(capsys, "describe", "charge", *db))["pending_activities"][0]
+        assert pending["last_failure_type"] == "CardDeclined"
+        assert "in decline" in pending["last_failure_stack"]
+        await handle.cancel(reason="out of stock")
+        with pytest.raises(durable.WorkflowCancelledError):
+            await handle.result(timeout=20)
+    code, out, err = await cli(capsys, "describe", "charge", *db)
+    assert "status:      cancelled: out of stock\n" in out, out
+    described = await cli_json(capsys, "describe", "charge", *db)
+    assert described["cancel_reason"] == "out of stock"
 
 
 async def test_json_arguments_become_the_workflows_annotated_types(

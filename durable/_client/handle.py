@@ -40,8 +40,8 @@ from .._validate import (
 from .descriptions import (
     HistoryEvent,
     WorkflowDescription,
-    description,
     history_event,
+    read_description,
 )
 from .requests import request_id_of
 
@@ -344,11 +344,7 @@ class WorkflowHandle(Generic[R]):
         return await self._call("describe", self._describe)
 
     async def _describe(self) -> WorkflowDescription:
-        row = await self._run(self.run_id)
-        if row.closed_at is not None:
-            return description(self._store, row)
-        pending, waits = await self._store.open_work(self.workflow_id, row.run_id)
-        return description(self._store, row, pending, waits)
+        return await read_description(self._store, await self._run(self.run_id))
 
     async def history(self) -> list[HistoryEvent]:
         """The run's recorded history, oldest event first."""
