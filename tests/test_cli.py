@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import os
 import shlex
@@ -544,6 +545,37 @@ async def test_json_arguments_become_the_workflows_annotated_types(
     assert out["result"] == "order 7: 20.00 due 2026-12-24"
     code, _, err = await cli(capsys, "start", "priced", '{"order_id": 7,', *db)
     assert code == 2 and "is not valid JSON" in err and "column" in err
+
+
+async def test_json_arguments_from_a_file_or_standard_input(
+    dsn: str,
+    worker_process: asyncio.subprocess.Process,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`@PATH` is the JSON in a file, `@-` the JSON on standard input: an argument longer
+    than a shell passes (a word of 200 kB; Linux refuses one over 128 kB)."""
+    db = ("--dsn", dsn)
+    name = "n" * 200_000
+    (tmp_path / "name.json").write_text(json.dumps(name))
+    args = await cli_json(
+        capsys, "start", "greeter", f"@{tmp_path / 'name.json'}", "--id", "big", *db
+    )
+    assert args["workflow_id"] == "big"
+    monkeypatch.setattr(sys, "stdin", io.StringIO('"!"\n'))
+    code, _, err = await cli(capsys, "signal", "big", "finish", "@-", *db)
+    assert code == 0, err
+    assert await cli_json(capsys, "result", "big", "--timeout", "30", *db) == f"hello {name}!"
+
+    code, _, err = await cli(capsys, "start", "greeter", f"@{tmp_path / 'missing.json'}", *db)
+    assert code == 2 and "missing.json" in err and "No such file" in err, err
+    (tmp_path / "bad.json").write_text('{"name": "ada",}')
+    code, _, err = await cli(capsys, "start", "greeter", f"@{tmp_path / 'bad.json'}", *db)
+    assert code == 2 and "bad.json" in err and "not valid JSON" in err and "column 16" in err, err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = await cli(capsys, "signal", "big", "finish", "@-", *db)
+    assert code == 2 and "standard input" in err, err
 
 
 async def test_batch_signals_each_matching_workflow_once_per_request_id(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -32,23 +33,57 @@ def add_json_args(parser: argparse.ArgumentParser, what: str) -> None:
         nargs="*",
         type=json_value,
         metavar="ARG",
-        help=f"{what}, each parsed as JSON (a bare word that is not JSON is a string)",
+        help=f"{what}, each parsed as JSON (a bare word that is not JSON is a string); "
+        "@PATH is the JSON in file PATH, @- the JSON on standard input",
     )
 
 
 def json_value(text: str) -> Any:
     """``text`` as JSON; a bare word (``hello``) is the string it spells, but text that
     begins like a JSON object, array or string must be one: a typo there is refused with
-    its position rather than passed on as a string."""
+    its position rather than passed on as a string. ``@PATH`` is the JSON document in file
+    PATH, ``@-`` the one on standard input (as curl reads ``-d @PATH``): for arguments too
+    long for a command line; a string that begins with @ is written as JSON (``'"@ann"'``)."""
+    if text.startswith("@"):
+        return _json_document(text[1:])
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         if text.lstrip()[:1] in ("{", "[", '"'):
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                f"{exc.colno}; fix it, or quote a plain string as JSON ('\"...\"')"
+                f"{text!r} is not valid JSON: {_where(exc)}; fix it, or quote a plain string "
+                "as JSON ('\"...\"')"
             ) from None
         return text
+
+
+def _json_document(path: str) -> Any:
+    """The JSON document in file ``path``, or on standard input for ``-``."""
+    source = "standard input (@-)" if path == "-" else f"file {path!r} (@{path})"
+    try:
+        if path == "-":
+            content = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as file:
+                content = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise argparse.ArgumentTypeError(
+            f"cannot read {source}: {reason}; a string that begins with @ is written as "
+            "JSON ('\"@...\"')"
+        ) from None
+    if not content.strip():
+        raise argparse.ArgumentTypeError(
+            f"{source} is empty: it must hold one JSON value (standard input can be read once)"
+        )
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{source} is not valid JSON: {_where(exc)}") from None
+
+
+def _where(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
 def aware_time(text: str) -> datetime:

@@ -139,7 +139,7 @@ def _add_signal_args(parser: argparse.ArgumentParser, what: str) -> None:
         default=[],
         type=json_value,
         metavar="JSON",
-        help=f"{what}, parsed as JSON (repeatable)",
+        help=f"{what}, parsed as JSON (repeatable; @PATH: from a file, @-: from stdin)",
     )
 
 
