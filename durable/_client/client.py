@@ -156,18 +156,7 @@ class Client:
                 codecs=chain,
             )
         except _CANNOT_CONNECT as exc:
-            reason = str(exc)
-            if isinstance(exc, builtins.TimeoutError):
-                reason = f"no answer within {connect_timeout} s (connect_timeout)"
-            message = (
-                f"cannot connect to Postgres at {redact_dsn(resolved)}: {reason}; check the dsn "
-                "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
-            )
-            if isinstance(exc, UNAVAILABLE):
-                raise DatabaseUnavailableError(
-                    message, operation="connect", may_have_taken_effect=False
-                ) from exc
-            raise DurableError(message) from exc
+            raise _cannot_connect(exc, resolved, connect_timeout) from exc
         return cls(store, call_timeout, Telemetry(tracer_provider, meter_provider))
 
     async def close(self) -> None:
@@ -767,6 +756,20 @@ def result_hint(result_type: object) -> object:
         "result_type must be a type: a class (a dataclass, a pydantic model, int, ...) or a "
         f"typing form such as list[Order] or Order | None; got {result_type!r:.200}"
     )
+
+
+def _cannot_connect(exc: BaseException, dsn: str, connect_timeout: float) -> DurableError:
+    """The error Client.connect raises when it cannot connect to ``dsn``."""
+    reason = str(exc)
+    if isinstance(exc, builtins.TimeoutError):
+        reason = f"no answer within {connect_timeout} s (connect_timeout)"
+    message = (
+        f"cannot connect to Postgres at {redact_dsn(dsn)}: {reason}; check the dsn argument "
+        "or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
+    )
+    if isinstance(exc, UNAVAILABLE):
+        return DatabaseUnavailableError(message, operation="connect", may_have_taken_effect=False)
+    return DurableError(message)
 
 
 def redact_dsn(dsn: str) -> str:
