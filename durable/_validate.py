@@ -4,6 +4,7 @@ message naming the argument, the value and what would be accepted."""
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -75,6 +76,22 @@ def check_name(arg: str, value: Any, *, optional: bool = False) -> Any:
             f"{MAX_NAME_CHARS} characters and {MAX_NAME_BYTES} bytes in UTF-8; got {value!r:.200}"
         )
     return value
+
+
+def check_run_id(arg: str, value: Any) -> str | None:
+    """Validate an optional run id (a UUID, as ``handle.run_id`` and ``describe().run_id``
+    give it); returns it in its canonical spelling, so that it compares equal to theirs."""
+    if value is None or isinstance(value, uuid.UUID):
+        return None if value is None else str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{arg} must be a UUID, as handle.run_id, describe().run_id and `durable list` give "
+        f"a run's id (e.g. 0f5c2e8e-9a0b-4c3d-8e7f-6a5b4c3d2e1f); got {value!r:.200}"
+    )
 
 
 def _is_attribute_scalar(value: Any) -> bool:

@@ -440,6 +440,44 @@ async def test_unstorable_workflow_id_is_refused_by_get_handle(
         await client.get_handle(bad).describe()
 
 
+MALFORMED_RUN_IDS = [
+    pytest.param("x", id="word"),
+    pytest.param("", id="empty"),
+    pytest.param("123", id="digits"),
+    pytest.param("0f5c2e8e-9a0b-4c3d-8e7f-6a5b4c3d2e1", id="one-digit-short"),
+    pytest.param(NUL, id="nul"),
+    pytest.param(42, id="int"),
+]
+
+
+@pytest.mark.parametrize("bad", MALFORMED_RUN_IDS)
+async def test_malformed_run_id_is_refused_by_get_handle(client: durable.Client, bad: Any) -> None:
+    """get_handle itself refuses it (not a later call, with asyncpg's DataError), naming
+    run_id, the value and what a run id looks like."""
+    with pytest.raises(ValueError, match="run_id") as info:
+        client.get_handle("wf", run_id=bad)
+    assert repr(bad) in str(info.value) and "UUID" in str(info.value)
+
+
+async def test_malformed_run_id_is_refused_by_fork_and_nothing_written(
+    client: durable.Client,
+) -> None:
+    await client.start(parked_wf, id="original")
+    with pytest.raises(ValueError, match=r"run_id must be a UUID.*got 'nope'"):
+        await client.fork("original", run_id="nope")
+    assert await ids(client) == ["original"]
+
+
+async def test_a_run_id_in_any_uuid_spelling_is_its_canonical_form(
+    client: durable.Client,
+) -> None:
+    handle = await client.start(parked_wf, id="spelled")
+    assert handle.run_id is not None
+    shouted = client.get_handle("spelled", run_id=handle.run_id.upper())
+    assert shouted.run_id == handle.run_id
+    assert (await shouted.describe()).run_id == handle.run_id
+
+
 # -------------------------------------------------------------------------------- attributes
 
 UNSTORABLE_ATTRIBUTES = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import os
 import shlex
@@ -12,7 +13,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,22 @@ async def test_user_errors_exit_2_with_a_message(
 
     code, _, err = await cli(capsys, "frobnicate")
     assert code == 2 and "invalid choice" in err
+
+
+async def test_a_malformed_run_id_exits_2_naming_it(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not asyncpg's DataError with a traceback (exit 1): run_id, the value, a UUID."""
+    for command in ("describe", "signal", "result", "fork"):
+        argv = [command, "wf", *(["finish"] if command == "signal" else []), "--run-id", "x"]
+        code, out, err = await cli(capsys, *argv, "--dsn", dsn)
+        assert (code, out) == (2, ""), err
+        assert err.startswith("error: run_id") and "'x'" in err and "UUID" in err, err
+        assert "Traceback" not in err
+    code, out, err = await cli(capsys, "history", "wf", "--run-id", "x", "--json", "--dsn", dsn)
+    assert (code, out) == (2, "")
+    error = json.loads(err)["error"]
+    assert error["type"] == "ValueError" and "run_id" in error["message"]
 
 
 async def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -476,6 +493,47 @@ async def test_update_signal_with_start_count_and_json_everywhere(
     assert "WORKFLOW_TERMINATED" in out and "+" in out
 
 
+@durable.activity(retry=durable.RetryPolicy(initial_interval=timedelta(hours=1)))
+async def decline(card: str) -> str:
+    raise durable.ApplicationError(f"card {card} declined", type="CardDeclined")
+
+
+@durable.workflow
+async def charge_card(ctx: durable.WorkflowContext) -> str:
+    return await ctx.activity(decline, "4242")
+
+
+async def test_describe_shows_a_pending_activitys_failure_and_the_cancel_reason(
+    dsn: str, client: durable.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--dsn", dsn)
+    queue = "cli-declines"
+    async with durable.Worker(
+        client, task_queue=queue, workflows=[charge_card], activities=[decline]
+    ):
+        handle = await client.start(charge_card, id="charge", task_queue=queue)
+
+        async def failed_once() -> bool:
+            pending = (await handle.describe()).pending_activities
+            return bool(pending and pending[0].last_failure)
+
+        await wait_for(failed_once)
+        code, out, err = await cli(capsys, "describe", "charge", *db)
+        assert code == 0, err
+        assert "    last failure: card 4242 declined (CardDeclined)\n" in out, out
+        assert "in decline\n" in out and "Traceback" in out, out
+        pending = (await cli_json(capsys, "describe", "charge", *db))["pending_activities"][0]
+        assert pending["last_failure_type"] == "CardDeclined"
+        assert "in decline" in pending["last_failure_stack"]
+        await handle.cancel(reason="out of stock")
+        with pytest.raises(durable.WorkflowCancelledError):
+            await handle.result(timeout=20)
+    code, out, err = await cli(capsys, "describe", "charge", *db)
+    assert "status:      cancelled: out of stock\n" in out, out
+    described = await cli_json(capsys, "describe", "charge", *db)
+    assert described["cancel_reason"] == "out of stock"
+
+
 async def test_json_arguments_become_the_workflows_annotated_types(
     dsn: str, worker_process: asyncio.subprocess.Process, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -487,6 +545,37 @@ async def test_json_arguments_become_the_workflows_annotated_types(
     assert out["result"] == "order 7: 20.00 due 2026-12-24"
     code, _, err = await cli(capsys, "start", "priced", '{"order_id": 7,', *db)
     assert code == 2 and "is not valid JSON" in err and "column" in err
+
+
+async def test_json_arguments_from_a_file_or_standard_input(
+    dsn: str,
+    worker_process: asyncio.subprocess.Process,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`@PATH` is the JSON in a file, `@-` the JSON on standard input: an argument longer
+    than a shell passes (a word of 200 kB; Linux refuses one over 128 kB)."""
+    db = ("--dsn", dsn)
+    name = "n" * 200_000
+    (tmp_path / "name.json").write_text(json.dumps(name))
+    args = await cli_json(
+        capsys, "start", "greeter", f"@{tmp_path / 'name.json'}", "--id", "big", *db
+    )
+    assert args["workflow_id"] == "big"
+    monkeypatch.setattr(sys, "stdin", io.StringIO('"!"\n'))
+    code, _, err = await cli(capsys, "signal", "big", "finish", "@-", *db)
+    assert code == 0, err
+    assert await cli_json(capsys, "result", "big", "--timeout", "30", *db) == f"hello {name}!"
+
+    code, _, err = await cli(capsys, "start", "greeter", f"@{tmp_path / 'missing.json'}", *db)
+    assert code == 2 and "missing.json" in err and "No such file" in err, err
+    (tmp_path / "bad.json").write_text('{"name": "ada",}')
+    code, _, err = await cli(capsys, "start", "greeter", f"@{tmp_path / 'bad.json'}", *db)
+    assert code == 2 and "bad.json" in err and "not valid JSON" in err and "column 16" in err, err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = await cli(capsys, "signal", "big", "finish", "@-", *db)
+    assert code == 2 and "standard input" in err, err
 
 
 async def test_batch_signals_each_matching_workflow_once_per_request_id(

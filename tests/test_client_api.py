@@ -502,6 +502,58 @@ async def test_describe_fields_and_pending_activities(client: durable.Client) ->
     assert done.pending_activities == []
 
 
+@activity(retry=durable.RetryPolicy(initial_interval=timedelta(hours=1)))
+async def declined(card: str) -> str:
+    raise ApplicationError(f"card {card} declined", type="CardDeclined")
+
+
+@workflow
+async def pay_wf(ctx: WorkflowContext) -> str:
+    return await ctx.activity(declined, "4242")
+
+
+async def test_describe_gives_a_pending_activitys_last_failure_type_and_stack(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(
+        client, task_queue="declines", workflows=[pay_wf], activities=[declined]
+    ):
+        handle = await client.start(pay_wf, task_queue="declines")
+
+        async def failed_once() -> durable.PendingActivity | None:
+            pending = (await handle.describe()).pending_activities
+            return pending[0] if pending and pending[0].last_failure else None
+
+        pending = await wait_for(failed_once)
+        await handle.terminate()
+    assert pending.last_failure == "card 4242 declined"
+    assert pending.last_failure_type == "CardDeclined"
+    assert pending.last_failure_stack is not None
+    assert "in declined" in pending.last_failure_stack and "CardDeclined" not in (
+        pending.last_failure or ""
+    )
+
+
+async def test_describe_of_a_cancelled_run_gives_the_reason(client: durable.Client) -> None:
+    not_begun = await client.start(forever_wf, task_queue="nobody-serves-this")
+    await not_begun.cancel(reason="ordered twice")
+    async with durable.Worker(client, task_queue="cancels", workflows=[forever_wf]):
+        begun = await client.start(forever_wf, task_queue="cancels")
+
+        async def running() -> bool:
+            return await _status(begun) == "running"
+
+        await wait_for(running, timeout=10)
+        await begun.cancel(reason="customer changed their mind")
+        with pytest.raises(durable.WorkflowCancelledError):
+            await begun.result(timeout=20)
+    assert (await begun.describe()).cancel_reason == "customer changed their mind"
+    assert (await not_begun.describe()).cancel_reason == "ordered twice"
+    quiet = await client.start(forever_wf, task_queue="nobody-serves-this")
+    await quiet.cancel()
+    assert (await quiet.describe()).cancel_reason is None
+
+
 async def test_history_events_have_seq_type_timestamp_and_fields(client: durable.Client) -> None:
     RELEASE[:] = [True]
     async with durable.Worker(client, workflows=[slow_wf], activities=[slow_step]):

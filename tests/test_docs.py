@@ -181,6 +181,37 @@ def test_example_runs(finished: dict[str, Finished], example: str) -> None:
     done = finished[example]
     assert done.returncode == 0, f"docs/examples/{example}: {done.report()}"
     assert "Traceback" not in done.stderr, f"docs/examples/{example}: {done.report()}"
+    assert "No such file or directory" not in done.stderr, done.report()
+
+
+# `... 2> worker.log &` then `until grep ... worker.log`: whether the background command has
+# opened its log by the time grep reads it is a race (grep: worker.log: No such file ...)
+_BACKGROUND_LOG = re.compile(r"^[^#]*\d?>\s*(\S+)\s*&(\s|$)")
+
+
+def _logs_read_before_they_surely_exist(lines: list[str]) -> list[tuple[int, str]]:
+    """(line, file) of each log a background command writes and a later line reads, that
+    no earlier line created (`: > LOG`)."""
+    racy = []
+    for number, line in enumerate(lines, 1):
+        if (match := _BACKGROUND_LOG.match(line)) is None:
+            continue
+        log = re.escape(match[1])
+        created = any(re.match(rf":\s*>\s*{log}\b", e.strip()) for e in lines[: number - 1])
+        read = any(re.search(rf"\b{log}\b", later) for later in lines[number:])
+        if read and not created:
+            racy.append((number, match[1]))
+    return racy
+
+
+def test_shell_examples_create_a_log_before_a_background_command_writes_it() -> None:
+    racy = [
+        f"docs/examples/{path.name}:{number}: {log}"
+        for path in EXAMPLE_FILES
+        if path.suffix == ".sh"
+        for number, log in _logs_read_before_they_surely_exist(path.read_text().splitlines())
+    ]
+    assert not racy, f"create these logs before their writer starts (`: > LOG`): {racy}"
 
 
 # ------------------------------------------------------------------------ the pages

@@ -120,3 +120,55 @@ def test_each_process_logs_the_embedded_postgres_it_uses(folder: Path) -> None:
     assert f"INFO:durable.embedded:embedded Postgres in {home} (started)" in first.stderr
     assert f"INFO:durable.embedded:embedded Postgres in {home} (reused)" in second.stderr
     assert not (folder / ".durable").exists()
+
+
+READING_COMMANDS = [
+    ["list"],
+    ["count"],
+    ["describe", "wf"],
+    ["history", "wf"],
+    ["query", "wf", "status"],
+    ["result", "wf"],
+    ["signal", "wf", "go"],
+    ["export", "--open"],
+    ["purge", "--closed-before", "30d"],
+]
+
+
+def test_a_command_on_workflows_creates_no_database_where_there_is_none(folder: Path) -> None:
+    """Run from a folder with no .durable/ above it and no database configured, a command
+    that reads (or acts on existing workflows) says where it looked and how to point it at
+    a database (exit 2), and neither creates a database nor starts a server."""
+    assert not [p for p in folder.parents if (p / ".durable").exists()], "a .durable/ above /tmp"
+    for argv in READING_COMMANDS:
+        done = durable(*argv, cwd=folder)
+        assert (done.returncode, done.stdout) == (2, ""), (argv, done.stdout, done.stderr)
+        assert done.stderr.startswith("error: no database") and str(folder) in done.stderr
+        assert "DURABLE_DATABASE_URL" in done.stderr and "durable dev" in done.stderr
+    done = durable("list", "--json", cwd=folder)
+    assert done.returncode == 2 and "no database" in json.loads(done.stderr)["error"]["message"]
+    home = folder / "elsewhere"
+    done = durable("list", cwd=folder, home=home)
+    assert done.returncode == 2 and f"$DURABLE_HOME ({home})" in done.stderr, done.stderr
+    assert not (folder / ".durable").exists() and not home.exists()
+
+
+def test_every_command_says_which_embedded_database_it_used(folder: Path) -> None:
+    """`durable start` may create the database (a write); a later command from a subfolder
+    finds it, and each says on stderr which one it used (stdout stays clean for --json)."""
+    home = folder / ".durable"
+    started = durable("start", "unregistered", cwd=folder)
+    assert started.returncode == 2 and "unregistered" in started.stderr
+    assert f"using the embedded Postgres in {home} (started)" in started.stderr
+    deep = folder / "a" / "b"
+    deep.mkdir(parents=True)
+    listed = durable("list", cwd=deep)
+    assert (listed.returncode, listed.stdout) == (0, "no workflows\n"), listed.stderr
+    assert f"using the embedded Postgres in {home} (reused)" in listed.stderr
+    counted = durable("count", "--json", cwd=deep)
+    assert counted.returncode == 0 and json.loads(counted.stdout) == {"count": 0}
+    assert json.loads(counted.stderr) == {"database": {"embedded": str(home), "started": False}}
+    stop_server(home)
+    again = durable("list", cwd=deep)  # a database that exists is started again
+    assert again.returncode == 0 and f"in {home} (started)" in again.stderr, again.stderr
+    assert not (deep / ".durable").exists()

@@ -157,6 +157,26 @@ async def test_every_client_call_fails_as_a_durable_error_within_its_deadline(
         assert error.may_have_taken_effect is False  # nothing reached the server
 
 
+@pytest.mark.parametrize("when", ["before", "while"])
+async def test_result_with_a_timeout_says_the_database_is_unavailable(
+    server: PostgresServer, prepared: str, when: str
+) -> None:
+    """result(timeout=2) with the server stopped, before the call or while it waits, with a
+    call_timeout longer than that: DatabaseUnavailableError, not "did not finish within
+    2 s" (nobody can know whether it did)."""
+    async with await durable.Client.connect(prepared, call_timeout=30) as client:
+        handle = await client.start(inbox_wf)
+        await handle.describe()  # the pool has a connection
+        waiting = asyncio.create_task(handle.result(timeout=2)) if when == "while" else None
+        await asyncio.to_thread(server.stop_immediate)
+        try:
+            with pytest.raises(durable.DatabaseUnavailableError) as caught:
+                await (waiting or handle.result(timeout=2))
+        finally:
+            await asyncio.to_thread(server.start_again)
+    assert caught.value.operation == "result" and handle.workflow_id in str(caught.value)
+
+
 async def test_a_write_is_retried_while_the_database_restarts(
     server: PostgresServer, prepared: str
 ) -> None:

@@ -167,3 +167,21 @@ async def test_the_sync_client_exports_and_purges(client: durable.Client, dsn: s
         assert await asyncio.to_thread(sync.purge, cutoff) == 2
     finally:
         await asyncio.to_thread(sync.close)
+
+
+async def test_closed_before_zero_means_every_run_closed_until_now(
+    client: durable.Client, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--closed-before 0s` (and timedelta(0)): every closed run, never an open one."""
+    await _run_short(client, "zero", 3)
+    await client.start(parked_wf, id="zero-open", task_queue="nobody")
+    db = ("--dsn", dsn)
+    assert await asyncio.to_thread(cli_main, ["export", "--closed-before", "0s", *db]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(run["workflow_id"] for run in exported) == ["zero-0", "zero-1", "zero-2"]
+    args = ["purge", "--closed-before", "0s", "--json", *db]
+    assert await asyncio.to_thread(cli_main, args) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out) == {"purged": 3}
+    await _run_short(client, "again", 1)
+    assert await client.purge(closed_before=timedelta(0)) == 1
+    assert (await _counts(client, "zero"))["workflows"] == 1  # the open one

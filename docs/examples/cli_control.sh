@@ -1,6 +1,7 @@
 # The command-line guide's controls (docs/guide/cli.md), against $DURABLE_DATABASE_URL.
 set -euo pipefail
 
+: > worker.log
 durable worker cli_app 2> worker.log &
 until grep -q "serving task queue" worker.log; do kill -0 $!; sleep 0.1; done
 

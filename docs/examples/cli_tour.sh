@@ -3,6 +3,7 @@ set -euo pipefail
 
 # --8<-- [start:worker]
 durable migrate                              # create or upgrade the schema (connect does it too)
+: > worker.log                               # there before grep reads it
 durable worker cli_app 2> worker.log &       # serves the "cli" queue its definitions name
 until grep -q "serving task queue" worker.log; do kill -0 $!; sleep 0.1; done
 # --8<-- [end:worker]
@@ -10,7 +11,10 @@ until grep -q "serving task queue" worker.log; do kill -0 $!; sleep 0.1; done
 # --8<-- [start:talk]
 durable start ticket '"printer on fire"' --id T-1   # arguments are JSON (a bare word is a string)
 durable signal T-1 comment '"tried turning it off"'
-durable query T-1 comments                          # ["tried turning it off"]
+echo '"the toner was empty"' > note.json
+durable signal T-1 comment @note.json               # @FILE: the JSON in a file
+echo '"fixed"' | durable signal T-1 comment @-      # @-: the JSON on standard input
+durable query T-1 comments                          # ["tried turning it off", "the toner...", "fixed"]
 durable update T-1 rename '"printer on fire (3rd floor)"'
 durable signal-with-start ticket '"new laptop"' --id T-2 --signal comment --signal-arg '"asap"'
 durable signal T-1 close

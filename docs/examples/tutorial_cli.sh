@@ -2,6 +2,7 @@
 set -euo pipefail
 
 # --8<-- [start:worker]
+: > worker.log                                  # there before grep reads it
 durable worker tutorial_app 2> worker.log &     # serves the module's workflows and activities
 WORKER=$!
 until grep -q "serving task queue" worker.log; do kill -0 "$WORKER"; sleep 0.1; done

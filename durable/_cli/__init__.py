@@ -1,7 +1,8 @@
 """The ``durable`` command line: a dev database, migrations, workers, and talking to workflows.
 
 Every command but `dev` takes ``--dsn`` (default: ``$DURABLE_DATABASE_URL``, else the embedded
-database); most take ``--json`` for machine-readable output. Each group of commands is a
+database, which only the commands that write may create: see common.database_of); most take
+``--json`` for machine-readable output. Each group of commands is a
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
 ``workflows`` (start, signal-with-start, signal, query, update, cancel, terminate, pause,
 resume, reset, fork, result, batch) with ``inspecting`` (describe, history, list, count),
@@ -20,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import __version__
-from .._embedded import ENV_DSN
+from .._embedded import ENV_DSN, ENV_HOME
 from .._errors import DurableError
 from . import check, database, replay, retention, worker, workflows
 from .common import AddCommand, Handler
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_dsn.add_argument(
         "--dsn",
         default=None,
-        help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database)",
+        help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database of ${ENV_HOME} "
+        "or the nearest .durable/ folder)",
     )
     with_dsn.add_argument(
         "--codecs",

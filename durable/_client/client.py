@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Unpack, overload
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from .._calls import call
+from .._calls import Outage, call
 from .._codecs import Codecs, PayloadCodec
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
 from .._embedded import embedded_dsn, resolve_dsn
@@ -44,6 +44,7 @@ from .._validate import (
     check_duration,
     check_name,
     check_reason,
+    check_run_id,
     check_seq,
     check_text,
     check_timeout,
@@ -106,9 +107,16 @@ class Client:
         attempt: Callable[[], Awaitable[T]],
         *,
         writes: bool = False,
+        outage: Outage | None = None,
     ) -> T:
         return await call(
-            operation, workflow_id, self.call_timeout, attempt, writes=writes, retry=True
+            operation,
+            workflow_id,
+            self.call_timeout,
+            attempt,
+            writes=writes,
+            retry=True,
+            outage=outage,
         )
 
     @classmethod
@@ -148,18 +156,7 @@ class Client:
                 codecs=chain,
             )
         except _CANNOT_CONNECT as exc:
-            reason = str(exc)
-            if isinstance(exc, builtins.TimeoutError):
-                reason = f"no answer within {connect_timeout} s (connect_timeout)"
-            message = (
-                f"cannot connect to Postgres at {redact_dsn(resolved)}: {reason}; check the dsn "
-                "argument or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
-            )
-            if isinstance(exc, UNAVAILABLE):
-                raise DatabaseUnavailableError(
-                    message, operation="connect", may_have_taken_effect=False
-                ) from exc
-            raise DurableError(message) from exc
+            raise _cannot_connect(exc, resolved, connect_timeout) from exc
         return cls(store, call_timeout, Telemetry(tracer_provider, meter_provider))
 
     async def close(self) -> None:
@@ -507,8 +504,9 @@ class Client:
         that type, as a handle from ``start(workflow, ...)`` does from the workflow's return
         annotation; a result that does not fit it raises ``PayloadError``. None: plain values
         (dicts for dataclasses)."""
+        workflow_id = check_name("workflow_id", workflow_id)
         hint = result_hint(result_type)
-        return WorkflowHandle(self, check_name("workflow_id", workflow_id), run_id, hint)
+        return WorkflowHandle(self, workflow_id, check_run_id("run_id", run_id), hint)
 
     async def fork(
         self,
@@ -526,6 +524,7 @@ class Client:
         under its recorded id (a failure to the copy while the original's child still runs
         under that id). Applied once per ``request_id`` (default: a new one)."""
         workflow_id = check_name("workflow_id", workflow_id)
+        run_id = check_run_id("run_id", run_id)
         request = request_id_of(request_id)
         if new_id is None:
             new_id = f"{workflow_id}-fork-{hashlib.sha256(request.encode()).hexdigest()[:12]}"
@@ -653,11 +652,11 @@ class Client:
 
     async def purge(self, closed_before: datetime | timedelta, status: str | None = None) -> int:
         """Delete the runs closed before ``closed_before`` (a time, or how long ago by the
-        database's clock), only those with ``status`` if given, with their history, inbox,
-        tasks and calls; returns how many. Open runs are never touched. The database does it
-        200 runs per transaction, oldest first, resting after each as long as it took; runs
-        another purge is deleting are skipped, not waited for. To archive first, see
-        :meth:`export`."""
+        database's clock: ``timedelta(0)`` is every run closed by now), only those with
+        ``status`` if given, with their history, inbox, tasks and calls; returns how many.
+        Open runs are never touched. The database does it 200 runs per transaction, oldest
+        first, resting after each as long as it took; runs another purge is deleting are
+        skipped, not waited for. To archive first, see :meth:`export`."""
         if status is not None:
             check_choice("status", status, CLOSED_STATUSES)
         cutoff = await self._cutoff(closed_before)
@@ -695,7 +694,7 @@ class Client:
 
     async def _cutoff(self, closed_before: datetime | timedelta) -> datetime:
         if isinstance(closed_before, timedelta):
-            check_duration("closed_before", closed_before)
+            check_duration("closed_before", closed_before, allow_zero=True)
             now = await self._call("database time", None, self.store.database_time)
             return now - closed_before
         if not isinstance(closed_before, datetime) or closed_before.tzinfo is None:
@@ -757,6 +756,20 @@ def result_hint(result_type: object) -> object:
         "result_type must be a type: a class (a dataclass, a pydantic model, int, ...) or a "
         f"typing form such as list[Order] or Order | None; got {result_type!r:.200}"
     )
+
+
+def _cannot_connect(exc: BaseException, dsn: str, connect_timeout: float) -> DurableError:
+    """The error Client.connect raises when it cannot connect to ``dsn``."""
+    reason = str(exc)
+    if isinstance(exc, builtins.TimeoutError):
+        reason = f"no answer within {connect_timeout} s (connect_timeout)"
+    message = (
+        f"cannot connect to Postgres at {redact_dsn(dsn)}: {reason}; check the dsn argument "
+        "or $DURABLE_DATABASE_URL (e.g. postgresql://user:pass@host:5432/db)"
+    )
+    if isinstance(exc, UNAVAILABLE):
+        return DatabaseUnavailableError(message, operation="connect", may_have_taken_effect=False)
+    return DurableError(message)
 
 
 def redact_dsn(dsn: str) -> str:

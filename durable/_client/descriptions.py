@@ -27,7 +27,9 @@ class PendingActivity:
     state: str
     scheduled_at: datetime
     next_attempt_at: datetime | None
-    last_failure: str | None
+    last_failure: str | None  # the message of its last attempt's failure
+    last_failure_type: str | None = None  # its exception type (or ApplicationError's type)
+    last_failure_stack: str | None = None  # its traceback, then each cause's, as recorded
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class WorkflowDescription:
     reset_from: tuple[str, int] | None = None  # (run id, seq): a reset or fork started it there
     next_run_id: str | None = None  # the run it continued as new as, or a reset of it started
     build_id: str | None = None  # the build it is pinned to (Worker(build_id=...)), if any
+    # the reason given to cancel(), once the run took the request in (or was cancelled
+    # before it began); describe() reads it for cancelled and open runs, list() does not
+    cancel_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,32 @@ def history_event(event: Event) -> HistoryEvent:
     return HistoryEvent(event.seq, event.type.name, event.timestamp, fields, event.ends_step)
 
 
+async def read_description(store: Store, row: RunRow) -> WorkflowDescription:
+    """The description of the run ``row``, with what only describe() reads: its open work
+    and the reason it was asked to cancel."""
+    reason = await _cancel_reason(store, row)
+    if row.closed_at is not None:
+        return description(store, row, cancel_reason=reason)
+    pending, waits = await store.open_work(row.workflow_id, row.run_id)
+    return description(store, row, pending, waits, cancel_reason=reason)
+
+
+async def _cancel_reason(store: Store, row: RunRow) -> str | None:
+    if row.closed_at is not None and row.status != "cancelled":
+        return None
+    try:
+        return await store.cancel_reason(row.workflow_id, row.run_id)
+    except PayloadError as exc:
+        return f"(unreadable: {exc})"
+
+
 def description(
     store: Store,
     row: RunRow,
     pending: Sequence[PendingActivityRow] = (),
     waits: Sequence[WaitRow] = (),
+    *,
+    cancel_reason: str | None = None,
 ) -> WorkflowDescription:
     closed_by = _opened(store, row.failure)
     return WorkflowDescription(
@@ -120,12 +146,10 @@ def description(
         parent_workflow_id=row.parent_workflow_id,
         history_length=row.history_length,
         last_error=row.last_error,
-        pending_activities=[
-            pending_activity(p, _message(_opened(store, p.last_failure))) for p in pending
-        ],
+        pending_activities=[pending_activity(p, _opened(store, p.last_failure)) for p in pending],
         failure=_message(closed_by),
-        failure_type=None if not isinstance(closed_by, dict) else closed_by.get("type"),
-        failure_stack=None if not isinstance(closed_by, dict) else _stack(closed_by),
+        failure_type=_type(closed_by),
+        failure_stack=_stack(closed_by),
         pending_timers=[PendingTimer(str(w.seq), w.fires_at) for w in waits if w.fires_at],
         open_children=[
             OpenChild(w.child_id, w.child_run_id, w.child_name or "", w.child_status or "")
@@ -137,10 +161,13 @@ def description(
         reset_from=row.reset_from,
         next_run_id=row.continued_run_id,
         build_id=row.build_id,
+        cancel_reason=cancel_reason,
     )
 
 
-def pending_activity(row: PendingActivityRow, last_failure: str | None) -> PendingActivity:
+def pending_activity(
+    row: PendingActivityRow, last_failure: Failure | str | None
+) -> PendingActivity:
     return PendingActivity(
         activity_id=str(row.seq),
         activity_name=row.activity_name,
@@ -148,7 +175,9 @@ def pending_activity(row: PendingActivityRow, last_failure: str | None) -> Pendi
         state="running" if row.running else ("backoff" if row.attempt else "scheduled"),
         scheduled_at=row.scheduled_at,
         next_attempt_at=None if row.running else row.visible_at,
-        last_failure=last_failure,
+        last_failure=_message(last_failure),
+        last_failure_type=_type(last_failure),
+        last_failure_stack=_stack(last_failure),
     )
 
 
@@ -164,10 +193,14 @@ def _message(failure: Failure | str | None) -> str | None:
     return failure if not isinstance(failure, dict) else failure.get("message")
 
 
-def _stack(failure: Failure) -> str | None:
+def _type(failure: Failure | str | None) -> str | None:
+    return failure.get("type") if isinstance(failure, dict) else None
+
+
+def _stack(failure: Failure | str | None) -> str | None:
     """The failure's recorded traceback, then each cause's (those that have one)."""
     parts: list[str] = []
-    cause: Failure | None = failure
+    cause = failure if isinstance(failure, dict) else None
     while cause is not None and len(parts) < 20:
         traceback = cause.get("traceback")
         if traceback:

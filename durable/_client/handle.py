@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._calls import Outage
 from .._errors import (
     PayloadError,
     QueryError,
@@ -39,8 +40,8 @@ from .._validate import (
 from .descriptions import (
     HistoryEvent,
     WorkflowDescription,
-    description,
     history_event,
+    read_description,
 )
 from .requests import request_id_of
 
@@ -79,25 +80,31 @@ class WorkflowHandle(Generic[R]):
         """Wait for the workflow to close (following continue-as-new) and return its result."""
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         check_timeout(seconds)
+        outage = Outage()
         try:
             async with asyncio.timeout(seconds), self._store.clock.waiting_for_time():
-                return await self._wait_result()
+                return await self._wait_result(outage)
         except builtins.TimeoutError as exc:
             if isinstance(exc, TimeoutError):
                 raise  # the database did not answer (call_timeout)
+            unavailable = outage.error("result", self.workflow_id)
+            if unavailable is not None:  # whether it finished meanwhile is unknown
+                raise unavailable from outage.failure
             raise TimeoutError(
                 f"workflow {self.workflow_id!r} did not finish within {seconds} s"
             ) from None
 
-    async def _wait_result(self) -> R:
+    async def _wait_result(self, outage: Outage) -> R:
         closed = asyncio.Event()
         key = NotificationKeys.closed(self.workflow_id)
-        await self._call("result", lambda: self._store.listener.subscribe(key, closed))
+        subscribe = functools.partial(self._store.listener.subscribe, key, closed)
+        await self._call("result", subscribe, outage=outage)
         try:
             run_id = self.run_id
             while True:
                 closed.clear()
-                row = await self._call("result", functools.partial(self._run, run_id))
+                run = functools.partial(self._run, run_id)
+                row = await self._call("result", run, outage=outage)
                 if row.continued_run_id is not None:  # continued as new, or reset
                     run_id = row.continued_run_id
                     continue
@@ -145,9 +152,14 @@ class WorkflowHandle(Generic[R]):
         return value
 
     def _call(
-        self, operation: str, attempt: Callable[[], Awaitable[T]], *, writes: bool = False
+        self,
+        operation: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        writes: bool = False,
+        outage: Outage | None = None,
     ) -> Awaitable[T]:
-        return self.client._call(operation, self.workflow_id, attempt, writes=writes)
+        return self.client._call(operation, self.workflow_id, attempt, writes=writes, outage=outage)
 
     def _span(self, kind: str, name: str, args: bytes) -> AbstractContextManager[Any]:
         attributes: dict[str, str | int] = {
@@ -332,11 +344,7 @@ class WorkflowHandle(Generic[R]):
         return await self._call("describe", self._describe)
 
     async def _describe(self) -> WorkflowDescription:
-        row = await self._run(self.run_id)
-        if row.closed_at is not None:
-            return description(self._store, row)
-        pending, waits = await self._store.open_work(self.workflow_id, row.run_id)
-        return description(self._store, row, pending, waits)
+        return await read_description(self._store, await self._run(self.run_id))
 
     async def history(self) -> list[HistoryEvent]:
         """The run's recorded history, oldest event first."""

@@ -17,6 +17,7 @@ from .base import StoreBase
 from .closing import _cancel_run, _terminate_run
 from .connection import (
     _history_event,
+    _open_attrs,
     _seal_attrs,
 )
 from .listener import CHANNEL, NotificationKeys
@@ -50,6 +51,7 @@ from .runs import (
 from .sql import (
     _CALL_EXISTS_SQL,
     _CALL_OUTCOME_SQL,
+    _CANCEL_REQUEST_SQL,
     _DATABASE_TIME_SQL,
     _FORGET_CALL_SQL,
     _INSERT_CALL_SQL,
@@ -203,6 +205,16 @@ class ClientOps(StoreBase):
             )
             for row in waits
         ]
+
+    async def cancel_reason(self, workflow_id: str, run_id: str) -> str | None:
+        """The reason given to the cancel request the run took in (None: none was given,
+        or it took none in)."""
+        kinds = [int(E.CANCEL_REQUESTED), int(E.WORKFLOW_CANCELLED)]
+        body = await self.pool.fetchval(_CANCEL_REQUEST_SQL, workflow_id, run_id, kinds)
+        if body is None:
+            return None
+        reason: str | None = _open_attrs(self.codecs, body).get("reason")
+        return reason
 
     async def load_history(self, workflow_id: str, run_id: str) -> list[Event]:
         rows = await self.pool.fetch(_LOAD_HISTORY_SQL, workflow_id, run_id)

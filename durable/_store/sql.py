@@ -135,6 +135,13 @@ WHERE parent_workflow_id = $1 AND parent_run_id = $2 AND closed_at IS NULL
 ORDER BY 1 DESC, 3, 2
 """
 
+# Store.cancel_reason: the body of the first cancel request the run took in, or of the event
+# that closed it cancelled before it began (either holds the reason given to cancel()).
+_CANCEL_REQUEST_SQL = """
+SELECT body FROM durable.history
+WHERE workflow_id = $1 AND run_id = $2 AND kind = ANY($3::smallint[]) ORDER BY seq LIMIT 1
+"""
+
 # Store.load_history: the run's events, in order.
 _LOAD_HISTORY_SQL = """
 SELECT seq, kind, ts, body, ends_step FROM durable.history
