@@ -361,6 +361,19 @@ UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE behind)
 """
 
+# Store.fail_waiting_queries: the queries that wait for their run to take in earlier messages
+# (those _CLAIM_QUERIES_SQL leaves, by the same condition), answered with why the run cannot
+# ($3: its code no longer replays its history) instead of timing out as if no worker ran.
+_FAIL_WAITING_QUERIES_SQL = """
+WITH answered AS (UPDATE durable.calls c SET done = true, failure = $3
+    WHERE c.workflow_id = $1 AND c.run_id = $2 AND c.kind = 1 AND NOT c.done
+        AND (c.claimed_until IS NULL OR c.claimed_until < now())
+        AND EXISTS (SELECT 1 FROM durable.inbox i WHERE i.workflow_id = c.workflow_id
+            AND i.run_id = c.run_id AND i.visible_at <= c.created_at)
+    RETURNING c.id)
+SELECT pg_notify($4, 'r' || id::text) FROM answered
+"""
+
 
 # ====================================================================== activity tasks
 
