@@ -7,10 +7,12 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import durable
+from durable._cli import main
 from durable._cli.loading import queues_served
 from durable._definitions import DEFAULT_TASK_QUEUE
 from durable._events import EventType
@@ -39,8 +41,12 @@ async def child_by_name(ctx: durable.WorkflowContext, n: int) -> int:
     return int(await ctx.child("remote_child", n))
 
 
-async def _last_error(handle: durable.WorkflowHandle[object]) -> str | None:
+async def _last_error(handle: durable.WorkflowHandle[Any]) -> str | None:
     return (await handle.describe()).last_error
+
+
+async def _scheduled(handle: durable.WorkflowHandle[Any]) -> list[durable.HistoryEvent]:
+    return [e for e in await handle.history() if e.type == "ACTIVITY_SCHEDULED"]
 
 
 async def test_an_activity_by_name_waits_for_a_worker_that_serves_it(
@@ -110,3 +116,38 @@ async def test_durable_worker_serves_every_queue_its_module_names(
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     text = (tmp_path / "worker.log").read_text()
     assert "task queue 'orders'" in text and "task queue 'payments'" in text
+
+
+# ------------------------------------------------------------- queues no worker ever served
+@durable.activity(task_queue="nowhere")
+async def unserved_activity() -> None:
+    pass
+
+
+@durable.workflow
+async def calls_unserved(ctx: durable.WorkflowContext) -> None:
+    await ctx.activity(unserved_activity)
+
+
+async def test_describe_says_no_worker_ever_served_the_queue_of_a_run_or_activity(
+    client: durable.Client, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unserved_run = await client.start(remote_child, 1, task_queue="nobody")
+    assert await _last_error(unserved_run) == (
+        "no worker has ever served workflow 'remote_child' on task queue 'nobody': "
+        "the run waits until one does"
+    )
+    async with durable.Worker(client, task_queue="orders", workflows=[calls_unserved]):
+        handle = await client.start(calls_unserved, task_queue="orders")
+        await wait_for(lambda: _scheduled(handle))
+        assert await _last_error(handle) == (
+            "no worker has ever served activity 'unserved_activity' on task queue 'nowhere': "
+            "activity 2 waits until one does"
+        )
+    code = await asyncio.to_thread(main, ["describe", unserved_run.workflow_id, "--dsn", dsn])
+    assert code == 0
+    assert "no worker has ever served workflow 'remote_child'" in capsys.readouterr().out
+    # a worker that served the queue once (gone since) is no news: the run is not described so
+    async with durable.Worker(client, task_queue="nowhere", activities=[unserved_activity]):
+        pass
+    assert await _last_error(handle) is None

@@ -15,6 +15,7 @@ from .._store import (
     PendingActivityRow,
     RunRow,
     Store,
+    UnservedWork,
     WaitRow,
 )
 
@@ -60,7 +61,9 @@ class WorkflowDescription:
     attributes: dict[str, Any]
     parent_workflow_id: str | None
     history_length: int
-    last_error: str | None  # why its last workflow task failed, while it is retried
+    # why its last workflow task failed, while it is retried; or what of it waits on a task
+    # queue where no worker ever served it
+    last_error: str | None
     pending_activities: list[PendingActivity] = field(default_factory=list)
     failure: str | None = None  # the message of the failure that closed it
     failure_type: str | None = None  # its exception type (or ApplicationError's type)
@@ -106,6 +109,7 @@ def description(
     row: RunRow,
     pending: Sequence[PendingActivityRow] = (),
     waits: Sequence[WaitRow] = (),
+    unserved: Sequence[UnservedWork] = (),
 ) -> WorkflowDescription:
     closed_by = _opened(store, row.failure)
     return WorkflowDescription(
@@ -119,7 +123,7 @@ def description(
         attributes=row.attributes,
         parent_workflow_id=row.parent_workflow_id,
         history_length=row.history_length,
-        last_error=row.last_error,
+        last_error="; ".join(filter(None, [row.last_error, *map(_unserved, unserved)])) or None,
         pending_activities=[
             pending_activity(p, _message(_opened(store, p.last_failure))) for p in pending
         ],
@@ -137,6 +141,15 @@ def description(
         reset_from=row.reset_from,
         next_run_id=row.continued_run_id,
         build_id=row.build_id,
+    )
+
+
+def _unserved(work: UnservedWork) -> str:
+    """Why work waits that no error explains: nobody ever polled for it."""
+    waiting = "the run" if work.seq is None else f"activity {work.seq}"
+    return (
+        f"no worker has ever served {work.kind} {work.name!r} on task queue "
+        f"{work.task_queue!r}: {waiting} waits until one does"
     )
 
 

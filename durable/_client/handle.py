@@ -336,7 +336,8 @@ class WorkflowHandle(Generic[R]):
         if row.closed_at is not None:
             return description(self._store, row)
         pending, waits = await self._store.open_work(self.workflow_id, row.run_id)
-        return description(self._store, row, pending, waits)
+        unserved = await self._store.unserved_work(self.workflow_id, row.run_id)
+        return description(self._store, row, pending, waits, unserved)
 
     async def history(self) -> list[HistoryEvent]:
         """The run's recorded history, oldest event first."""

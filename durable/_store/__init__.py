@@ -13,7 +13,7 @@ Invariants kept here:
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
 runs), batching, listener, migrations; the Store class is made of base, workers,
-client_ops, controls, workflow_tasks and activity_tasks.
+routing, client_ops, controls, workflow_tasks and activity_tasks.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from .records import (
 )
 from .resets import Resets
 from .retention import Retention
+from .routing import Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
@@ -87,6 +88,7 @@ __all__ = [
     "StartRequest",
     "Store",
     "TaskCommit",
+    "UnservedWork",
     "WaitRow",
     "WorkflowTask",
     "apply_migrations",
@@ -103,6 +105,7 @@ def _ignore(steps: int) -> None:
 
 class Store(
     WorkerRecords,
+    Routing,
     ClientOps,
     Controls,
     Resets,
