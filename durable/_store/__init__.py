@@ -54,13 +54,14 @@ from .records import (
 )
 from .resets import Resets
 from .retention import Retention
-from .routing import Routing, UnservedWork
+from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
 
 __all__ = [
+    "ACTIVITY_OPTIONS",
     "BATCH_ACTIONS",
     "CONNECT_FAILED",
     "KIND_QUERY",
@@ -70,6 +71,7 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
+    "ActivityRoute",
     "ActivityTask",
     "BatchPage",
     "Builds",

@@ -29,29 +29,12 @@ ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 """
 
 # Store.register_worker: the workflow types the worker serves on its queue, seen now (what
-# Store.registered_task_queue reads).
+# Store.registered_task_queue and Store.route_workflow read).
 _REGISTER_WORKFLOW_TYPES_SQL = """
 INSERT INTO durable.workflow_types (name, task_queue)
 SELECT unnest($1::text[]), $2
 ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
 """
-
-# Store.register_worker: the activities the worker serves on its queue, seen now (what
-# Store.route reads).
-_REGISTER_ACTIVITY_TYPES_SQL = """
-INSERT INTO durable.activity_types (name, task_queue)
-SELECT unnest($1::text[]), $2
-ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
-"""
-
-# Store.route: the queue whose workers serve the activity (or, from workflow_types, the
-# workflow) named $1: the caller's own queue $2 if its workers do, else the one seen last.
-_ROUTE_SQL = """
-SELECT task_queue FROM durable.{table} WHERE name = $1
-ORDER BY task_queue = $2 DESC, seen_at DESC LIMIT 1
-"""
-_ROUTE_ACTIVITY_SQL = _ROUTE_SQL.format(table="activity_types")
-_ROUTE_WORKFLOW_SQL = _ROUTE_SQL.format(table="workflow_types")
 
 # Store.register_worker: forget the workers whose lease lapsed more than an hour ago;
 # returns their ids (NULL: none).
