@@ -16,9 +16,11 @@ from ._codecs import AesGcmCodec, PayloadCodec, ZlibCodec
 from ._context import ChildWorkflowHandle, WorkflowContext, WorkflowInfo
 from ._definitions import (
     ActivityDefinition,
+    ActivityRef,
     RetryPolicy,
     WorkflowDefinition,
     activity,
+    activity_ref,
     workflow,
 )
 from ._errors import (
@@ -48,6 +50,7 @@ __all__ = [
     "ActivityDefinition",
     "ActivityError",
     "ActivityInfo",
+    "ActivityRef",
     "AesGcmCodec",
     "ApplicationError",
     "ChildWorkflowError",
@@ -84,5 +87,6 @@ __all__ = [
     "__version__",
     "activity",
     "activity_context",
+    "activity_ref",
     "workflow",
 ]

@@ -20,6 +20,7 @@ from ._definitions import (
     DEFAULT_RETRY_POLICY,
     ActivityDefinition,
     ActivityOptions,
+    ActivityRef,
     RetryPolicy,
     WorkflowDefinition,
     activity_name,
@@ -178,13 +179,22 @@ class WorkflowContext:
         self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> asyncio.Task[R]: ...
     @overload
+    def start_activity(
+        self, fn: ActivityRef[R], /, *args: Any, **kwargs: Any
+    ) -> asyncio.Task[R]: ...
+    @overload
     def start_activity(self, fn: str, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]: ...
     def start_activity(self, fn: Any, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        """Schedule an activity and return a task for its result (cancel it to cancel the activity)."""
-        name = activity_name(fn)
-        options = fn.options if isinstance(fn, ActivityDefinition) else ActivityOptions()
-        hint = return_hint(fn.fn) if isinstance(fn, ActivityDefinition) else Any
-        by_name = not isinstance(fn, ActivityDefinition)
+        """Schedule an activity and return a task for its result (cancel it to cancel the
+        activity). ``fn`` is an @activity function, a ``durable.activity_ref`` or a
+        registered name; called by reference or name, the options it does not give are
+        those the workers serving it registered."""
+        if isinstance(fn, ActivityDefinition):
+            name, options, hint, by_name = fn.name, fn.options, return_hint(fn.fn), False
+        elif isinstance(fn, ActivityRef):
+            name, options, hint, by_name = fn.name, fn.options, fn.returns, True
+        else:
+            name, options, hint, by_name = activity_name(fn), ActivityOptions(), Any, True
         return self._runtime.start_activity(
             name, encode_args(args, kwargs), options, hint, by_name=by_name
         )
@@ -193,6 +203,8 @@ class WorkflowContext:
     async def activity(
         self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R: ...
+    @overload
+    async def activity(self, fn: ActivityRef[R], /, *args: Any, **kwargs: Any) -> R: ...
     @overload
     async def activity(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     @_hashed_in_order
@@ -205,6 +217,11 @@ class WorkflowContext:
         self, fn: ActivityDefinition[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run ``fn`` in this worker process, recording only its result (at least once)."""
+        if isinstance(fn, ActivityRef):
+            raise TypeError(
+                f"ctx.local_activity runs the function in this worker, and {fn!r} refers to "
+                "an activity another service serves: call it with ctx.activity"
+            )
         if not isinstance(fn, ActivityDefinition):
             raise TypeError(
                 f"ctx.local_activity needs an @activity function, got {fn!r}; "

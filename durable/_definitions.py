@@ -8,7 +8,17 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    NewType,
+    Protocol,
+    TypeVar,
+    get_origin,
+    overload,
+)
 
 from typing_extensions import ParamSpec
 
@@ -115,6 +125,38 @@ class ActivityOptions:
         for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
             check_duration(arg, getattr(self, arg))
 
+    def _replaced(
+        self,
+        task_queue: str | None,
+        retry: RetryPolicy | None,
+        start_to_close_timeout: timedelta | None,
+        schedule_to_close_timeout: timedelta | None,
+        heartbeat_timeout: timedelta | None,
+    ) -> ActivityOptions:
+        """These options with those given (not None) instead."""
+        given: dict[str, Any] = {
+            "task_queue": task_queue,
+            "retry": retry,
+            "start_to_close_timeout": start_to_close_timeout,
+            "schedule_to_close_timeout": schedule_to_close_timeout,
+            "heartbeat_timeout": heartbeat_timeout,
+        }
+        return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def _recorded(self) -> dict[str, Any]:
+        """The options as ACTIVITY_SCHEDULED records them (and workers register them): plain
+        values, None where not given."""
+        return {
+            "retry": self.retry._to_dict() if self.retry else None,
+            "start_to_close": _seconds(self.start_to_close_timeout),
+            "schedule_to_close": _seconds(self.schedule_to_close_timeout),
+            "heartbeat": _seconds(self.heartbeat_timeout),
+        }
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
+
 
 class ActivityDefinition(Generic[P, R]):
     """An activity function registered under a name, with default options."""
@@ -148,24 +190,69 @@ class ActivityDefinition(Generic[P, R]):
         name: str | None = None,
     ) -> ActivityDefinition[P, R]:
         """A copy with some options replaced, for one call."""
-        changes: dict[str, Any] = {
-            key: value
-            for key, value in {
-                "task_queue": task_queue,
-                "retry": retry,
-                "start_to_close_timeout": start_to_close_timeout,
-                "schedule_to_close_timeout": schedule_to_close_timeout,
-                "heartbeat_timeout": heartbeat_timeout,
-            }.items()
-            if value is not None
-        }
         check_name("name", name, optional=True)
-        return ActivityDefinition(
-            self.fn, name or self.name, dataclasses.replace(self.options, **changes)
+        options = self.options._replaced(
+            task_queue,
+            retry,
+            start_to_close_timeout,
+            schedule_to_close_timeout,
+            heartbeat_timeout,
         )
+        return ActivityDefinition(self.fn, name or self.name, options)
 
     def __repr__(self) -> str:
         return f"<activity {self.name}>"
+
+
+class ActivityRef(Generic[R_co]):
+    """An activity that another service's workers serve, by its registered name, with the
+    type its result is rebuilt as: what ``ctx.activity(ref, *args)`` calls. Options it
+    does not give are those the serving workers registered (its ``@activity``'s), found
+    when the call is recorded. No worker serves a reference: its service's code does."""
+
+    def __init__(self, name: str, returns: Any, options: ActivityOptions) -> None:
+        self.name = check_name("name", name)
+        self.returns = _check_returns(returns)
+        self.options = options
+
+    def with_options(
+        self,
+        *,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> ActivityRef[R_co]:
+        """A copy with some options replaced, for one call."""
+        options = self.options._replaced(
+            task_queue,
+            retry,
+            start_to_close_timeout,
+            schedule_to_close_timeout,
+            heartbeat_timeout,
+        )
+        return ActivityRef(self.name, self.returns, options)
+
+    def __repr__(self) -> str:
+        return f"durable.activity_ref({self.name!r})"
+
+
+def _check_returns(returns: Any) -> Any:
+    """A type to rebuild the result as (a class, a generic alias such as ``list[int]``, a
+    union, None, Any), not a value or the name of one."""
+    is_hint = (
+        returns is None
+        or returns is Any
+        or isinstance(returns, type | TypeVar | NewType)
+        or get_origin(returns) is not None
+    )
+    if not is_hint:
+        raise TypeError(
+            f"returns must be the type the activity's result is rebuilt as (such as "
+            f"returns=Receipt or returns=list[int]), got {returns!r}"
+        )
+    return returns
 
 
 class WorkflowCall:
@@ -277,6 +364,52 @@ def activity(
         return ActivityDefinition(f, name or f.__qualname__, options)
 
     return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def activity_ref(
+    name: str,
+    *,
+    returns: type[R],
+    task_queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> ActivityRef[R]: ...
+@overload
+def activity_ref(
+    name: str,
+    *,
+    returns: Any = Any,
+    task_queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> ActivityRef[Any]: ...
+def activity_ref(
+    name: str,
+    *,
+    returns: Any = Any,
+    task_queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> ActivityRef[Any]:
+    """Refer to an activity another service serves, by its registered ``name``: workflows
+    call it with ``ctx.activity(ref, *args)`` and get its result rebuilt as ``returns``.
+    Without ``task_queue`` the call goes to a queue whose workers serve ``name``; the
+    options not given here are those those workers registered. Never served by a worker."""
+    options = ActivityOptions(
+        task_queue=task_queue,
+        retry=retry,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+    )
+    return ActivityRef(name, returns, options)
 
 
 class _WorkflowDecorator(Protocol):

@@ -1,6 +1,7 @@
 """Definitions on two task queues, for `durable worker tests.cli_queues` (tests/test_routing.py):
 the workflow is served on "orders", the activity it calls by name on "payments", and an
-activity declaring no queue on both."""
+activity declaring no queue on both; the reference to another service's activity on
+"refunds" is not served."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ async def charge_card(amount: int) -> str:
 @durable.activity
 async def audit(note: str) -> str:
     return f"audited {note}"
+
+
+refund = durable.activity_ref("refund", returns=str, task_queue="refunds")
 
 
 @durable.workflow(task_queue="orders")

@@ -17,6 +17,7 @@ PUBLIC_NAMES = {
     "ActivityDefinition",
     "ActivityError",
     "ActivityInfo",
+    "ActivityRef",
     "AesGcmCodec",
     "ApplicationError",
     "ChildWorkflowError",
@@ -53,6 +54,7 @@ PUBLIC_NAMES = {
     "__version__",
     "activity",
     "activity_context",
+    "activity_ref",
     "workflow",
 }
 

@@ -76,6 +76,22 @@ async def test_changed_code_raises_and_old_code_resumes(
         assert await handle.result(timeout=20) == 3
 
 
+async def test_a_query_to_a_run_stuck_on_nondeterminism_says_why(client: durable.Client) -> None:
+    """The query waits for the signal sent before it, which the run cannot take in while its
+    code does not replay: it is answered with that reason, not left to time out as if no
+    worker ran."""
+    async with _worker(client, original):
+        handle = await client.start(original, 1, id="nd-query")
+        await wait_for(lambda: _has_event(handle, "ACTIVITY_COMPLETED"))
+    await handle.signal("go")
+    async with _worker(client, changed):
+        await wait_for(lambda: _failed_task(handle))
+        with pytest.raises(durable.QueryError, match="NondeterminismError") as caught:
+            await handle.query("anything", timeout=15)
+    assert "ACTIVITY_SCHEDULED(name='fetch')" in str(caught.value)
+    assert "messages sent before this query" in str(caught.value)
+
+
 async def _failures(handle: durable.WorkflowHandle[int], at_least: int) -> bool:
     failures = await handle.client.store.pool.fetchval(
         "SELECT task_failures FROM durable.workflows WHERE workflow_id = $1 AND closed_at IS NULL",

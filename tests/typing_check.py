@@ -4,6 +4,7 @@ functions' parameters. typing_errors.py holds the calls they must refuse."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, assert_type
@@ -61,7 +62,18 @@ async def checkout(ctx: WorkflowContext, items: list[int]) -> Receipt:
     assert_type(await ctx.child(child_flow.with_options(id="c"), 5), str)
     assert_type(await ctx.child("child", 6), Any)
     assert_type(await ctx.activity("shout", "by name"), Any)
+    assert_type(await ctx.activity(remote_charge, "card", 5), Receipt)
+    assert_type(ctx.start_activity(remote_charge, "card", 5), asyncio.Task[Receipt])
+    once = remote_charge.with_options(retry=durable.RetryPolicy(maximum_attempts=1))
+    assert_type(await ctx.activity(once, "card", 5), Receipt)
+    assert_type(await ctx.activity(durable.activity_ref("audit"), "x"), Any)
+    assert_type(await ctx.activity(rates, "EUR"), dict[str, float])
     return Receipt(total)
+
+
+remote_charge = durable.activity_ref("payments.charge", returns=Receipt, task_queue="payments")
+assert_type(remote_charge, durable.ActivityRef[Receipt])
+rates = durable.activity_ref("rates", returns=dict[str, float])
 
 
 @workflow(name="child")

@@ -89,3 +89,12 @@ async def context_calls(ctx: WorkflowContext) -> None:
     ctx.start_child(order_workflow, 42)  # expect-error
     await ctx.child(pair, 1, "b", "c")  # expect-error
     want_str(await ctx.child(order_workflow, ORDER))  # expect-error
+    want_str(await ctx.activity(remote_charge, "4242", 100))  # expect-error
+    await ctx.local_activity(remote_charge, "4242", 100)  # expect-error
+
+
+remote_charge = durable.activity_ref("payments.charge", returns=Receipt)
+
+
+def worker_of(client: durable.Client) -> durable.Worker:
+    return durable.Worker(client, activities=[remote_charge])  # expect-error

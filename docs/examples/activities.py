@@ -80,6 +80,9 @@ def lookup_rate(currency: str) -> float:
 
 
 # --8<-- [start:workflow]
+LOOKUP_RATE: durable.ActivityRef[float] = durable.activity_ref("lookup_rate", returns=float)
+
+
 @workflow
 async def pay(ctx: WorkflowContext, card: str, cents: int) -> dict[str, object]:
     out: dict[str, object] = {"charge": await ctx.activity(charge, card, cents)}
@@ -104,8 +107,10 @@ async def pay(ctx: WorkflowContext, card: str, cents: int) -> dict[str, object]:
     # One call with other options; the arguments after the function go to the function.
     quick = charge.with_options(start_to_close_timeout=timedelta(seconds=2))
     out["again"] = await ctx.activity(quick, card, 1)
-    # By registered name (no import of the activity's code needed).
+    # By registered name (no import of the activity's code needed), or by a typed
+    # reference; either takes the options its workers registered.
     out["by_name"] = await ctx.activity("lookup_rate", "USD")
+    out["by_ref"] = await ctx.activity(LOOKUP_RATE, "USD")  # a float
     # In this worker process: one history write, retried in place.
     out["local"] = await ctx.local_activity(lookup_rate, "EUR")
     return out
@@ -124,6 +129,7 @@ async def main() -> None:
         assert result["validate"] == "BadCard: card number is not numeric after 1 attempt(s)"
         assert result["import_attempts"] == 2 and result["feed"] == "cancelled"
         assert result["too_slow"] == "TimeoutError" and result["local"] == 1.0
+        assert result["by_name"] == result["by_ref"] == 1.08
         assert len(charged) == 2  # two calls of charge, each recorded once
         assert lookup_rate("USD") == 1.08  # outside a workflow: a plain function call
 

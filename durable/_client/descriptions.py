@@ -15,6 +15,7 @@ from .._store import (
     PendingActivityRow,
     RunRow,
     Store,
+    UnservedWork,
     WaitRow,
 )
 
@@ -62,7 +63,9 @@ class WorkflowDescription:
     attributes: dict[str, Any]
     parent_workflow_id: str | None
     history_length: int
-    last_error: str | None  # why its last workflow task failed, while it is retried
+    # why its last workflow task failed, while it is retried; or what of it waits on a task
+    # queue where no worker ever served it
+    last_error: str | None
     pending_activities: list[PendingActivity] = field(default_factory=list)
     failure: str | None = None  # the message of the failure that closed it
     failure_type: str | None = None  # its exception type (or ApplicationError's type)
@@ -113,7 +116,8 @@ async def read_description(store: Store, row: RunRow) -> WorkflowDescription:
     if row.closed_at is not None:
         return description(store, row, cancel_reason=reason)
     pending, waits = await store.open_work(row.workflow_id, row.run_id)
-    return description(store, row, pending, waits, cancel_reason=reason)
+    unserved = await store.unserved_work(row.workflow_id, row.run_id)
+    return description(store, row, pending, waits, unserved, cancel_reason=reason)
 
 
 async def _cancel_reason(store: Store, row: RunRow) -> str | None:
@@ -130,6 +134,7 @@ def description(
     row: RunRow,
     pending: Sequence[PendingActivityRow] = (),
     waits: Sequence[WaitRow] = (),
+    unserved: Sequence[UnservedWork] = (),
     *,
     cancel_reason: str | None = None,
 ) -> WorkflowDescription:
@@ -145,7 +150,7 @@ def description(
         attributes=row.attributes,
         parent_workflow_id=row.parent_workflow_id,
         history_length=row.history_length,
-        last_error=row.last_error,
+        last_error="; ".join(filter(None, [row.last_error, *map(_unserved, unserved)])) or None,
         pending_activities=[pending_activity(p, _opened(store, p.last_failure)) for p in pending],
         failure=_message(closed_by),
         failure_type=_type(closed_by),
@@ -162,6 +167,15 @@ def description(
         next_run_id=row.continued_run_id,
         build_id=row.build_id,
         cancel_reason=cancel_reason,
+    )
+
+
+def _unserved(work: UnservedWork) -> str:
+    """Why work waits that no error explains: nobody ever polled for it."""
+    waiting = "the run" if work.seq is None else f"activity {work.seq}"
+    return (
+        f"no worker has ever served {work.kind} {work.name!r} on task queue "
+        f"{work.task_queue!r}: {waiting} waits until one does"
     )
 
 

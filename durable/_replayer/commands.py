@@ -31,7 +31,6 @@ from .state import (
     LocalActivityCall,
     RunState,
     await_,
-    seconds_or_none,
 )
 
 E = EventType
@@ -55,18 +54,19 @@ class Commands(RunState):
     def start_activity(
         self, name: str, args: bytes, options: ActivityOptions, hint: Any, *, by_name: bool = False
     ) -> asyncio.Task[Any]:
-        # called by name with no queue: the worker finds one that serves it (durable/_worker/
-        # routing.py) and history records it
+        # called by name (or reference): the worker finds the queue that serves it, if none
+        # is given, and the options its workers registered, for those not given (durable/
+        # _worker/routing.py), as it commits the step; history records what it found. On
+        # replay the recorded command matches by name, whatever options the code gives.
         own_queue = None if by_name else self.info.task_queue
         attrs = {
             "name": name,
             "task_queue": options.task_queue or own_queue,
             "args": args,
-            "retry": options.retry._to_dict() if options.retry else None,
-            "start_to_close": seconds_or_none(options.start_to_close_timeout),
-            "schedule_to_close": seconds_or_none(options.schedule_to_close_timeout),
-            "heartbeat": seconds_or_none(options.heartbeat_timeout),
+            **options._recorded(),
         }
+        if by_name:
+            attrs["by_name"] = True
         seq = self._command(E.ACTIVITY_SCHEDULED, attrs, retractable=True).seq
         future = self.loop.create_future()
         self._awaited[seq] = Awaited(future, hint, name)

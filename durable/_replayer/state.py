@@ -362,7 +362,3 @@ def set_decoded(
         future.set_exception(exc)
         return
     future.set_result(transform(value) if transform else value)
-
-
-def seconds_or_none(value: Any) -> float | None:
-    return value.total_seconds() if value is not None else None

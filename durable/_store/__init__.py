@@ -13,7 +13,7 @@ Invariants kept here:
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
 runs), batching, listener, migrations; the Store class is made of base, workers,
-client_ops, controls, workflow_tasks and activity_tasks.
+routing, client_ops, controls, workflow_tasks and activity_tasks.
 """
 
 from __future__ import annotations
@@ -54,12 +54,14 @@ from .records import (
 )
 from .resets import Resets
 from .retention import Retention
+from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
 
 __all__ = [
+    "ACTIVITY_OPTIONS",
     "BATCH_ACTIONS",
     "CONNECT_FAILED",
     "KIND_QUERY",
@@ -69,6 +71,7 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
+    "ActivityRoute",
     "ActivityTask",
     "BatchPage",
     "Builds",
@@ -87,6 +90,7 @@ __all__ = [
     "StartRequest",
     "Store",
     "TaskCommit",
+    "UnservedWork",
     "WaitRow",
     "WorkflowTask",
     "apply_migrations",
@@ -103,6 +107,7 @@ def _ignore(steps: int) -> None:
 
 class Store(
     WorkerRecords,
+    Routing,
     ClientOps,
     Controls,
     Resets,

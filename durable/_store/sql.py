@@ -29,29 +29,12 @@ ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 """
 
 # Store.register_worker: the workflow types the worker serves on its queue, seen now (what
-# Store.registered_task_queue reads).
+# Store.registered_task_queue and Store.route_workflow read).
 _REGISTER_WORKFLOW_TYPES_SQL = """
 INSERT INTO durable.workflow_types (name, task_queue)
 SELECT unnest($1::text[]), $2
 ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
 """
-
-# Store.register_worker: the activities the worker serves on its queue, seen now (what
-# Store.route reads).
-_REGISTER_ACTIVITY_TYPES_SQL = """
-INSERT INTO durable.activity_types (name, task_queue)
-SELECT unnest($1::text[]), $2
-ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
-"""
-
-# Store.route: the queue whose workers serve the activity (or, from workflow_types, the
-# workflow) named $1: the caller's own queue $2 if its workers do, else the one seen last.
-_ROUTE_SQL = """
-SELECT task_queue FROM durable.{table} WHERE name = $1
-ORDER BY task_queue = $2 DESC, seen_at DESC LIMIT 1
-"""
-_ROUTE_ACTIVITY_SQL = _ROUTE_SQL.format(table="activity_types")
-_ROUTE_WORKFLOW_SQL = _ROUTE_SQL.format(table="workflow_types")
 
 # Store.register_worker: forget the workers whose lease lapsed more than an hour ago;
 # returns their ids (NULL: none).
@@ -366,6 +349,19 @@ claimed AS (
 SELECT *, false AS waiting FROM claimed
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE behind)
+"""
+
+# Store.fail_waiting_queries: the queries that wait for their run to take in earlier messages
+# (those _CLAIM_QUERIES_SQL leaves, by the same condition), answered with why the run cannot
+# ($3: its code no longer replays its history) instead of timing out as if no worker ran.
+_FAIL_WAITING_QUERIES_SQL = """
+WITH answered AS (UPDATE durable.calls c SET done = true, failure = $3
+    WHERE c.workflow_id = $1 AND c.run_id = $2 AND c.kind = 1 AND NOT c.done
+        AND (c.claimed_until IS NULL OR c.claimed_until < now())
+        AND EXISTS (SELECT 1 FROM durable.inbox i WHERE i.workflow_id = c.workflow_id
+            AND i.run_id = c.run_id AND i.visible_at <= c.created_at)
+    RETURNING c.id)
+SELECT pg_notify($4, 'r' || id::text) FROM answered
 """
 
 

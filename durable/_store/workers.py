@@ -1,17 +1,18 @@
-"""Worker records: leases, the workflows and activities they serve (and so where a call by
-name goes), the purge of old requests."""
+"""Worker records: leases, the workflows and activities they serve (where a call by name goes:
+see routing), the purge of old requests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .base import StoreBase
+from .routing import _register_activities
 from .sql import (
     _BACKLOG_SQL,
     _DELETE_WORKER_SQL,
     _FORGET_LAPSED_WORKERS_SQL,
     _PURGE_REQUESTS_SQL,
-    _REGISTER_ACTIVITY_TYPES_SQL,
     _REGISTER_WORKER_SQL,
     _REGISTER_WORKFLOW_TYPES_SQL,
     _REGISTERED_TASK_QUEUE_SQL,
@@ -19,8 +20,6 @@ from .sql import (
     _RELEASE_WORKER_QUERIES_SQL,
     _RELEASE_WORKER_RUNS_SQL,
     _RENEW_WORKER_SQL,
-    _ROUTE_ACTIVITY_SQL,
-    _ROUTE_WORKFLOW_SQL,
 )
 
 
@@ -35,8 +34,11 @@ class WorkerRecords(StoreBase):
         identity: str,
         ttl: float,
         workflow_names: Sequence[str],
-        activity_names: Sequence[str] = (),
+        activities: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        """Take or renew the worker's lease, and record what it serves on its queue: its
+        workflows, and its activities by name with their options (as ACTIVITY_SCHEDULED
+        records them), where calls by name find them."""
         async with self._transaction() as conn:
             await conn.execute(
                 _REGISTER_WORKER_SQL,
@@ -46,7 +48,7 @@ class WorkerRecords(StoreBase):
                 ttl,
             )
             await conn.execute(_REGISTER_WORKFLOW_TYPES_SQL, list(workflow_names), task_queue)
-            await conn.execute(_REGISTER_ACTIVITY_TYPES_SQL, list(activity_names), task_queue)
+            await _register_activities(conn, task_queue, activities or {})
             gone = await conn.fetchval(_FORGET_LAPSED_WORKERS_SQL)
             if gone:
                 await conn.execute(_RELEASE_FORGOTTEN_RUNS_SQL, gone)
@@ -76,11 +78,3 @@ class WorkerRecords(StoreBase):
     async def registered_task_queue(self, workflow_name: str) -> str | None:
         rows = await self.pool.fetch(_REGISTERED_TASK_QUEUE_SQL, workflow_name)
         return rows[0]["task_queue"] if rows else None
-
-    async def route(self, kind: str, name: str, own_queue: str) -> str | None:
-        """The task queue whose workers serve the activity (``kind`` "activity") or workflow
-        (``kind`` "workflow") ``name``: ``own_queue`` if they do, else the one seen last;
-        None if no worker ever registered it."""
-        statement = _ROUTE_ACTIVITY_SQL if kind == "activity" else _ROUTE_WORKFLOW_SQL
-        queue: str | None = await self.pool.fetchval(statement, name, own_queue)
-        return queue

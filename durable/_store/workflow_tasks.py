@@ -24,8 +24,10 @@ from .commit import (
 from .connection import (
     _open_attrs,
     _seal_attrs,
+    _seal_failure,
 )
 from .errors import MissedMessages
+from .listener import CHANNEL
 from .records import (
     NO_BUILD,
     ActivityTask,
@@ -41,6 +43,7 @@ from .runs import _answer_call
 from .sql import (
     _CLAIM_QUERIES_SQL,
     _CLAIM_WORKFLOWS_SQL,
+    _FAIL_WAITING_QUERIES_SQL,
     _INBOX_READY_AT_SQL,
     _LOAD_INBOX_SQL,
     _NEXT_READY_SQL,
@@ -291,3 +294,9 @@ class WorkflowTasks(StoreBase):
     ) -> None:
         async with self.pool.acquire() as conn:
             await _answer_call(conn, call_id, result, failure)
+
+    async def fail_waiting_queries(self, workflow_id: str, run_id: str, failure: Failure) -> None:
+        """Answer with ``failure`` the run's queries that wait for it to take in the messages
+        sent before them (see _FAIL_WAITING_QUERIES_SQL)."""
+        sealed = _seal_failure(self.codecs, failure)
+        await self.pool.execute(_FAIL_WAITING_QUERIES_SQL, workflow_id, run_id, sealed, CHANNEL)

@@ -27,7 +27,12 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import Client
-from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
+from .._definitions import (
+    DEFAULT_TASK_QUEUE,
+    ActivityDefinition,
+    ActivityRef,
+    WorkflowDefinition,
+)
 from .._store import REQUESTS_KEPT, Builds, NotificationKeys, Store
 from .._validate import check_duration, check_name
 from .activities import ActivityTasks
@@ -363,7 +368,7 @@ class Worker:
             self.identity,
             self.lease_ttl,
             list(self._workflows),
-            list(self._activities),
+            {name: d.options._recorded() for name, d in self._activities.items()},
         )
 
 
@@ -372,6 +377,12 @@ def _index(arg: str, items: Iterable[Any], kind: type[Any]) -> dict[str, Any]:
         raise TypeError(f"{arg} must be a list, got {items!r}")
     index: dict[str, Any] = {}
     for item in items:
+        if isinstance(item, ActivityRef):
+            raise TypeError(
+                f"{arg} holds {item!r}, a reference to an activity another service's workers "
+                "serve: a worker runs only the @durable.activity functions it is given; take "
+                "the reference out (workflows call it with ctx.activity)"
+            )
         if not isinstance(item, kind):
             decorator = "@durable.workflow" if kind is WorkflowDefinition else "@durable.activity"
             raise TypeError(f"{arg} must hold functions decorated with {decorator}, got {item!r}")

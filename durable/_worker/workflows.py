@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 from .._definitions import WorkflowDefinition
 from .._errors import NondeterminismError
 from .._events import Event, EventType
+from .._failures import failure
 from .._replayer import WorkflowInstance
 from .._store import (
     UNAVAILABLE,
@@ -180,6 +182,7 @@ class WorkflowTasks:
             if await self._give_back(flight.task, exc):
                 self._log_once(task, logging.ERROR, exc)
                 self.telemetry.nondeterminism(task.workflow_name)
+                await self._fail_waiting_queries(task, exc)
         except LostOwnership:
             self._taken_over(task)
         except MissedMessages:
@@ -308,6 +311,19 @@ class WorkflowTasks:
             task.workflow_id,
         )
         self.forget_run(task.run_id)
+
+    async def _fail_waiting_queries(self, task: WorkflowTask, exc: NondeterminismError) -> None:
+        """The queries waiting for the run to take in earlier messages would wait until they
+        time out, as if no worker ran: answer them with the reason it cannot."""
+        why = failure(
+            "application",
+            f"workflow {task.workflow_id!r} cannot take in the messages sent before this "
+            f"query, so the query cannot see them: its code fails to replay its history "
+            f"(NondeterminismError: {exc}); describe().last_error says so while it is retried",
+            type="NondeterminismError",
+        )
+        with contextlib.suppress(Exception):
+            await self.serving.store.fail_waiting_queries(task.workflow_id, task.run_id, why)
 
     # ------------------------------------------------------------------ handing over
     def hand_over(self, workflow_id: str, run_id: str, item: HandedOver) -> bool:
