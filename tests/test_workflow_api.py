@@ -629,6 +629,37 @@ async def test_update_rejected_by_validator_leaves_no_history(client: durable.Cl
         assert await handle.result(timeout=20) == ["apple"]
 
 
+@workflow
+async def cut_update_wf(ctx: WorkflowContext) -> str:
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def slow(item: str) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await ctx.wait_signal("never")
+        return item
+
+    ctx.on_update("slow", slow)
+    await ctx.wait_until(lambda: bool(handlers))
+    handlers[0].cancel()  # the workflow cuts the handler off
+    return await ctx.wait_signal("finish")
+
+
+async def test_cancelled_update_handler_fails_its_caller_with_a_cancellation_cause(
+    client: durable.Client,
+) -> None:
+    """As an activity cancelled under a workflow fails with a cancellation as its cause."""
+    async with durable.Worker(client, workflows=[cut_update_wf]):
+        handle = await client.start(cut_update_wf)
+        with pytest.raises(durable.UpdateError) as info:
+            await handle.update("slow", "pear", timeout=20)
+        await handle.signal("finish", "done")
+        assert await handle.result(timeout=20) == "done"
+    assert "was cancelled" in str(info.value)
+    assert isinstance(info.value.cause, durable.WorkflowCancelledError), repr(info.value.cause)
+
+
 # ---------------------------------------------------------------------------- wait_until
 
 
