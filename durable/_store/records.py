@@ -102,6 +102,7 @@ class ActivityTask:
     schedule_deadline: datetime | None
     visible_at: datetime | None = None  # when the attempt became due (None: started at once)
     trace: Mapping[str, str] | None = None  # the context of the span that scheduled it
+    workflow_name: str = ""  # its run's workflow (for its spans; the reaper leaves it out)
 
 
 @dataclass(frozen=True)

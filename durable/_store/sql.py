@@ -366,7 +366,8 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, EXISTS (SELECT 1 FROM picked WHERE be
 
 # Store.claim_activity_tasks: the queue's visible unowned tasks of the activities this
 # worker runs, in visible order, those locked by a concurrent claim skipped; each is claimed
-# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat.
+# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat, and
+# returned with its run's workflow name (its spans carry it), read by the run's key.
 _CLAIM_ACTIVITIES_SQL = """
 WITH picked AS (
     SELECT workflow_id, run_id, seq FROM durable.activity_tasks
@@ -377,7 +378,9 @@ UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started
     deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
         durable.now() + make_interval(secs => t.heartbeat_timeout))
 FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
-    AND t.seq = picked.seq RETURNING t.*
+    AND t.seq = picked.seq
+RETURNING t.*, (SELECT w.workflow_name FROM durable.workflows w
+    WHERE w.workflow_id = t.workflow_id AND w.run_id = t.run_id) AS workflow_name
 """
 
 # Store.next_activity_visible_at: when the queue's next unowned task of these activities is

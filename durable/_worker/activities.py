@@ -118,7 +118,9 @@ class ActivityTasks:
         definition = self.definitions[task.activity_name]
         watch = _ActivityWatch(self.serving, task, context, definition.is_async)
         telemetry = self.serving.telemetry
-        with telemetry.attempt(context.info, task.trace, task.visible_at, task.args) as span:
+        with telemetry.attempt(
+            context.info, task.workflow_name, task.trace, task.visible_at, task.args
+        ) as span:
             try:
                 outcome = await self._call(definition, task, context)
             except asyncio.CancelledError:
