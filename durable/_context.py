@@ -4,7 +4,6 @@ the one seam between workflow code and the engine (the replayer implements it)."
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import uuid
@@ -25,7 +24,7 @@ from ._definitions import (
     workflow_name,
 )
 from ._errors import TimeoutError as DurableTimeoutError
-from ._serialization import encode_args, return_hint
+from ._serialization import check_args, encode_args, return_hint
 from ._validate import check_name, to_seconds
 
 P = ParamSpec("P")
@@ -271,14 +270,16 @@ class WorkflowContext:
         """
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
-        if definition is not None:
-            _check_child_arguments(definition, self, args, kwargs)
+        payload = encode_args(args, kwargs)
+        if definition is not None:  # refused here rather than failing the child as it starts
+            what = f"child workflow {definition.name!r}"
+            check_args(definition.fn, args, kwargs, payload, what=what, skip_first=True)
         hint = return_hint(definition.fn) if definition else Any
         return self._runtime.start_child(
             name,
             definition.id if definition else None,
             definition.task_queue if definition else None,
-            encode_args(args, kwargs),
+            payload,
             hint,
             by_name=definition is None,
         )
@@ -331,19 +332,3 @@ def _callable(fn: Any, arg: str) -> Any:
     if not callable(fn):
         raise TypeError(f"{arg} must be callable, got {fn!r}")
     return fn
-
-
-def _check_child_arguments(
-    definition: WorkflowDefinition[Any, Any],
-    ctx: WorkflowContext,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    """Arguments that do not fit the child's parameters are refused here, where they are
-    given, rather than failing the child when it starts."""
-    try:
-        inspect.signature(definition.fn).bind(ctx, *args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(
-            f"the arguments do not fit child workflow {definition.name!r}: {exc}"
-        ) from None

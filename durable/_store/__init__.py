@@ -51,6 +51,7 @@ from .records import (
     TaskCommit,
     WaitRow,
     WorkflowTask,
+    WorkflowType,
 )
 from .resets import Resets
 from .retention import Retention
@@ -89,6 +90,7 @@ __all__ = [
     "TaskCommit",
     "WaitRow",
     "WorkflowTask",
+    "WorkflowType",
     "apply_migrations",
     "drop_test_database",
     "migrate",

@@ -106,6 +106,16 @@ class ActivityTask:
 
 
 @dataclass(frozen=True)
+class WorkflowType:
+    """A workflow type as the workers of ``task_queue`` registered it: how many positional
+    arguments it takes (at least, at most: None for any number), None if they did not say
+    (workers from before the count was recorded)."""
+
+    task_queue: str
+    arity: tuple[int, int | None] | None
+
+
+@dataclass(frozen=True)
 class QueryCall:
     id: str
     workflow_id: str

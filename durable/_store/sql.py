@@ -28,12 +28,14 @@ VALUES ($1, $2, $3, now() + make_interval(secs => $4))
 ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 """
 
-# Store.register_worker: the workflow types the worker serves on its queue, seen now (what
-# Store.registered_task_queue reads).
+# Store.register_worker: the workflow types the worker serves on its queue ($2), seen now,
+# with how many positional arguments each takes (what Store.registered_workflow reads).
 _REGISTER_WORKFLOW_TYPES_SQL = """
-INSERT INTO durable.workflow_types (name, task_queue)
-SELECT unnest($1::text[]), $2
-ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
+INSERT INTO durable.workflow_types (name, task_queue, min_args, max_args)
+SELECT name, $2, min_args, max_args
+FROM unnest($1::text[], $3::int[], $4::int[]) AS w(name, min_args, max_args)
+ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now(),
+    min_args = EXCLUDED.min_args, max_args = EXCLUDED.max_args
 """
 
 # Store.register_worker: the activities the worker serves on its queue, seen now (what
@@ -102,10 +104,11 @@ WHERE claimed_by = $1 AND NOT done
 # Store.unregister_worker: the worker's record goes last.
 _DELETE_WORKER_SQL = "DELETE FROM durable.workers WHERE worker_id = $1"
 
-# Store.registered_task_queue: the queues whose workers serve a workflow type, the one seen
-# last first.
-_REGISTERED_TASK_QUEUE_SQL = """
-SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at DESC
+# Store.registered_workflow: where the workflow type $1 is served, and the arguments it
+# takes there: on the queue $2 if its workers registered it, else on the queue seen last.
+_REGISTERED_WORKFLOW_SQL = """
+SELECT task_queue, min_args, max_args FROM durable.workflow_types WHERE name = $1
+ORDER BY task_queue = $2 DESC, seen_at DESC LIMIT 1
 """
 
 

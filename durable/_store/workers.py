@@ -3,9 +3,10 @@ name goes), the purge of old requests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .base import StoreBase
+from .records import WorkflowType
 from .sql import (
     _BACKLOG_SQL,
     _DELETE_WORKER_SQL,
@@ -14,7 +15,7 @@ from .sql import (
     _REGISTER_ACTIVITY_TYPES_SQL,
     _REGISTER_WORKER_SQL,
     _REGISTER_WORKFLOW_TYPES_SQL,
-    _REGISTERED_TASK_QUEUE_SQL,
+    _REGISTERED_WORKFLOW_SQL,
     _RELEASE_FORGOTTEN_RUNS_SQL,
     _RELEASE_WORKER_QUERIES_SQL,
     _RELEASE_WORKER_RUNS_SQL,
@@ -36,7 +37,13 @@ class WorkerRecords(StoreBase):
         ttl: float,
         workflow_names: Sequence[str],
         activity_names: Sequence[str] = (),
+        *,
+        arities: Mapping[str, tuple[int, int | None]] | None = None,
     ) -> None:
+        """Take or renew the worker's lease, and record what it serves on its queue: its
+        workflows (with ``arities``, the positional arguments each takes: at least, at most,
+        None for any number) and activities."""
+        known = arities or {}
         async with self._transaction() as conn:
             await conn.execute(
                 _REGISTER_WORKER_SQL,
@@ -45,7 +52,13 @@ class WorkerRecords(StoreBase):
                 identity,
                 ttl,
             )
-            await conn.execute(_REGISTER_WORKFLOW_TYPES_SQL, list(workflow_names), task_queue)
+            await conn.execute(
+                _REGISTER_WORKFLOW_TYPES_SQL,
+                list(workflow_names),
+                task_queue,
+                [known[name][0] if name in known else None for name in workflow_names],
+                [known[name][1] if name in known else None for name in workflow_names],
+            )
             await conn.execute(_REGISTER_ACTIVITY_TYPES_SQL, list(activity_names), task_queue)
             gone = await conn.fetchval(_FORGET_LAPSED_WORKERS_SQL)
             if gone:
@@ -73,9 +86,17 @@ class WorkerRecords(StoreBase):
             await conn.execute(_RELEASE_WORKER_QUERIES_SQL, worker_id)
             await conn.execute(_DELETE_WORKER_SQL, worker_id)
 
-    async def registered_task_queue(self, workflow_name: str) -> str | None:
-        rows = await self.pool.fetch(_REGISTERED_TASK_QUEUE_SQL, workflow_name)
-        return rows[0]["task_queue"] if rows else None
+    async def registered_workflow(
+        self, workflow_name: str, task_queue: str | None = None
+    ) -> WorkflowType | None:
+        """Where the workflow type is served and what it takes: on ``task_queue`` if its
+        workers registered it, else on the queue seen last; None if no worker ever did."""
+        row = await self.pool.fetchrow(_REGISTERED_WORKFLOW_SQL, workflow_name, task_queue)
+        if row is None:
+            return None
+        least = row["min_args"]
+        arity = None if least is None else (least, row["max_args"])
+        return WorkflowType(row["task_queue"], arity)
 
     async def route(self, kind: str, name: str, own_queue: str) -> str | None:
         """The task queue whose workers serve the activity (``kind`` "activity") or workflow
