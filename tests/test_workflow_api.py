@@ -1462,3 +1462,63 @@ async def test_a_run_let_go_from_memory_closes_its_code_quietly_and_resumes_from
     gc.collect()
     assert unraisable == []
     await second.terminate()
+
+
+# ------------------------------------------------------- results that do not fit their annotation
+
+
+@workflow(name="point_result_wf")
+async def unfit_result_wf(ctx: WorkflowContext) -> Point:
+    return {"x": 1, "y": "two"}  # type: ignore[return-value]  # the bug: not a Point
+
+
+@workflow(name="point_result_wf")
+async def fixed_result_wf(ctx: WorkflowContext) -> Point:
+    return Point(1, 2)
+
+
+async def test_workflow_result_that_does_not_fit_its_annotation_fails_the_workflow_task(
+    client: durable.Client,
+) -> None:
+    """Nothing unreadable is recorded: the run stays open, saying which field does not fit,
+    and the fixed code, once deployed, completes it."""
+    async with durable.Worker(client, workflows=[unfit_result_wf]):
+        handle = await client.start(unfit_result_wf)
+
+        async def last_error() -> str | None:
+            return (await handle.describe()).last_error
+
+        error = await wait_for(last_error)
+    assert error.startswith("PayloadError: ") and "'point_result_wf'" in error, error
+    assert "result.y: expected int, got str 'two'" in error, error
+    assert (await handle.describe()).status == "running"
+    assert "WORKFLOW_COMPLETED" not in await event_types(handle)
+    async with durable.Worker(client, workflows=[fixed_result_wf]):
+        assert await handle.result(timeout=20) == Point(1, 2)
+
+
+@activity(retry=RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=2))
+async def unfit_point() -> Point:
+    return {"x": 1, "y": "two"}  # type: ignore[return-value]  # the bug: not a Point
+
+
+@workflow
+async def unfit_activity_result_wf(ctx: WorkflowContext) -> str:
+    try:
+        await ctx.activity(unfit_point)
+    except ActivityError as exc:
+        return f"attempt {exc.attempt}: {exc.cause}"
+    return "completed"
+
+
+async def test_activity_result_that_does_not_fit_its_annotation_fails_the_attempt(
+    client: durable.Client,
+) -> None:
+    """Each attempt fails naming the field, and is retried as any failed attempt is (a fixed
+    deploy returns what fits); the workflow never receives the unfit value."""
+    async with durable.Worker(
+        client, workflows=[unfit_activity_result_wf], activities=[unfit_point]
+    ):
+        result = await client.execute(unfit_activity_result_wf)
+    assert result.startswith("attempt 2: "), result
+    assert "'unfit_point'" in result and "result.y: expected int, got str 'two'" in result

@@ -174,7 +174,10 @@ class RunState:
     closed: bool
     _closing: tuple[EventType, dict[str, Any]] | None  # issued as the step ends
     _main: asyncio.Task[Any] | None
-    _nondeterminism: NondeterminismError | None
+    # why the step cannot be committed and the workflow task fails (retried until the code
+    # is fixed): the code no longer matches its history, or its result does not fit its
+    # return annotation (a PayloadError)
+    _nondeterminism: NondeterminismError | PayloadError | None
     _query: str | None  # the query whose handler runs now
     tainted: bool  # a query tried to change the run: its memory is not to be trusted
     _awaited: dict[int, Awaited]
@@ -236,12 +239,12 @@ class RunState:
         )
 
     def _diverged(self, what: str) -> NondeterminismError:
-        self._nondeterminism = NondeterminismError(
+        diverged = self._nondeterminism = NondeterminismError(
             f"workflow {self.info.workflow_name!r} ({self.info.workflow_id}): the code {what}; "
             "the workflow code changed incompatibly (use ctx.patched() to change running "
             "workflows)"
         )
-        return self._nondeterminism
+        return diverged
 
     def _refuse_in_query(self, what: str) -> None:
         if self._query is not None:

@@ -137,6 +137,21 @@ def check_args(
         raise PayloadError(f"the arguments do not fit {what}: {exc}") from None
 
 
+def check_result(fn: Callable[..., Any], payload: bytes, *, what: str) -> None:
+    """PayloadError naming the field when ``payload`` (a result of ``fn``, ``what``, encoded)
+    does not fit ``fn``'s return annotation, as whoever decodes it would find."""
+    hint = return_hint(fn)
+    convert = _converter(hint)
+    if convert is _identity:
+        return
+    try:
+        _rebuild(_load(payload), hint, convert, "result", "result")
+    except PayloadError as exc:
+        raise PayloadError(
+            f"the result of {what} does not fit its return annotation: {exc}"
+        ) from None
+
+
 def positional_range(fn: Callable[..., Any], *, skip_first: bool = False) -> tuple[int, int | None]:
     """How many positional arguments ``fn`` takes: at least, at most (None: any number)."""
     least, most = 0, 0

@@ -196,7 +196,7 @@ class ActivityTasks:
         except Exception as exc:
             failed(trace.get_current_span(), exc)  # the attempt's span, if it records
             return {"failure": to_failure(exc)}
-        encoded = encode_result(result)
+        encoded = encode_result(definition, result)
         return {"result": encoded} if isinstance(encoded, bytes) else {"failure": encoded}
 
 

@@ -186,7 +186,7 @@ class _LocalActivityRun:
                         failed(span, exc)
                     raise
             if not expired:
-                return encode_result(result)
+                return encode_result(call.definition, result)
         except asyncio.CancelledError:
             if not expired:
                 raise

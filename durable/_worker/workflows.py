@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._definitions import WorkflowDefinition
-from .._errors import NondeterminismError
+from .._errors import NondeterminismError, PayloadError
 from .._events import Event, EventType
 from .._replayer import WorkflowInstance
 from .._store import (
@@ -180,6 +180,9 @@ class WorkflowTasks:
         except NondeterminismError as exc:
             self._log_once(task, logging.ERROR, exc)
             self.telemetry.nondeterminism(task.workflow_name)
+            await self._give_back(flight.task, exc)
+        except PayloadError as exc:  # its result does not fit: a fixed deploy completes it
+            self._log_once(task, logging.ERROR, exc)
             await self._give_back(flight.task, exc)
         except LostOwnership:
             _log.info("workflow %s was taken over by another worker", task.workflow_id)
