@@ -170,8 +170,8 @@ class Client:
         await self.close()
 
     # ------------------------------------------------------------------ starting
-    # One overload per number of workflow arguments checks them against the workflow's
-    # parameters (see signatures.py); by registered name, they are not checked.
+    # One overload per number of workflow arguments lets type checkers check them against
+    # the workflow's parameters (see signatures.py); at run time arguments.py checks them.
     @overload
     async def start(
         self, workflow: Takes0[R], **options: Unpack[StartOptions]
