@@ -15,7 +15,7 @@ from typing import Any
 from ._definitions import ActivityDefinition
 from ._errors import PayloadError, WorkflowError
 from ._failures import Failure, to_failure
-from ._serialization import decode, encode
+from ._serialization import check_result, decode, encode
 from ._telemetry import ids_of_current
 
 _log = logging.getLogger("durable.activity")
@@ -137,10 +137,17 @@ async def run_activity_function(
         _current.reset(token)
 
 
-def encode_result(result: Any) -> bytes | Failure:
-    """An activity's result encoded, or the failure of a result that cannot be (not retried:
-    the same result would fail again)."""
+def encode_result(definition: ActivityDefinition[Any, Any], result: Any) -> bytes | Failure:
+    """An activity's result encoded, or the failure of the attempt: a result that cannot be
+    encoded (not retried: the same result would fail again), one that does not fit the
+    activity's return annotation (retried as any failure: the code has a bug, and a fixed
+    deploy returns what fits; the workflow never receives what it cannot decode)."""
     try:
-        return encode(result)
+        encoded = encode(result)
     except PayloadError as exc:
         return {**to_failure(exc), "non_retryable": True}
+    try:
+        check_result(definition.fn, encoded, what=f"activity {definition.name!r}")
+    except PayloadError as exc:
+        return to_failure(exc)
+    return encoded

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import random
 import uuid
@@ -28,7 +27,7 @@ from ._definitions import (
 )
 from ._errors import TimeoutError as DurableTimeoutError
 from ._loop import NumberedCoroutine
-from ._serialization import encode_args, return_hint
+from ._serialization import check_args, encode_args, return_hint
 from ._validate import check_name, to_seconds
 
 P = ParamSpec("P")
@@ -310,14 +309,16 @@ class WorkflowContext:
         """
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
-        if definition is not None:
-            _check_child_arguments(definition, self, args, kwargs)
+        payload = encode_args(args, kwargs)
+        if definition is not None:  # refused here rather than failing the child as it starts
+            what = f"child workflow {definition.name!r}"
+            check_args(definition.fn, args, kwargs, payload, what=what, skip_first=True)
         hint = return_hint(definition.fn) if definition else Any
         return self._runtime.start_child(
             name,
             definition.id if definition else None,
             definition.task_queue if definition else None,
-            encode_args(args, kwargs),
+            payload,
             hint,
             by_name=definition is None,
         )
@@ -372,19 +373,3 @@ def _callable(fn: Any, arg: str) -> Any:
     if not callable(fn):
         raise TypeError(f"{arg} must be callable, got {fn!r}")
     return fn
-
-
-def _check_child_arguments(
-    definition: WorkflowDefinition[Any, Any],
-    ctx: WorkflowContext,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    """Arguments that do not fit the child's parameters are refused here, where they are
-    given, rather than failing the child when it starts."""
-    try:
-        inspect.signature(definition.fn).bind(ctx, *args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(
-            f"the arguments do not fit child workflow {definition.name!r}: {exc}"
-        ) from None

@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -909,6 +910,63 @@ async def test_wrong_argument_is_refused_naming_it_and_nothing_written(
     await assert_intact(dsn)
 
 
+@dataclass
+class Order:
+    order_id: str
+    cents: int
+
+
+@workflow
+async def order_wf(ctx: WorkflowContext, order: Order, note: str = "") -> str:
+    return f"{order.order_id}: {order.cents} {note}"
+
+
+UNFIT_STARTS: list[Any] = [
+    # (what the error names, the call)
+    ("'order'", lambda c: c.start(order_wf, "not-an-order")),
+    ("'order'", lambda c: c.start(order_wf, {"order_id": "o-1", "cents": "x"})),
+    ("too many positional arguments", lambda c: c.start(order_wf, Order("o-1", 1), "n", 3)),
+    ("missing a required argument: 'order'", lambda c: c.start(order_wf)),
+    ("'order'", lambda c: c.execute(order_wf, "not-an-order")),
+    ("'order'", lambda c: c.signal_with_start(order_wf, "not-an-order", id="s", signal="go")),
+    (
+        "too many positional arguments",
+        lambda c: c.signal_with_start(order_wf, Order("o-1", 1), "n", 3, id="s", signal="go"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("named", "call"),
+    [pytest.param(*case, id=f"{index}") for index, case in enumerate(UNFIT_STARTS)],
+)
+async def test_start_refuses_arguments_that_do_not_fit_the_workflow_and_writes_nothing(
+    client: durable.Client, dsn: str, named: str, call: Call
+) -> None:
+    """Checked at the call, against the workflow function, as ctx.child does (the run would
+    otherwise be written, then fail on its worker)."""
+    with pytest.raises(TypeError) as info:
+        await call(client)
+    assert named in str(info.value) and "order_wf" in str(info.value), str(info.value)
+    assert await ids(client) == []
+
+
+async def test_start_by_name_refuses_a_wrong_number_of_arguments_and_writes_nothing(
+    client: durable.Client,
+) -> None:
+    """The client does not have the function: the count its workers registered decides."""
+    async with durable.Worker(client, workflows=[order_wf, parked_wf]):
+        with pytest.raises(TypeError, match=r"'order_wf' takes 1 to 2 arguments, got 3"):
+            await client.start("order_wf", {"order_id": "o-1", "cents": 1}, "n", 3)
+        with pytest.raises(TypeError, match=r"'order_wf' takes 1 to 2 arguments, got 0"):
+            await client.start("order_wf")
+        with pytest.raises(TypeError, match=r"'parked_wf' takes no arguments, got 1"):
+            await client.signal_with_start("parked_wf", "x", id="s", signal="go")
+        assert await ids(client) == []
+        handle = await client.start("order_wf", {"order_id": "o-1", "cents": 1})
+        assert await outcome(handle) == "o-1: 1 "
+
+
 @workflow
 async def update_counter_wf(ctx: WorkflowContext) -> int:
     count = 0
@@ -983,6 +1041,7 @@ MISUSE: dict[str, Callable[[WorkflowContext], Any]] = {
     "local-activity-name": lambda ctx: ctx.local_activity("echo_text", "x"),
     "child-int": lambda ctx: ctx.child(123),
     "child-kwargs": lambda ctx: ctx.start_child(parked_wf, x=1),
+    "child-wrong-type": lambda ctx: ctx.start_child(order_wf, "not-an-order"),
     "set-attributes-object": lambda ctx: ctx.set_attributes(k=object()),
     "set-attributes-dict": lambda ctx: ctx.set_attributes(k={"a": 1}),
     "side-effect-not-callable": lambda ctx: ctx.side_effect(5),
@@ -1021,6 +1080,7 @@ MISUSE_CASES: list[Any] = [
     ("local-activity-name", "activity"),
     ("child-int", "workflow"),
     ("child-kwargs", "do not fit child workflow"),
+    ("child-wrong-type", "do not fit child workflow 'order_wf': cannot decode args[0] ('order')"),
     ("set-attributes-object", "'k'"),
     ("set-attributes-dict", "'k'"),
     ("side-effect-not-callable", "fn"),

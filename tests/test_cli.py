@@ -57,7 +57,7 @@ async def worker_process(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`durable worker tests.cli_workflows` in a subprocess, once it has registered."""
     async with worker_subprocess(tmp_path / "worker.log", worker_target, "--dsn", dsn) as proc:
-        await wait_for(lambda: client.store.registered_task_queue("greeter"), timeout=10)
+        await wait_for(lambda: client.store.registered_workflow("greeter"), timeout=10)
         yield proc
 
 
@@ -576,6 +576,28 @@ async def test_json_arguments_from_a_file_or_standard_input(
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     code, _, err = await cli(capsys, "signal", "big", "finish", "@-", *db)
     assert code == 2 and "standard input" in err, err
+
+
+async def test_start_by_name_refuses_arguments_its_workers_cannot_take(
+    dsn: str,
+    client: durable.Client,
+    worker_process: asyncio.subprocess.Process,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An extra or a missing argument is refused before anything is written (the CLI has
+    no workflow function: the count the workers registered decides)."""
+    db = ("--dsn", dsn)
+    code, out, err = await cli(capsys, "start", "greeter", "ann", "extra", *db)
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert "'greeter' takes 1 argument, got 2" in err, err
+    code, out, err = await cli(capsys, "start", "priced", "--json", *db)
+    assert (code, out) == (2, "")
+    assert json.loads(err)["error"]["type"] == "TypeError"
+    assert "'priced' takes 2 arguments, got 0" in json.loads(err)["error"]["message"]
+    argv = ("signal-with-start", "greeter", "--id", "s", "--signal", "finish")
+    code, _, err = await cli(capsys, *argv, *db)
+    assert code == 2 and "'greeter' takes 1 argument, got 0" in err, err
+    assert [d.workflow_id async for d in client.list()] == []
 
 
 async def test_batch_signals_each_matching_workflow_once_per_request_id(

@@ -179,6 +179,12 @@ async def test_a_workflow_is_one_trace_under_the_span_that_started_it(
     assert local.kind is SpanKind.INTERNAL
     # every span carries the ids of its run
     assert all(s.attributes["durable.workflow_id"] == "traced" for s in steps)
+    # and the name of its workflow (the attempts of activities too: API.md, "Observability")
+    for span in spans:
+        if span.name != "POST /orders":
+            assert span.attributes is not None
+            workflow_name = span.attributes.get("durable.workflow_name")
+            assert workflow_name in {"traced_wf", "child_wf"}, (span.name, workflow_name)
 
 
 @pytest.mark.parametrize("client_traces", [True, False])

@@ -475,7 +475,9 @@ def test_decode_args_leaves_unknown_arguments_alone() -> None:
 
 def test_decode_args_errors_name_the_argument() -> None:
     data = encode_args([{"x": 1}], {})
-    with pytest.raises(PayloadError, match=r"args\[0\] of Service.handle\(\).*missing.*'y'"):
+    with pytest.raises(
+        PayloadError, match=r"args\[0\] \('point'\) of Service.handle\(\).*missing.*'y'"
+    ):
         decode_args(data, Service().handle)
     data = encode_args([{"k": [Item("x")]}], {"when": "today"})
     with pytest.raises(PayloadError, match=r"kwargs\['when'\] of activity\(\) as date"):

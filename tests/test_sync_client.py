@@ -77,6 +77,9 @@ def test_errors_reach_the_caller_and_its_own_loop_is_refused(dsn: str) -> None:
     with durable.SyncClient.connect(dsn) as client:
         with pytest.raises(durable.WorkflowNotFoundError):
             client.get_handle("nobody").describe()
+        with pytest.raises(durable.PayloadError, match="'n'"):  # checked before it is written
+            client.start(doubled, "two")  # type: ignore[arg-type]
+        assert list(client.list()) == []
 
         async def inside_its_loop() -> None:
             client.get_handle("nobody").describe()

@@ -629,6 +629,37 @@ async def test_update_rejected_by_validator_leaves_no_history(client: durable.Cl
         assert await handle.result(timeout=20) == ["apple"]
 
 
+@workflow
+async def cut_update_wf(ctx: WorkflowContext) -> str:
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def slow(item: str) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await ctx.wait_signal("never")
+        return item
+
+    ctx.on_update("slow", slow)
+    await ctx.wait_until(lambda: bool(handlers))
+    handlers[0].cancel()  # the workflow cuts the handler off
+    return await ctx.wait_signal("finish")
+
+
+async def test_cancelled_update_handler_fails_its_caller_with_a_cancellation_cause(
+    client: durable.Client,
+) -> None:
+    """As an activity cancelled under a workflow fails with a cancellation as its cause."""
+    async with durable.Worker(client, workflows=[cut_update_wf]):
+        handle = await client.start(cut_update_wf)
+        with pytest.raises(durable.UpdateError) as info:
+            await handle.update("slow", "pear", timeout=20)
+        await handle.signal("finish", "done")
+        assert await handle.result(timeout=20) == "done"
+    assert "was cancelled" in str(info.value)
+    assert isinstance(info.value.cause, durable.WorkflowCancelledError), repr(info.value.cause)
+
+
 # ---------------------------------------------------------------------------- wait_until
 
 
@@ -1431,3 +1462,63 @@ async def test_a_run_let_go_from_memory_closes_its_code_quietly_and_resumes_from
     gc.collect()
     assert unraisable == []
     await second.terminate()
+
+
+# ------------------------------------------------------- results that do not fit their annotation
+
+
+@workflow(name="point_result_wf")
+async def unfit_result_wf(ctx: WorkflowContext) -> Point:
+    return {"x": 1, "y": "two"}  # type: ignore[return-value]  # the bug: not a Point
+
+
+@workflow(name="point_result_wf")
+async def fixed_result_wf(ctx: WorkflowContext) -> Point:
+    return Point(1, 2)
+
+
+async def test_workflow_result_that_does_not_fit_its_annotation_fails_the_workflow_task(
+    client: durable.Client,
+) -> None:
+    """Nothing unreadable is recorded: the run stays open, saying which field does not fit,
+    and the fixed code, once deployed, completes it."""
+    async with durable.Worker(client, workflows=[unfit_result_wf]):
+        handle = await client.start(unfit_result_wf)
+
+        async def last_error() -> str | None:
+            return (await handle.describe()).last_error
+
+        error = await wait_for(last_error)
+    assert error.startswith("PayloadError: ") and "'point_result_wf'" in error, error
+    assert "result.y: expected int, got str 'two'" in error, error
+    assert (await handle.describe()).status == "running"
+    assert "WORKFLOW_COMPLETED" not in await event_types(handle)
+    async with durable.Worker(client, workflows=[fixed_result_wf]):
+        assert await handle.result(timeout=20) == Point(1, 2)
+
+
+@activity(retry=RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=2))
+async def unfit_point() -> Point:
+    return {"x": 1, "y": "two"}  # type: ignore[return-value]  # the bug: not a Point
+
+
+@workflow
+async def unfit_activity_result_wf(ctx: WorkflowContext) -> str:
+    try:
+        await ctx.activity(unfit_point)
+    except ActivityError as exc:
+        return f"attempt {exc.attempt}: {exc.cause}"
+    return "completed"
+
+
+async def test_activity_result_that_does_not_fit_its_annotation_fails_the_attempt(
+    client: durable.Client,
+) -> None:
+    """Each attempt fails naming the field, and is retried as any failed attempt is (a fixed
+    deploy returns what fits); the workflow never receives the unfit value."""
+    async with durable.Worker(
+        client, workflows=[unfit_activity_result_wf], activities=[unfit_point]
+    ):
+        result = await client.execute(unfit_activity_result_wf)
+    assert result.startswith("attempt 2: "), result
+    assert "'unfit_point'" in result and "result.y: expected int, got str 'two'" in result

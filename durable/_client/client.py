@@ -21,11 +21,7 @@ from .._calls import Outage, call
 from .._codecs import Codecs, PayloadCodec
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
 from .._embedded import embedded_dsn, resolve_dsn
-from .._errors import (
-    DatabaseUnavailableError,
-    DurableError,
-    WorkflowNotFoundError,
-)
+from .._errors import DatabaseUnavailableError, DurableError
 from .._serialization import encode_args, return_hint
 from .._store import (
     BATCH_ACTIONS,
@@ -49,6 +45,7 @@ from .._validate import (
     check_text,
     check_timeout,
 )
+from .arguments import check_start_arguments, served_queue
 from .descriptions import (
     HistoryEvent,
     WorkflowDescription,
@@ -170,8 +167,8 @@ class Client:
         await self.close()
 
     # ------------------------------------------------------------------ starting
-    # One overload per number of workflow arguments checks them against the workflow's
-    # parameters (see signatures.py); by registered name, they are not checked.
+    # One overload per number of workflow arguments lets type checkers check them against
+    # the workflow's parameters (see signatures.py); at run time arguments.py checks them.
     @overload
     async def start(
         self, workflow: Takes0[R], **options: Unpack[StartOptions]
@@ -468,16 +465,13 @@ class Client:
             attributes=check_attributes(attributes),
         )
         queue = task_queue or (definition.task_queue if definition else None)
-        if definition is None:
+        if definition is not None:
+            check_start_arguments(definition, args, request.args)
+        else:
             registered = await self._call(
-                "start", workflow_id, lambda: self.store.registered_task_queue(name)
+                "start", workflow_id, lambda: self.store.registered_workflow(name, queue)
             )
-            if registered is None:
-                raise WorkflowNotFoundError(
-                    f"no worker has registered a workflow named {name!r}; check the name, or "
-                    "start a worker that serves it first (or pass the workflow function)"
-                )
-            queue = queue or registered
+            queue = served_queue(name, queue, registered, len(args))
         request = dataclasses.replace(request, task_queue=queue or DEFAULT_TASK_QUEUE)
         return request, return_hint(definition.fn) if definition else Any
 

@@ -198,9 +198,9 @@ class Messages(RunState):
             outcome: dict[str, Any] = {"update_id": update_id, "result": encode(result)}
         except NondeterminismError:
             raise
-        except asyncio.CancelledError:
-            failure = UpdateError(f"the handler of update {name!r} was cancelled")
-            outcome = {"update_id": update_id, "failure": to_failure(failure)}
+        except asyncio.CancelledError:  # its caller sees a cancellation, as for an activity
+            cut = asyncio.CancelledError(f"the handler of update {name!r} was cancelled")
+            outcome = {"update_id": update_id, "failure": to_failure(cut)}
         except ContinueAsNew as exc:
             continued = exc
             failure = UpdateError(

@@ -15,7 +15,7 @@ from .._errors import (
 )
 from .._events import EventType
 from .._failures import from_failure, to_failure
-from .._serialization import decode_args, encode
+from .._serialization import check_result, decode_args, encode
 from .state import Awaited, RunState, set_decoded
 
 E = EventType
@@ -55,6 +55,12 @@ class Outcomes(RunState):
                 payload = encode(task.result())
             except PayloadError as error:
                 self._set_closing(E.WORKFLOW_FAILED, {"failure": to_failure(error)})
+                return
+            try:  # a result its callers cannot decode is a bug of the code: not recorded
+                what = f"workflow {self.info.workflow_name!r}"
+                check_result(self.definition.fn, payload, what=what)
+            except PayloadError as error:
+                self._nondeterminism = error
             else:
                 self._set_closing(E.WORKFLOW_COMPLETED, {"result": payload})
 

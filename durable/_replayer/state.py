@@ -179,7 +179,10 @@ class RunState:
     closed: bool
     _closing: tuple[EventType, dict[str, Any]] | None  # issued as the step ends
     _main: asyncio.Task[Any] | None
-    _nondeterminism: NondeterminismError | None
+    # why the step cannot be committed and the workflow task fails (retried until the code
+    # is fixed): the code no longer matches its history, or its result does not fit its
+    # return annotation (a PayloadError)
+    _nondeterminism: NondeterminismError | PayloadError | None
     _query: str | None  # the query whose handler runs now
     tainted: bool  # a query tried to change the run: its memory is not to be trusted
     _awaited: dict[int, Awaited]

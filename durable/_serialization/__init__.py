@@ -23,8 +23,18 @@ large C stack frame). A frozen dataclass or pydantic model used as a dict key en
 which cannot be a key when decoded, so decoding such a payload raises PayloadError.
 """
 
-from .calls import decode_args, return_hint
+from .calls import check_args, check_result, decode_args, positional_range, return_hint
 from .encoding import MAX_PAYLOAD_BYTES, encode, encode_args
 from .hints import decode
 
-__all__ = ["MAX_PAYLOAD_BYTES", "decode", "decode_args", "encode", "encode_args", "return_hint"]
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "check_args",
+    "check_result",
+    "decode",
+    "decode_args",
+    "encode",
+    "encode_args",
+    "positional_range",
+    "return_hint",
+]

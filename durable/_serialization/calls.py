@@ -8,7 +8,7 @@ import dataclasses
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import PayloadError
@@ -24,9 +24,16 @@ _ANY: _Param = (Any, _identity)
 class _ArgsPlan:
     name: str
     positional: list[_Param] = dataclasses.field(default_factory=list)
+    positional_names: list[str] = dataclasses.field(default_factory=list)
     var_positional: _Param = _ANY
+    var_positional_name: str = "args"
     keywords: dict[str, _Param] = dataclasses.field(default_factory=dict)
     var_keyword: _Param = _ANY
+
+    def positional_name(self, index: int) -> str:
+        if index < len(self.positional_names):
+            return self.positional_names[index]
+        return f"*{self.var_positional_name}"
 
 
 _ARGS_PLANS: dict[object, _ArgsPlan] = {}
@@ -48,12 +55,13 @@ def _make_args_plan(fn: Callable[..., Any], skip_first: bool) -> _ArgsPlan:
         hint = hints.get(param.name, Any)
         entry = (hint, _converter(hint))
         if param.kind is param.VAR_POSITIONAL:
-            plan.var_positional = entry
+            plan.var_positional, plan.var_positional_name = entry, param.name
         elif param.kind is param.VAR_KEYWORD:
             plan.var_keyword = entry
         else:
             if param.kind is not param.KEYWORD_ONLY:
                 plan.positional.append(entry)
+                plan.positional_names.append(param.name)
             if param.kind is not param.POSITIONAL_ONLY:
                 plan.keywords[param.name] = entry
     return plan
@@ -93,7 +101,8 @@ def decode_args(
         hint, convert = plan.positional[index] if index < count else plan.var_positional
         if convert is not _identity:
             root = f"args[{index}]"
-            value = _rebuild(value, hint, convert, root, f"{root} of {plan.name}()")
+            what = f"{root} ({plan.positional_name(index)!r}) of {plan.name}()"
+            value = _rebuild(value, hint, convert, root, what)
         args.append(value)
     kwargs = {}
     for name, value in raw_kwargs.items():
@@ -103,6 +112,57 @@ def decode_args(
             value = _rebuild(value, hint, convert, root, f"{root} of {plan.name}()")
         kwargs[name] = value
     return args, kwargs
+
+
+def check_args(
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    payload: bytes,
+    *,
+    what: str,
+    skip_first: bool = False,
+) -> None:
+    """Refuse, where a call is made, the arguments (``payload``: them encoded) that ``fn``'s
+    side would refuse when it decodes them: a wrong number or an unknown keyword (TypeError
+    saying they do not fit ``what``), a value that does not fit its parameter's annotation
+    (PayloadError naming the parameter and the field)."""
+    try:
+        inspect.signature(fn).bind(*((None,) if skip_first else ()), *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"the arguments do not fit {what}: {exc}") from None
+    try:
+        decode_args(payload, fn, skip_first=skip_first)
+    except PayloadError as exc:
+        raise PayloadError(f"the arguments do not fit {what}: {exc}") from None
+
+
+def check_result(fn: Callable[..., Any], payload: bytes, *, what: str) -> None:
+    """PayloadError naming the field when ``payload`` (a result of ``fn``, ``what``, encoded)
+    does not fit ``fn``'s return annotation, as whoever decodes it would find."""
+    hint = return_hint(fn)
+    convert = _converter(hint)
+    if convert is _identity:
+        return
+    try:
+        _rebuild(_load(payload), hint, convert, "result", "result")
+    except PayloadError as exc:
+        raise PayloadError(
+            f"the result of {what} does not fit its return annotation: {exc}"
+        ) from None
+
+
+def positional_range(fn: Callable[..., Any], *, skip_first: bool = False) -> tuple[int, int | None]:
+    """How many positional arguments ``fn`` takes: at least, at most (None: any number)."""
+    least, most = 0, 0
+    for param in list(inspect.signature(fn).parameters.values())[1 if skip_first else 0 :]:
+        if param.kind is param.VAR_POSITIONAL:
+            return least, None
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if param.default is param.empty:
+                least = most
+    return least, most
 
 
 def return_hint(fn: Callable[..., Any]) -> object:

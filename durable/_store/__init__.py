@@ -51,6 +51,7 @@ from .records import (
     TaskCommit,
     WaitRow,
     WorkflowTask,
+    WorkflowType,
 )
 from .resets import Resets
 from .retention import Retention
@@ -93,6 +94,7 @@ __all__ = [
     "UnservedWork",
     "WaitRow",
     "WorkflowTask",
+    "WorkflowType",
     "apply_migrations",
     "drop_test_database",
     "migrate",

@@ -177,6 +177,7 @@ def _activity_task(codecs: Codecs, row: asyncpg.Record) -> ActivityTask:
         schedule_deadline=row["schedule_deadline"],
         visible_at=row["visible_at"],
         trace=row["trace"],
+        workflow_name=row.get("workflow_name") or "",
     )
 
 

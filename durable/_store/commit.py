@@ -492,6 +492,7 @@ def _eager_tasks(
                 heartbeat_details=None,
                 schedule_deadline=row["schedule_deadline"],
                 trace=commit.traces.get(event.seq),
+                workflow_name=task.workflow_name,
             )
         )
     return tasks

@@ -102,6 +102,17 @@ class ActivityTask:
     schedule_deadline: datetime | None
     visible_at: datetime | None = None  # when the attempt became due (None: started at once)
     trace: Mapping[str, str] | None = None  # the context of the span that scheduled it
+    workflow_name: str = ""  # its run's workflow (for its spans; the reaper leaves it out)
+
+
+@dataclass(frozen=True)
+class WorkflowType:
+    """A workflow type as the workers of ``task_queue`` registered it: how many positional
+    arguments it takes (at least, at most: None for any number), None if they did not say
+    (workers from before the count was recorded)."""
+
+    task_queue: str
+    arity: tuple[int, int | None] | None
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,15 @@ VALUES ($1, $2, $3, now() + make_interval(secs => $4))
 ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 """
 
-# Store.register_worker: the workflow types the worker serves on its queue, seen now (what
-# Store.registered_task_queue and Store.route_workflow read).
+# Store.register_worker: the workflow types the worker serves on its queue ($2), seen now,
+# with how many positional arguments each takes (what Store.registered_workflow and
+# Store.route_workflow read).
 _REGISTER_WORKFLOW_TYPES_SQL = """
-INSERT INTO durable.workflow_types (name, task_queue)
-SELECT unnest($1::text[]), $2
-ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now()
+INSERT INTO durable.workflow_types (name, task_queue, min_args, max_args)
+SELECT name, $2, min_args, max_args
+FROM unnest($1::text[], $3::int[], $4::int[]) AS w(name, min_args, max_args)
+ON CONFLICT (name, task_queue) DO UPDATE SET seen_at = now(),
+    min_args = EXCLUDED.min_args, max_args = EXCLUDED.max_args
 """
 
 # Store.register_worker: forget the workers whose lease lapsed more than an hour ago;
@@ -85,10 +88,11 @@ WHERE claimed_by = $1 AND NOT done
 # Store.unregister_worker: the worker's record goes last.
 _DELETE_WORKER_SQL = "DELETE FROM durable.workers WHERE worker_id = $1"
 
-# Store.registered_task_queue: the queues whose workers serve a workflow type, the one seen
-# last first.
-_REGISTERED_TASK_QUEUE_SQL = """
-SELECT task_queue FROM durable.workflow_types WHERE name = $1 ORDER BY seen_at DESC
+# Store.registered_workflow: where the workflow type $1 is served, and the arguments it
+# takes there: on the queue $2 if its workers registered it, else on the queue seen last.
+_REGISTERED_WORKFLOW_SQL = """
+SELECT task_queue, min_args, max_args FROM durable.workflow_types WHERE name = $1
+ORDER BY task_queue = $2 DESC, seen_at DESC LIMIT 1
 """
 
 
@@ -369,7 +373,8 @@ SELECT pg_notify($4, 'r' || id::text) FROM answered
 
 # Store.claim_activity_tasks: the queue's visible unowned tasks of the activities this
 # worker runs, in visible order, those locked by a concurrent claim skipped; each is claimed
-# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat.
+# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat, and
+# returned with its run's workflow name (its spans carry it), read by the run's key.
 _CLAIM_ACTIVITIES_SQL = """
 WITH picked AS (
     SELECT workflow_id, run_id, seq FROM durable.activity_tasks
@@ -380,7 +385,9 @@ UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started
     deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
         durable.now() + make_interval(secs => t.heartbeat_timeout))
 FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
-    AND t.seq = picked.seq RETURNING t.*
+    AND t.seq = picked.seq
+RETURNING t.*, (SELECT w.workflow_name FROM durable.workflows w
+    WHERE w.workflow_id = t.workflow_id AND w.run_id = t.run_id) AS workflow_name
 """
 
 # Store.next_activity_visible_at: when the queue's next unowned task of these activities is

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import StoreBase
+from .records import WorkflowType
 from .routing import _register_activities
 from .sql import (
     _BACKLOG_SQL,
@@ -15,7 +16,7 @@ from .sql import (
     _PURGE_REQUESTS_SQL,
     _REGISTER_WORKER_SQL,
     _REGISTER_WORKFLOW_TYPES_SQL,
-    _REGISTERED_TASK_QUEUE_SQL,
+    _REGISTERED_WORKFLOW_SQL,
     _RELEASE_FORGOTTEN_RUNS_SQL,
     _RELEASE_WORKER_QUERIES_SQL,
     _RELEASE_WORKER_RUNS_SQL,
@@ -35,10 +36,14 @@ class WorkerRecords(StoreBase):
         ttl: float,
         workflow_names: Sequence[str],
         activities: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        arities: Mapping[str, tuple[int, int | None]] | None = None,
     ) -> None:
         """Take or renew the worker's lease, and record what it serves on its queue: its
-        workflows, and its activities by name with their options (as ACTIVITY_SCHEDULED
-        records them), where calls by name find them."""
+        workflows (with ``arities``, the positional arguments each takes: at least, at most,
+        None for any number), and its activities by name with their options (as
+        ACTIVITY_SCHEDULED records them), where calls by name find them."""
+        known = arities or {}
         async with self._transaction() as conn:
             await conn.execute(
                 _REGISTER_WORKER_SQL,
@@ -47,7 +52,13 @@ class WorkerRecords(StoreBase):
                 identity,
                 ttl,
             )
-            await conn.execute(_REGISTER_WORKFLOW_TYPES_SQL, list(workflow_names), task_queue)
+            await conn.execute(
+                _REGISTER_WORKFLOW_TYPES_SQL,
+                list(workflow_names),
+                task_queue,
+                [known[name][0] if name in known else None for name in workflow_names],
+                [known[name][1] if name in known else None for name in workflow_names],
+            )
             await _register_activities(conn, task_queue, activities or {})
             gone = await conn.fetchval(_FORGET_LAPSED_WORKERS_SQL)
             if gone:
@@ -75,6 +86,14 @@ class WorkerRecords(StoreBase):
             await conn.execute(_RELEASE_WORKER_QUERIES_SQL, worker_id)
             await conn.execute(_DELETE_WORKER_SQL, worker_id)
 
-    async def registered_task_queue(self, workflow_name: str) -> str | None:
-        rows = await self.pool.fetch(_REGISTERED_TASK_QUEUE_SQL, workflow_name)
-        return rows[0]["task_queue"] if rows else None
+    async def registered_workflow(
+        self, workflow_name: str, task_queue: str | None = None
+    ) -> WorkflowType | None:
+        """Where the workflow type is served and what it takes: on ``task_queue`` if its
+        workers registered it, else on the queue seen last; None if no worker ever did."""
+        row = await self.pool.fetchrow(_REGISTERED_WORKFLOW_SQL, workflow_name, task_queue)
+        if row is None:
+            return None
+        least = row["min_args"]
+        arity = None if least is None else (least, row["max_args"])
+        return WorkflowType(row["task_queue"], arity)

@@ -33,6 +33,7 @@ from .._definitions import (
     ActivityRef,
     WorkflowDefinition,
 )
+from .._serialization import positional_range
 from .._store import REQUESTS_KEPT, Builds, NotificationKeys, Store
 from .._validate import check_duration, check_name
 from .activities import ActivityTasks
@@ -361,7 +362,7 @@ class Worker:
 
     async def _announce(self) -> None:
         """Take a lease and record what this worker serves on its queue (where calls by
-        name find it)."""
+        name find it), with the arguments each workflow takes (what starts by name fit)."""
         await self._store.register_worker(
             self.worker_id,
             self.task_queue,
@@ -369,6 +370,9 @@ class Worker:
             self.lease_ttl,
             list(self._workflows),
             {name: d.options._recorded() for name, d in self._activities.items()},
+            arities={
+                n: positional_range(d.fn, skip_first=True) for n, d in self._workflows.items()
+            },
         )
 
 

@@ -118,7 +118,9 @@ class ActivityTasks:
         definition = self.definitions[task.activity_name]
         watch = _ActivityWatch(self.serving, task, context, definition.is_async)
         telemetry = self.serving.telemetry
-        with telemetry.attempt(context.info, task.trace, task.visible_at, task.args) as span:
+        with telemetry.attempt(
+            context.info, task.workflow_name, task.trace, task.visible_at, task.args
+        ) as span:
             try:
                 outcome = await self._call(definition, task, context)
             except asyncio.CancelledError:
@@ -194,7 +196,7 @@ class ActivityTasks:
         except Exception as exc:
             failed(trace.get_current_span(), exc)  # the attempt's span, if it records
             return {"failure": to_failure(exc)}
-        encoded = encode_result(result)
+        encoded = encode_result(definition, result)
         return {"result": encoded} if isinstance(encoded, bytes) else {"failure": encoded}
 
 

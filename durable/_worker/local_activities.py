@@ -176,7 +176,7 @@ class _LocalActivityRun:
             else None
         )
         try:
-            with self.telemetry.attempt(context.info, self.trace) as span:
+            with self.telemetry.attempt(context.info, self.info.workflow_name, self.trace) as span:
                 try:
                     result = await run_activity_function(
                         call.definition, list(call.args), dict(call.kwargs), context, self.executor
@@ -186,7 +186,7 @@ class _LocalActivityRun:
                         failed(span, exc)
                     raise
             if not expired:
-                return encode_result(result)
+                return encode_result(call.definition, result)
         except asyncio.CancelledError:
             if not expired:
                 raise

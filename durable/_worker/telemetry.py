@@ -246,21 +246,24 @@ class WorkerTelemetry:
     def attempt(
         self,
         info: ActivityInfo,
+        workflow_name: str,
         parent: Mapping[str, str] | None,
         due: datetime | None = None,
         args: bytes | None = None,
     ) -> AbstractContextManager[Span | None]:
-        """One attempt of an activity, its span (RunActivity under the StartActivity span
-        whose context ``parent`` is, or RunLocalActivity in its run's trace) current while
-        the function runs; counted, and timed from ``due`` (None: it started at once)."""
+        """One attempt of an activity of a run of ``workflow_name``, its span (RunActivity
+        under the StartActivity span whose context ``parent`` is, or RunLocalActivity in its
+        run's trace) current while the function runs; counted, and timed from ``due`` (None:
+        it started at once)."""
         if not self.observed:
             return _UNOBSERVED_ATTEMPT
-        return self._observed_attempt(info, parent, due, args)
+        return self._observed_attempt(info, workflow_name, parent, due, args)
 
     @contextlib.contextmanager
     def _observed_attempt(
         self,
         info: ActivityInfo,
+        workflow_name: str,
         parent: Mapping[str, str] | None,
         due: datetime | None,
         args: bytes | None,
@@ -284,6 +287,7 @@ class WorkerTelemetry:
                 {
                     "durable.workflow_id": info.workflow_id,
                     "durable.run_id": info.run_id,
+                    "durable.workflow_name": workflow_name,
                     "durable.activity_id": info.activity_id,
                     "durable.task_queue": info.task_queue,
                     "durable.attempt": info.attempt,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._definitions import WorkflowDefinition
-from .._errors import NondeterminismError
+from .._errors import NondeterminismError, PayloadError
 from .._events import Event, EventType
 from .._failures import failure
 from .._replayer import WorkflowInstance
@@ -183,6 +183,9 @@ class WorkflowTasks:
                 self._log_once(task, logging.ERROR, exc)
                 self.telemetry.nondeterminism(task.workflow_name)
                 await self._fail_waiting_queries(task, exc)
+        except PayloadError as exc:  # its result does not fit: a fixed deploy completes it
+            if await self._give_back(flight.task, exc):
+                self._log_once(task, logging.ERROR, exc)
         except LostOwnership:
             self._taken_over(task)
         except MissedMessages:
