@@ -80,6 +80,18 @@ RULES: dict[str, tuple[str, str]] = {
     ),
     **dict.fromkeys(("os.environ", "os.getenv", "os.environb"), _ENVIRONMENT),
 }
+# builtins whose value differs between processes, when the module does not rebind the name
+_PROCESS_BOUND = {
+    "hash": (
+        "is salted per process for str and bytes (PYTHONHASHSEED) and an address for most "
+        "objects, so it differs on replay",
+        "a digest of the value (hashlib.sha256(value.encode()).hexdigest()) or the value itself",
+    ),
+    "id": (
+        "is a memory address, different in every process and replay",
+        "the value itself, or a counter kept in the workflow",
+    ),
+}
 _ENVIRONMENT_OBJECTS = ("os.environ", "os.environb")
 _SET_ITERATION = (
     "iterates over a set, whose order differs between processes",
@@ -156,6 +168,9 @@ class _Reading:
         """(line, what, rule) when ``node`` breaks determinism."""
         if isinstance(node, ast.Call):
             name = self.qualified(node.func)
+            builtin = self._process_bound(node)
+            if builtin is not None:
+                return node.lineno, f"{name}()", builtin
             rule = _rule(name)
             return None if rule is None or name is None else (node.lineno, name, rule)
         if isinstance(node, ast.Attribute):  # os.environ[...], os.environ.get(...)
@@ -165,6 +180,18 @@ class _Reading:
         if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension) and _is_set(node.iter):
             return node.iter.lineno, "for ... in a set", _SET_ITERATION
         return None
+
+    def _process_bound(self, call: ast.Call) -> tuple[str, str] | None:
+        """The rule of a call of builtin ``hash`` or ``id`` (not of a number literal)."""
+        func = call.func
+        if not isinstance(func, ast.Name) or func.id not in _PROCESS_BOUND:
+            return None
+        if func.id in self.fn.__globals__ or func.id in self.aliases:
+            return None  # the module's own hash or id
+        if call.args and isinstance(call.args[0], ast.Constant):
+            if isinstance(call.args[0].value, int | float | bool | None):
+                return None  # hash(3) is 3 everywhere
+        return _PROCESS_BOUND[func.id]
 
     def called_helpers(self) -> list[types.FunctionType]:
         """The plain functions of the same package this function calls (by name, or as

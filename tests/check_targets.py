@@ -34,7 +34,9 @@ async def careless(ctx: WorkflowContext, n: int) -> list[object]:
         host = f.read()
     note = check_helpers.stamp()
     page = await ctx.activity(fetch, "/etc/hostname")
-    return [started, pick, key, region, host, note, page, pure(n)]
+    bucket = hash(page) % 8  # finding
+    seen = id(page)  # finding
+    return [started, pick, key, region, host, note, page, pure(n), bucket, seen, hash(3)]
 
 
 @workflow

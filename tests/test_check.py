@@ -54,8 +54,8 @@ def test_the_command_prints_file_line_and_exits_1() -> None:
         line.startswith("tests/check_targets.py:") and "time.time in careless" in line
         for line in lines
     ), lines
-    assert lines[-1] == "2 workflow(s) of tests.check_targets read: 8 finding(s)"
+    assert lines[-1] == "2 workflow(s) of tests.check_targets read: 10 finding(s)"
     found = json.loads(_durable("check", "tests.check_targets", "--json").stdout)
-    assert len(found) == 8 and {"path", "line", "call", "instead"} <= set(found[0])
+    assert len(found) == 10 and {"path", "line", "call", "instead"} <= set(found[0])
     clean = _durable("check", "tests.check_targets:careful")
     assert clean.returncode == 0 and "nothing breaks determinism" in clean.stdout

@@ -21,6 +21,7 @@ class CachedRun:
     fence: int
     instance: WorkflowInstance
     inbox_seq: int = 0
+    kept: bool = False  # taken from memory for the task stepping it, not replayed for it
 
 
 class BusyRuns:

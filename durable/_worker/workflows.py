@@ -5,32 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from .._definitions import WorkflowDefinition
-from .._errors import NondeterminismError, PayloadError
 from .._events import Event, EventType
-from .._failures import failure
 from .._replayer import WorkflowInstance
 from .._store import (
-    UNAVAILABLE,
     ActivityTask,
     InboxMessage,
-    LostOwnership,
-    MissedMessages,
     TaskCommit,
     WorkflowTask,
 )
 from .activities import ActivityTasks
+from .failures import TaskFailures
 from .handed import HandedOver
 from .held import BusyRuns, CachedRun, Parking
 from .local_activities import LocalActivities
 from .polling import Serving, Wakeup, poll
-from .routing import Routes, Unrouted
+from .routing import Routes
 from .telemetry import StepSpans
 from .watchdog import SlowStepWatch
 
@@ -72,12 +67,12 @@ class WorkflowTasks:
         self.watch = SlowStepWatch()
         self.busy = BusyRuns()
         self.routes = Routes(serving.store, serving.task_queue)
-        self._logged: dict[str, set[str]] = {}  # errors logged already, by run (until it commits)
         self.parking = Parking(self.busy)
         self.wake = Wakeup()
         self._handed: dict[str, list[HandedOver]] = {}  # by run, for its next step
         self._waiting: dict[str, str] = {}  # idle runs with handed outcomes, no slot yet
         self._due_again: set[str] = set()  # busy runs that became due while busy
+        self.failures = TaskFailures(serving, self.forget_run, self._due_again)
         self._running: set[asyncio.Task[None]] = set()
         self._reporting: set[asyncio.Task[None]] = set()  # outcomes of forgotten runs
         # slots of claimed runs whose tasks start once their timers are recorded
@@ -175,33 +170,12 @@ class WorkflowTasks:
         flight = _InFlight(task)
         try:
             await self._run_steps(flight, from_inbox)
-        except Unrouted as exc:
-            if await self._give_back(flight.task, exc):
-                self._log_once(task, logging.WARNING, exc)
-        except NondeterminismError as exc:
-            if await self._give_back(flight.task, exc):
-                self._log_once(task, logging.ERROR, exc)
-                self.telemetry.nondeterminism(task.workflow_name)
-                await self._fail_waiting_queries(task, exc)
-        except PayloadError as exc:  # its result does not fit: a fixed deploy completes it
-            if await self._give_back(flight.task, exc):
-                self._log_once(task, logging.ERROR, exc)
-        except LostOwnership:
-            self._taken_over(task)
-        except MissedMessages:
-            # messages arrived while the step that closes the run ran: run it again, from
-            # history, with them (nothing of it was written)
-            self.forget_run(task.run_id)
-            self._due_again.add(task.run_id)
         except asyncio.CancelledError:
             self.forget_run(task.run_id)
             raise
-        except UNAVAILABLE as exc:  # the step runs again, from what history holds
-            _log.warning("workflow task of %s lost the database: %r", task.workflow_id, exc)
-            await self._give_back(flight.task, exc)
         except Exception as exc:
-            if await self._give_back(flight.task, exc):
-                _log.exception("workflow task of %s failed", task.workflow_id)
+            kept = flight.run is not None and flight.run.kept
+            await self.failures.failed(flight.task, exc, cached=kept)
         finally:
             await self._task_ended(flight)
 
@@ -283,51 +257,6 @@ class WorkflowTasks:
             self._due_again.discard(run_id)
             self.wake.event.set()
 
-    def _log_once(self, task: WorkflowTask, level: int, exc: Exception) -> None:
-        """Log an error that stops a run once per run (the run tries again every few
-        seconds, and its last_error keeps saying why)."""
-        logged = self._logged.setdefault(task.run_id, set())
-        if str(exc) not in logged:
-            logged.add(str(exc))
-            ids = {"workflow_id": task.workflow_id, "run_id": task.run_id}
-            _log.log(level, "workflow %s: %s", task.workflow_id, exc, extra=ids)
-
-    async def _give_back(self, task: WorkflowTask, exc: BaseException) -> bool:
-        """Give a run whose task failed back, with the error as its last_error; False (and
-        said so, at INFO) when another worker had taken the run over: then what went wrong
-        here (a stale cached run meeting messages of a newer state, say) is not news."""
-        self.forget_run(task.run_id)
-        try:
-            held = await self.serving.store.release_workflow(
-                task, self.serving.worker_id, f"{type(exc).__name__}: {exc}", retry_in=2.0
-            )
-        except Exception:
-            return True  # (the database is away: say what happened all the same)
-        if not held:
-            self._taken_over(task)
-        return held
-
-    def _taken_over(self, task: WorkflowTask) -> None:
-        _log.info(
-            "workflow %s: this worker no longer holds the run (another worker took it over, "
-            "or it closed); dropped from memory",
-            task.workflow_id,
-        )
-        self.forget_run(task.run_id)
-
-    async def _fail_waiting_queries(self, task: WorkflowTask, exc: NondeterminismError) -> None:
-        """The queries waiting for the run to take in earlier messages would wait until they
-        time out, as if no worker ran: answer them with the reason it cannot."""
-        why = failure(
-            "application",
-            f"workflow {task.workflow_id!r} cannot take in the messages sent before this "
-            f"query, so the query cannot see them: its code fails to replay its history "
-            f"(NondeterminismError: {exc}); describe().last_error says so while it is retried",
-            type="NondeterminismError",
-        )
-        with contextlib.suppress(Exception):
-            await self.serving.store.fail_waiting_queries(task.workflow_id, task.run_id, why)
-
     # ------------------------------------------------------------------ handing over
     def hand_over(self, workflow_id: str, run_id: str, item: HandedOver) -> bool:
         """Hand an outcome produced here to a run this worker holds: it reaches history with
@@ -404,6 +333,7 @@ class WorkflowTasks:
         from the cache when it is where the claim found the run, else replayed."""
         run = self.cache.get(task.run_id)
         if run is not None and run.fence == task.fence and run.instance.next_seq == task.next_seq:
+            run.kept = True
             self.cache.move_to_end(task.run_id)
             if task.fired is not None:
                 run.instance.record(task.fired)
@@ -472,7 +402,7 @@ class WorkflowTasks:
         finally:
             activities.slots_held -= eager_slots
         self.telemetry.committed(instance, output.events)
-        self._logged.pop(task.run_id, None)  # a step went through: a new error is news
+        self.failures.committed(task.run_id)
         if len(eager) < eager_slots:
             activities.wake.capacity_freed()  # the slots not used are free again
         if ready_at is not None and ready_at <= self.serving.store.clock.now():
