@@ -188,9 +188,9 @@ class _Reading:
             return None
         if func.id in self.fn.__globals__ or func.id in self.aliases:
             return None  # the module's own hash or id
-        if call.args and isinstance(call.args[0], ast.Constant):
-            if isinstance(call.args[0].value, int | float | bool | None):
-                return None  # hash(3) is 3 everywhere
+        first = call.args[0] if call.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, int | float | bool | None):
+            return None  # hash(3) is 3 everywhere
         return _PROCESS_BOUND[func.id]
 
     def called_helpers(self) -> list[types.FunctionType]:

@@ -318,6 +318,10 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             times.append(self._execution_deadline)
         return datetime.fromtimestamp(min(times), tz=UTC) if times else None
 
+    def awaits(self, seq: int) -> bool:
+        """Whether the code awaits the outcome of the activity or child scheduled at ``seq``."""
+        return seq in self._awaited
+
     @property
     def runs_local_activities(self) -> bool:
         return any(not call.future.done() for call in self._locals.values())

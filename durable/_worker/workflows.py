@@ -186,7 +186,7 @@ class WorkflowTasks:
         while True:
             messages = await self._read_inbox(task, run) if from_inbox else []
             from_inbox = False
-            flight.handed = [h for h in self._handed.pop(task.run_id, []) if h.wanted]
+            flight.handed = await self._take_handed(task.run_id, run.instance)
             await self._step(task, run, messages, flight.handed, claimed)
             claimed, flight.handed = False, []
             if run.instance.closed:
@@ -295,6 +295,21 @@ class WorkflowTasks:
                 resumed=True,
             )
             self._start(task, from_inbox=False)
+
+    async def _take_handed(self, run_id: str, instance: WorkflowInstance) -> list[HandedOver]:
+        """The outcomes handed to the run that its next step delivers. An activity result
+        the instance does not await (a worker that stalled past its lease finished an
+        attempt of a run it has since replayed, which another worker moved on) goes through
+        the store, which applies it only if its attempt still holds the task."""
+        taken: list[HandedOver] = []
+        stray: list[HandedOver] = []
+        for item in self._handed.pop(run_id, []):
+            if item.activity is not None and not instance.awaits(item.activity.seq):
+                stray.append(item)
+            elif item.wanted:
+                taken.append(item)
+        await self._report_through_store(stray)
+        return taken
 
     async def _report_through_store(self, handed: list[HandedOver]) -> None:
         """Activity results handed here but not committed (the task failed) go through the
