@@ -27,7 +27,8 @@ from durable._store import (
 )
 from durable._store.commit import _commit_call
 from durable._store.runs import _post_arrays
-from durable._store.sql import _CLAIM_WORKFLOWS_SQL, _POST_SQL
+from durable._store.sql.runs import _POST_SQL
+from durable._store.sql.workflow_tasks import _CLAIM_WORKFLOWS_SQL
 
 from .conftest import wait_for
 

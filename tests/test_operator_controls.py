@@ -12,7 +12,7 @@ import pytest
 
 import durable
 from durable import WorkflowContext, activity, workflow
-from durable._store.sql import _CLAIM_WORKFLOWS_SQL
+from durable._store.sql.workflow_tasks import _CLAIM_WORKFLOWS_SQL
 
 from .conftest import wait_for
 

@@ -91,7 +91,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
         self.closed = False
         self._closing = None  # issued as the step ends
         self._main = None
-        self._nondeterminism = None
+        self._task_error = None
         self._query = None  # the query whose handler runs now
         self.tainted = False  # a query tried to change the run: its memory is not to be trusted
         self._awaited = {}
@@ -346,8 +346,8 @@ class WorkflowInstance(Commands, Messages, Outcomes):
     def _run(self) -> None:
         while True:
             self.loop.run_until_idle()
-            if self._nondeterminism is not None:
-                raise self._nondeterminism
+            if self._task_error is not None:
+                raise self._task_error
             if not self._resolve_conditions():
                 return
 

@@ -176,7 +176,7 @@ class Messages(RunState):
     def _on_update_accepted(self, attrs: dict[str, Any]) -> None:
         registered = self._update_handlers.get(attrs["name"])
         if registered is None:
-            self._nondeterminism = NondeterminismError(
+            self._task_error = NondeterminismError(
                 f"history has an accepted update {attrs['name']!r} but the workflow code "
                 "registered no handler for it"
             )

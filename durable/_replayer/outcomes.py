@@ -40,14 +40,14 @@ class Outcomes(RunState):
         self._main.add_done_callback(self._on_main_done)
 
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
-        if self._nondeterminism is not None:
+        if self._task_error is not None:
             return
         if task.cancelled():
             self._set_closing(E.WORKFLOW_CANCELLED, {})
             return
         exc = task.exception()
         if isinstance(exc, NondeterminismError):
-            self._nondeterminism = exc
+            self._task_error = exc
         elif exc is not None:
             self._close_with(exc)
         else:
@@ -60,7 +60,7 @@ class Outcomes(RunState):
                 what = f"workflow {self.info.workflow_name!r}"
                 check_result(self.definition.fn, payload, what=what)
             except PayloadError as error:
-                self._nondeterminism = error
+                self._task_error = error
             else:
                 self._set_closing(E.WORKFLOW_COMPLETED, {"result": payload})
 
@@ -73,8 +73,8 @@ class Outcomes(RunState):
             outcome(awaited)
 
     def _corrupt(self, what: str) -> None:
-        if self._nondeterminism is None:
-            self._nondeterminism = NondeterminismError(
+        if self._task_error is None:
+            self._task_error = NondeterminismError(
                 f"workflow {self.info.workflow_id!r} run {self.info.run_id}: corrupt history: "
                 f"{what} (a second outcome of one command, or one of no command)"
             )
@@ -124,7 +124,7 @@ class Outcomes(RunState):
         if local_id > self._local_count or (
             call is not None and call.definition.name != attrs["name"]
         ):
-            self._nondeterminism = NondeterminismError(
+            self._task_error = NondeterminismError(
                 f"history has a result of local activity #{local_id} {attrs['name']!r} that the "
                 "workflow code did not run at this point"
             )

@@ -120,7 +120,6 @@ class RunState:
         "_local_count",
         "_locals",
         "_main",
-        "_nondeterminism",
         "_patches",
         "_position",
         "_provisional",
@@ -138,6 +137,7 @@ class RunState:
         "_step_first_seq",
         "_step_time",
         "_tail",
+        "_task_error",
         "_timers",
         "_timers_cancelled",
         "_unmatched",
@@ -182,7 +182,7 @@ class RunState:
     # why the step cannot be committed and the workflow task fails (retried until the code
     # is fixed): the code no longer matches its history, or its result does not fit its
     # return annotation (a PayloadError)
-    _nondeterminism: NondeterminismError | PayloadError | None
+    _task_error: NondeterminismError | PayloadError | None
     _query: str | None  # the query whose handler runs now
     tainted: bool  # a query tried to change the run: its memory is not to be trusted
     _awaited: dict[int, Awaited]
@@ -242,7 +242,7 @@ class RunState:
             recorded = self._match(etype, attrs, free)
         except NondeterminismError as exc:
             if not retractable:
-                self._nondeterminism = exc
+                self._task_error = exc
                 raise
             # unless the code takes it back at once, as a step that recorded nothing of it did
             self._unmatched, self._provisional = exc, self._provisional - 1
@@ -303,8 +303,8 @@ class RunState:
         """A command issued on replay that history does not have, and that the code did not
         take back at once: the code changed."""
         if self._unmatched is not None:
-            self._nondeterminism, self._unmatched = self._unmatched, None
-            raise self._nondeterminism
+            self._task_error, self._unmatched = self._unmatched, None
+            raise self._task_error
 
     def _divergence(self, what: str) -> NondeterminismError:
         return NondeterminismError(
@@ -336,10 +336,10 @@ class RunState:
             self._closing = (etype, attrs)
 
     def _fail_from_handler(self, exc: BaseException) -> None:
-        if self._nondeterminism is not None:
+        if self._task_error is not None:
             return
         if isinstance(exc, NondeterminismError):
-            self._nondeterminism = exc
+            self._task_error = exc
         else:
             self._close_with(exc)
 

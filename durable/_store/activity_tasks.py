@@ -21,7 +21,7 @@ from .connection import (
 )
 from .records import ActivityTask, ReleasedAttempt
 from .runs import _post
-from .sql import (
+from .sql.activity_tasks import (
     _CLAIM_ACTIVITIES_SQL,
     _DELETE_ACTIVITY_SQL,
     _FINISH_ATTEMPT_SQL,

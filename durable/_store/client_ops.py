@@ -48,7 +48,7 @@ from .runs import (
     _require_open,
     _Start,
 )
-from .sql import (
+from .sql.client_ops import (
     _CALL_EXISTS_SQL,
     _CALL_OUTCOME_SQL,
     _CANCEL_REQUEST_SQL,
@@ -58,9 +58,9 @@ from .sql import (
     _LOAD_HISTORY_SQL,
     _NOTIFY_SQL,
     _PENDING_ACTIVITIES_SQL,
-    _RUN_SQL,
     _WAITS_SQL,
 )
+from .sql.runs import _RUN_SQL
 from .starting import _start_in, _StartRaceLost
 
 E = EventType

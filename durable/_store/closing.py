@@ -17,7 +17,7 @@ from .._types import Status
 from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .records import StartRequest, _Rows
 from .runs import _insert_run, _post, _post_each, _post_many, _resume_runs
-from .sql import (
+from .sql.closing import (
     _CLOSE_RUN_SQL,
     _CLOSE_WITHOUT_CODE_SQL,
     _MOVE_CALLS_SQL,

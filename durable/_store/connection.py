@@ -16,7 +16,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._codecs import PLAIN, Codecs
 from .._events import Event, EventType, pack_attrs, unpack_attrs
 from .._failures import Failure
-from .sql import _SESSION_SETTINGS_SQL
+from .sql.connections import _SESSION_SETTINGS_SQL
 
 
 def _now(conn: asyncpg.Connection) -> datetime:

@@ -22,7 +22,7 @@ from .runs import (
     _post_each,
     _resume_runs,
 )
-from .sql import _LOCK_OPEN_RUNS_SQL, _LOCK_RUNS_SQL
+from .sql.controls import _LOCK_OPEN_RUNS_SQL, _LOCK_RUNS_SQL
 
 E = EventType
 

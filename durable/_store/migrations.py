@@ -8,7 +8,7 @@ import asyncpg
 
 from .._errors import DurableError
 from .errors import CONNECT_FAILED
-from .sql import (
+from .sql.migrations import (
     _APPLIED_MIGRATIONS_SQL,
     _CREATE_MIGRATIONS_TABLE_SQL,
     _MIGRATION_LOCK_SQL,

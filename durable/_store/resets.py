@@ -24,10 +24,9 @@ from .commit import _start_child
 from .connection import _codecs, _history_event, _now, _pack, _seal_attrs
 from .records import ResetRun
 from .runs import _addressed_run
-from .sql import (
+from .sql.resets import (
     _FILL_INBOX_SQL,
     _HELD_MESSAGES_SQL,
-    _HISTORIES_SQL,
     _INSERT_RESET_RUNS_SQL,
     _LATEST_RUNS_SQL,
     _MARK_RESET_SQL,
@@ -35,8 +34,9 @@ from .sql import (
     _REPOINT_UPDATES_SQL,
     _RESCHEDULE_ACTIVITIES_SQL,
     _RESETS_DONE_SQL,
-    _START_LATEST_RUN_SQL,
 )
+from .sql.retention import _HISTORIES_SQL
+from .sql.starting import _START_LATEST_RUN_SQL
 
 E = EventType
 _FORKED_UPDATES = uuid.UUID("0b8f2c1e-6d3a-4f57-8e21-5a9c7d4e3b10")  # namespace of their ids

@@ -10,7 +10,7 @@ from .._events import Event
 from .base import StoreBase
 from .connection import _history_event
 from .records import Cursor, RunRow
-from .sql import _CLOSED_PAGE_SQL, _HISTORIES_SQL, _PURGE_CLOSED_SQL
+from .sql.retention import _CLOSED_PAGE_SQL, _HISTORIES_SQL, _PURGE_CLOSED_SQL
 
 _NO_RUN = "00000000-0000-0000-0000-000000000000"
 

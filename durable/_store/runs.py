@@ -18,21 +18,19 @@ from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .errors import _request_race
 from .listener import CHANNEL
 from .records import Cursor, ListFilter, StartRequest, _Rows
-from .sql import (
+from .sql.client_ops import _count_workflows_sql, _list_workflows_sql
+from .sql.controls import _PAUSE_RUNS_SQL, _RESUME_RUNS_SQL
+from .sql.runs import (
     _ANSWER_CALL_SQL,
     _CHAIN_END_SQL,
     _INSERT_HISTORY_SQL,
     _INSERT_RUNS_SQL,
     _LATEST_RUN_FOR_UPDATE_SQL,
     _LATEST_RUN_SQL,
-    _PAUSE_RUNS_SQL,
     _POST_SQL,
     _RECORD_REQUEST_SQL,
-    _RESUME_RUNS_SQL,
     _RUN_FOR_UPDATE_SQL,
     _RUN_SQL,
-    _count_workflows_sql,
-    _list_workflows_sql,
 )
 
 E = EventType

@@ -11,7 +11,7 @@ from .._types import FAILED_STATUSES
 from .closing import _terminate_run
 from .records import StartRequest
 from .runs import _insert_run
-from .sql import _START_LATEST_RUN_SQL
+from .sql.starting import _START_LATEST_RUN_SQL
 
 
 async def _start_in(

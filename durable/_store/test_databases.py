@@ -15,7 +15,7 @@ import asyncpg
 
 from .base import StoreBase
 from .migrations import apply_migrations
-from .sql import (
+from .sql.test_databases import (
     _DATABASE_EXISTS_SQL,
     _NAME_LOCK_SQL,
     _NAME_UNLOCK_SQL,

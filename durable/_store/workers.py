@@ -9,7 +9,7 @@ from typing import Any
 from .base import StoreBase
 from .records import WorkflowType
 from .routing import _register_activities
-from .sql import (
+from .sql.workers import (
     _BACKLOG_SQL,
     _DELETE_WORKER_SQL,
     _FORGET_LAPSED_WORKERS_SQL,

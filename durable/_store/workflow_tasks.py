@@ -40,7 +40,7 @@ from .records import (
     _Step,
 )
 from .runs import _answer_call
-from .sql import (
+from .sql.workflow_tasks import (
     _CLAIM_QUERIES_SQL,
     _CLAIM_WORKFLOWS_SQL,
     _FAIL_WAITING_QUERIES_SQL,

@@ -1,0 +1,93 @@
+"""The statements of the store's activity tasks (used by durable/_store/activity_tasks.py and
+where named), each with why it is written so."""
+
+from __future__ import annotations
+
+# Store.claim_activity_tasks: the queue's visible unowned tasks of the activities this
+# worker runs, in visible order, those locked by a concurrent claim skipped; each is claimed
+# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat, and
+# returned with its run's workflow name (its spans carry it), read by the run's key.
+_CLAIM_ACTIVITIES_SQL = """
+WITH picked AS (
+    SELECT workflow_id, run_id, seq FROM durable.activity_tasks
+    WHERE task_queue = $1 AND owner IS NULL AND visible_at <= durable.now()
+        AND activity_name = ANY($3)
+    ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started_at = durable.now(),
+    deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
+        durable.now() + make_interval(secs => t.heartbeat_timeout))
+FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
+    AND t.seq = picked.seq
+RETURNING t.*, (SELECT w.workflow_name FROM durable.workflows w
+    WHERE w.workflow_id = t.workflow_id AND w.run_id = t.run_id) AS workflow_name
+"""
+
+# Store.next_activity_visible_at: when the queue's next unowned task of these activities is
+# visible (NULL: none).
+_NEXT_ACTIVITY_VISIBLE_SQL = """
+SELECT min(visible_at) FROM durable.activity_tasks
+WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)
+"""
+
+# Store.fail_activity: whether this worker still holds the attempt (NULL: lost), locked
+# while its retry or failure is written.
+_LOCK_ATTEMPT_SQL = """
+SELECT 1 FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2
+    AND seq = $3 AND attempt = $4 AND owner = $5 FOR UPDATE
+"""
+
+# Store._finish_activity: the task goes if this worker still holds the attempt (NULL:
+# lost); its outcome is then posted to the run.
+_FINISH_ATTEMPT_SQL = """
+DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2
+    AND seq = $3 AND attempt = $4 AND owner = $5 RETURNING 1
+"""
+
+# Store.heartbeat_activity: the details kept ($6 NULL: the last ones) and the deadline
+# moved to the earliest of start-to-close, schedule-to-close and the next heartbeat; no row
+# if the attempt is lost.
+_HEARTBEAT_SQL = """
+UPDATE durable.activity_tasks SET heartbeat_details = coalesce($6, heartbeat_details),
+    deadline = LEAST(started_at + make_interval(secs => start_to_close), schedule_deadline,
+        durable.now() + make_interval(secs => heartbeat_timeout))
+WHERE workflow_id = $1 AND run_id = $2 AND seq = $3 AND attempt = $4 AND owner = $5
+RETURNING cancel_requested, deadline
+"""
+
+# Store.reap_activities: up to 100 of the queue's tasks past their deadline or held by a
+# worker without a live lease, locked for their retry or failure (a concurrent reaper's
+# skipped).
+_REAP_ACTIVITIES_SQL = """
+SELECT * FROM durable.activity_tasks t WHERE t.task_queue = $1 AND (
+    t.deadline < durable.now() OR (t.owner IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM durable.workers k WHERE k.worker_id = t.owner
+        AND k.expires_at > now())))
+LIMIT 100 FOR UPDATE SKIP LOCKED
+"""
+
+# Store.release_unstarted_activities: the attempts claimed for this worker more than $3
+# seconds ago, but those of its busy runs ($4) and those it runs ($5-$7), visible again.
+_RELEASE_UNSTARTED_SQL = """
+UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
+    visible_at = durable.now(), deadline = schedule_deadline
+WHERE task_queue = $1 AND owner = $2
+    AND started_at < durable.now() - make_interval(secs => $3)
+    AND NOT (run_id = ANY($4::uuid[]))
+    AND (run_id, seq, attempt) NOT IN (
+        SELECT * FROM unnest($5::uuid[], $6::int[], $7::int[]))
+RETURNING workflow_id, seq, activity_name, attempt
+"""
+
+# _retry_or_fail: the next attempt, visible after the retry delay ($4), with the failure
+# and the heartbeat details kept ($6 NULL: the last ones).
+_RETRY_ACTIVITY_SQL = """
+UPDATE durable.activity_tasks SET owner = NULL, started_at = NULL,
+    visible_at = durable.now() + make_interval(secs => $4), deadline = schedule_deadline,
+    last_failure = $5, heartbeat_details = coalesce($6, heartbeat_details)
+WHERE workflow_id = $1 AND run_id = $2 AND seq = $3
+"""
+
+# _retry_or_fail: no attempt is left: the task goes (its failure is then posted to the run).
+_DELETE_ACTIVITY_SQL = """
+DELETE FROM durable.activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND seq = $3
+"""
