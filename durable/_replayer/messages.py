@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._errors import (
@@ -91,7 +91,7 @@ class Messages(RunState):
         finally:
             self._query = None
         if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
+            if isinstance(result, Coroutine):  # (ctx.activity(...) and the like too)
                 result.close()
             raise QueryError(f"query handler {name!r} must not be async (queries cannot await)")
         return encode(result)
