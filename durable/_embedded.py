@@ -17,6 +17,7 @@ from pathlib import Path
 from ._errors import DurableError
 
 ENV_DSN = "DURABLE_DATABASE_URL"
+ENV_LISTEN_DSN = "DURABLE_LISTEN_DATABASE_URL"
 ENV_HOME = "DURABLE_HOME"
 HOME_NAME = ".durable"
 
@@ -165,3 +166,9 @@ def _load_wheel() -> None:
 def resolve_dsn(dsn: str | None) -> str | None:
     """The DSN to use: the argument, else $DURABLE_DATABASE_URL, else None (embedded)."""
     return dsn or os.environ.get(ENV_DSN) or None
+
+
+def resolve_listen_dsn(listen_dsn: str | None) -> str | None:
+    """The DSN of the notification connection: the argument, else
+    $DURABLE_LISTEN_DATABASE_URL, else None (the DSN of the pool)."""
+    return listen_dsn or os.environ.get(ENV_LISTEN_DSN) or None

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import __version__
-from .._embedded import ENV_DSN, ENV_HOME
+from .._embedded import ENV_DSN, ENV_HOME, ENV_LISTEN_DSN
 from .._errors import DurableError
 from . import check, database, replay, retention, worker, workflows
 from .common import AddCommand, Handler
@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"Postgres DSN (default: ${ENV_DSN}, else the embedded database of ${ENV_HOME} "
         "or the nearest .durable/ folder)",
+    )
+    with_dsn.add_argument(
+        "--listen-dsn",
+        default=None,
+        help=f"DSN of the connection that LISTENs for notifications (default: "
+        f"${ENV_LISTEN_DSN}, else --dsn): behind a pooler in transaction mode, a direct "
+        "connection or one through a session-mode pool",
+    )
+    with_dsn.add_argument(
+        "--no-prepared-statements",
+        dest="prepared_statements",
+        action="store_false",
+        help="do not keep prepared statements on connections: for a pooler in transaction "
+        "mode that cannot keep them (PgBouncer < 1.21)",
     )
     with_dsn.add_argument(
         "--codecs",

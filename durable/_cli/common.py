@@ -143,7 +143,11 @@ async def connect(
     """A client on the command's database (see database_of)."""
     dsn = await database_of(args, create=create_database)
     client = await Client.connect(
-        dsn, codecs=load_codecs(args.codecs), meter_provider=meter_provider
+        dsn,
+        codecs=load_codecs(args.codecs),
+        meter_provider=meter_provider,
+        listen_dsn=args.listen_dsn,
+        prepared_statements=args.prepared_statements,
     )
     try:
         yield client

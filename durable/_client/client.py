@@ -20,7 +20,7 @@ from opentelemetry.trace import TracerProvider
 from .._calls import Outage, call
 from .._codecs import Codecs, PayloadCodec
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
-from .._embedded import embedded_dsn, resolve_dsn
+from .._embedded import embedded_dsn, resolve_dsn, resolve_listen_dsn
 from .._errors import DatabaseUnavailableError, DurableError
 from .._serialization import encode_args, return_hint
 from .._store import (
@@ -127,11 +127,17 @@ class Client:
         call_timeout: float | None = 30.0,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        listen_dsn: str | None = None,
+        prepared_statements: bool = True,
     ) -> Client:
         """Connect (and migrate the schema if needed).
 
         ``dsn=None`` uses ``$DURABLE_DATABASE_URL``, else the embedded database. A server that
-        does not answer within ``connect_timeout`` seconds is an error. ``call_timeout`` is
+        does not answer within ``connect_timeout`` seconds is an error. Behind a connection
+        pooler in transaction mode (PgBouncer, RDS Proxy, Supavisor), give ``listen_dsn``
+        (default ``$DURABLE_LISTEN_DATABASE_URL``, else ``dsn``): a session for LISTEN, direct
+        or through a session-mode pool; and ``prepared_statements=False`` unless the pooler
+        keeps prepared statements (PgBouncer >= 1.21 with ``max_prepared_statements``). ``call_timeout`` is
         the deadline of every later call (None: none).
         ``codecs`` (e.g. ``[ZlibCodec(), AesGcmCodec(keys, encrypt_with="k2")]``) transform
         every stored payload, first to last; workers and clients sharing workflows need the
@@ -151,6 +157,8 @@ class Client:
                 max_connections=max_connections,
                 connect_timeout=connect_timeout,
                 codecs=chain,
+                listen_dsn=resolve_listen_dsn(listen_dsn),
+                prepared_statements=prepared_statements,
             )
         except _CANNOT_CONNECT as exc:
             raise _cannot_connect(exc, resolved, connect_timeout) from exc

@@ -28,10 +28,10 @@ from .activity_tasks import ActivityTasks
 from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
-from .connection import _Connection, _ConnectionSetup, _keep_session
+from .connection import _Connection, _ConnectionSetup, _keep_session, _make_role_settings
 from .controls import BATCH_ACTIONS, Controls
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
-from .listener import Listener, NotificationKeys, wait_notified
+from .listener import CHANNEL, Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
 from .records import (
     NO_BUILD,
@@ -57,6 +57,7 @@ from .resets import Resets
 from .retention import Retention
 from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
+from .sql.client_ops import _NOTIFY_SQL
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -121,20 +122,32 @@ class Store(
     """Every statement durable runs, behind thin methods that return typed records."""
 
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, codecs: Codecs, setup: _ConnectionSetup
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        codecs: Codecs,
+        setup: _ConnectionSetup,
+        *,
+        listen_dsn: str | None = None,
+        prepared_statements: bool = True,
     ) -> None:
         self.pool = pool
         self.connection_setup = setup
         self.commit_observer = _ignore
         self.dsn = dsn
+        self.listen_dsn = listen_dsn
+        self.prepared_statements = prepared_statements
         self.codecs = codecs
         self.clock = setup.clock
-        self.listener = Listener(dsn)
+        self.listener = Listener(listen_dsn or dsn, self._probe_notifications)
         budget = InFlightBudget(pool.get_max_size() // 2)  # claims and reads keep the rest
         self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
         self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
         self._group_post = _Batcher(budget, self._post_many, lambda post: post[0])
         self._post_keys = itertools.count()
+
+    async def _probe_notifications(self, key: str) -> None:
+        await self.pool.execute(_NOTIFY_SQL, CHANNEL, key)
 
     @classmethod
     async def connect(
@@ -146,8 +159,14 @@ class Store(
         codecs: Codecs = PLAIN,
         connect_timeout: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
+        listen_dsn: str | None = None,
+        prepared_statements: bool = True,
     ) -> Store:
-        setup = _ConnectionSetup(codecs, clock)
+        """A pool on ``dsn`` (a pooler in transaction mode needs ``prepared_statements=False``
+        unless it keeps them, as PgBouncer >= 1.21 does), notifications on ``listen_dsn``
+        (a session: direct, or through a pooler in session mode; default: ``dsn``)."""
+        pooled = listen_dsn is not None or not prepared_statements  # a pooler in between
+        setup = _ConnectionSetup(codecs, clock, pooled=pooled)
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,
@@ -156,9 +175,19 @@ class Store(
             init=setup,
             reset=_keep_session,
             timeout=connect_timeout,
+            statement_cache_size=100 if prepared_statements else 0,
         )
-        store = cls(pool, dsn, codecs, setup)
-        if migrate:
-            async with pool.acquire() as conn:
+        store = cls(
+            pool,
+            dsn,
+            codecs,
+            setup,
+            listen_dsn=listen_dsn,
+            prepared_statements=prepared_statements,
+        )
+        async with pool.acquire() as conn:
+            if migrate:
                 await apply_migrations(conn)
+            if pooled:
+                await _make_role_settings(conn)
         return store

@@ -35,6 +35,8 @@ class StoreBase:
     connection_setup: _ConnectionSetup
     commit_observer: Callable[[int], None]  # told the number of steps of each group commit
     dsn: str
+    listen_dsn: str | None  # the notification connection's, when not dsn (behind a pooler)
+    prepared_statements: bool  # False behind a pooler that cannot keep them
     codecs: Codecs
     clock: Clock
     listener: Listener

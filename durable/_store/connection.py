@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -16,7 +17,14 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._codecs import PLAIN, Codecs
 from .._events import Event, EventType, pack_attrs, unpack_attrs
 from .._failures import Failure
-from .sql.connections import _SESSION_SETTINGS_SQL
+from .sql.connections import (
+    _ROLE_SETTINGS_SQL,
+    _SESSION_SETTINGS_SQL,
+    _SET_ROLE_SETTINGS_SQL,
+    ROLE_SETTINGS,
+)
+
+_log = logging.getLogger("durable.store")
 
 
 def _now(conn: asyncpg.Connection) -> datetime:
@@ -42,11 +50,13 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
 
 class _ConnectionSetup:
     """What every new pooled connection gets: the store's codecs, the jsonb codec, the
-    session settings and, once the store serves a worker, ``plan_steps`` run on it."""
+    session settings (unless a pooler sits in between: ``pooled``, see _make_role_settings)
+    and, once the store serves a worker, ``plan_steps`` run on it."""
 
-    def __init__(self, codecs: Codecs, clock: Clock) -> None:
+    def __init__(self, codecs: Codecs, clock: Clock, *, pooled: bool = False) -> None:
         self.codecs = codecs
         self.clock = clock
+        self.pooled = pooled
         self.plan_steps: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
     async def __call__(self, conn: asyncpg.Connection) -> None:
@@ -55,9 +65,32 @@ class _ConnectionSetup:
         await conn.set_type_codec(
             "jsonb", encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
         )
-        await conn.execute(_SESSION_SETTINGS_SQL)  # no seq scans, no JIT: see the statement
+        if not self.pooled:
+            await conn.execute(_SESSION_SETTINGS_SQL)  # no seq scans, no JIT: see the statement
         if self.plan_steps is not None:
             await self.plan_steps(conn)
+
+
+async def _make_role_settings(conn: asyncpg.Connection) -> bool:
+    """Behind a pooler, make durable's settings the connecting role's defaults in this
+    database, unless they are already; False (with a warning saying what an administrator
+    runs) when the role may not."""
+    if set(ROLE_SETTINGS) <= set(await conn.fetchval(_ROLE_SETTINGS_SQL)):
+        return True
+    try:
+        await conn.execute(_SET_ROLE_SETTINGS_SQL)
+    except asyncpg.PostgresError as exc:
+        _log.warning(
+            "behind a connection pooler, durable needs %s as the defaults of its role in its "
+            "database (a session SET would reach one pooled server connection only), and "
+            "this role may not set them (%s): have an administrator run, for this role and "
+            "database, ALTER ROLE <role> IN DATABASE <database> SET <setting> for each",
+            ", ".join(ROLE_SETTINGS),
+            exc,
+        )
+        return False
+    _log.info("made %s the defaults of this role in this database", ", ".join(ROLE_SETTINGS))
+    return True
 
 
 def _codecs(conn: asyncpg.Connection) -> Codecs:

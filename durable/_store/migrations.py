@@ -12,7 +12,6 @@ from .sql.migrations import (
     _APPLIED_MIGRATIONS_SQL,
     _CREATE_MIGRATIONS_TABLE_SQL,
     _MIGRATION_LOCK_SQL,
-    _MIGRATION_UNLOCK_SQL,
     _MIGRATIONS_TABLE_SQL,
     _RECORD_MIGRATION_SQL,
 )
@@ -33,32 +32,33 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     """Apply the numbered migrations not yet applied; safe to run from many processes at once.
 
     An up-to-date schema is detected without DDL or locks, so roles that may not alter the
-    schema can connect.
+    schema can connect. Each migration is applied in a transaction of its own that takes the
+    migration lock first and looks again at what is applied (another process may have applied
+    it meanwhile): nothing is held between transactions, so it works as well through a
+    connection pooler in transaction mode.
     """
-    if {version for version, _ in _migration_files()} <= await _applied_migrations(conn):
+    wanted = _migration_files()
+    if {version for version, _ in wanted} <= await _applied_migrations(conn):
         return []
-    await conn.execute(_MIGRATION_LOCK_SQL, _MIGRATION_LOCK)
-    try:
-        await conn.execute(_CREATE_MIGRATIONS_TABLE_SQL)
-        applied = await _applied_migrations(conn)
-        done = []
-        for version, sql in _migration_files():
-            if version in applied:
+    done = []
+    for version, sql in wanted:
+        async with conn.transaction():
+            await conn.execute(_MIGRATION_LOCK_SQL, _MIGRATION_LOCK)
+            await conn.execute(_CREATE_MIGRATIONS_TABLE_SQL)
+            if version in await _applied_migrations(conn):
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(_RECORD_MIGRATION_SQL, version)
-            done.append(version)
-        return done
-    finally:
-        await conn.execute(_MIGRATION_UNLOCK_SQL, _MIGRATION_LOCK)
+            await conn.execute(sql)
+            await conn.execute(_RECORD_MIGRATION_SQL, version)
+        done.append(version)
+    return done
 
 
 async def migrate(dsn: str, shown_as: str) -> list[int]:
     """Apply the migrations not applied yet to the database at ``dsn`` (``shown_as`` is
     how errors name it: without its password); the versions applied."""
     try:
-        conn = await asyncpg.connect(dsn)
+        # (no prepared statement outlives its transaction: a pooler may sit in between)
+        conn = await asyncpg.connect(dsn, statement_cache_size=0)
     except CONNECT_FAILED as exc:
         raise DurableError(f"cannot connect to Postgres at {shown_as}: {exc}") from exc
     try:

@@ -62,8 +62,8 @@ class WorkflowTasks(StoreBase):
         """Open every pooled connection with the common commit statements planned on it
         (and have connections opened later planned as they open): a worker pays for this
         before it takes work, not in its first steps."""
-        if self.connection_setup.plan_steps is not None:
-            return
+        if self.connection_setup.plan_steps is not None or not self.prepared_statements:
+            return  # (without prepared statements nothing planned is kept)
         self.connection_setup.plan_steps = _plan_common_steps
         await self.pool.expire_connections()  # those open now reopen, planned, when next used
         size = self.pool.get_max_size()

@@ -9,11 +9,11 @@ _MIGRATIONS_TABLE_SQL = "SELECT to_regclass('durable.schema_migrations')"
 # The versions applied.
 _APPLIED_MIGRATIONS_SQL = "SELECT version FROM durable.schema_migrations"
 
-# One process migrates at a time: a session lock, held across the migrations' transactions.
-_MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock($1)"
-
-# Its release, once the migrations are applied (or one failed).
-_MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock($1)"
+# One process migrates at a time: a lock held by the transaction that applies a migration,
+# released by its commit or rollback. Never a session lock held across transactions: behind
+# a transaction-mode pooler (PgBouncer) each transaction may run on another server
+# connection, so the unlock would miss the lock, which would stay held for good.
+_MIGRATION_LOCK_SQL = "SELECT pg_advisory_xact_lock($1)"
 
 # The schema and the table of applied versions, for a new database.
 _CREATE_MIGRATIONS_TABLE_SQL = """

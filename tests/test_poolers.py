@@ -1,0 +1,219 @@
+"""durable behind a real PgBouncer (API.md part 3, "connection poolers"): in transaction mode
+with ``prepared_statements=False`` and a direct ``listen_dsn``, and in session mode, the same
+scenarios as on a direct connection; notifications wake workflows (the workers poll only every
+30 s); migrations leave no lock behind; durable's settings hold on every pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import durable
+from durable import WorkflowContext, activity, workflow
+
+from .chaos.server import PostgresServer, running_server
+from .chaos.server import unavailable as no_server
+from .conftest import wait_for
+from .pgbouncer import PgBouncer, running_pgbouncer
+from .pgbouncer import unavailable as no_pgbouncer
+
+pytestmark = pytest.mark.skipif(
+    bool(no_server() or no_pgbouncer()), reason=str(no_server() or no_pgbouncer())
+)
+SLOW_POLL = timedelta(seconds=30)  # a wake-up by the poll would time the test out
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    with running_server() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def transaction_pooler(server: PostgresServer) -> Iterator[PgBouncer]:
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="module")
+def session_pooler(server: PostgresServer) -> Iterator[PgBouncer]:
+    with running_pgbouncer(server.port, "session") as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+async def database(server: PostgresServer) -> AsyncIterator[str]:
+    """A new, empty database on the server (durable migrates it as it connects)."""
+    name = f"pooled_{next(_databases)}"
+    admin = await asyncpg.connect(server.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield name
+
+
+@activity
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+async def plus_one(ctx: WorkflowContext, x: int) -> int:
+    return x + 1
+
+
+@workflow
+async def pooled_wf(ctx: WorkflowContext, n: int) -> int:
+    total = [n]
+
+    def add(k: int) -> int:
+        total[0] += k
+        return total[0]
+
+    ctx.on_query("total", lambda: total[0])
+    ctx.on_update("add", add)
+    total[0] = await ctx.activity(double, total[0])
+    await ctx.sleep(0.2)
+    total[0] = await ctx.child(plus_one, total[0])
+    await ctx.wait_signal("go")
+    return total[0]
+
+
+async def _every_scenario(client: durable.Client) -> None:
+    """An activity, a timer, a child, a query, an update, a signal, a cancel: each wakes its
+    workflow by notification (the worker polls every 30 s)."""
+    worker = durable.Worker(
+        client, workflows=[pooled_wf, plus_one], activities=[double], poll_interval=SLOW_POLL
+    )
+    async with worker:
+        handle = await client.start(pooled_wf, 5)
+        await wait_for(lambda: _total_is(handle, 11), timeout=15)
+        assert await handle.update("add", 1, timeout=15) == 12
+        await handle.signal("go")
+        assert await handle.result(timeout=15) == 12
+        cancelled = await client.start(pooled_wf, 1)
+        await wait_for(lambda: _total_is(cancelled, 3), timeout=15)
+        await cancelled.cancel()
+        with pytest.raises(durable.WorkflowCancelledError):
+            await cancelled.result(timeout=15)
+
+
+async def _total_is(handle: durable.WorkflowHandle[int], value: int) -> bool:
+    return bool(await handle.query("total", timeout=5) == value)
+
+
+async def test_every_scenario_through_a_transaction_pooler_with_a_direct_listener(
+    server: PostgresServer, transaction_pooler: PgBouncer, database: str
+) -> None:
+    client = await durable.Client.connect(
+        transaction_pooler.dsn(database),
+        listen_dsn=server.dsn(database),
+        prepared_statements=False,
+    )
+    try:
+        assert await client.store.listener.notifications_arrive()
+        await _every_scenario(client)
+    finally:
+        await client.close()
+
+
+async def test_every_scenario_through_a_session_pooler(
+    session_pooler: PgBouncer, database: str
+) -> None:
+    client = await durable.Client.connect(session_pooler.dsn(database))
+    try:
+        assert await client.store.listener.notifications_arrive()
+        await _every_scenario(client)
+    finally:
+        await client.close()
+
+
+async def test_without_a_listen_dsn_one_warning_names_the_fix(
+    transaction_pooler: PgBouncer, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LISTEN through a transaction pooler hears nothing (PgBouncer drops what reaches a
+    server connection no client holds): said once, with the fix, not polled silently."""
+    caplog.set_level(logging.WARNING, logger="durable.store")
+    client = await durable.Client.connect(
+        transaction_pooler.dsn(database), prepared_statements=False
+    )
+    try:
+        assert not await client.store.listener.notifications_arrive()
+        assert not await client.store.listener.notifications_arrive()  # checked once
+    finally:
+        await client.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "listen_dsn" in warnings[0], warnings
+
+
+async def test_durable_settings_hold_on_every_pooled_server_connection(
+    server: PostgresServer, transaction_pooler: PgBouncer, database: str
+) -> None:
+    """A session SET would reach the one server connection that ran it: behind a pooler the
+    settings are the role's defaults in the database, which every server connection reads."""
+    client = await durable.Client.connect(
+        transaction_pooler.dsn(database), prepared_statements=False
+    )
+    await client.close()
+    clients = [
+        await asyncpg.connect(transaction_pooler.dsn(database), statement_cache_size=0)
+        for _ in range(8)
+    ]
+    try:
+        async with asyncio.TaskGroup() as group:  # each holds a server connection at once
+            shown = [
+                group.create_task(
+                    conn.fetchrow(
+                        "SELECT current_setting('enable_seqscan') AS seqscan, "
+                        "current_setting('jit') AS jit, pg_sleep(0.2)"
+                    )
+                )
+                for conn in clients
+            ]
+    finally:
+        for conn in clients:
+            await conn.close()
+    assert {(row.result()["seqscan"], row.result()["jit"]) for row in shown} == {("off", "off")}
+
+
+async def test_two_processes_migrate_an_empty_database_through_the_pooler_at_once(
+    server: PostgresServer, transaction_pooler: PgBouncer, database: str
+) -> None:
+    """A session lock held across the migrations' transactions was unlocked on another server
+    connection ("you don't own a lock") and stayed held: the next migration waited for ever."""
+    argv = (sys.executable, "-m", "durable", "migrate", "--no-prepared-statements")
+    dsn = ("--dsn", transaction_pooler.dsn(database))
+    root = Path(__file__).resolve().parent.parent
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *argv, *dsn, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [await asyncio.wait_for(p.communicate(), 60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    direct = await asyncpg.connect(server.dsn(database))
+    try:
+        versions = await direct.fetch(
+            "SELECT version, count(*) FROM durable.schema_migrations GROUP BY version"
+        )
+        assert versions and all(row["count"] == 1 for row in versions)
+        held = await direct.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held == 0
+    finally:
+        await direct.close()
+    again = await asyncio.create_subprocess_exec(
+        *argv, *dsn, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(again.communicate(), 60)
+    assert again.returncode == 0 and b"up to date" in out, err
