@@ -82,6 +82,16 @@ class PgBouncer:
             time.sleep(0.05)
         raise RuntimeError(f"pgbouncer did not start:\n{self.log_tail()}")
 
+    async def reconnect(self) -> None:
+        """Have it reopen its server connections (as each is next free), on its console."""
+        import asyncpg
+
+        console = await asyncpg.connect(self.dsn("pgbouncer"), statement_cache_size=0)
+        try:
+            await console.execute("RECONNECT")
+        finally:
+            await console.close()
+
     def dsn(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 

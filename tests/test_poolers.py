@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -217,3 +218,40 @@ async def test_two_processes_migrate_an_empty_database_through_the_pooler_at_onc
     )
     out, err = await asyncio.wait_for(again.communicate(), 60)
     assert again.returncode == 0 and b"up to date" in out, err
+
+
+async def _doctor(*argv: str) -> tuple[int, dict[str, dict[str, str]]]:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "durable", "doctor", "--json", *argv),
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, {f["check"]: f for f in json.loads(out)}
+
+
+async def test_doctor_finds_the_pooler_and_says_what_to_fix(
+    server: PostgresServer, transaction_pooler: PgBouncer, database: str
+) -> None:
+    through = transaction_pooler.dsn(database)
+    code, found = await _doctor("--dsn", through)
+    assert code == 1
+    assert "transaction mode" in found["pooler"]["detail"]
+    assert found["prepared statements"]["status"] == "problem"
+    assert "--no-prepared-statements" in found["prepared statements"]["fix"]
+    assert found["notifications"]["status"] == "problem"
+    assert "--listen-dsn" in found["notifications"]["fix"]
+    assert found["schema"]["status"] == "warning"  # nothing connected yet
+    client = await durable.Client.connect(
+        through, listen_dsn=server.dsn(database), prepared_statements=False
+    )
+    await client.close()
+    await transaction_pooler.reconnect()  # its server connections opened before keep the old
+    code, found = await _doctor(
+        "--dsn", through, "--no-prepared-statements", "--listen-dsn", server.dsn(database)
+    )
+    assert code == 0, found
+    assert {f["status"] for f in found.values()} == {"ok"}, found
+    code, found = await _doctor("--dsn", server.dsn(database))
+    assert code == 0 and found["pooler"]["detail"] == "none: a direct connection", found

@@ -23,7 +23,7 @@ from typing import Any
 from .. import __version__
 from .._embedded import ENV_DSN, ENV_HOME, ENV_LISTEN_DSN
 from .._errors import DurableError
-from . import check, database, replay, retention, worker, workflows
+from . import check, database, doctor, replay, retention, worker, workflows
 from .common import AddCommand, Handler
 from .output import to_jsonable
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         return command
 
-    for group in (database, worker, workflows, retention, replay, check):
+    for group in (database, worker, workflows, retention, replay, check, doctor):
         group.add_commands(adder(commands))
     # the commands on workflows, also as "durable workflow COMMAND" (as in API.md)
     grouped = commands.add_parser(

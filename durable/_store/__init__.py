@@ -30,6 +30,7 @@ from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
 from .connection import _Connection, _ConnectionSetup, _keep_session, _make_role_settings
 from .controls import BATCH_ACTIONS, Controls
+from .diagnosis import Finding, diagnose
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import CHANNEL, Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
@@ -79,6 +80,7 @@ __all__ = [
     "Builds",
     "CallOutcome",
     "Cursor",
+    "Finding",
     "InboxMessage",
     "ListFilter",
     "LostOwnership",
@@ -97,6 +99,7 @@ __all__ = [
     "WorkflowTask",
     "WorkflowType",
     "apply_migrations",
+    "diagnose",
     "drop_test_database",
     "migrate",
     "new_test_database",
