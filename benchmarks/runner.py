@@ -16,7 +16,7 @@ from typing import Any
 from . import baselines
 from .database import benchmark_database, migrate, reset, server_version
 from .report import evaluate, table, write_json
-from .runtime import progress, run
+from .runtime import PREPARED_ENV, THROUGH_ENV, progress, run
 from .stats import median
 from .workloads import WORKLOADS, Env, Run
 
@@ -48,7 +48,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="create a fresh database on this server (default $DURABLE_DATABASE_URL; "
         "without it an embedded Postgres is started in a temporary folder)",
     )
+    parser.add_argument(
+        "--through",
+        metavar="HOST:PORT",
+        help="the workloads' durable clients and workers connect through the connection "
+        "pooler at HOST:PORT (to the same database and user; they listen on the direct DSN)",
+    )
+    parser.add_argument(
+        "--no-prepared-statements",
+        dest="prepared_statements",
+        action="store_false",
+        help="with --through: a pooler that cannot keep prepared statements",
+    )
     args = parser.parse_args(argv)
+    if args.through:
+        os.environ[THROUGH_ENV] = args.through
+        os.environ[PREPARED_ENV] = "1" if args.prepared_statements else "0"
     args.only = [name.strip() for name in args.only.split(",") if name.strip()] or list(WORKLOADS)
     unknown = [name for name in args.only if name not in WORKLOADS]
     if unknown:

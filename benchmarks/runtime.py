@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -148,3 +149,22 @@ async def cpu_split(dsn: str, workers: Sequence[int] = ()) -> AsyncIterator[dict
     groups["postgres"] = await server_processes(dsn)  # backends started meanwhile count too
     for name, members in groups.items():
         used[name] = sum(_cpu_seconds(p) - before.get(p.pid, 0.0) for p in members)
+
+
+# A connection pooler the workloads' durable clients and workers go through (runner.py's
+# --through, --no-prepared-statements): set in the environment, so that worker processes
+# see them too. The baselines and the harness's own statements stay on the direct DSN.
+THROUGH_ENV, PREPARED_ENV = "DURABLE_BENCH_THROUGH", "DURABLE_BENCH_PREPARED_STATEMENTS"
+
+
+def client_options(dsn: str) -> tuple[str, dict[str, Any]]:
+    """The DSN a durable client of the workloads connects to, and its pooler options: through
+    the pooler at ``$DURABLE_BENCH_THROUGH`` (host:port) when set, listening on ``dsn``."""
+    through = os.environ.get(THROUGH_ENV)
+    if not through:
+        return dsn, {}
+    parts = urllib.parse.urlsplit(dsn)
+    user = f"{parts.username}@" if parts.username else ""
+    pooled = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{through}"))
+    prepared = os.environ.get(PREPARED_ENV, "1") == "1"
+    return pooled, {"listen_dsn": dsn, "prepared_statements": prepared}

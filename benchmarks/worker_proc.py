@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 import durable
 
-from .runtime import run
+from .runtime import client_options, run
 from .workflows import ACTIVITIES, WORKFLOWS
 
 
@@ -73,7 +73,10 @@ def telemetry_providers(level: int) -> dict[str, Any]:
 
 async def serve(args: argparse.Namespace) -> None:
     providers = telemetry_providers(args.telemetry)
-    client = await durable.Client.connect(args.dsn, max_connections=args.connections, **providers)
+    target, options = client_options(args.dsn)
+    client = await durable.Client.connect(
+        target, max_connections=args.connections, **options, **providers
+    )
     try:
         worker = durable.Worker(
             client,

@@ -20,7 +20,7 @@ from durable._replayer import WorkflowInstance
 from durable._serialization import decode
 
 from . import workflows as wf
-from .runtime import cpu_split, progress, wait_until, worker_processes
+from .runtime import client_options, cpu_split, progress, wait_until, worker_processes
 from .stats import gaps, percentile
 
 START_BATCH = 200  # workflows started (or signalled) concurrently by the client
@@ -72,7 +72,8 @@ def new_queue(workload: str) -> str:
 
 @contextlib.asynccontextmanager
 async def connect(dsn: str) -> AsyncIterator[durable.Client]:
-    client = await durable.Client.connect(dsn, max_connections=CLIENT_CONNECTIONS)
+    target, options = client_options(dsn)
+    client = await durable.Client.connect(target, max_connections=CLIENT_CONNECTIONS, **options)
     try:
         yield client
     finally:
@@ -165,7 +166,7 @@ async def wait_closed(client: durable.Client, queue: str, count: int, stall: flo
             if len(closed) >= count:
                 enough.set()
 
-    conn = await asyncpg.connect(client.store.dsn)
+    conn = await asyncpg.connect(client.store.listen_dsn or client.store.dsn)
     try:
         await conn.add_listener("durable", on_closing)
         rows = await conn.fetch(

@@ -36,7 +36,7 @@ def _free_port() -> int:
 class PgBouncer:
     """One PgBouncer process pooling every database of the server at ``server_port``."""
 
-    def __init__(self, server_port: int, pool_mode: str) -> None:
+    def __init__(self, server_port: int, pool_mode: str, pool_size: int = 20) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=f"durable-pgbouncer-{pool_mode}-"))
         self.port = _free_port()
         self.pool_mode = pool_mode
@@ -48,9 +48,12 @@ class PgBouncer:
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"pool_mode = {pool_mode}\nauth_type = trust\nauth_file = {self.folder / 'users.txt'}\n"
-            "max_client_conn = 1000\ndefault_pool_size = 20\nmax_db_connections = 0\n"
+            f"max_client_conn = 1000\ndefault_pool_size = {pool_size}\nmax_db_connections = 0\n"
             # (asyncpg sends no other startup parameter; a pooler refuses the ones it does not know)
             "ignore_startup_parameters = extra_float_digits,options\n"
+            # after a failed login (the server restarting) it waits this long before it tries
+            # again, every client with it: 15 s by default
+            "server_login_retry = 1\n"
             f"logfile = {self.log}\npidfile = {self.folder / 'pgbouncer.pid'}\n"
             "admin_users = postgres\n"
         )
@@ -112,8 +115,10 @@ class PgBouncer:
 
 
 @contextlib.contextmanager
-def running_pgbouncer(server_port: int, pool_mode: str) -> Iterator[PgBouncer]:
-    bouncer = PgBouncer(server_port, pool_mode)
+def running_pgbouncer(server_port: int, pool_mode: str, pool_size: int = 20) -> Iterator[PgBouncer]:
+    """``pool_size`` server connections per database and user: in session mode, one per
+    client connection at once."""
+    bouncer = PgBouncer(server_port, pool_mode, pool_size)
     try:
         bouncer.start()
         yield bouncer

@@ -29,7 +29,7 @@ import durable
 from durable import ApplicationError, RetryPolicy, WorkflowContext, activity, workflow
 
 from ..spans import trace_to_file
-from . import BUILD_ENV, LEASE_ENV, POLL_ENV, SPANS_ENV
+from . import BUILD_ENV, LEASE_ENV, POLL_ENV, PREPARED_ENV, SPANS_ENV
 
 TASK_QUEUE = "chaos"
 # short, so that faults play out quickly (see LEASE_ENV)
@@ -165,7 +165,10 @@ async def _database() -> asyncpg.Pool:
     global _pool
     async with _pool_lock:
         if _pool is None:
-            _pool = await asyncpg.create_pool(os.environ[DSN_ENV], min_size=0, max_size=4)
+            cache = 0 if os.environ.get(PREPARED_ENV) == "0" else 100  # (behind a pooler)
+            _pool = await asyncpg.create_pool(
+                os.environ[DSN_ENV], min_size=0, max_size=4, statement_cache_size=cache
+            )
         return _pool
 
 
@@ -372,7 +375,8 @@ async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     """Connect, waiting for the database if it is restarting (bounded)."""
     for attempt in range(attempts):
         try:
-            return await durable.Client.connect(dsn)
+            prepared = os.environ.get(PREPARED_ENV) != "0"
+            return await durable.Client.connect(dsn, prepared_statements=prepared)
         except durable.DurableError:
             if attempt == attempts - 1:
                 raise

@@ -58,9 +58,10 @@ class WorkerProcess:
 class WorkerPool:
     """The worker subprocesses: spawn, kill -9, stall, stop gracefully; notice crashes."""
 
-    def __init__(self, dsn: str, log_dir: Path) -> None:
+    def __init__(self, dsn: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.dsn = dsn
         self.log_dir = log_dir
+        self.env = env or {}  # for the worker processes (a pooler's options)
         self.workers: list[WorkerProcess] = []
         self.crashes: list[str] = []  # workers that exited on their own
         self.graceful_pids: list[int] = []
@@ -75,6 +76,7 @@ class WorkerPool:
                 cwd=ROOT,
                 env={
                     **os.environ,
+                    **self.env,
                     "PYTHONPATH": str(ROOT),
                     SPANS_ENV: str(spans),
                     BUILD_ENV: build,

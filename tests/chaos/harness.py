@@ -37,8 +37,9 @@ from durable._events import Event, EventType, unpack_attrs
 from durable._reset_plan import reset_points
 from durable._serialization import decode
 
+from ..pgbouncer import running_pgbouncer
 from ..spans import read_spans
-from . import app, checks
+from . import PREPARED_ENV, app, checks
 from .faults import (
     OUTCOME_RETRIED,
     RESTART,
@@ -80,6 +81,7 @@ class Profile:
     op_timeout: float = 60.0  # seconds a client call may keep retrying
     max_wait: float = 30.0  # seconds due work may wait, at most (liveness bound)
     kinds_in_turn: bool = False  # faults of each kind in turn, not drawn (see plan_faults)
+    pooler: bool = False  # workers go through PgBouncer in transaction mode (tests/pgbouncer.py)
 
 
 # ============================================================================ retries
@@ -568,8 +570,12 @@ def run_chaos(profile: Profile, log: Callable[[str], None] = print) -> Report:
     logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)  # reconnect noise during faults
     report = Report(profile)
     began = time.monotonic()
-    with running_server() as server:
+    with running_server() as server, contextlib.ExitStack() as stack:
         pool = WorkerPool(server.dsn(DATABASE), server.folder)
+        if profile.pooler:  # the workers' pools through it, their LISTEN and the harness direct
+            bouncer = stack.enter_context(running_pgbouncer(server.port, "transaction"))
+            listen = {"DURABLE_LISTEN_DATABASE_URL": server.dsn(DATABASE), PREPARED_ENV: "0"}
+            pool = WorkerPool(bouncer.dsn(DATABASE), server.folder, listen)
         completed = False
         try:
             asyncio.run(_run(profile, server, pool, report, log))

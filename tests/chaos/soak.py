@@ -41,6 +41,12 @@ def parse_args(argv: list[str]) -> Profile:
         default=120.0,
         help="seconds to let workflows finish after the faults (default 120)",
     )
+    parser.add_argument(
+        "--pooler",
+        action="store_true",
+        help="the workers through PgBouncer in transaction mode (tests/pgbouncer.py): no "
+        "prepared statements, LISTEN on a direct connection",
+    )
     args = parser.parse_args(argv)
     if args.duration < 20 or args.workflows < 1 or args.workers < 2:
         parser.error("need --duration >= 20, --workflows >= 1 and --workers >= 2")
@@ -54,6 +60,7 @@ def parse_args(argv: list[str]) -> Profile:
         else max(1, int(args.duration // 120)),
         start_fraction=0.9,
         settle_timeout=args.settle_timeout,
+        pooler=args.pooler,
     )
 
 
