@@ -3,6 +3,7 @@ set -euo pipefail
 
 # --8<-- [start:worker]
 durable migrate                              # create or upgrade the schema (connect does it too)
+durable doctor                               # the path to the database: pooler, notifications, latency
 : > worker.log                               # there before grep reads it
 durable worker cli_app 2> worker.log &       # serves the "cli" queue its definitions name
 until grep -q "serving task queue" worker.log; do kill -0 $!; sleep 0.1; done
