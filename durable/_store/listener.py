@@ -156,6 +156,8 @@ class Listener:
     async def close(self) -> None:
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._probe  # (it may be opening a pool connection: let it clean up)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)
