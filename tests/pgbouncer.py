@@ -36,11 +36,13 @@ def _free_port() -> int:
 class PgBouncer:
     """One PgBouncer process pooling every database of the server at ``server_port``."""
 
-    def __init__(self, server_port: int, pool_mode: str, pool_size: int = 20) -> None:
+    def __init__(
+        self, server_port: int, pool_mode: str, pool_size: int = 20, log: Path | None = None
+    ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=f"durable-pgbouncer-{pool_mode}-"))
         self.port = _free_port()
         self.pool_mode = pool_mode
-        self.log = self.folder / "pgbouncer.log"
+        self.log = log or self.folder / "pgbouncer.log"  # (given: kept after it stops)
         config = self.folder / "pgbouncer.ini"
         config.write_text(
             "[databases]\n"
@@ -115,10 +117,12 @@ class PgBouncer:
 
 
 @contextlib.contextmanager
-def running_pgbouncer(server_port: int, pool_mode: str, pool_size: int = 20) -> Iterator[PgBouncer]:
+def running_pgbouncer(
+    server_port: int, pool_mode: str, pool_size: int = 20, log: Path | None = None
+) -> Iterator[PgBouncer]:
     """``pool_size`` server connections per database and user: in session mode, one per
     client connection at once."""
-    bouncer = PgBouncer(server_port, pool_mode, pool_size)
+    bouncer = PgBouncer(server_port, pool_mode, pool_size, log)
     try:
         bouncer.start()
         yield bouncer
