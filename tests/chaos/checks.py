@@ -176,11 +176,12 @@ def _check_replay(run: Run, workflows: Sequence[Any]) -> list[str]:
     definitions = {d.name: d for d in workflows}
     history = [DurableEvent(e.seq, e.type, e.ts, e.attrs, e.ends_step) for e in run.events]
     try:
-        WorkflowInstance(
+        instance = WorkflowInstance.replayed(
             definitions[run.row["workflow_name"]], run.workflow_id, run.run_id, history
-        ).replay()
+        )
     except NondeterminismError as exc:
         return [f"{run.label()}: its history does not replay: {exc}"]
+    instance.discard()  # (its code, suspended or never begun, closed now: not at collection)
     return []
 
 
