@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .chaos.server import _free_port, _server_user
 
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -25,12 +26,6 @@ def unavailable() -> str | None:
     if not os.access(BINARY, os.X_OK):
         return "pgbouncer is not installed (apt-get install -y pgbouncer)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PgBouncer:
@@ -65,13 +60,13 @@ class PgBouncer:
 
     def start(self) -> None:
         argv = [BINARY, str(self._config)]
-        if os.geteuid() == 0:  # it refuses to run as root
-            user = pwd.getpwnam("postgres")
+        user = _server_user()
+        if user is not None:  # it refuses to run as root: as the server's user then
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             for path in self.folder.iterdir():
                 os.chown(path, user.pw_uid, user.pw_gid)
             self.folder.chmod(0o755)
-            argv[1:1] = ["-u", "postgres"]
+            argv[1:1] = ["-u", user.pw_name]
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -90,9 +91,19 @@ async def pooled_wf(ctx: WorkflowContext, n: int) -> int:
     return total[0]
 
 
-async def _every_scenario(client: durable.Client) -> None:
-    """An activity, a timer, a child, a query, an update, a signal, a cancel: each wakes its
-    workflow by notification (the worker polls every 30 s)."""
+async def _every_scenario(dsn: str, **options: Any) -> None:
+    """Connected to ``dsn`` with ``options``: notifications reach the listener, and an
+    activity, a timer, a child, a query, an update, a signal, a cancel each wake their
+    workflow by one (the worker polls every 30 s)."""
+    client = await durable.Client.connect(dsn, **options)
+    try:
+        assert await client.store.listener.notifications_arrive()
+        await _scenarios(client)
+    finally:
+        await client.close()
+
+
+async def _scenarios(client: durable.Client) -> None:
     worker = durable.Worker(
         client, workflows=[pooled_wf, plus_one], activities=[double], poll_interval=SLOW_POLL
     )
@@ -116,27 +127,17 @@ async def _total_is(handle: durable.WorkflowHandle[int], value: int) -> bool:
 async def test_every_scenario_through_a_transaction_pooler_with_a_direct_listener(
     server: PostgresServer, transaction_pooler: PgBouncer, database: str
 ) -> None:
-    client = await durable.Client.connect(
+    await _every_scenario(
         transaction_pooler.dsn(database),
         listen_dsn=server.dsn(database),
         prepared_statements=False,
     )
-    try:
-        assert await client.store.listener.notifications_arrive()
-        await _every_scenario(client)
-    finally:
-        await client.close()
 
 
 async def test_every_scenario_through_a_session_pooler(
     session_pooler: PgBouncer, database: str
 ) -> None:
-    client = await durable.Client.connect(session_pooler.dsn(database))
-    try:
-        assert await client.store.listener.notifications_arrive()
-        await _every_scenario(client)
-    finally:
-        await client.close()
+    await _every_scenario(session_pooler.dsn(database))
 
 
 async def test_without_a_listen_dsn_one_warning_names_the_fix(

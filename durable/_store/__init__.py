@@ -188,9 +188,10 @@ class Store(
             listen_dsn=listen_dsn,
             prepared_statements=prepared_statements,
         )
-        async with pool.acquire() as conn:
-            if migrate:
-                await apply_migrations(conn)
-            if pooled:
-                await _make_role_settings(conn)
+        if migrate or pooled:
+            async with pool.acquire() as conn:
+                if migrate:
+                    await apply_migrations(conn)
+                if pooled:
+                    await _make_role_settings(conn)
         return store

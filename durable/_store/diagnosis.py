@@ -17,6 +17,7 @@ from typing import Literal
 import asyncpg
 
 from .migrations import _applied_migrations, _migration_files
+from .sql.client_ops import _NOTIFY_SQL
 from .sql.connections import ROLE_SETTINGS
 
 Status = Literal["ok", "warning", "problem"]
@@ -33,7 +34,6 @@ SELECT current_setting('enable_seqscan') AS enable_seqscan, current_setting('jit
 """
 _ROUND_TRIP_SQL = "SELECT 1"
 _COMMIT_SQL = "SELECT pg_current_xact_id()"  # a transaction with an id: a commit record flushed
-_NOTIFY_SQL = "SELECT pg_notify($1, $2)"
 
 
 @dataclass(frozen=True)

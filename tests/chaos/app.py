@@ -36,6 +36,7 @@ TASK_QUEUE = "chaos"
 LEASE_TTL = timedelta(seconds=float(os.environ.get(LEASE_ENV, "2")))
 POLL_INTERVAL = timedelta(seconds=float(os.environ.get(POLL_ENV, "0.2")))
 SHUTDOWN_GRACE = timedelta(seconds=3)
+PREPARED_STATEMENTS = os.environ.get(PREPARED_ENV) != "0"  # "0": behind a pooler
 SIGNAL_NAME = "n"  # the harness sends signals SIGNAL_NAME with payloads 0, 1, 2, ...
 SIGNAL_TIMEOUT = 3.0  # each wait for a signal is also a timer, cancelled when the signal comes
 FLAKY_FAILURES = 2  # flaky() fails its first attempts, so its completion is attempt >= 3
@@ -165,7 +166,7 @@ async def _database() -> asyncpg.Pool:
     global _pool
     async with _pool_lock:
         if _pool is None:
-            cache = 0 if os.environ.get(PREPARED_ENV) == "0" else 100  # (behind a pooler)
+            cache = 100 if PREPARED_STATEMENTS else 0  # (behind a pooler)
             _pool = await asyncpg.create_pool(
                 os.environ[DSN_ENV], min_size=0, max_size=4, statement_cache_size=cache
             )
@@ -375,8 +376,7 @@ async def _connect(dsn: str, attempts: int = 120) -> durable.Client:
     """Connect, waiting for the database if it is restarting (bounded)."""
     for attempt in range(attempts):
         try:
-            prepared = os.environ.get(PREPARED_ENV) != "0"
-            return await durable.Client.connect(dsn, prepared_statements=prepared)
+            return await durable.Client.connect(dsn, prepared_statements=PREPARED_STATEMENTS)
         except durable.DurableError:
             if attempt == attempts - 1:
                 raise

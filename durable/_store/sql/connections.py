@@ -11,9 +11,8 @@ from __future__ import annotations
 # Statements are planned once per connection (a generic plan) instead of for each of their
 # first five runs: planning the commit statement costs about a round trip, so a fresh
 # worker's first steps took twice as long as later ones.
-_SESSION_SETTINGS_SQL = (
-    "SET enable_seqscan = off; SET jit = off; SET plan_cache_mode = force_generic_plan"
-)
+_SETTINGS = (("enable_seqscan", "off"), ("jit", "off"), ("plan_cache_mode", "force_generic_plan"))
+_SESSION_SETTINGS_SQL = "; ".join(f"SET {name} = {value}" for name, value in _SETTINGS)
 
 # Behind a connection pooler a session SET lands on whichever server connection ran it, and
 # another client's statements may then run on one without it: the settings above are made the
@@ -29,16 +28,15 @@ WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_
 # connection that runs this (opened before) takes them too. Server connections the pooler
 # opened before keep their old defaults until it reopens them (PgBouncer: server_lifetime,
 # or RECONNECT on its console).
-_SET_ROLE_SETTINGS_SQL = f"""
-DO $$BEGIN
-    EXECUTE format('ALTER ROLE CURRENT_USER IN DATABASE %I SET enable_seqscan = off',
-        current_database());
-    EXECUTE format('ALTER ROLE CURRENT_USER IN DATABASE %I SET jit = off', current_database());
-    EXECUTE format('ALTER ROLE CURRENT_USER IN DATABASE %I SET plan_cache_mode = '
-        'force_generic_plan', current_database());
-END$$;
-{_SESSION_SETTINGS_SQL}
-"""
+_SET_ROLE_SETTINGS_SQL = "DO $$BEGIN\n{}\nEND$$;\n{}".format(
+    "\n".join(
+        f"    EXECUTE format('ALTER ROLE CURRENT_USER IN DATABASE %I SET {name} = {value}',"
+        " current_database());"
+        for name, value in _SETTINGS
+    ),
+    _SESSION_SETTINGS_SQL,
+)
 
-# The same, for the message that tells an administrator what to run when the role may not.
-ROLE_SETTINGS = ("enable_seqscan=off", "jit=off", "plan_cache_mode=force_generic_plan")
+# The settings as pg_db_role_setting spells them, and as the message names them that tells an
+# administrator what to run when the role may not.
+ROLE_SETTINGS = tuple(f"{name}={value}" for name, value in _SETTINGS)
