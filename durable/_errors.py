@@ -116,6 +116,11 @@ class WorkflowError(DurableError):
     """Workflow code used the API in a way that cannot work (a programming error)."""
 
 
+class ScheduleError(DurableError, ValueError):
+    """A schedule cannot be created or changed as asked (bad cron, zone, interval or
+    policy; a duplicate or unknown schedule id). Nothing was written."""
+
+
 class TimeoutError(DurableError, builtins.TimeoutError):
     """An operation timed out; also an ``asyncio.TimeoutError``."""
 

@@ -2,7 +2,9 @@
 
 Its parts: ``client`` (Client: connect, start, list, handles), ``handle`` (WorkflowHandle:
 what a caller does with one workflow), ``descriptions`` (what it reads back),
-``requests`` (request ids of writes) and ``signatures`` (typing only: how type checkers
+``schedules`` (ScheduleHandle and the schedule calls), ``operations`` (batch, purge,
+export), ``base`` (the call deadline and start checks every part uses), ``requests``
+(request ids of writes) and ``signatures`` (typing only: how type checkers
 check a workflow's arguments at ``start``). Every call goes through ``_calls`` (deadline,
 errors, retries).
 """
@@ -16,6 +18,7 @@ from .descriptions import (
     WorkflowDescription,
 )
 from .handle import WorkflowHandle
+from .schedules import ScheduleDescription, ScheduleHandle, ScheduleRun
 from .sync import SyncClient, SyncWorkflowHandle
 
 __all__ = [
@@ -24,6 +27,9 @@ __all__ = [
     "OpenChild",
     "PendingActivity",
     "PendingTimer",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleRun",
     "SyncClient",
     "SyncWorkflowHandle",
     "WorkflowDescription",

@@ -7,53 +7,42 @@ import builtins
 import dataclasses
 import functools
 import hashlib
-import time
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack, overload
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from .._calls import Outage, call
 from .._codecs import Codecs, PayloadCodec
-from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
 from .._embedded import embedded_dsn, resolve_dsn, resolve_listen_dsn
 from .._errors import DatabaseUnavailableError, DurableError
-from .._serialization import encode_args, return_hint
+from .._serialization import encode_args
 from .._store import (
-    BATCH_ACTIONS,
     CONNECT_FAILED,
     UNAVAILABLE,
     Cursor,
-    ListFilter,
     StartRequest,
     Store,
 )
 from .._telemetry import Telemetry, carrier
-from .._types import CLOSED_STATUSES, ID_CONFLICT_POLICIES, ID_REUSE_POLICIES, STATUSES
 from .._validate import (
-    check_attributes,
-    check_choice,
-    check_duration,
     check_name,
     check_reason,
     check_run_id,
     check_seq,
-    check_text,
     check_timeout,
 )
-from .arguments import check_start_arguments, served_queue
 from .descriptions import (
-    HistoryEvent,
     WorkflowDescription,
     description,
-    history_event,
 )
 from .handle import WorkflowHandle
+from .operations import Operations, list_filter
 from .requests import request_id_of
+from .schedules import ScheduleMethods
 from .signatures import (
     A1,
     A2,
@@ -77,7 +66,7 @@ T = TypeVar("T")
 _CANNOT_CONNECT: tuple[type[BaseException], ...] = (*CONNECT_FAILED, ValueError)
 
 
-class Client:
+class Client(Operations, ScheduleMethods):
     """A connection to the durable database. Create it with ``await Client.connect()``.
 
     Every call it makes (and every call of its handles) finishes within ``call_timeout``
@@ -85,36 +74,6 @@ class Client:
     ``DatabaseUnavailableError``, one that does not answer ``durable.TimeoutError``. While the
     database is away, calls are attempted again within that time; writes are applied once
     (each carries a request id)."""
-
-    def __init__(
-        self,
-        store: Store,
-        call_timeout: float | None = 30.0,
-        telemetry: Telemetry | None = None,
-    ) -> None:
-        self.store = store
-        self.call_timeout = call_timeout
-        self.telemetry = telemetry or Telemetry()
-        store.commit_observer = self.telemetry.metrics.commit_batch_size.record
-
-    async def _call(
-        self,
-        operation: str,
-        workflow_id: str | None,
-        attempt: Callable[[], Awaitable[T]],
-        *,
-        writes: bool = False,
-        outage: Outage | None = None,
-    ) -> T:
-        return await call(
-            operation,
-            workflow_id,
-            self.call_timeout,
-            attempt,
-            writes=writes,
-            retry=True,
-            outage=outage,
-        )
 
     @classmethod
     async def connect(
@@ -437,52 +396,6 @@ class Client:
         run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
 
-    async def _start_request(
-        self,
-        workflow: object,
-        args: tuple[Any, ...],
-        id: str | None,
-        task_queue: str | None,
-        id_reuse_policy: str,
-        id_conflict_policy: str,
-        start_delay: timedelta | None,
-        execution_timeout: timedelta | None,
-        attributes: Mapping[str, Any] | None,
-    ) -> tuple[StartRequest, Any]:
-        name = workflow_name(workflow)
-        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
-        workflow_id = check_name(
-            "id",
-            id
-            if id is not None
-            else (definition.id if definition and definition.id else str(uuid.uuid4())),
-        )
-        if task_queue is not None:
-            check_name("task_queue", task_queue)
-        request = StartRequest(
-            workflow_id=workflow_id,
-            workflow_name=name,
-            task_queue="",
-            args=encode_args(args, {}),
-            id_reuse_policy=check_choice("id_reuse_policy", id_reuse_policy, ID_REUSE_POLICIES),
-            id_conflict_policy=check_choice(
-                "id_conflict_policy", id_conflict_policy, ID_CONFLICT_POLICIES
-            ),
-            start_delay=check_duration("start_delay", start_delay, allow_zero=True),
-            execution_timeout=check_duration("execution_timeout", execution_timeout),
-            attributes=check_attributes(attributes),
-        )
-        queue = task_queue or (definition.task_queue if definition else None)
-        if definition is not None:
-            check_start_arguments(definition, args, request.args)
-        else:
-            registered = await self._call(
-                "start", workflow_id, lambda: self.store.registered_workflow(name, queue)
-            )
-            queue = served_queue(name, queue, registered, len(args))
-        request = dataclasses.replace(request, task_queue=queue or DEFAULT_TASK_QUEUE)
-        return request, return_hint(definition.fn) if definition else Any
-
     # ------------------------------------------------------------------ handles and listing
     @overload
     def get_handle(
@@ -592,160 +505,6 @@ class Client:
         return await self._call(
             "count", None, functools.partial(self.store.count_workflows, filters)
         )
-
-    async def batch(
-        self,
-        action: str,
-        *,
-        status: str | None = None,
-        workflow_name: str | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        started_after: datetime | None = None,
-        reason: str | None = None,
-        signal: str | None = None,
-        signal_args: Sequence[Any] = (),
-        request_id: str | None = None,
-    ) -> int:
-        """Apply ``action`` ("cancel", "terminate", "signal", "pause" or "resume") to every
-        open run matching the filters (as :meth:`list` takes them) that had started when the
-        call began, or ("reset") reset to its default point every matching run, closed ones
-        too, that is its workflow's latest; returns the number of runs acted on. The
-        database does it in chunks of 200 runs, one transaction each, resting after each as
-        long as it took. Done again (say, after a crash part-way), it acts on what is left:
-        runs terminated, cancelled, paused, resumed or reset already are not counted again,
-        and a cancel request, signal (``signal``: its name, with ``signal_args``) or reset
-        applies to each workflow once per ``request_id`` (default: a new one per call; give
-        one to repeat a batch safely)."""
-        check_choice("action", action, BATCH_ACTIONS)
-        filters = list_filter(status, workflow_name, attributes, started_after)
-        message = _batch_signal(action, signal, signal_args)
-        reason = check_reason(reason)
-        request = request_id_of(request_id)
-        started_by = await self._call("batch", None, self.store.database_time)
-        # a reset also starts closed runs again (the failed ones, say)
-        open_only = action != "reset"
-        filters = dataclasses.replace(filters, started_by=started_by, open_only=open_only)
-        acted = 0
-        after: Cursor | None = None
-        while True:
-            chunk = functools.partial(
-                self.store.batch_page,
-                action,
-                filters,
-                after,
-                _BATCH_CHUNK,
-                reason=reason,
-                signal=message,
-                request_id=request,
-            )
-            began = time.monotonic()
-            page = await self._call("batch", None, chunk, writes=True)
-            took = time.monotonic() - began
-            acted += len(page.acted)
-            if action == "terminate":
-                for workflow_name_, task_queue in page.acted:
-                    self.telemetry.metrics.count(
-                        "durable.workflows.terminated", task_queue, "workflow_name", workflow_name_
-                    )
-            if page.after is None:
-                return acted
-            after = page.after
-            await asyncio.sleep(took * _BATCH_REST)
-
-    async def purge(self, closed_before: datetime | timedelta, status: str | None = None) -> int:
-        """Delete the runs closed before ``closed_before`` (a time, or how long ago by the
-        database's clock: ``timedelta(0)`` is every run closed by now), only those with
-        ``status`` if given, with their history, inbox, tasks and calls; returns how many.
-        Open runs are never touched. The database does it 200 runs per transaction, oldest
-        first, resting after each as long as it took; runs another purge is deleting are
-        skipped, not waited for. To archive first, see :meth:`export`."""
-        if status is not None:
-            check_choice("status", status, CLOSED_STATUSES)
-        cutoff = await self._cutoff(closed_before)
-        purged = 0
-        while True:
-            chunk = functools.partial(self.store.purge_closed, cutoff, status, _BATCH_CHUNK)
-            began = time.monotonic()
-            deleted = await self._call("purge", None, chunk, writes=True)
-            purged += deleted
-            if deleted < _BATCH_CHUNK:
-                return purged
-            await asyncio.sleep((time.monotonic() - began) * _BATCH_REST)
-
-    async def export(
-        self, closed_before: datetime | timedelta, status: str | None = None
-    ) -> AsyncIterator[tuple[WorkflowDescription, builtins.list[HistoryEvent]]]:
-        """The runs :meth:`purge` would delete with the same arguments, oldest closed first,
-        each with its history (as ``handle.history()`` gives it): what ``durable export``
-        writes as JSON lines before a purge."""
-        if status is not None:
-            check_choice("status", status, CLOSED_STATUSES)
-        cutoff = await self._cutoff(closed_before)
-        after: Cursor | None = None
-        while True:
-            page = functools.partial(self.store.closed_page, cutoff, status, after, 100)
-            runs = await self._call("export", None, page)
-            for row, events in runs:
-                described = description(self.store, row)
-                yield described, [history_event(e) for e in events]
-            if len(runs) < 100:
-                return
-            last = runs[-1][0]
-            assert last.closed_at is not None  # (closed runs only)
-            after = (last.closed_at, last.workflow_id, last.run_id)
-
-    async def _cutoff(self, closed_before: datetime | timedelta) -> datetime:
-        if isinstance(closed_before, timedelta):
-            check_duration("closed_before", closed_before, allow_zero=True)
-            now = await self._call("database time", None, self.store.database_time)
-            return now - closed_before
-        if not isinstance(closed_before, datetime) or closed_before.tzinfo is None:
-            raise ValueError(
-                "closed_before must be a timezone-aware datetime or a timedelta (how long "
-                f"ago), got {closed_before!r}"
-            )
-        return closed_before
-
-
-_BATCH_CHUNK = 200  # runs per transaction of a batch action
-# after each chunk, the batch rests this many times as long as the chunk took: it takes at
-# most half of the database's time from the workflows running meanwhile
-_BATCH_REST = 1.0
-
-
-def list_filter(
-    status: str | None,
-    workflow_name: str | None,
-    attributes: Mapping[str, Any] | None,
-    started_after: datetime | None,
-) -> ListFilter:
-    """The filters of a list or a batch, validated."""
-    if workflow_name is not None:
-        check_text("workflow_name", workflow_name)
-    if status is not None:
-        check_choice("status", status, STATUSES)
-    if started_after is not None and (
-        not isinstance(started_after, datetime) or started_after.tzinfo is None
-    ):
-        raise ValueError(f"started_after must be a timezone-aware datetime, got {started_after!r}")
-    return ListFilter(status, workflow_name, check_attributes(attributes), started_after)
-
-
-def _batch_signal(
-    action: str, signal: str | None, signal_args: Sequence[Any]
-) -> tuple[str, bytes] | None:
-    """The signal a batch sends (name, encoded arguments): for action "signal" only."""
-    if action != "signal":
-        if signal is not None or signal_args:
-            raise ValueError(
-                f"signal and signal_args are for action 'signal', not {action!r}; drop them"
-            )
-        return None
-    if signal is None:
-        raise ValueError("action 'signal' needs signal=NAME (and signal_args=[...] if any)")
-    if isinstance(signal_args, (str, bytes)) or not isinstance(signal_args, Sequence):
-        raise ValueError(f"signal_args must be a list or tuple, got {signal_args!r:.200}")
-    return check_name("signal", signal), encode_args(signal_args, {})
 
 
 def result_hint(result_type: object) -> object:

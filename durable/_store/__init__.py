@@ -13,7 +13,8 @@ Invariants kept here:
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
 runs), batching, listener, migrations; the Store class is made of base, workers,
-routing, client_ops, controls, workflow_tasks and activity_tasks.
+routing, client_ops, controls, resets, retention, schedules, workflow_tasks and
+activity_tasks.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from .resets import Resets
 from .retention import Retention
 from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
+from .schedules import FiredSlot, RecentSlot, ScheduleRecord, Schedules, run_id_of
 from .sql.client_ops import _NOTIFY_SQL
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
@@ -81,6 +83,7 @@ __all__ = [
     "CallOutcome",
     "Cursor",
     "Finding",
+    "FiredSlot",
     "InboxMessage",
     "ListFilter",
     "LostOwnership",
@@ -88,9 +91,11 @@ __all__ = [
     "NotificationKeys",
     "PendingActivityRow",
     "QueryCall",
+    "RecentSlot",
     "ReleasedAttempt",
     "ResetRun",
     "RunRow",
+    "ScheduleRecord",
     "StartRequest",
     "Store",
     "TaskCommit",
@@ -103,6 +108,7 @@ __all__ = [
     "drop_test_database",
     "migrate",
     "new_test_database",
+    "run_id_of",
     "wait_notified",
 ]
 
@@ -118,6 +124,7 @@ class Store(
     Controls,
     Resets,
     Retention,
+    Schedules,
     TimeSkipping,
     WorkflowTasks,
     ActivityTasks,

@@ -36,6 +36,11 @@ class NotificationKeys:
         return "q" + task_queue
 
     @staticmethod
+    def schedules(task_queue: str) -> str:
+        """A schedule of the task queue was made, changed or unpaused: it may be due sooner."""
+        return "s" + task_queue
+
+    @staticmethod
     def closed(workflow_id: str) -> str:
         """A run of the workflow closed."""
         return "c" + workflow_id

@@ -89,6 +89,11 @@ class Metrics:
         self.end_to_end = _seconds(
             meter, "durable.workflow.end_to_end", "from a run's start to its close"
         )
+        self.schedule_lateness = _seconds(
+            meter,
+            "durable.schedule.fire_lateness",
+            "from a schedule's slot (plus its jitter) to the start of its run",
+        )
         self.commit_batch_size = meter.create_histogram(
             "durable.commit.batch_size",
             unit="{step}",

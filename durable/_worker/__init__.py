@@ -6,8 +6,9 @@ worker once its lease (the ``workers`` row) expires.
 
 The parts: ``workflows`` (claim, cache, step, commit; ``held`` what it holds of runs,
 ``local_activities`` beside their steps, ``handed`` outcomes passed between them),
-``activities`` (claim, run, watch, record), ``queries``, and ``polling`` (how each part
-waits for work). This module wires them and owns the lifecycle and the lease.
+``activities`` (claim, run, watch, record), ``queries``, ``schedules`` (firing the queue's
+schedules), and ``polling`` (how each part waits for work). This module wires them and
+owns the lifecycle and the lease.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .collector import collector
 from .handed import HandedOver
 from .polling import Serving, Wakeup
 from .queries import Queries
+from .schedules import ScheduleFiring
 from .telemetry import WorkerTelemetry
 from .workflows import WorkflowTasks
 
@@ -149,6 +151,7 @@ class Worker:
             self._activity_tasks,
         )
         self._queries = Queries(self._workflow_tasks)
+        self._schedules = ScheduleFiring(serving)
         self._lease_until = 0.0  # time.monotonic() at which the lease last renewed runs out
         self._backlog = (0, 0)  # due workflow tasks, activity tasks: read with the lease
 
@@ -242,6 +245,7 @@ class Worker:
             (keys.workflow_tasks(self.task_queue), self._workflow_tasks.wake),
             (keys.activity_tasks(self.task_queue), self._activity_tasks.wake),
             (keys.queries(self.task_queue), self._queries.wake),
+            (keys.schedules(self.task_queue), self._schedules.wake),
         ]
 
     async def _register(self) -> None:
@@ -265,6 +269,7 @@ class Worker:
                 asyncio.create_task(self._workflow_tasks.serve(), name="durable-workflows")
             )
             loops.append(asyncio.create_task(self._queries.serve(), name="durable-queries"))
+            loops.append(asyncio.create_task(self._schedules.serve(), name="durable-schedules"))
         if self._activities:
             loops.append(
                 asyncio.create_task(self._activity_tasks.serve(), name="durable-activities")

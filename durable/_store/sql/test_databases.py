@@ -22,24 +22,26 @@ CREATE OR REPLACE FUNCTION durable.clock_timestamp() RETURNS timestamptz LANGUAG
 _SKIP_TIME_SQL = """
 WITH moved AS (UPDATE durable.skipped_time SET skipped = greatest(skipped, $1::interval))
 SELECT count(pg_notify('durable', kind || queue))
-FROM unnest($2::text[]) AS q(queue) CROSS JOIN (VALUES ('w'), ('a')) AS k(kind)
+FROM unnest($2::text[]) AS q(queue) CROSS JOIN (VALUES ('w'), ('a'), ('s')) AS k(kind)
 """
 
 # Store.time_state: whether any work is due or running now (a run due and not paused, an
 # activity attempt running or visible), and when the next piece of work comes due: the
-# earliest due time of an open run not paused (its timers, timeouts and messages), or of an
-# activity attempt that waits for its retry.
+# earliest due time of an open run not paused (its timers, timeouts and messages), of an
+# activity attempt that waits for its retry, or of a schedule.
 _TIME_STATE_SQL = """
 SELECT
     EXISTS (SELECT 1 FROM durable.workflows WHERE closed_at IS NULL AND paused_at IS NULL
             AND ready_at <= durable.now())
     OR EXISTS (SELECT 1 FROM durable.activity_tasks
-               WHERE owner IS NOT NULL OR visible_at <= durable.now()) AS busy,
+               WHERE owner IS NOT NULL OR visible_at <= durable.now())
+    OR EXISTS (SELECT 1 FROM durable.schedules WHERE due_at <= durable.now()) AS busy,
     least(
         (SELECT min(ready_at) FROM durable.workflows WHERE closed_at IS NULL
             AND paused_at IS NULL AND ready_at > durable.now()),
         (SELECT min(visible_at) FROM durable.activity_tasks WHERE owner IS NULL
-            AND visible_at > durable.now())) AS next_due
+            AND visible_at > durable.now()),
+        (SELECT min(due_at) FROM durable.schedules WHERE due_at > durable.now())) AS next_due
 """
 
 
