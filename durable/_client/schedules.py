@@ -22,6 +22,7 @@ from .._schedules import (
     public_options,
     stored_options,
 )
+from .._serialization import encode_args
 from .._store import ScheduleRecord, Store
 from .._validate import check_attributes, check_name
 from .base import ClientBase
@@ -88,6 +89,8 @@ class ScheduleHandle:
         return self.client.store
 
     async def describe(self) -> ScheduleDescription:
+        """The schedule's settings, its next fire times, the slots it handled lately and
+        its counters; ScheduleError if there is no such schedule."""
         record = await self._call(
             "describe_schedule", functools.partial(self._store.schedule, self.schedule_id)
         )
@@ -100,6 +103,7 @@ class ScheduleHandle:
         await self._pause(True, note)
 
     async def unpause(self, note: str | None = None) -> None:
+        """Fire again: slots passed meanwhile fire if inside the catch-up window."""
         await self._pause(False, note)
 
     async def _pause(self, paused: bool, note: str | None) -> None:
@@ -274,11 +278,11 @@ class ScheduleMethods(ClientBase):
         """``current`` with ``changes`` (update's keywords) made, checked."""
         timetable = {key: changes[key] for key in TIMETABLE if key in changes}
         config = current.with_timetable(timetable) if timetable else current
-        if {"workflow", "args"} & set(changes):
-            config = await self._retarget(config, changes)
-        elif "task_queue" in changes:
+        if "task_queue" in changes:
             queue = check_name("task_queue", changes["task_queue"])
             config = dataclasses.replace(config, task_queue=queue)
+        if {"workflow", "args"} & set(changes):
+            config = await self._retarget(config, changes)
         if "overlap" in changes:
             config = dataclasses.replace(config, overlap=check_overlap(changes["overlap"]))
         if "catchup_window" in changes:
@@ -294,16 +298,19 @@ class ScheduleMethods(ClientBase):
         return config
 
     async def _retarget(self, config: ScheduleConfig, changes: Mapping[str, Any]) -> ScheduleConfig:
-        """``config`` starting another workflow (``workflow``: the same by default) with
-        other arguments (``args``: none by default), checked as ``client.start`` does."""
+        """``config`` with other arguments (``args``: none by default), for another workflow
+        if ``workflow`` is given (checked as ``client.start`` checks a start of it; the
+        arguments alone are not checked against a workflow known by name only)."""
         args = changes.get("args", ())
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):
             raise ScheduleError(f"args must be a list of the workflow's arguments, got {args!r}")
+        if "workflow" not in changes:
+            return dataclasses.replace(config, args=encode_args(tuple(args), {}))
         request, _ = await self._start_request(
-            changes.get("workflow", config.workflow_name),
+            changes["workflow"],
             tuple(args),
             "schedule",
-            changes.get("task_queue", config.task_queue),
+            changes.get("task_queue"),
             "allow_duplicate",
             "fail",
             None,
