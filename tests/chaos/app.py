@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import sys
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -337,7 +338,17 @@ async def chaos_decoy(ctx: WorkflowContext) -> None:
     await ctx.wait_signal("never")
 
 
-WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable, chaos_decoy]
+@workflow
+async def chaos_scheduled(ctx: WorkflowContext) -> int:
+    """Started by the run's schedules (tests/chaos/schedules.py): an effect, then 0.3-1.4 s
+    of durable sleep, so that slots one or two seconds apart overlap now and then."""
+    seed = zlib.crc32(ctx.info.workflow_id.encode())
+    value = await ctx.activity(step, seed, 0, 900)
+    await ctx.sleep(0.3 + (seed % 12) * 0.1)
+    return value
+
+
+WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable, chaos_decoy, chaos_scheduled]
 ACTIVITIES = [step, flaky, compensate, square, mix]
 
 TABLES_SQL = """

@@ -40,6 +40,7 @@ from durable._serialization import decode
 from ..pgbouncer import running_pgbouncer
 from ..spans import read_spans
 from . import PREPARED_ENV, app, checks
+from . import schedules as scheduled
 from .faults import (
     OUTCOME_RETRIED,
     RESTART,
@@ -145,6 +146,8 @@ class Monitor:
          WHERE owner IS NOT NULL AND deadline < now()),
         (SELECT extract(epoch FROM now() - min(started_at)) FROM durable.activity_tasks
          WHERE owner IS NOT NULL AND started_at < now() - make_interval(secs => $2)),
+        (SELECT extract(epoch FROM now() - min(due_at)) FROM durable.schedules
+         WHERE due_at <= now()),
         0)::float8 AS lag
     """
 
@@ -471,6 +474,7 @@ class Report:
     purge: checks.Purge = field(default_factory=checks.Purge)
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
     builds: checks.BuildFigures = field(default_factory=checks.BuildFigures)
+    schedules: scheduled.Figures | None = None
     settled_after: float | None = None
     duration: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -517,6 +521,7 @@ class Report:
             f"{_counts(collections.Counter(_point(s) for s in self.resets.values())) or '-'}); "
             f"purge amid faults: {self.purge.purged} of {DECOYS} decoys",
             self.builds.line(),
+            self.schedules.line() if self.schedules else "schedules: not checked",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -668,6 +673,7 @@ async def _run(
         for number in range(profile.workers):  # one worker of the old build, the rest new
             pool.spawn(app.OLD_BUILD if number == 0 else app.NEW_BUILD)
         await _wait_registered(client, profile.workers)
+        await scheduled.create_all(client, retry)
         t0 = time.monotonic()
 
         def clock() -> float:
@@ -697,6 +703,7 @@ async def _run(
                 for number, (at, timeout) in enumerate(decoy_workload(profile))
             ),
             driver.purge_at(profile.duration * 0.4, clock),
+            scheduled.pause_all_at(client, retry, profile.duration, clock),
         )
         faults_done = clock()
         settled = await _settle(driver, retry, profile.settle_timeout)
@@ -774,6 +781,12 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     violations += checks.check_traces(spans, [spec.workflow_id for spec, _, _ in report.workload])
     build_problems, report.builds = checks.check_builds(spans, snapshot)
     violations += build_problems
+    conn = await asyncpg.connect(server.dsn(DATABASE), timeout=10)
+    try:
+        schedule_problems, report.schedules = await scheduled.check(conn)
+    finally:
+        await conn.close()
+    violations += schedule_problems
     top = {spec.workflow_id for spec, _, _ in report.workload}
     report.statuses = collections.Counter(
         snapshot.runs_of(wid)[-1].status if snapshot.runs_of(wid) else "missing" for wid in top
