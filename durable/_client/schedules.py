@@ -112,21 +112,27 @@ class ScheduleHandle:
         )
         await self._call("pause_schedule" if paused else "unpause_schedule", pause, writes=True)
 
-    async def trigger(self) -> None:
-        """Fire now (a slot at the database's time), as the overlap policy allows."""
-        trigger = functools.partial(self._store.trigger_schedule, self.schedule_id)
+    async def trigger(self, *, overlap: str | None = None) -> None:
+        """Fire now (a slot at the database's time), as the overlap policy allows
+        (``overlap``: this once, another policy than the schedule's)."""
+        policy = None if overlap is None else check_overlap(overlap)
+        trigger = functools.partial(self._store.trigger_schedule, self.schedule_id, policy)
         await self._call("trigger_schedule", trigger, writes=True)
 
-    async def backfill(self, start: datetime, end: datetime) -> None:
-        """Fire every slot of the timetable in [start, end), as the overlap policy allows;
-        a slot that fired before is not fired again."""
+    async def backfill(self, start: datetime, end: datetime, *, overlap: str | None = None) -> None:
+        """Fire every slot of the timetable in [start, end), as the overlap policy allows
+        (``overlap``: this once, another policy than the schedule's, e.g. "allow_all" or
+        "buffer_all" to run each missed slot); a slot that fired before is not fired again."""
+        policy = None if overlap is None else check_overlap(overlap)
         start, end = _instant("start", start), _instant("end", end)
         if end <= start:
             raise ScheduleError(
                 f"backfill needs start before end, got start={start.isoformat()}, "
                 f"end={end.isoformat()}"
             )
-        backfill = functools.partial(self._store.backfill_schedule, self.schedule_id, start, end)
+        backfill = functools.partial(
+            self._store.backfill_schedule, self.schedule_id, start, end, policy
+        )
         await self._call("backfill_schedule", backfill, writes=True)
 
     async def update(self, **changes: Any) -> None:

@@ -211,8 +211,9 @@ class Schedules(StoreBase):
         result: tuple[int, list[FiredSlot]] = await self._retrying(work)
         return result
 
-    async def trigger_schedule(self, schedule_id: str) -> None:
-        """Handle a slot at the database's now (to the millisecond), by the overlap policy."""
+    async def trigger_schedule(self, schedule_id: str, overlap: str | None = None) -> None:
+        """Handle a slot at the database's now (to the millisecond), by the overlap policy
+        (``overlap``, else the schedule's)."""
 
         async def work(conn: asyncpg.Connection) -> None:
             row = await self._locked(conn, schedule_id)
@@ -221,20 +222,23 @@ class Schedules(StoreBase):
             while await conn.fetchval(_USED_IDS_SQL, [run_id_of(schedule_id, slot)]):
                 slot += timedelta(milliseconds=1)  # (two triggers within a millisecond)
             spec = _spec_of(row)
-            decided = await self._decide(conn, row, spec, [slot], row["next_slot"])
+            decided = await self._decide(conn, row, spec, [slot], row["next_slot"], overlap=overlap)
             await self._record_handled(conn, [decided])
 
         await self._retrying(work)
 
-    async def backfill_schedule(self, schedule_id: str, start: datetime, end: datetime) -> int:
-        """Handle every slot of the timetable in [start, end) by the overlap policy (those
-        started before are not started again); returns how many slots that was."""
+    async def backfill_schedule(
+        self, schedule_id: str, start: datetime, end: datetime, overlap: str | None = None
+    ) -> int:
+        """Handle every slot of the timetable in [start, end) by the overlap policy
+        (``overlap``, else the schedule's; those started before are not started again);
+        returns how many slots that was."""
 
         async def work(conn: asyncpg.Connection) -> int:
             row = await self._locked(conn, schedule_id)
             spec = _spec_of(row)
             slots = _slots_between(spec, start, end)
-            decided = await self._decide(conn, row, spec, slots, row["next_slot"])
+            decided = await self._decide(conn, row, spec, slots, row["next_slot"], overlap=overlap)
             await self._record_handled(conn, [decided])
             return len(slots)
 
@@ -249,6 +253,8 @@ class Schedules(StoreBase):
         slots: Sequence[datetime],
         next_slot: datetime | None,
         more: bool = False,
+        *,
+        overlap: str | None = None,
     ) -> _Handled:
         """What the slots do by the overlap policy (a slot whose run id was used is left
         out); cancels or terminates the schedule's open run if the policy says so."""
@@ -257,7 +263,7 @@ class Schedules(StoreBase):
         used = {r["workflow_id"] for r in await conn.fetch(_USED_IDS_SQL, ids)}
         fresh = [slot for slot, id_ in zip(slots, ids, strict=True) if id_ not in used]
         waiting = [datetime.fromisoformat(s) for s in row["buffered"]]
-        outcome = apply_overlap(row["overlap"], fresh, waiting, row["running"])
+        outcome = apply_overlap(overlap or row["overlap"], fresh, waiting, row["running"])
         if outcome.cancel_open or outcome.terminate_open:
             await _stop_open(conn, row["last_workflow_id"], schedule_id, outcome.terminate_open)
         recent = [RecentSlot(s, run_id_of(schedule_id, s), "skipped") for s in outcome.skipped]
