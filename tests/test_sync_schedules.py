@@ -18,10 +18,12 @@ async def tick(ctx: WorkflowContext, label: str) -> str:
     return f"tick {label}"
 
 
-def _latest_result(handle: durable.SyncScheduleHandle) -> tuple[str, Any]:
+def _latest_result(
+    client: durable.SyncClient, handle: durable.SyncScheduleHandle
+) -> tuple[str, Any]:
     """The workflow id of the schedule's latest slot and its run's result."""
     latest = handle.describe().recent[-1]
-    return latest.workflow_id, handle.client.get_handle(latest.workflow_id).result(timeout=30)
+    return latest.workflow_id, client.get_handle(latest.workflow_id).result(timeout=30)
 
 
 def _through_a_sync_client(dsn: str) -> dict[str, Any]:
@@ -44,7 +46,7 @@ def _through_a_sync_client(dsn: str) -> dict[str, Any]:
             client.create_schedule("nightly", tick, "a", cron="@daily")
 
         handle.trigger()
-        outcome["triggered"] = _latest_result(handle)
+        outcome["triggered"] = _latest_result(client, handle)
 
         handle.unpause(note="on")
         outcome["unpaused"] = handle.describe()
@@ -54,7 +56,7 @@ def _through_a_sync_client(dsn: str) -> dict[str, Any]:
         handle.update(args=["b"], every=timedelta(hours=1), offset=timedelta(minutes=5))
         outcome["updated"] = handle.describe()
         client.get_schedule("nightly").trigger()
-        outcome["triggered after update"] = _latest_result(handle)
+        outcome["triggered after update"] = _latest_result(client, handle)
 
         handle.update(cron="0 3 * * *")
         start = datetime(2026, 3, 28, tzinfo=UTC)

@@ -247,16 +247,17 @@ async def _update(args: argparse.Namespace) -> int:
         changes["workflow"] = args.workflow
     if args.workflow_args is not None:
         changes["args"] = args.workflow_args
+    run_options = args.execution_timeout is not None or bool(args.attribute)
+    if not changes and not run_options:
+        raise ValueError(
+            "schedule update changes nothing: give the settings to change, e.g. "
+            "--cron '0 4 * * *' (see durable schedule update --help)"
+        )
     async with connect(args) as client:
         handle = client.get_schedule(args.id)
-        if args.execution_timeout is not None or args.attribute:
+        if run_options:
             current = (await handle.describe()).workflow_options
             changes["workflow_options"] = _run_options(args, current)
-        if not changes:
-            raise ValueError(
-                "schedule update changes nothing: give the settings to change, e.g. "
-                "--cron '0 4 * * *' (see durable schedule update --help)"
-            )
         await handle.update(**changes)
         described = await handle.describe()
     return _print_changed("updated", described, as_json=args.json)
@@ -340,7 +341,8 @@ def _done(args: argparse.Namespace, action: str, text: str) -> None:
 # ---------------------------------------------------------------------------- printing
 def schedule_json(desc: ScheduleDescription) -> dict[str, Any]:
     """A description as JSON values: durations in seconds."""
-    return _seconds(dataclasses.asdict(desc))  # type: ignore[no-any-return]
+    plain: dict[str, Any] = _seconds(dataclasses.asdict(desc))
+    return plain
 
 
 def _seconds(value: Any) -> Any:
