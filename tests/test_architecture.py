@@ -39,6 +39,7 @@ PUBLIC_NAMES = {
     "ScheduleHandle",
     "ScheduleRun",
     "SyncClient",
+    "SyncScheduleHandle",
     "SyncWorkflowHandle",
     "TimeoutError",
     "UpdateError",

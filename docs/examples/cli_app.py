@@ -31,3 +31,10 @@ async def ticket(ctx: WorkflowContext, title: str) -> dict[str, object]:
         raise
     await ctx.activity(notify, "ada", f"ticket {title!r} closed")
     return {"title": title, "comments": comments}
+
+
+@workflow(task_queue="cli")
+async def digest(ctx: WorkflowContext, team: str) -> str:
+    """What the guide's schedules start."""
+    await ctx.activity(notify, team, "your daily digest")
+    return f"digest sent to {team}"

@@ -50,6 +50,14 @@ def main() -> None:
                 sums = list(pool.map(lambda n: client.execute(total, list(range(n))), range(8)))
             print(sums)
             print(sum(1 for _ in client.list(workflow_name="total")), "runs of total")
+
+            # Schedules too: a durable.SyncScheduleHandle blocks on each call.
+            nightly = client.create_schedule("nightly-total", total, [4, 5], cron="0 3 * * *")
+            nightly.trigger()  # a run now (its overlap policy allows it: none is open)
+            described = nightly.describe()
+            print(described.next_fire_times[0], [s.schedule_id for s in client.list_schedules()])
+            print(client.get_handle(described.recent[-1].workflow_id).result(timeout=30))
+            client.get_schedule("nightly-total").delete()  # its runs are left alone
         # --8<-- [end:sync]
         assert sums == [n * (n - 1) // 2 for n in range(8)]
     finally:

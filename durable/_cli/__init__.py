@@ -6,8 +6,9 @@ database, which only the commands that write may create: see common.database_of)
 module declaring its arguments beside its handlers: ``database`` (dev, migrate), ``worker``,
 ``workflows`` (start, signal-with-start, signal, query, update, cancel, terminate, pause,
 resume, reset, fork, result, batch) with ``inspecting`` (describe, history, list, count),
-all also grouped as ``durable workflow ...``; ``retention`` (export, purge), ``replay`` and
-``check``; ``common``, ``loading`` and ``output`` are what they share.
+all also grouped as ``durable workflow ...``; ``schedules`` (``durable schedule create ...
+delete``); ``retention`` (export, purge), ``replay`` and ``check``; ``common``, ``loading``
+and ``output`` are what they share.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from .. import __version__
 from .._embedded import ENV_DSN, ENV_HOME, ENV_LISTEN_DSN
 from .._errors import DurableError
-from . import check, database, doctor, replay, retention, worker, workflows
+from . import check, database, doctor, replay, retention, schedules, worker, workflows
 from .common import AddCommand, Handler
 from .output import to_jsonable
 
@@ -135,5 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     workflows.add_commands(
         adder(grouped.add_subparsers(dest="workflow_command", required=True, metavar="COMMAND"))
+    )
+    scheduling = commands.add_parser(
+        "schedule",
+        help="create, list, describe, pause, unpause, trigger, backfill, update, delete schedules",
+        description="Schedules: start a workflow at each slot of a cron or interval timetable.",
+    )
+    schedules.add_commands(
+        adder(scheduling.add_subparsers(dest="schedule_command", required=True, metavar="COMMAND"))
     )
     return parser

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,6 +109,32 @@ def aware_time(text: str) -> datetime:
     if value is None or value.tzinfo is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time with an offset, e.g. 2026-12-01T09:00:00+00:00"
+        )
+    return value
+
+
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+def is_duration(text: str) -> bool:
+    return _DURATION.fullmatch(text.strip()) is not None
+
+
+def duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` or ``0s`` (argparse type)."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30d, 12h, 90m or 45s")
+    return timedelta(**{_UNITS[found[2]]: float(found[1])})
+
+
+def age(text: str) -> timedelta:
+    """A positive duration: ``30d``, ``12h``, ``90m`` or ``45s`` (argparse type)."""
+    value = duration(text)
+    if not value:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive duration such as 30d, 12h, 90m or 45s"
         )
     return value
 

@@ -46,6 +46,19 @@ def time(value: dt.datetime | None) -> str:
     return value.isoformat(sep=" ", timespec="seconds") if value else "-"
 
 
+def span(value: dt.timedelta) -> str:
+    """A duration as the CLI takes them: 15m, 1h30m, 2d, 1.5s, 0s."""
+    whole, micros = divmod(value // dt.timedelta(microseconds=1), 1_000_000)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if whole or micros or not parts:
+        parts.append(f"{whole + micros / 1_000_000:g}s")
+    return "".join(parts)
+
+
 def table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -13,11 +12,9 @@ from typing import TextIO
 
 from .._client import Client, HistoryEvent, WorkflowDescription
 from .._types import CLOSED_STATUSES, OPEN_STATUSES
-from .common import AddCommand, aware_time, connect
+from .common import AddCommand, aware_time, connect, duration, is_duration
 from .inspecting import event_dict
 from .output import dumps, print_json
-
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
 def add_commands(command: AddCommand) -> None:
@@ -69,27 +66,10 @@ def _add_selection(
     )
 
 
-def age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m`` or ``45s`` (argparse type, for --retention)."""
-    value = _age(text)
-    if not value:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive age such as 30d, 12h, 90m or 45s"
-        )
-    return value
-
-
-def _age(text: str) -> timedelta:
-    found = re.fullmatch(r"(\d+(?:\.\d+)?)([dhms])", text.strip())
-    if found is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s")
-    return timedelta(**{_UNITS[found[2]]: float(found[1])})
-
-
 def closed_before(text: str) -> datetime | timedelta:
     """``30d`` (an age: ``0s`` is now) or an ISO 8601 time with an offset."""
-    if re.fullmatch(r"\d+(?:\.\d+)?[dhms]", text.strip()):
-        return _age(text)
+    if is_duration(text):
+        return duration(text)
     try:
         return aware_time(text)
     except argparse.ArgumentTypeError:

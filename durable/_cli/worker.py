@@ -14,9 +14,8 @@ from typing import Any
 from .._client import Client
 from .._definitions import DEFAULT_TASK_QUEUE, ActivityDefinition, WorkflowDefinition
 from .._worker import Worker
-from .common import AddCommand, connect
+from .common import AddCommand, age, connect
 from .loading import definitions, load, queues_served
-from .retention import age
 
 
 def add_commands(command: AddCommand) -> None:

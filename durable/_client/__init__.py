@@ -2,7 +2,8 @@
 
 Its parts: ``client`` (Client: connect, start, list, handles), ``handle`` (WorkflowHandle:
 what a caller does with one workflow), ``descriptions`` (what it reads back),
-``schedules`` (ScheduleHandle and the schedule calls), ``operations`` (batch, purge,
+``schedules`` (ScheduleHandle and the schedule calls), ``sync`` and
+``sync_schedules`` (SyncClient and its handles, blocking), ``operations`` (batch, purge,
 export), ``base`` (the call deadline and start checks every part uses), ``requests``
 (request ids of writes) and ``signatures`` (typing only: how type checkers
 check a workflow's arguments at ``start``). Every call goes through ``_calls`` (deadline,
@@ -20,6 +21,7 @@ from .descriptions import (
 from .handle import WorkflowHandle
 from .schedules import ScheduleDescription, ScheduleHandle, ScheduleRun
 from .sync import SyncClient, SyncWorkflowHandle
+from .sync_schedules import SyncScheduleHandle
 
 __all__ = [
     "Client",
@@ -31,6 +33,7 @@ __all__ = [
     "ScheduleHandle",
     "ScheduleRun",
     "SyncClient",
+    "SyncScheduleHandle",
     "SyncWorkflowHandle",
     "WorkflowDescription",
     "WorkflowHandle",
