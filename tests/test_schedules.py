@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,7 +48,7 @@ async def test_every_second_fires_each_slot_once_in_order_and_never_early(
     ids = [r.workflow_id for r in runs]
     assert len(ids) == len(set(ids))
     slots = sorted(slot_of(r) for r in runs)
-    assert all(b - a == SECOND for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b - a == SECOND for a, b in itertools.pairwise(slots))
     for run in runs:
         assert run.workflow_id == f"beat@{run.attributes['scheduled_at']}"
         assert run.started_at >= slot_of(run)  # never early
@@ -77,7 +78,7 @@ async def test_two_workers_fire_each_slot_once(client: durable.Client) -> None:
     per_slot = collections.Counter(slot_of(r) for r in runs)
     assert set(per_slot.values()) == {1}
     slots = sorted(per_slot)
-    assert all(b - a == SECOND for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b - a == SECOND for a, b in itertools.pairwise(slots))
 
 
 async def test_skip_never_runs_two_at_once_and_counts_what_it_dropped(
@@ -95,7 +96,7 @@ async def test_skip_never_runs_two_at_once_and_counts_what_it_dropped(
         await handle.delete()
     runs = await runs_of(client, "sk")
     spans = sorted((r.started_at, r.closed_at or datetime.max.replace(tzinfo=UTC)) for r in runs)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
 async def _described(handle: durable.ScheduleHandle, check) -> bool:  # type: ignore[no-untyped-def]
@@ -199,7 +200,7 @@ async def test_slots_missed_while_no_worker_ran_are_made_up_within_the_catchup_w
     # the oldest slots were missed, the ones inside the window fired, each once
     assert first_fired - created >= timedelta(seconds=2)
     assert len(slots) == len(set(slots))
-    assert all(b - a == SECOND for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b - a == SECOND for a, b in itertools.pairwise(slots))
 
 
 async def test_paused_schedules_do_not_fire_and_unpause_goes_on(client: durable.Client) -> None:

@@ -20,7 +20,7 @@ async def main() -> None:
     suffix = uuid.uuid4().hex[:6]  # this program's schedules
     async with await durable.Client.connect() as client:
         # --8<-- [start:create]
-        nightly = await client.create_schedule(
+        nightly: durable.ScheduleHandle = await client.create_schedule(
             f"nightly-report-{suffix}",
             report,
             "eu",
@@ -41,6 +41,10 @@ async def main() -> None:
             catchup_window=timedelta(minutes=1),
             jitter=timedelta(milliseconds=500),
         )
+        try:
+            await client.create_schedule(f"sync-{suffix}", report, "us", every=timedelta(hours=1))
+        except durable.ScheduleError as exc:  # refused before anything is written
+            print("refused:", exc)
         # --8<-- [end:every]
 
         async with durable.Worker(client, QUEUE, workflows=[report]):
@@ -56,9 +60,10 @@ async def main() -> None:
 
             # --8<-- [start:describe]
             for schedule in (nightly, sync):
-                d = await schedule.describe()
-                print(d.schedule_id.rsplit("-", 1)[0], "fired", d.fired, "paused", d.paused)
-                for run in d.recent:
+                d: durable.ScheduleDescription = await schedule.describe()
+                print(d.schedule_id.rsplit("-", 1)[0], d.args, "fired", d.fired, "paused", d.paused)
+                run: durable.ScheduleRun
+                for run in d.recent:  # the last ten slots handled, in that order
                     print("   ", run.workflow_id.split("@")[1], run.status)
             # --8<-- [end:describe]
 

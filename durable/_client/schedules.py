@@ -22,7 +22,7 @@ from .._schedules import (
     public_options,
     stored_options,
 )
-from .._serialization import encode_args
+from .._serialization import decode, encode_args
 from .._store import ScheduleRecord, Store
 from .._validate import check_attributes, check_name
 from .base import ClientBase
@@ -49,6 +49,7 @@ class ScheduleDescription:
     schedule_id: str
     workflow_name: str
     task_queue: str
+    args: list[Any]  # the workflow's arguments, as plain values
     cron: str | None
     every: timedelta | None
     offset: timedelta
@@ -62,7 +63,7 @@ class ScheduleDescription:
     note: str | None
     workflow_options: dict[str, Any]
     next_fire_times: list[datetime]  # the next five: slot plus jitter, in the schedule's zone
-    recent: list[ScheduleRun]  # the last ten slots handled, oldest first
+    recent: list[ScheduleRun]  # the last ten slots handled, in the order handled
     fired: int  # runs started
     skipped: int  # slots the overlap policy dropped
     missed: int  # slots older than the catch-up window when a worker came to them
@@ -368,6 +369,7 @@ def describe(record: ScheduleRecord, now: datetime) -> ScheduleDescription:
         schedule_id=record.schedule_id,
         workflow_name=config.workflow_name,
         task_queue=config.task_queue,
+        args=list(decode(config.args)),
         cron=spec.cron,
         every=spec.every,
         offset=spec.offset,

@@ -102,13 +102,15 @@ class SyncScheduleHandle:
         """Fire again."""
         self.client._call(self.handle.unpause(note))
 
-    def trigger(self) -> None:
-        """Fire now (a slot at the database's time), as the overlap policy allows."""
-        self.client._call(self.handle.trigger())
+    def trigger(self, *, overlap: str | None = None) -> None:
+        """Fire now (a slot at the database's time), as the overlap policy (or ``overlap``,
+        this once) allows."""
+        self.client._call(self.handle.trigger(overlap=overlap))
 
-    def backfill(self, start: datetime, end: datetime) -> None:
-        """Fire every slot of the timetable in [start, end), as the overlap policy allows."""
-        self.client._call(self.handle.backfill(start, end))
+    def backfill(self, start: datetime, end: datetime, *, overlap: str | None = None) -> None:
+        """Fire every slot of the timetable in [start, end), as the overlap policy (or
+        ``overlap``, this once) allows."""
+        self.client._call(self.handle.backfill(start, end, overlap=overlap))
 
     def update(self, **changes: Any) -> None:
         """Change any of the settings ``create_schedule`` takes (see
