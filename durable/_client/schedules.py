@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ScheduleError
 from .._schedules import (
@@ -26,6 +27,9 @@ from .._serialization import decode, encode_args
 from .._store import ScheduleRecord, Store
 from .._validate import check_attributes, check_name
 from .base import ClientBase
+
+if TYPE_CHECKING:
+    from .client import Client
 
 T = TypeVar("T")
 _NEXT_SHOWN = 5
@@ -75,7 +79,7 @@ class ScheduleDescription:
 class ScheduleHandle:
     """One schedule, by id (``client.get_schedule(id)``; nothing is read until used)."""
 
-    def __init__(self, client: ScheduleMethods, schedule_id: str) -> None:
+    def __init__(self, client: Client, schedule_id: str) -> None:
         self.client = client
         self.schedule_id = schedule_id
 
@@ -218,11 +222,11 @@ class ScheduleMethods(ClientBase):
             await self.store.create_schedule(schedule_id, config, again=attempts > 1)
 
         await self._call("create_schedule", None, attempt, writes=True)
-        return ScheduleHandle(self, schedule_id)
+        return ScheduleHandle(typing.cast("Client", self), schedule_id)
 
     def get_schedule(self, schedule_id: str) -> ScheduleHandle:
         """A handle to schedule ``schedule_id`` (not read until used)."""
-        return ScheduleHandle(self, check_schedule_id(schedule_id))
+        return ScheduleHandle(typing.cast("Client", self), check_schedule_id(schedule_id))
 
     async def list_schedules(self) -> AsyncIterator[ScheduleDescription]:
         """Every schedule, in id order."""

@@ -28,20 +28,25 @@ FROM unnest($2::text[]) AS q(queue) CROSS JOIN (VALUES ('w'), ('a'), ('s')) AS k
 # Store.time_state: whether any work is due or running now (a run due and not paused, an
 # activity attempt running or visible), and when the next piece of work comes due: the
 # earliest due time of an open run not paused (its timers, timeouts and messages), of an
-# activity attempt that waits for its retry, or of a schedule.
+# activity attempt that waits for its retry, or of a schedule some live worker fires (one of
+# a queue nobody serves would keep the environment busy for ever).
 _TIME_STATE_SQL = """
 SELECT
     EXISTS (SELECT 1 FROM durable.workflows WHERE closed_at IS NULL AND paused_at IS NULL
             AND ready_at <= durable.now())
     OR EXISTS (SELECT 1 FROM durable.activity_tasks
                WHERE owner IS NOT NULL OR visible_at <= durable.now())
-    OR EXISTS (SELECT 1 FROM durable.schedules WHERE due_at <= durable.now()) AS busy,
+    OR EXISTS (SELECT 1 FROM durable.schedules s WHERE due_at <= durable.now()
+               AND EXISTS (SELECT 1 FROM durable.workers w
+                           WHERE w.task_queue = s.task_queue AND w.expires_at > now())) AS busy,
     least(
         (SELECT min(ready_at) FROM durable.workflows WHERE closed_at IS NULL
             AND paused_at IS NULL AND ready_at > durable.now()),
         (SELECT min(visible_at) FROM durable.activity_tasks WHERE owner IS NULL
             AND visible_at > durable.now()),
-        (SELECT min(due_at) FROM durable.schedules WHERE due_at > durable.now())) AS next_due
+        (SELECT min(due_at) FROM durable.schedules s WHERE due_at > durable.now()
+            AND EXISTS (SELECT 1 FROM durable.workers w
+                        WHERE w.task_queue = s.task_queue AND w.expires_at > now()))) AS next_due
 """
 
 
