@@ -13,6 +13,8 @@ from ._client import (
     SyncClient,
     SyncScheduleHandle,
     SyncWorkflowHandle,
+    TaskQueueDescription,
+    TaskQueueWorker,
     WorkflowDescription,
     WorkflowHandle,
 )
@@ -46,6 +48,7 @@ from ._errors import (
     WorkflowNotFoundError,
     WorkflowTerminatedError,
 )
+from ._flow import RateLimit, TaskQueueConfig
 from ._worker import Worker
 
 __version__ = "0.1.0"
@@ -71,6 +74,7 @@ __all__ = [
     "PendingActivity",
     "PendingTimer",
     "QueryError",
+    "RateLimit",
     "RetryPolicy",
     "ScheduleDescription",
     "ScheduleError",
@@ -79,6 +83,9 @@ __all__ = [
     "SyncClient",
     "SyncScheduleHandle",
     "SyncWorkflowHandle",
+    "TaskQueueConfig",
+    "TaskQueueDescription",
+    "TaskQueueWorker",
     "TimeoutError",
     "UpdateError",
     "Worker",

@@ -26,6 +26,7 @@ from ._definitions import (
     workflow_name,
 )
 from ._errors import TimeoutError as DurableTimeoutError
+from ._flow import DEFAULT_PRIORITY
 from ._loop import NumberedCoroutine
 from ._serialization import check_args, encode_args, return_hint
 from ._validate import check_name, to_seconds
@@ -57,6 +58,7 @@ class WorkflowInfo:
     attempt: int
     started_at: datetime
     parent_workflow_id: str | None
+    priority: int = DEFAULT_PRIORITY  # 1 highest .. 5 lowest: its activities' and children's
 
 
 class ChildControl(Protocol):
@@ -122,6 +124,7 @@ class WorkflowRuntime(Protocol):
         hint: Any,
         *,
         by_name: bool,
+        priority: int | None = None,
     ) -> ChildWorkflowHandle[Any]: ...
     def signal_child(self, seq: int, name: str, args: bytes) -> None: ...
     def cancel_child(self, seq: int) -> None: ...
@@ -305,7 +308,7 @@ class WorkflowContext:
         """Start a child workflow; returns a handle at once. Its arguments (positional or
         by keyword) are checked against the workflow's parameters by type checkers.
 
-        Options (id, task_queue) come from ``workflow.with_options(...)``.
+        Options (id, task_queue, priority) come from ``workflow.with_options(...)``.
         """
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
@@ -321,6 +324,7 @@ class WorkflowContext:
             payload,
             hint,
             by_name=definition is None,
+            priority=definition.priority if definition else None,
         )
 
     @overload

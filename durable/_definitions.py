@@ -23,6 +23,7 @@ from typing import (
 from typing_extensions import ParamSpec
 
 from ._errors import WorkflowError
+from ._flow import check_priority
 from ._validate import check_duration, check_name
 
 P = ParamSpec("P")
@@ -117,9 +118,11 @@ class ActivityOptions:
     start_to_close_timeout: timedelta | None = None
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
+    priority: int | None = None  # None: the workflow's
 
     def __post_init__(self) -> None:
         check_name("task_queue", self.task_queue, optional=True)
+        check_priority(self.priority)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a durable.RetryPolicy or None, got {self.retry!r}")
         for arg in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
@@ -132,6 +135,7 @@ class ActivityOptions:
         start_to_close_timeout: timedelta | None,
         schedule_to_close_timeout: timedelta | None,
         heartbeat_timeout: timedelta | None,
+        priority: int | None = None,
     ) -> ActivityOptions:
         """These options with those given (not None) instead."""
         given: dict[str, Any] = {
@@ -140,6 +144,7 @@ class ActivityOptions:
             "start_to_close_timeout": start_to_close_timeout,
             "schedule_to_close_timeout": schedule_to_close_timeout,
             "heartbeat_timeout": heartbeat_timeout,
+            "priority": priority,
         }
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
 
@@ -188,8 +193,10 @@ class ActivityDefinition(Generic[P, R]):
         schedule_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
         name: str | None = None,
+        priority: int | None = None,
     ) -> ActivityDefinition[P, R]:
-        """A copy with some options replaced, for one call."""
+        """A copy with some options replaced, for one call. ``priority`` (1 highest .. 5
+        lowest; default: the calling workflow's) orders its claim among its queue's tasks."""
         check_name("name", name, optional=True)
         options = self.options._replaced(
             task_queue,
@@ -197,6 +204,7 @@ class ActivityDefinition(Generic[P, R]):
             start_to_close_timeout,
             schedule_to_close_timeout,
             heartbeat_timeout,
+            priority,
         )
         return ActivityDefinition(self.fn, name or self.name, options)
 
@@ -223,14 +231,17 @@ class ActivityRef(Generic[R_co]):
         start_to_close_timeout: timedelta | None = None,
         schedule_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int | None = None,
     ) -> ActivityRef[R_co]:
-        """A copy with some options replaced, for one call."""
+        """A copy with some options replaced, for one call (``priority``: see
+        ``ActivityDefinition.with_options``)."""
         options = self.options._replaced(
             task_queue,
             retry,
             start_to_close_timeout,
             schedule_to_close_timeout,
             heartbeat_timeout,
+            priority,
         )
         return ActivityRef(self.name, self.returns, options)
 
@@ -285,6 +296,7 @@ class WorkflowDefinition(Generic[P, R]):
         name: str,
         task_queue: str | None,
         id: str | None = None,
+        priority: int | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(
@@ -298,18 +310,29 @@ class WorkflowDefinition(Generic[P, R]):
         self.name = name
         self.task_queue = task_queue
         self.id = id
+        self.priority = check_priority(priority)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
     def with_options(
-        self, *, name: str | None = None, task_queue: str | None = None, id: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        task_queue: str | None = None,
+        id: str | None = None,
+        priority: int | None = None,
     ) -> WorkflowDefinition[P, R]:
-        """A copy with other options (for one start or child): name, task queue, id."""
+        """A copy with other options (for one start or child): name, task queue, id,
+        priority (1 highest .. 5 lowest; a child's default: its parent's)."""
         check_name("name", name, optional=True)
         check_name("task_queue", task_queue, optional=True)
         check_name("id", id, optional=True)
         return WorkflowDefinition(
-            self.fn, name or self.name, task_queue or self.task_queue, id or self.id
+            self.fn,
+            name or self.name,
+            task_queue or self.task_queue,
+            id or self.id,
+            priority or self.priority,
         )
 
     def __repr__(self) -> str:

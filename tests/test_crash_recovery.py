@@ -19,7 +19,7 @@ import pytest
 import durable
 from durable._events import Event, EventType
 from durable._serialization import encode
-from durable._store import LostOwnership, TaskCommit, WorkflowTask
+from durable._store import ActivityTask, LostOwnership, Store, TaskCommit, WorkflowTask
 
 from .conftest import wait_for
 from .steps_app import (
@@ -218,9 +218,11 @@ async def test_client_killed_in_the_middle_of_a_start_leaves_nothing(
 async def _backend_inserting_history(dsn: str) -> int | None:
     conn = await asyncpg.connect(dsn)
     try:
+        # the start statement inserts the run, then its history, which the test locked (the
+        # statement's text is shown cut at track_activity_query_size: its start is matched)
         pid: int | None = await conn.fetchval(
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE '%INSERT INTO durable.history%'"
+            " AND query LIKE '%INSERT INTO durable.workflows%'"
         )
         return pid
     finally:
@@ -461,18 +463,14 @@ async def test_a_stalled_worker_cannot_record_an_outcome_for_a_retried_attempt(
         await store.register_worker(worker_id, "default", worker_id, 60.0, [])
     async with durable.Worker(client, workflows=[awaits_remote]):  # runs the workflow only
         handle = await client.start(awaits_remote, id="fenced-activity")
-        (task_a,) = await wait_for(
-            lambda: store.claim_activity_tasks("default", stalled, ["remote"], 1)
-        )
+        (task_a,) = await wait_for(lambda: _claim(store, stalled))
         await store.pool.execute(
             "UPDATE durable.workers SET expires_at = now() - interval '1 second'"
             " WHERE worker_id = $1",
             stalled,
         )
         await store.reap_activities("default")  # (the worker's own reaper may be first)
-        (task_b,) = await wait_for(
-            lambda: store.claim_activity_tasks("default", successor, ["remote"], 1)
-        )
+        (task_b,) = await wait_for(lambda: _claim(store, successor))
         assert task_b.attempt == task_a.attempt + 1
         assert not await store.complete_activity(task_a, stalled, encode("late"))
         assert await store.complete_activity(task_b, successor, encode("on time"))
@@ -516,3 +514,8 @@ async def test_a_step_that_loses_the_database_runs_again_and_says_so_in_one_line
         "WARNING"
     ]
     assert not [r for r in worker_lines if r.levelname == "ERROR"], worker_lines
+
+
+async def _claim(store: Store, worker_id: str) -> list[ActivityTask]:
+    """The attempts of activity "remote" claimed for ``worker_id`` (at most one)."""
+    return (await store.claim_activity_tasks("default", worker_id, ["remote"], 1)).tasks

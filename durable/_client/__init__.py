@@ -19,6 +19,7 @@ from .descriptions import (
     WorkflowDescription,
 )
 from .handle import WorkflowHandle
+from .queues import TaskQueueDescription, TaskQueueWorker
 from .schedules import ScheduleDescription, ScheduleHandle, ScheduleRun
 from .sync import SyncClient, SyncWorkflowHandle
 from .sync_schedules import SyncScheduleHandle
@@ -35,6 +36,8 @@ __all__ = [
     "SyncClient",
     "SyncScheduleHandle",
     "SyncWorkflowHandle",
+    "TaskQueueDescription",
+    "TaskQueueWorker",
     "WorkflowDescription",
     "WorkflowHandle",
     "redact_dsn",

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .._calls import Outage, call
 from .._definitions import DEFAULT_TASK_QUEUE, WorkflowDefinition, workflow_name
+from .._flow import DEFAULT_PRIORITY, check_priority
 from .._serialization import encode_args, return_hint
 from .._store import StartRequest, Store
 from .._telemetry import Telemetry
@@ -65,6 +66,7 @@ class ClientBase:
         start_delay: timedelta | None,
         execution_timeout: timedelta | None,
         attributes: Mapping[str, Any] | None,
+        priority: int | None = None,
     ) -> tuple[StartRequest, Any]:
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
@@ -88,6 +90,9 @@ class ClientBase:
             start_delay=check_duration("start_delay", start_delay, allow_zero=True),
             execution_timeout=check_duration("execution_timeout", execution_timeout),
             attributes=check_attributes(attributes),
+            priority=check_priority(priority)
+            or (definition.priority if definition else None)
+            or DEFAULT_PRIORITY,
         )
         queue = task_queue or (definition.task_queue if definition else None)
         if definition is not None:

@@ -41,6 +41,7 @@ from .descriptions import (
 )
 from .handle import WorkflowHandle
 from .operations import Operations, list_filter
+from .queues import QueueMethods
 from .requests import request_id_of
 from .schedules import ScheduleMethods
 from .signatures import (
@@ -66,7 +67,7 @@ T = TypeVar("T")
 _CANNOT_CONNECT: tuple[type[BaseException], ...] = (*CONNECT_FAILED, ValueError)
 
 
-class Client(Operations, ScheduleMethods):
+class Client(Operations, ScheduleMethods, QueueMethods):
     """A connection to the durable database. Create it with ``await Client.connect()``.
 
     Every call it makes (and every call of its handles) finishes within ``call_timeout``
@@ -202,8 +203,11 @@ class Client(Operations, ScheduleMethods):
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a workflow (by function or registered name) and return its handle.
+        ``priority``: 1 (highest) .. 5 (lowest), default 3 (or the definition's): its
+        workflow tasks, activities and children are claimed in that order.
 
         Type checkers check the arguments against the workflow function's parameters (up to
         four arguments; see ``signatures.py``), and type the handle's result by its return."""
@@ -217,6 +221,7 @@ class Client(Operations, ScheduleMethods):
             start_delay,
             execution_timeout,
             attributes,
+            priority,
         )
         run_id = await self._start(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)
@@ -374,6 +379,7 @@ class Client(Operations, ScheduleMethods):
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
         request_id: str | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[Any]:
         """Signal the running workflow ``id``, or start it and signal it, atomically. The
         signal is applied once per ``request_id`` (default: a new one)."""
@@ -391,6 +397,7 @@ class Client(Operations, ScheduleMethods):
             start_delay,
             execution_timeout,
             attributes,
+            priority,
         )
         request_id = request_id_of(request_id)
         run_id = await self._start(request, (signal, payload, request_id), "signal_with_start")

@@ -45,6 +45,7 @@ class StartOptions(TypedDict, total=False):
     start_delay: timedelta | None
     execution_timeout: timedelta | None
     attributes: Mapping[str, Any] | None
+    priority: int | None
 
 
 class SignalWithStartOptions(TypedDict, total=False):
@@ -56,5 +57,6 @@ class SignalWithStartOptions(TypedDict, total=False):
     task_queue: str | None
     start_delay: timedelta | None
     execution_timeout: timedelta | None
+    priority: int | None
     attributes: Mapping[str, Any] | None
     request_id: str | None

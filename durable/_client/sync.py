@@ -34,7 +34,7 @@ from .signatures import (
     Takes4,
     TakesMore,
 )
-from .sync_schedules import SyncScheduleMethods
+from .sync_schedules import SyncQueueMethods, SyncScheduleMethods
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class _LoopThread:
         self.loop.close()
 
 
-class SyncClient(SyncScheduleMethods):
+class SyncClient(SyncScheduleMethods, SyncQueueMethods):
     """A Client whose every method blocks until done. Create it with
     ``SyncClient.connect()`` (the arguments of ``Client.connect``); safe to share between
     threads; ``close()`` it (or use it as a context manager) when done."""

@@ -1,4 +1,5 @@
-"""The schedule calls of a SyncClient, and SyncScheduleHandle: each blocking until done."""
+"""The schedule and task queue calls of a SyncClient, and SyncScheduleHandle: each blocking
+until done."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._flow import RateLimit
 from .._schedules import DEFAULT_CATCHUP
+from .queues import TaskQueueDescription
 from .schedules import ScheduleDescription, ScheduleHandle
 
 if TYPE_CHECKING:
@@ -120,3 +123,34 @@ class SyncScheduleHandle:
     def delete(self) -> None:
         """Delete the schedule; runs it started are left alone."""
         self.client._call(self.handle.delete())
+
+
+class SyncQueueMethods:
+    """The task queue calls of a SyncClient."""
+
+    if TYPE_CHECKING:  # (what SyncClient provides)
+        client: Client
+
+        def _call(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+    def configure_task_queue(
+        self,
+        task_queue: str,
+        *,
+        max_running_activities: int | None = None,
+        rate_limit: RateLimit | None = None,
+        priority_aging: timedelta | None = None,
+    ) -> None:
+        """``Client.configure_task_queue``: set the queue's limits (all at once)."""
+        self._call(
+            self.client.configure_task_queue(
+                task_queue,
+                max_running_activities=max_running_activities,
+                rate_limit=rate_limit,
+                priority_aging=priority_aging,
+            )
+        )
+
+    def describe_task_queue(self, task_queue: str) -> TaskQueueDescription:
+        """``Client.describe_task_queue``: its limits, backlog, running attempts, workers."""
+        return self._call(self.client.describe_task_queue(task_queue))

@@ -21,6 +21,7 @@ from .._errors import (
     WorkflowError,
 )
 from .._events import EventType
+from .._flow import DEFAULT_PRIORITY
 from .._loop import DurableTimerHandle
 from .._serialization import decode, encode, return_hint
 from .._validate import MAX_SECONDS, check_attributes
@@ -67,6 +68,9 @@ class Commands(RunState):
         }
         if by_name:
             attrs["by_name"] = True
+        priority = options.priority or self.info.priority
+        if priority != DEFAULT_PRIORITY:
+            attrs["priority"] = priority
         seq = self._command(E.ACTIVITY_SCHEDULED, attrs, retractable=True).seq
         future = self.loop.create_future()
         self._awaited[seq] = Awaited(future, hint, name)
@@ -147,15 +151,18 @@ class Commands(RunState):
         hint: Any,
         *,
         by_name: bool = False,
+        priority: int | None = None,
     ) -> ChildWorkflowHandle[Any]:
         self._refuse_in_query("ctx.start_child()")
         self._child_count += 1
-        attrs = {
+        attrs: dict[str, Any] = {
             "name": name,
             "workflow_id": workflow_id or f"{self._child_id_prefix()}/{self._child_count}",
             "task_queue": task_queue or (None if by_name else self.info.task_queue),
             "args": args,
         }
+        if (priority or self.info.priority) != DEFAULT_PRIORITY:
+            attrs["priority"] = priority or self.info.priority
         # a default id is made of this run's ids, which a reset or fork changed: on replay the
         # recorded one stands
         free = () if workflow_id else ("workflow_id",)

@@ -13,6 +13,7 @@ from .._definitions import WorkflowDefinition
 from .._errors import NondeterminismError
 from .._events import COMMANDS, Event, EventType, closes_without_code
 from .._failures import Failure
+from .._flow import DEFAULT_PRIORITY
 from .._loop import WorkflowEventLoop
 from .commands import Commands
 from .messages import Messages
@@ -71,6 +72,7 @@ class WorkflowInstance(Commands, Messages, Outcomes):
             attempt=started.attrs.get("attempt", 1),
             started_at=started.timestamp,
             parent_workflow_id=started.attrs.get("parent_workflow_id"),
+            priority=started.attrs.get("priority", DEFAULT_PRIORITY),
         )
         self.logger = ReplayAwareLogger(self)
         # a run reset from another replays that one's steps: it draws the same "random" values

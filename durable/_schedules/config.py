@@ -9,12 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 from .._errors import ScheduleError
+from .._flow import check_priority
 from .plan import OVERLAP_POLICIES
 from .spec import ScheduleSpec
 
 TIMETABLE = ("cron", "every", "offset", "timezone", "jitter", "start_at", "end_at")
 # the client.start options a schedule's runs may take (their id is the slot's)
-WORKFLOW_OPTIONS = ("execution_timeout", "attributes")
+WORKFLOW_OPTIONS = ("execution_timeout", "attributes", "priority")
 RESERVED_ATTRIBUTES = ("schedule_id", "scheduled_at")
 DEFAULT_CATCHUP = timedelta(minutes=10)
 _MAX_NOTE = 1000
@@ -93,6 +94,12 @@ def stored_options(options: object, check_attributes: Any) -> dict[str, Any]:
                 f"workflow_options['execution_timeout'] must be a positive timedelta, got {timeout!r}"
             )
         stored["execution_timeout"] = timeout.total_seconds()
+    priority = options.get("priority")
+    if priority is not None:
+        try:
+            stored["priority"] = check_priority(priority, "workflow_options['priority']")
+        except ValueError as exc:
+            raise ScheduleError(str(exc)) from None
     attributes = options.get("attributes")
     if attributes is not None:
         checked = check_attributes(attributes)
@@ -113,4 +120,6 @@ def public_options(stored: Mapping[str, Any]) -> dict[str, Any]:
         options["execution_timeout"] = timedelta(seconds=stored["execution_timeout"])
     if stored.get("attributes"):
         options["attributes"] = dict(stored["attributes"])
+    if stored.get("priority") is not None:
+        options["priority"] = stored["priority"]
     return options

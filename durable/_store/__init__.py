@@ -13,8 +13,8 @@ Invariants kept here:
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
 runs), batching, listener, migrations; the Store class is made of base, workers,
-routing, client_ops, controls, resets, retention, schedules, workflow_tasks and
-activity_tasks.
+routing, client_ops, controls, resets, retention, schedules, task_queues, workflow_tasks
+and activity_tasks.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .listener import CHANNEL, Listener, NotificationKeys, wait_notified
 from .migrations import apply_migrations, migrate
 from .records import (
     NO_BUILD,
+    ActivityClaim,
     ActivityTask,
     BatchPage,
     Builds,
@@ -61,6 +62,7 @@ from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .schedules import FiredSlot, RecentSlot, ScheduleRecord, Schedules, run_id_of
 from .sql.client_ops import _NOTIFY_SQL
+from .task_queues import QueueState, QueueWorkerRow, TaskQueues
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -76,6 +78,7 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
+    "ActivityClaim",
     "ActivityRoute",
     "ActivityTask",
     "BatchPage",
@@ -91,6 +94,8 @@ __all__ = [
     "NotificationKeys",
     "PendingActivityRow",
     "QueryCall",
+    "QueueState",
+    "QueueWorkerRow",
     "RecentSlot",
     "ReleasedAttempt",
     "ResetRun",
@@ -125,6 +130,7 @@ class Store(
     Resets,
     Retention,
     Schedules,
+    TaskQueues,
     TimeSkipping,
     WorkflowTasks,
     ActivityTasks,
@@ -155,6 +161,7 @@ class Store(
         self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
         self._group_post = _Batcher(budget, self._post_many, lambda post: post[0])
         self._post_keys = itertools.count()
+        self.limited_queues = set()
 
     async def _probe_notifications(self, key: str) -> None:
         await self.pool.execute(_NOTIFY_SQL, CHANNEL, key)

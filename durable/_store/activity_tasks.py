@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from .._clock import Clock
 from .._codecs import Codecs
 from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._events import EventType
@@ -19,14 +20,16 @@ from .connection import (
     _seal_failure,
     _unpack,
 )
-from .records import ActivityTask, ReleasedAttempt
+from .records import ActivityClaim, ActivityTask, ReleasedAttempt
 from .runs import _post
 from .sql.activity_tasks import (
     _CLAIM_ACTIVITIES_SQL,
+    _CLAIM_LIMITED_ACTIVITIES_SQL,
     _DELETE_ACTIVITY_SQL,
     _FINISH_ATTEMPT_SQL,
     _HEARTBEAT_SQL,
     _LOCK_ATTEMPT_SQL,
+    _LOCK_QUEUE_SQL,
     _NEXT_ACTIVITY_VISIBLE_SQL,
     _REAP_ACTIVITIES_SQL,
     _RELEASE_UNSTARTED_SQL,
@@ -42,11 +45,23 @@ class ActivityTasks(StoreBase):
     # ------------------------------------------------------------------ activity tasks
     async def claim_activity_tasks(
         self, task_queue: str, worker_id: str, names: Sequence[str], limit: int
-    ) -> list[ActivityTask]:
-        rows = await self.pool.fetch(
-            _CLAIM_ACTIVITIES_SQL, task_queue, worker_id, list(names), limit
-        )
-        return [_activity_task(self.codecs, r) for r in rows]
+    ) -> ActivityClaim:
+        """Claim up to ``limit`` due attempts of the queue, highest priority first, within
+        the queue's limits (held across every worker)."""
+        args = (task_queue, worker_id, list(names), limit)
+        if task_queue not in self.limited_queues:
+            rows = await self.pool.fetch(_CLAIM_ACTIVITIES_SQL, *args)
+            if not rows[0]["limited"]:
+                return ActivityClaim(_claimed(self.codecs, rows), None)
+        async with self._transaction() as conn:
+            await conn.execute(_LOCK_QUEUE_SQL, task_queue)
+            rows = await conn.fetch(_CLAIM_LIMITED_ACTIVITIES_SQL, *args)
+        if rows[0]["limited"]:
+            self.limited_queues.add(task_queue)
+        else:
+            self.limited_queues.discard(task_queue)
+        tasks = _claimed(self.codecs, rows)
+        return ActivityClaim(tasks, _held_back_until(rows[0], limit, len(tasks), self.clock))
 
     async def next_activity_visible_at(
         self, task_queue: str, names: Sequence[str]
@@ -227,4 +242,29 @@ async def _retry_or_fail(
             "failure": activity_failure(task.activity_name, task.attempt, failure),
         },
     )
+    return None
+
+
+# how soon a worker looks again at a queue whose running limit held due tasks back (a slot
+# another worker frees is not notified)
+_RUNNING_LIMIT_RECHECK = 0.1
+
+
+def _claimed(codecs: Codecs, rows: list[asyncpg.Record]) -> list[ActivityTask]:
+    return [_activity_task(codecs, r) for r in rows if r["workflow_id"] is not None]
+
+
+def _held_back_until(
+    row: asyncpg.Record, asked: int, claimed: int, clock: Clock
+) -> datetime | None:
+    """When the queue's limits, which let ``claimed`` of ``asked`` be taken, may let more:
+    when its bucket has a token again, or soon if its running limit was reached; None if
+    they held nothing back."""
+    if claimed >= asked:
+        return None
+    available, rate = row["available"], row["rate_limit"]
+    if available is not None and rate and available - claimed < 1:
+        return clock.now() + timedelta(seconds=(1 - (available - claimed)) / rate)
+    if row["max_running"] is not None and row["running"] + claimed >= row["max_running"]:
+        return clock.now() + timedelta(seconds=_RUNNING_LIMIT_RECHECK)
     return None

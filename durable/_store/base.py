@@ -44,6 +44,7 @@ class StoreBase:
     _group_start: _Batcher[_Start, bool]
     _group_post: _Batcher[_Post, bool]
     _post_keys: itertools.count[int]
+    limited_queues: set[str]  # task queues found to have activity limits (claims take turns)
 
     async def close(self) -> None:
         await self.listener.close()

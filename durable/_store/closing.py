@@ -125,6 +125,7 @@ async def _close_run(
                 if row["parent_workflow_id"]
                 else None,
                 trace=trace,
+                priority=row["priority"],
             ),
             new_run_id,
         )

@@ -15,6 +15,7 @@ from .._definitions import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._errors import WorkflowAlreadyStartedError
 from .._events import Event, EventType
 from .._failures import failure
+from .._flow import DEFAULT_PRIORITY
 from .closing import _cancel_run, _closing_values
 from .connection import _codecs, _pack, _seal_attrs
 from .errors import _ENSURE_FAILED, _MISSED_MESSAGES, LostOwnership, MissedMessages
@@ -101,6 +102,7 @@ _SCHEDULED_COLUMNS: _Columns = (
     ("heartbeat", "float8"),
     ("schedule_to_close", "float8"),
     ("owner", "uuid"),
+    ("priority", "smallint"),
 )
 # the trace context of each new activity task, in the statement only when a step has one
 _TRACE_COLUMNS: _Columns = (("trace", "jsonb"),)
@@ -113,6 +115,7 @@ _WIDE_RETURNING = (
     ("task_queue", "text"),
     ("attributes", "jsonb"),
     ("inbox_seq", "bigint"),
+    ("priority", "smallint"),
 )
 
 
@@ -132,6 +135,17 @@ class _CommitShape(NamedTuple):  # a tuple: cheap to build and hash for the stat
 
 def _scheduled_columns(shape: _CommitShape) -> _Columns:
     return _SCHEDULED_COLUMNS + _TRACE_COLUMNS if shape.traced else _SCHEDULED_COLUMNS
+
+
+def _eager_unless_limited(columns: _Columns) -> str:
+    """The new activity tasks (``a``), each owned by the committing worker if it asked to
+    run it at once, unless its queue has activity limits (migration 0015): the claims of a
+    limited queue take turns under its limits, and an attempt taken past them would not."""
+    names = ", ".join(f"a.{name}" for name, _ in columns if name != "owner")
+    return f"""(SELECT {names}, CASE WHEN a.owner IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM durable.task_queues q WHERE q.task_queue = a.task_queue AND q.limited)
+        THEN a.owner END AS owner
+    FROM {_unnest("a", columns)}) AS a"""
 
 
 def _unnest(prefix: str, columns: _Columns) -> str:
@@ -208,7 +222,7 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
         parts.append(f"""scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
         args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, owner,
-        attempt, started_at, trace)
+        attempt, started_at, priority, trace)
     SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
         durable.now() + make_interval(secs => schedule_to_close),
         CASE WHEN owner IS NOT NULL THEN LEAST(durable.now() + make_interval(secs => start_to_close),
@@ -216,8 +230,9 @@ def _commit_statement(shape: _CommitShape) -> tuple[str, tuple[str, ...]]:
             durable.now() + make_interval(secs => heartbeat))
         ELSE durable.now() + make_interval(secs => schedule_to_close) END,
         owner, CASE WHEN owner IS NOT NULL THEN 1 ELSE 0 END,
-        CASE WHEN owner IS NOT NULL THEN durable.now() END, {"trace" if shape.traced else "NULL"}
-    FROM {_unnest("a", _scheduled_columns(shape))}
+        CASE WHEN owner IS NOT NULL THEN durable.now() END, priority,
+        {"trace" if shape.traced else "NULL"}
+    FROM {_eager_unless_limited(_scheduled_columns(shape))}
     RETURNING run_id, seq, task_queue, owner, deadline, schedule_deadline)""")
         wakes.append(
             "(SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q"
@@ -414,6 +429,7 @@ def _commit_call(
                         attrs.get("heartbeat"),
                         attrs.get("schedule_to_close"),
                         worker_id if eager else None,
+                        attrs.get("priority", DEFAULT_PRIORITY),
                         commit.traces.get(event.seq),
                     )
                 )
@@ -592,6 +608,7 @@ async def _start_child(
         args=attrs["args"],
         parent=parent,
         trace=trace,
+        priority=attrs.get("priority", DEFAULT_PRIORITY),
     )
     try:
         async with conn.transaction():  # a savepoint: a failed start leaves the rest

@@ -13,6 +13,7 @@ import asyncpg
 from .._definitions import RetryPolicy
 from .._events import Event, EventType
 from .._failures import Failure
+from .._flow import DEFAULT_PRIORITY
 from .._types import IdConflictPolicy, IdReusePolicy, Status
 
 E = EventType
@@ -106,6 +107,15 @@ class ActivityTask:
 
 
 @dataclass(frozen=True)
+class ActivityClaim:
+    """The attempts a claim took, and when the queue's limits may let more be taken if they
+    held due ones back (None: they did not)."""
+
+    tasks: list[ActivityTask]
+    held_back_until: datetime | None
+
+
+@dataclass(frozen=True)
 class WorkflowType:
     """A workflow type as the workers of ``task_queue`` registered it: how many positional
     arguments it takes (at least, at most: None for any number), None if they did not say
@@ -138,6 +148,7 @@ class StartRequest:
     attributes: dict[str, Any] | None = None
     parent: tuple[str, str, int] | None = None
     trace: Mapping[str, str] | None = None  # the trace context it was started in
+    priority: int = DEFAULT_PRIORITY  # 1 highest .. 5 lowest
 
     @property
     def is_plain(self) -> bool:

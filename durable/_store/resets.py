@@ -17,6 +17,7 @@ import asyncpg
 from .._errors import WorkflowAlreadyStartedError
 from .._events import REPLAY_RULES, Event, EventType
 from .._failures import failure
+from .._flow import DEFAULT_PRIORITY
 from .._reset_plan import REDELIVERED, ResetPlan, plan_reset
 from .base import StoreBase
 from .closing import _close_without_code
@@ -307,7 +308,7 @@ async def _restart_work(conn: asyncpg.Connection, resets: Sequence[_Reset]) -> N
     if messages:
         await conn.execute(_FILL_INBOX_SQL, *_columns(messages, 6))
     if activities:
-        await conn.execute(_RESCHEDULE_ACTIVITIES_SQL, *_columns(activities, 10))
+        await conn.execute(_RESCHEDULE_ACTIVITIES_SQL, *_columns(activities, 11))
 
 
 def _first_messages(
@@ -368,4 +369,5 @@ def _activity_row(codecs: Any, scheduled: Event) -> tuple[Any, ...]:
         attrs.get("start_to_close"),
         attrs.get("heartbeat"),
         attrs.get("schedule_to_close"),
+        attrs.get("priority", DEFAULT_PRIORITY),
     )

@@ -14,6 +14,7 @@ import asyncpg
 from .._errors import WorkflowNotFoundError
 from .._events import REPLAY_RULES, Event, EventType
 from .._failures import Failure
+from .._flow import DEFAULT_PRIORITY
 from .connection import _codecs, _now, _seal_attrs, _seal_failure
 from .errors import _request_race
 from .listener import CHANNEL
@@ -199,7 +200,7 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
     """Open runs in one statement; returns the run ids opened (a workflow id with an open
     run, or given twice, opens nothing more)."""
     codecs = _codecs(conn)
-    columns: list[list[Any]] = [[] for _ in range(13)]
+    columns: list[list[Any]] = [[] for _ in range(14)]
     now = _now(conn)
     for request, run_id in starts:
         parent_id, parent_run, parent_seq = request.parent or (None, None, None)
@@ -217,14 +218,21 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
         }
         if delay:  # the run begins then: its first step's time (see WorkflowInstance)
             started["start_delay"] = delay
+        if request.priority != DEFAULT_PRIORITY:
+            started["priority"] = request.priority
         if request.trace:
             started["trace"] = request.trace
         _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)
         _append(columns[4:], parent_id, parent_run, parent_seq, request.attributes or {}, delay)
         _append(columns[9:], now, _seal_attrs(codecs, started), deadline)
         columns[12].append(_seal_attrs(codecs, {}))
+        columns[13].append(request.priority)
     rows = await conn.fetch(
-        _INSERT_RUNS_SQL, *columns, int(E.WORKFLOW_STARTED), int(E.WORKFLOW_TIMED_OUT)
+        _INSERT_RUNS_SQL,
+        *columns[:13],
+        int(E.WORKFLOW_STARTED),
+        int(E.WORKFLOW_TIMED_OUT),
+        columns[13],
     )
     return {str(r["run_id"]) for r in rows}
 

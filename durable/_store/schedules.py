@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from .._errors import ScheduleError
+from .._flow import DEFAULT_PRIORITY
 from .._schedules import (
     ScheduleConfig,
     ScheduleSpec,
@@ -328,6 +329,7 @@ class Schedules(StoreBase):
             args=self.open_payload(row["args"]),
             execution_timeout=None if timeout is None else timedelta(seconds=timeout),
             attributes=attributes,
+            priority=options.get("priority", DEFAULT_PRIORITY),
         )
         return request, str(uuid.uuid4())
 

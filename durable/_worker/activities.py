@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -58,25 +59,28 @@ class ActivityTasks:
         names = list(self.definitions)
         store, serving = self.serving.store, self.serving
 
+        held_back_until: datetime | None = None  # by the queue's limits
+
         async def claim(limit: int) -> int:
+            nonlocal held_back_until
             self.slots_held += limit
             try:
-                tasks = await store.claim_activity_tasks(
+                claimed = await store.claim_activity_tasks(
                     serving.task_queue, serving.worker_id, names, limit
                 )
             finally:
                 self.slots_held -= limit
-            for task in tasks:
+            held_back_until = claimed.held_back_until
+            for task in claimed.tasks:
                 self.start(task)
-            return len(tasks)
+            return len(claimed.tasks)
 
-        await poll(
-            serving,
-            self.wake,
-            self.free_slots,
-            claim,
-            lambda: store.next_activity_visible_at(serving.task_queue, names),
-        )
+        async def next_due() -> datetime | None:
+            if held_back_until is not None:
+                return held_back_until
+            return await store.next_activity_visible_at(serving.task_queue, names)
+
+        await poll(serving, self.wake, self.free_slots, claim, next_due)
 
     def start(self, task: ActivityTask) -> None:
         runner = asyncio.create_task(self._execute(task))

@@ -237,7 +237,7 @@ def _lose_first_reply(
     ("method", "claimed"),
     [
         ("commit_workflow_task", lambda result: bool(result[0])),  # eager activities
-        ("claim_activity_tasks", bool),
+        ("claim_activity_tasks", lambda result: bool(result.tasks)),
     ],
     ids=["eager", "polled"],
 )

@@ -3,31 +3,98 @@ where named), each with why it is written so."""
 
 from __future__ import annotations
 
-# Store.claim_activity_tasks: the queue's visible unowned tasks of the activities this
-# worker runs, in visible order, those locked by a concurrent claim skipped; each is claimed
-# as its next attempt, due by its start-to-close, schedule-to-close or first heartbeat, and
-# returned with its run's workflow name (its spans carry it), read by the run's key.
-_CLAIM_ACTIVITIES_SQL = """
-WITH picked AS (
-    SELECT workflow_id, run_id, seq FROM durable.activity_tasks
-    WHERE task_queue = $1 AND owner IS NULL AND visible_at <= durable.now()
-        AND activity_name = ANY($3)
-    ORDER BY visible_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1, started_at = durable.now(),
-    deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close), t.schedule_deadline,
-        durable.now() + make_interval(secs => t.heartbeat_timeout))
-FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
-    AND t.seq = picked.seq
-RETURNING t.*, (SELECT w.workflow_name FROM durable.workflows w
-    WHERE w.workflow_id = t.workflow_id AND w.run_id = t.run_id) AS workflow_name
+from ..._flow import PRIORITIES
+
+
+# The claims of activity tasks read the queue's visible unowned tasks of the activities the
+# worker runs as one index range per priority (activity_tasks_ready_by_priority): the oldest
+# of each level, locked (those a concurrent claim locked skipped), then the best of them by
+# priority, less one level per priority_aging they waited (the queue's, if set), then age.
+# Each is claimed as its next attempt, due by its start-to-close, schedule-to-close or first
+# heartbeat, and returned with its run's workflow name (its spans carry it). ``allowed``
+# says how many may be taken (n) and how the queue ages; each statement ends with the rows
+# taken, or one row of NULL task columns if none, beside what ``allowed`` found.
+def _claim_activities(allowed: str, last: str) -> str:
+    branches = ",\n".join(
+        f"""p{level} AS (
+    SELECT workflow_id, run_id, seq, priority, visible_at FROM durable.activity_tasks
+    WHERE task_queue = $1 AND priority = {level} AND owner IS NULL
+        AND visible_at <= durable.now() AND activity_name = ANY($3)
+    ORDER BY visible_at LIMIT (SELECT n FROM allowed) FOR UPDATE SKIP LOCKED)"""
+        for level in PRIORITIES
+    )
+    union = " UNION ALL ".join(f"SELECT * FROM p{level}" for level in PRIORITIES)
+    return f"""
+WITH allowed AS ({allowed}),
+{branches},
+picked AS (
+    SELECT c.* FROM ({union}) c
+    ORDER BY c.priority - coalesce(floor(extract(epoch FROM durable.now() - c.visible_at)
+        / (SELECT aging FROM allowed)), 0), c.visible_at
+    LIMIT (SELECT n FROM allowed)),
+taken AS (
+    UPDATE durable.activity_tasks t SET owner = $2, attempt = t.attempt + 1,
+        started_at = durable.now(),
+        deadline = LEAST(durable.now() + make_interval(secs => t.start_to_close),
+            t.schedule_deadline, durable.now() + make_interval(secs => t.heartbeat_timeout))
+    FROM picked WHERE t.workflow_id = picked.workflow_id AND t.run_id = picked.run_id
+        AND t.seq = picked.seq
+    RETURNING t.*, (SELECT w.workflow_name FROM durable.workflows w
+        WHERE w.workflow_id = t.workflow_id AND w.run_id = t.run_id) AS workflow_name){last}
+SELECT t.*, a.* FROM allowed a LEFT JOIN taken t ON true
 """
 
+
+# Store.claim_activity_tasks, a queue without activity limits: up to $4 tasks; none (and
+# ``limited``) if the queue has limits after all: then the claim of a limited queue.
+_CLAIM_ACTIVITIES_SQL = _claim_activities(
+    """
+    SELECT CASE WHEN coalesce(q.limited, false) THEN 0 ELSE $4::int END AS n,
+        q.priority_aging AS aging, coalesce(q.limited, false) AS limited,
+        NULL::float8 AS available, NULL::float8 AS rate_limit, NULL::bigint AS running,
+        NULL::int AS max_running
+    FROM (SELECT 1) AS one LEFT JOIN durable.task_queues q ON q.task_queue = $1""",
+    "",
+)
+
+# Store.claim_activity_tasks, a queue with limits, in a transaction whose first statement
+# locked the queue's row (_LOCK_QUEUE_SQL): the claims of a limited queue take turns, and
+# this statement, begun after the lock, counts the attempts running with every earlier claim
+# in view. Up to $4 tasks, no more than the queue's running limit leaves (attempts held by
+# any worker count) nor the tokens its bucket holds (refilled at rate_limit per second up to
+# rate_burst since tokens_at); the tokens taken are spent.
+_CLAIM_LIMITED_ACTIVITIES_SQL = _claim_activities(
+    """
+    SELECT greatest(0, least($4::int,
+            coalesce(q.max_running_activities - r.running, $4::int),
+            coalesce(floor(b.available)::int, $4::int)))::int AS n,
+        q.priority_aging AS aging, coalesce(q.limited, false) AS limited, b.available,
+        q.rate_limit, r.running, q.max_running_activities AS max_running
+    FROM (SELECT 1) AS one LEFT JOIN durable.task_queues q ON q.task_queue = $1
+    CROSS JOIN LATERAL (SELECT count(*) AS running FROM durable.activity_tasks
+        WHERE task_queue = $1 AND owner IS NOT NULL) r
+    CROSS JOIN LATERAL (SELECT least(q.rate_burst, coalesce(q.tokens, q.rate_burst)
+        + q.rate_limit * greatest(0, extract(epoch FROM durable.now()
+            - coalesce(q.tokens_at, durable.now())))) AS available) b""",
+    """,
+spent AS (
+    UPDATE durable.task_queues q SET tokens = a.available - (SELECT count(*) FROM taken),
+        tokens_at = durable.now()
+    FROM allowed a WHERE q.task_queue = $1 AND a.available IS NOT NULL)""",
+)
+
+# Store.claim_activity_tasks: the limited queue's row, locked until the claim commits.
+_LOCK_QUEUE_SQL = "SELECT 1 FROM durable.task_queues WHERE task_queue = $1 FOR UPDATE"
+
 # Store.next_activity_visible_at: when the queue's next unowned task of these activities is
-# visible (NULL: none).
-_NEXT_ACTIVITY_VISIBLE_SQL = """
-SELECT min(visible_at) FROM durable.activity_tasks
-WHERE task_queue = $1 AND owner IS NULL AND activity_name = ANY($2)
-"""
+# visible (NULL: none): the first entry of each priority's index range.
+_NEXT_ACTIVITY_VISIBLE_SQL = "SELECT least({})".format(
+    ", ".join(
+        f"""(SELECT min(visible_at) FROM durable.activity_tasks
+    WHERE task_queue = $1 AND priority = {level} AND owner IS NULL AND activity_name = ANY($2))"""
+        for level in PRIORITIES
+    )
+)
 
 # Store.fail_activity: whether this worker still holds the attempt (NULL: lost), locked
 # while its retry or failure is written.

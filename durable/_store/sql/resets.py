@@ -97,14 +97,14 @@ ORDER BY ord
 _RESCHEDULE_ACTIVITIES_SQL = """
 WITH scheduled AS (
     INSERT INTO durable.activity_tasks (workflow_id, run_id, seq, task_queue, activity_name,
-        args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline)
+        args, retry, start_to_close, heartbeat_timeout, schedule_deadline, deadline, priority)
     SELECT workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close, heartbeat,
         durable.now() + make_interval(secs => schedule_to_close),
-        durable.now() + make_interval(secs => schedule_to_close)
+        durable.now() + make_interval(secs => schedule_to_close), priority
     FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::bytea[],
-        $7::bytea[], $8::float8[], $9::float8[], $10::float8[])
+        $7::bytea[], $8::float8[], $9::float8[], $10::float8[], $11::smallint[])
         AS a(workflow_id, run_id, seq, task_queue, name, args, retry, start_to_close,
-            heartbeat, schedule_to_close)
+            heartbeat, schedule_to_close, priority)
     RETURNING task_queue)
 SELECT count(pg_notify('durable', 'a' || q)) FROM (SELECT DISTINCT task_queue AS q FROM scheduled) AS queues
 """

@@ -47,14 +47,17 @@ _INSERT_RUNS_SQL = """
 WITH req AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
         $6::uuid[], $7::int[], $8::jsonb[], $9::float8[], $10::timestamptz[], $11::bytea[],
-        $12::timestamptz[], $13::bytea[])
+        $12::timestamptz[], $13::bytea[], $16::smallint[])
         AS q(workflow_id, run_id, workflow_name, task_queue, parent_workflow_id,
-            parent_run_id, parent_seq, attributes, delay, ts, body, deadline, timeout_body)),
+            parent_run_id, parent_seq, attributes, delay, ts, body, deadline, timeout_body,
+            priority)),
 run AS (
     INSERT INTO durable.workflows (workflow_id, run_id, workflow_name, task_queue, status,
-        parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at, started_at)
+        parent_workflow_id, parent_run_id, parent_seq, attributes, ready_at, started_at,
+        priority)
     SELECT workflow_id, run_id, workflow_name, task_queue, 'pending', parent_workflow_id,
-        parent_run_id, parent_seq, attributes, durable.now() + make_interval(secs => delay), ts
+        parent_run_id, parent_seq, attributes, durable.now() + make_interval(secs => delay), ts,
+        priority
     FROM req
     ON CONFLICT (workflow_id) WHERE closed_at IS NULL DO NOTHING
     RETURNING workflow_id, run_id, task_queue),

@@ -3,14 +3,33 @@ where named), each with why it is written so."""
 
 from __future__ import annotations
 
+from ..._flow import PRIORITIES
+
+
 # Store.claim_workflow_tasks: the worker's own due runs, unowned ones, then those of workers
-# whose lease lapsed (none paused: see migration 0006), each an index range of
-# workflows_ready_by_owner in due order ("ORDER BY owner, ready_at": the planner reads IS
-# NULL as a filter, not as a constant, and would sort).
+# whose lease lapsed (none paused: see migration 0006). Its own and the lapsed workers' are
+# index ranges of workflows_ready_by_owner in due order; the unowned ones (new runs, runs
+# given back) one range per priority of workflows_unowned_by_priority, the oldest of each
+# level locked, then the best of them by priority (less one level per priority_aging they
+# waited, if the queue ages) then age.
 # A worker whose own lease lapsed (an outage longer than the lease) is not one of those: its
 # runs are its own, found once; counted twice they would bring each message twice.
 # A run pinned to a build ($6: the builds this worker accepts) goes only to such workers; a
 # run not pinned yet is pinned to this worker's build ($7, NULL: none).
+def _unowned_by_priority() -> str:
+    return ",\n".join(
+        f"""u{level} AS (
+    SELECT workflow_id, run_id, status <> 'pending' AS resumed, priority, ready_at
+    FROM durable.workflows
+    WHERE task_queue = $1 AND priority = {level} AND owner IS NULL AND ready_at <= durable.now()
+        AND paused_at IS NULL AND workflow_name = ANY($3)
+        AND (build_id IS NULL OR build_id = ANY($6::text[]))
+    ORDER BY ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
+    FOR UPDATE SKIP LOCKED)"""
+        for level in PRIORITIES
+    )
+
+
 _CLAIM_WORKFLOWS_SQL = """
 WITH mine AS (
     SELECT workflow_id, run_id, workflow_name, fence, next_seq, true AS resumed
@@ -18,13 +37,12 @@ WITH mine AS (
     WHERE task_queue = $1 AND owner = $2 AND ready_at <= durable.now() AND paused_at IS NULL
         AND workflow_name = ANY($3) AND NOT (run_id = ANY($4::uuid[]))
     ORDER BY ready_at LIMIT $5),
+{unowned_by_priority},
 unowned AS (
-    SELECT workflow_id, run_id, status <> 'pending' AS resumed
-    FROM durable.workflows
-    WHERE task_queue = $1 AND owner IS NULL AND ready_at <= durable.now() AND paused_at IS NULL
-        AND workflow_name = ANY($3) AND (build_id IS NULL OR build_id = ANY($6::text[]))
-    ORDER BY owner, ready_at LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)
-    FOR UPDATE SKIP LOCKED),
+    SELECT u.workflow_id, u.run_id, u.resumed FROM ({unowned_union}) u
+    ORDER BY u.priority - coalesce(floor(extract(epoch FROM durable.now() - u.ready_at)
+        / (SELECT priority_aging FROM durable.task_queues WHERE task_queue = $1)), 0), u.ready_at
+    LIMIT greatest($5 - (SELECT count(*) FROM mine), 0)),
 orphaned AS (
     SELECT workflow_id, run_id, status <> 'pending' AS resumed
     FROM durable.workflows
@@ -53,7 +71,9 @@ LEFT JOIN LATERAL (
 LEFT JOIN durable.history h ON NOT c.resumed AND h.workflow_id = c.workflow_id
     AND h.run_id = c.run_id AND h.seq = 1
 ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
-"""
+""".replace("{unowned_by_priority}", _unowned_by_priority()).replace(
+    "{unowned_union}", " UNION ALL ".join(f"SELECT * FROM u{level}" for level in PRIORITIES)
+)
 
 # When a run of the queue is due next for this worker (its own but the busy ones, unowned
 # ones, those of lapsed workers; none paused): the first entry of each index range.
