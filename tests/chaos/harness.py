@@ -39,7 +39,7 @@ from durable._serialization import decode
 
 from ..pgbouncer import running_pgbouncer
 from ..spans import read_spans
-from . import PREPARED_ENV, app, checks
+from . import PREPARED_ENV, app, checks, limits
 from . import schedules as scheduled
 from .faults import (
     OUTCOME_RETRIED,
@@ -475,6 +475,7 @@ class Report:
     activities: checks.ActivityFigures = field(default_factory=checks.ActivityFigures)
     builds: checks.BuildFigures = field(default_factory=checks.BuildFigures)
     schedules: scheduled.Figures | None = None
+    limit: str = "running limit: not sampled"
     settled_after: float | None = None
     duration: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -522,6 +523,7 @@ class Report:
             f"purge amid faults: {self.purge.purged} of {DECOYS} decoys",
             self.builds.line(),
             self.schedules.line() if self.schedules else "schedules: not checked",
+            self.limit,
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -674,6 +676,7 @@ async def _run(
             pool.spawn(app.OLD_BUILD if number == 0 else app.NEW_BUILD)
         await _wait_registered(client, profile.workers)
         await scheduled.create_all(client, retry)
+        await limits.configure(client, retry)
         t0 = time.monotonic()
 
         def clock() -> float:
@@ -681,10 +684,12 @@ async def _run(
 
         driver = Driver(client, retry)
         monitor = Monitor(client, profile.max_wait, _explainer(pool, idle=False))
+        sampler = limits.RunningSampler(client)
         injector = FaultInjector(rng, server, DATABASE, pool, profile.stall_seconds)
         background = [
             asyncio.create_task(monitor.run(clock, stop)),
             asyncio.create_task(_supervise(pool, stop)),
+            asyncio.create_task(sampler.run(stop)),
         ]
         log(
             f"chaos: {profile.workflows} workflows, {len(plan)} faults planned over "
@@ -716,6 +721,8 @@ async def _run(
         report.max_lag = max((lag for _, lag in monitor.samples if lag is not None), default=0.0)
         report.unreachable = monitor.unreachable_seconds()
         report.violations += monitor.liveness_violations(hang)
+        report.violations += sampler.violations()
+        report.limit = sampler.line()
         report.violations += [f"hang: {problem}" for problem in hang]
         report.retries, report.landed = retry.retries, retry.landed
         report.paused, report.batched = driver.paused, driver.batched
@@ -784,6 +791,7 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     conn = await asyncpg.connect(server.dsn(DATABASE), timeout=10)
     try:
         schedule_problems, report.schedules = await scheduled.check(conn)
+        schedule_problems += await limits.check_nothing_running(conn)
     finally:
         await conn.close()
     violations += schedule_problems
