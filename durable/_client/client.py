@@ -202,11 +202,19 @@ class Client(Operations, ScheduleMethods):
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
+        debounce: timedelta | None = None,
+        debounce_max: timedelta | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a workflow (by function or registered name) and return its handle.
 
         Type checkers check the arguments against the workflow function's parameters (up to
-        four arguments; see ``signatures.py``), and type the handle's result by its return."""
+        four arguments; see ``signatures.py``), and type the handle's result by its return.
+
+        ``debounce`` (needs ``id``): while the run of ``id`` that a debounced start opened
+        has not begun, a later debounced start of it replaces that run's arguments,
+        attributes and execution timeout, and moves its start to ``debounce`` from now, but
+        never later than ``debounce_max`` (None: no cap) after the first; the handle is that
+        run's. Once it has begun, a start follows the id policies."""
         request, hint = await self._start_request(
             workflow,
             args,
@@ -217,6 +225,8 @@ class Client(Operations, ScheduleMethods):
             start_delay,
             execution_timeout,
             attributes,
+            debounce,
+            debounce_max,
         )
         run_id = await self._start(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)

@@ -45,6 +45,8 @@ class StartOptions(TypedDict, total=False):
     start_delay: timedelta | None
     execution_timeout: timedelta | None
     attributes: Mapping[str, Any] | None
+    debounce: timedelta | None
+    debounce_max: timedelta | None
 
 
 class SignalWithStartOptions(TypedDict, total=False):
