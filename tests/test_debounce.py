@@ -217,6 +217,21 @@ async def test_an_attempt_made_again_applies_the_start_once(client: durable.Clie
     assert await _run_ids(client) == [first.run_id]
 
 
+def _debounced_from_a_thread(dsn: str) -> list[str]:
+    with durable.SyncClient.connect(dsn) as client:
+        handles = [
+            client.start(reindex, value, id="doc", debounce=timedelta(hours=1))
+            for value in ("a", "b")
+        ]
+        return [h.run_id for h in handles if h.run_id is not None]
+
+
+async def test_the_sync_client_debounces_too(dsn: str, client: durable.Client) -> None:
+    first, second = await asyncio.to_thread(_debounced_from_a_thread, dsn)
+    assert first == second
+    assert await _first_args(client.get_handle("doc")) == ["b"]
+
+
 async def _status_is(handle: durable.WorkflowHandle[Any], status: str) -> bool:
     return (await handle.describe()).status == status
 
