@@ -655,3 +655,28 @@ async def test_batch_signals_each_matching_workflow_once_per_request_id(
     assert code == 2 and "invalid choice" in err
     code, _, err = await cli(capsys, "batch", "pause", "--started-after", "yesterday", *db)
     assert code == 2 and "ISO 8601" in err
+
+
+async def test_start_debounced(
+    dsn: str, client: durable.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with durable.Worker(client, workflows=[cli_workflows.greeter]):
+        pass  # registers "greeter", to start by name
+    debounced = ("--id", "deb", "--debounce", "1h", "--dsn", dsn)
+    first = await cli_json(capsys, "workflow", "start", "greeter", '"ann"', *debounced)
+    second = await cli_json(capsys, "start", "greeter", '"bob"', *debounced, "--debounce-max", "2h")
+    assert second["run_id"] == first["run_id"]
+    events = await cli_json(capsys, "history", "deb", "--dsn", dsn)
+    assert events[0]["fields"]["args"][0] == ["bob"]
+
+    code, _, err = await cli(
+        capsys, "start", "greeter", "--id", "x", "--debounce-max", "1m", "--dsn", dsn
+    )
+    assert code == 2 and "debounce_max" in err and "needs debounce" in err
+    code, _, err = await cli(
+        capsys, "start", "greeter", "--id", "x", "--debounce", "0s", "--dsn", dsn
+    )
+    assert code == 2 and "debounce must be a positive" in err
+    code, _, err = await cli(capsys, "start", "greeter", "--debounce", "5s", "--dsn", dsn)
+    assert code == 2 and "needs id=" in err
+    assert [d.workflow_id async for d in client.list()] == ["deb"]

@@ -114,6 +114,10 @@ async def client_side(client: durable.Client, items: list[list[int]]) -> None:
     order = Order("4242", 100)
     assert_type(await client.execute(order_flow, order, id="o", task_queue="q"), Receipt)
     assert_type(await client.start(no_args, start_delay=timedelta(1)), WorkflowHandle[None])
+    debounced = await client.start(
+        checkout, [1], id="d", debounce=timedelta(seconds=5), debounce_max=timedelta(minutes=1)
+    )
+    assert_type(debounced, WorkflowHandle[Receipt])
     assert_type(await client.execute(defaults, 1), str)
     assert_type(await client.execute(defaults, 1, "x", id_reuse_policy="reject_duplicate"), str)
     assert_type(await client.execute(four, 1, "b", b"c", order), int)

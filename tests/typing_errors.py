@@ -61,6 +61,7 @@ async def client_calls(client: durable.Client) -> None:
     await client.start(order_workflow, 42, id="x")  # expect-error
     await client.start(order_workflow, ORDER, idd="x")  # expect-error
     await client.start(order_workflow, ORDER, start_delay=5)  # expect-error
+    await client.start(order_workflow, ORDER, id="x", debounce=5)  # expect-error
     await client.start(pair, "a")  # expect-error
     await client.start(pair, 1, 2)  # expect-error
     await client.start(plain, ORDER)  # expect-error

@@ -18,6 +18,8 @@ echo '"fixed"' | durable signal T-1 comment @-      # @-: the JSON on standard i
 durable query T-1 comments                          # ["tried turning it off", "the toner...", "fixed"]
 durable update T-1 rename '"printer on fire (3rd floor)"'
 durable signal-with-start ticket '"new laptop"' --id T-2 --signal comment --signal-arg '"asap"'
+durable start ticket '"scanner jams"' --id T-3 --debounce 5s --debounce-max 1m
+durable start ticket '"scanner jams, twice"' --id T-3 --debounce 5s   # the same run, new arguments
 durable signal T-1 close
 durable result T-1 --timeout 30                     # {"title": ..., "comments": [...]}
 # --8<-- [end:talk]

@@ -19,6 +19,7 @@ from .common import (
     add_run_args,
     aware_time,
     connect,
+    duration,
     json_value,
     run_handle,
 )
@@ -42,6 +43,19 @@ def _add_talking(command: AddCommand) -> None:
     add_json_args(start, "workflow arguments")
     start.add_argument("--id", help="workflow id (default: a new UUID)")
     start.add_argument("--task-queue", help="task queue (default: where a worker registered it)")
+    start.add_argument(
+        "--debounce",
+        type=duration,
+        metavar="DURATION",
+        help="with --id: begin the run this long after the last such start (e.g. 5s); a "
+        "debounced start of an id whose debounced run has not begun replaces its arguments",
+    )
+    start.add_argument(
+        "--debounce-max",
+        type=duration,
+        metavar="DURATION",
+        help="with --debounce: begin it at the latest this long after the first (e.g. 1m)",
+    )
     start.add_argument("--wait", action="store_true", help="wait for the result and print it")
     start.add_argument(
         "--timeout", type=float, help="with --wait: give up after S seconds", metavar="S"
@@ -271,7 +285,14 @@ async def _batch(args: argparse.Namespace) -> int:
 
 async def _start(args: argparse.Namespace) -> int:
     async with connect(args, create_database=True) as client:
-        handle = await client.start(args.name, *args.args, id=args.id, task_queue=args.task_queue)
+        handle = await client.start(
+            args.name,
+            *args.args,
+            id=args.id,
+            task_queue=args.task_queue,
+            debounce=args.debounce,
+            debounce_max=args.debounce_max,
+        )
         out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
         if args.wait:
             out["result"] = await handle.result(timeout=args.timeout)

@@ -67,9 +67,13 @@ class ClientBase:
         execution_timeout: timedelta | None,
         attributes: Mapping[str, Any] | None,
         priority: int | None = None,
+        debounce: timedelta | None = None,
+        debounce_max: timedelta | None = None,
     ) -> tuple[StartRequest, Any]:
         name = workflow_name(workflow)
         definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        fixed_id = id is not None or (definition is not None and definition.id is not None)
+        check_debounce(debounce, debounce_max, fixed_id=fixed_id, start_delay=start_delay)
         workflow_id = check_name(
             "id",
             id
@@ -93,6 +97,8 @@ class ClientBase:
             priority=check_priority(priority)
             or (definition.priority if definition else None)
             or DEFAULT_PRIORITY,
+            debounce=debounce,
+            debounce_max=debounce_max,
         )
         queue = task_queue or (definition.task_queue if definition else None)
         if definition is not None:
@@ -104,3 +110,40 @@ class ClientBase:
             queue = served_queue(name, queue, registered, len(args))
         request = dataclasses.replace(request, task_queue=queue or DEFAULT_TASK_QUEUE)
         return request, return_hint(definition.fn) if definition else Any
+
+
+def check_debounce(
+    debounce: timedelta | None,
+    debounce_max: timedelta | None,
+    *,
+    fixed_id: bool,
+    start_delay: timedelta | None,
+) -> None:
+    """Refuse debounce options that cannot work, naming the argument and the fix."""
+    if debounce is None:
+        if debounce_max is not None:
+            raise ValueError(
+                f"debounce_max={debounce_max!r} needs debounce: it caps how far later "
+                "debounced starts push the run's start; pass debounce=timedelta(...) too, "
+                "or leave debounce_max out"
+            )
+        return
+    check_duration("debounce", debounce)
+    check_duration("debounce_max", debounce_max)
+    if debounce_max is not None and debounce_max < debounce:
+        raise ValueError(
+            f"debounce_max must be at least debounce ({debounce!r}), got {debounce_max!r}: "
+            "it is how long after the first debounced start the run begins at the latest; "
+            "pass a debounce_max >= debounce, or None for no cap"
+        )
+    if not fixed_id:
+        raise ValueError(
+            f"debounce={debounce!r} needs id=: a debounced start is applied to the run of "
+            "the same workflow id that has not begun yet; pass id='...' (e.g. "
+            "id=f'reindex-{doc_id}')"
+        )
+    if start_delay is not None:
+        raise ValueError(
+            f"start_delay={start_delay!r} cannot be combined with debounce: a debounced run "
+            "begins debounce after the last start; leave start_delay out"
+        )

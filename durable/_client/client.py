@@ -204,13 +204,21 @@ class Client(Operations, ScheduleMethods, QueueMethods):
         execution_timeout: timedelta | None = None,
         attributes: Mapping[str, Any] | None = None,
         priority: int | None = None,
+        debounce: timedelta | None = None,
+        debounce_max: timedelta | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a workflow (by function or registered name) and return its handle.
         ``priority``: 1 (highest) .. 5 (lowest), default 3 (or the definition's): its
         workflow tasks, activities and children are claimed in that order.
 
         Type checkers check the arguments against the workflow function's parameters (up to
-        four arguments; see ``signatures.py``), and type the handle's result by its return."""
+        four arguments; see ``signatures.py``), and type the handle's result by its return.
+
+        ``debounce`` (needs ``id``): while the run of ``id`` that a debounced start opened
+        has not begun, a later debounced start of it replaces that run's arguments,
+        attributes and execution timeout, and moves its start to ``debounce`` from now, but
+        never later than ``debounce_max`` (None: no cap) after the first; the handle is that
+        run's. Once it has begun, a start follows the id policies."""
         request, hint = await self._start_request(
             workflow,
             args,
@@ -222,6 +230,8 @@ class Client(Operations, ScheduleMethods, QueueMethods):
             execution_timeout,
             attributes,
             priority,
+            debounce,
+            debounce_max,
         )
         run_id = await self._start(request)
         return WorkflowHandle(self, request.workflow_id, run_id, hint)

@@ -46,6 +46,8 @@ class StartOptions(TypedDict, total=False):
     execution_timeout: timedelta | None
     attributes: Mapping[str, Any] | None
     priority: int | None
+    debounce: timedelta | None
+    debounce_max: timedelta | None
 
 
 class SignalWithStartOptions(TypedDict, total=False):

@@ -20,6 +20,7 @@ from .connection import (
     _open_attrs,
     _seal_attrs,
 )
+from .debouncing import _start_debounced
 from .listener import CHANNEL, NotificationKeys
 from .records import (
     CallOutcome,
@@ -90,7 +91,8 @@ class ClientOps(StoreBase):
             return run_id, True
 
         async def work(conn: asyncpg.Connection) -> tuple[str, bool]:
-            opened, started = await _start_in(conn, request, run_id)
+            start = _start_in if request.debounce is None else _start_debounced
+            opened, started = await start(conn, request, run_id)
             if signal is not None:
                 name, args, request_id = signal
                 attrs = {"name": name, "args": args}
@@ -100,8 +102,13 @@ class ClientOps(StoreBase):
         try:
             result: tuple[str, bool] = await self._retrying(work)
         except _StartRaceLost:
-            # a concurrent start of the same id won the race
-            if request.id_conflict_policy == "use_existing" or signal is not None:
+            # a concurrent start of the same id won the race (a debounced start may apply
+            # to the run it opened)
+            if (
+                request.id_conflict_policy == "use_existing"
+                or signal is not None
+                or request.debounce is not None
+            ):
                 return await self.start_workflow(request, run_id, signal)
             raise WorkflowAlreadyStartedError(
                 f"workflow {request.workflow_id!r} is already running",

@@ -149,14 +149,20 @@ class StartRequest:
     parent: tuple[str, str, int] | None = None
     trace: Mapping[str, str] | None = None  # the trace context it was started in
     priority: int = DEFAULT_PRIORITY  # 1 highest .. 5 lowest
+    # a debounced start (see durable/_store/debouncing.py): its run begins ``debounce`` after
+    # the last such start of its id, at most ``debounce_max`` after the first (None: no cap)
+    debounce: timedelta | None = None
+    debounce_max: timedelta | None = None
 
     @property
     def is_plain(self) -> bool:
-        """Started with the default policies and no parent: nothing to check but the id."""
+        """Started with the default policies, no parent and no debounce: nothing to check
+        but the id."""
         return (
             self.id_reuse_policy == "allow_duplicate"
             and self.id_conflict_policy == "fail"
             and self.parent is None
+            and self.debounce is None
         )
 
 

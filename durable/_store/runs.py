@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -205,23 +205,8 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
     for request, run_id in starts:
         parent_id, parent_run, parent_seq = request.parent or (None, None, None)
         delay = request.start_delay.total_seconds() if request.start_delay else 0.0
-        deadline = now + request.execution_timeout if request.execution_timeout else None
-        started: dict[str, Any] = {
-            "name": request.workflow_name,
-            "task_queue": request.task_queue,
-            "args": request.args,
-            "parent_workflow_id": parent_id,
-            "attempt": 1,
-            "execution_deadline": deadline.timestamp() if deadline else None,
-            "seed_run": run_id,  # a history replays alone, without its run's row
-            "rules": REPLAY_RULES,
-        }
-        if delay:  # the run begins then: its first step's time (see WorkflowInstance)
-            started["start_delay"] = delay
-        if request.priority != DEFAULT_PRIORITY:
-            started["priority"] = request.priority
-        if request.trace:
-            started["trace"] = request.trace
+        deadline = _execution_deadline(request, now)
+        started = _started_attrs(request, run_id, deadline, delay)
         _append(columns, request.workflow_id, run_id, request.workflow_name, request.task_queue)
         _append(columns[4:], parent_id, parent_run, parent_seq, request.attributes or {}, delay)
         _append(columns[9:], now, _seal_attrs(codecs, started), deadline)
@@ -235,6 +220,35 @@ async def _insert_runs(conn: asyncpg.Connection, starts: Sequence[_Start]) -> se
         columns[13],
     )
     return {str(r["run_id"]) for r in rows}
+
+
+def _execution_deadline(request: StartRequest, now: datetime) -> datetime | None:
+    """When a run started now times out (None: never)."""
+    return now + request.execution_timeout if request.execution_timeout else None
+
+
+def _started_attrs(
+    request: StartRequest, run_id: str, deadline: datetime | None, delay: float
+) -> dict[str, Any]:
+    """The attributes of a run's first event, WORKFLOW_STARTED (``delay``: seconds from the
+    event's time to the run's first step)."""
+    started: dict[str, Any] = {
+        "name": request.workflow_name,
+        "task_queue": request.task_queue,
+        "args": request.args,
+        "parent_workflow_id": request.parent[0] if request.parent else None,
+        "attempt": 1,
+        "execution_deadline": deadline.timestamp() if deadline else None,
+        "seed_run": run_id,  # a history replays alone, without its run's row
+        "rules": REPLAY_RULES,
+    }
+    if delay:  # the run begins then: its first step's time (see WorkflowInstance)
+        started["start_delay"] = delay
+    if request.priority != DEFAULT_PRIORITY:
+        started["priority"] = request.priority
+    if request.trace:
+        started["trace"] = request.trace
+    return started
 
 
 async def _insert_history(

@@ -348,7 +348,26 @@ async def chaos_scheduled(ctx: WorkflowContext) -> int:
     return value
 
 
-WORKFLOWS = [chaos_workflow, chaos_child, chaos_resettable, chaos_decoy, chaos_scheduled]
+def debounced_value(value: int) -> int:
+    return value * value + 1
+
+
+@workflow
+async def chaos_debounced(ctx: WorkflowContext, value: int) -> int:
+    """Started by bursts of debounced starts (tests/chaos/debounced.py): its result is made
+    of its argument, so that a run that ran with other arguments than its history records
+    shows."""
+    return await ctx.activity(square, value) + 1
+
+
+WORKFLOWS = [
+    chaos_workflow,
+    chaos_child,
+    chaos_resettable,
+    chaos_decoy,
+    chaos_scheduled,
+    chaos_debounced,
+]
 ACTIVITIES = [step, flaky, compensate, square, mix]
 
 TABLES_SQL = """

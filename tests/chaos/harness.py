@@ -39,7 +39,7 @@ from durable._serialization import decode
 
 from ..pgbouncer import running_pgbouncer
 from ..spans import read_spans
-from . import PREPARED_ENV, app, checks, limits
+from . import PREPARED_ENV, app, checks, debounced, limits
 from . import schedules as scheduled
 from .faults import (
     OUTCOME_RETRIED,
@@ -476,6 +476,8 @@ class Report:
     builds: checks.BuildFigures = field(default_factory=checks.BuildFigures)
     schedules: scheduled.Figures | None = None
     limit: str = "running limit: not sampled"
+    debounce_sent: dict[str, debounced.Sent] = field(default_factory=dict)
+    debounce_figures: debounced.Figures | None = None
     settled_after: float | None = None
     duration: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -524,6 +526,7 @@ class Report:
             self.builds.line(),
             self.schedules.line() if self.schedules else "schedules: not checked",
             self.limit,
+            self.debounce_figures.line() if self.debounce_figures else "debounced: not checked",
             f"client retries: {_counts(self.retries) or 0}; calls found to have landed "
             f"before the retry: {_counts(self.landed) or 0}",
             "all workflows finished "
@@ -709,6 +712,7 @@ async def _run(
             ),
             driver.purge_at(profile.duration * 0.4, clock),
             scheduled.pause_all_at(client, retry, profile.duration, clock),
+            debounced.drive_all(client, retry, report.debounce_sent, profile.duration, clock),
         )
         faults_done = clock()
         settled = await _settle(driver, retry, profile.settle_timeout)
@@ -795,6 +799,8 @@ async def _check(server: PostgresServer, pool: WorkerPool, driver: Driver, repor
     finally:
         await conn.close()
     violations += schedule_problems
+    debounce_problems, report.debounce_figures = debounced.check(report.debounce_sent, snapshot)
+    violations += debounce_problems
     top = {spec.workflow_id for spec, _, _ in report.workload}
     report.statuses = collections.Counter(
         snapshot.runs_of(wid)[-1].status if snapshot.runs_of(wid) else "missing" for wid in top

@@ -16,6 +16,9 @@ from ..._flow import PRIORITIES
 # runs are its own, found once; counted twice they would bring each message twice.
 # A run pinned to a build ($6: the builds this worker accepts) goes only to such workers; a
 # run not pinned yet is pinned to this worker's build ($7, NULL: none).
+# A new run's first event comes along, read in the statement's snapshot, unless the run
+# changed between that snapshot and its lock (its fence moved: a debounced start rewrote
+# that event, see _DEBOUNCE_RUN_SQL); then the worker loads it afresh.
 def _unowned_by_priority() -> str:
     return ",\n".join(
         f"""u{level} AS (
@@ -68,8 +71,8 @@ LEFT JOIN LATERAL (
     SELECT id, kind, body, visible_at FROM durable.inbox
     WHERE workflow_id = c.workflow_id AND run_id = c.run_id AND visible_at <= durable.clock_timestamp()
     OFFSET 0) i ON true
-LEFT JOIN durable.history h ON NOT c.resumed AND h.workflow_id = c.workflow_id
-    AND h.run_id = c.run_id AND h.seq = 1
+LEFT JOIN durable.history h ON NOT c.resumed AND c.fence = w.fence + 1
+    AND h.workflow_id = c.workflow_id AND h.run_id = c.run_id AND h.seq = 1
 ORDER BY c.workflow_id, c.run_id, i.visible_at, i.id
 """.replace("{unowned_by_priority}", _unowned_by_priority()).replace(
     "{unowned_union}", " UNION ALL ".join(f"SELECT * FROM u{level}" for level in PRIORITIES)
