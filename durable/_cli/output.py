@@ -35,6 +35,17 @@ def print_json(value: Any) -> None:
     print(dumps(value, indent=2))
 
 
+def seconds_in(value: Any) -> Any:
+    """``value`` (dicts and lists nested) with each duration as its seconds, for JSON."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {key: seconds_in(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [seconds_in(item) for item in value]
+    return value
+
+
 def short(value: Any, limit: int = 40) -> str:
     if isinstance(value, bytes):
         text = repr(value)
