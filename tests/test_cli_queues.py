@@ -1,4 +1,4 @@
-"""`durable queue describe|configure`, run for real against a
+"""`durable queue describe|configure` and `durable start --priority`, run for real against a
 real database and worker."""
 
 from __future__ import annotations
@@ -99,6 +99,48 @@ async def test_configure_then_describe_change_only_the_limits_given(
     code, out, err = await cli(capsys, "queue", "configure", "tallies", "--clear", "--dsn", dsn)
     assert (code, out) == (0, "configured task queue tallies: no limits\n"), err
     assert (await client.describe_task_queue("tallies")).config == durable.TaskQueueConfig()
+
+
+async def test_start_priority_shows_in_the_queue_backlog(
+    dsn: str, client: durable.Client, worker: durable.Worker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # on a queue no worker serves, the runs wait: the backlog counts them by priority
+    for run_id, priority in (("p1", "1"), ("p5-a", "5"), ("p5-b", "5")):
+        started = await cli_json(
+            capsys,
+            *("start", "tally", "1", "--id", run_id, "--priority", priority),
+            *("--task-queue", "idle", "--dsn", dsn),
+        )
+        assert started["workflow_id"] == run_id
+    code, out, err = await cli(
+        capsys, "workflow", "start", "tally", "2", "--id", "p3", "--dsn", dsn
+    )
+    assert code == 0, err
+    await client.get_handle("p3").result(timeout=30)  # (served: on "tallies")
+    described = await cli_json(capsys, "queue", "describe", "idle", "--dsn", dsn)
+    assert (described["backlog"], described["workers"]) == ({"1": 1, "5": 2}, [])
+    code, out, err = await cli(capsys, "queue", "describe", "idle", "--dsn", dsn)
+    assert code == 0, err
+    assert "backlog:        3 due tasks: 1 at priority 1, 2 at priority 5" in out.splitlines()
+    assert out.splitlines()[-1] == "workers: - (no live worker)"
+
+    code, out, err = await cli(
+        capsys,
+        *("signal-with-start", "tally", "3", "--id", "sws", "--signal", "poke"),
+        *("--priority", "2", "--task-queue", "idle", "--dsn", dsn),
+    )
+    assert code == 0, err
+    backlog = (await client.describe_task_queue("idle")).backlog
+    assert backlog == {1: 1, 2: 1, 5: 2}
+
+    for priority in ("0", "6"):
+        code, out, err = await cli(
+            capsys, "start", "tally", "1", "--id", "bad", "--priority", priority, "--dsn", dsn
+        )
+        assert (code, out) == (2, ""), err
+        assert f"priority must be an int from 1 (highest) to 5 (lowest), got {priority}" in err
+        assert len(err.strip().splitlines()) == 1
+    assert await client.count(workflow_name="tally") == 5  # no "bad" run
 
 
 async def test_bad_limits_exit_2_with_one_line_and_change_nothing(
