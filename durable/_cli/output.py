@@ -22,8 +22,9 @@ def to_jsonable(value: Any) -> Any:
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if hasattr(value, "model_dump"):  # pydantic
-        return value.model_dump(mode="json")
+    model_dump = getattr(value, "model_dump", None)  # pydantic
+    if callable(model_dump):
+        return model_dump(mode="json")
     return str(value)  # Decimal, UUID, timedelta, and anything else
 
 
