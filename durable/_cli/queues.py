@@ -82,12 +82,9 @@ async def _configure(args: argparse.Namespace) -> int:
         if not args.clear:
             current = (await client.describe_task_queue(args.name)).config
         config = dataclasses.replace(current, **changes)
-        await client.configure_task_queue(
-            args.name,
-            max_running_activities=config.max_running_activities,
-            rate_limit=config.rate_limit,
-            priority_aging=config.priority_aging,
-        )
+        # every field, so that limits this command has no option for are kept too
+        limits = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        await client.configure_task_queue(args.name, **limits)
         described = await client.describe_task_queue(args.name)
     if args.json:
         print_json(queue_json(described))
