@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pydantic
 import pytest
 
 import durable
@@ -303,6 +304,10 @@ def test_to_jsonable_handles_payload_types() -> None:
         x: int
         at: datetime
 
+    class Order(pydantic.BaseModel):
+        id: int
+        at: datetime
+
     ident = uuid.uuid4()
     value = {
         "when": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
@@ -311,6 +316,7 @@ def test_to_jsonable_handles_payload_types() -> None:
         "id": ident,
         "tags": {"b", "a"},
         "point": Point(1, datetime(2024, 1, 1, tzinfo=UTC)),
+        "order": Order(id=7, at=datetime(2024, 1, 1, tzinfo=UTC)),
     }
     assert json.loads(json.dumps(value, default=to_jsonable)) == {
         "when": "2024-01-02T03:04:05+00:00",
@@ -319,6 +325,7 @@ def test_to_jsonable_handles_payload_types() -> None:
         "id": str(ident),
         "tags": ["a", "b"],
         "point": {"x": 1, "at": "2024-01-01T00:00:00+00:00"},
+        "order": {"id": 7, "at": "2024-01-01T00:00:00Z"},  # as pydantic writes it
     }
 
 

@@ -7,8 +7,8 @@ module declaring its arguments beside its handlers: ``database`` (dev, migrate),
 ``workflows`` (start, signal-with-start, signal, query, update, cancel, terminate, pause,
 resume, reset, fork, result, batch) with ``inspecting`` (describe, history, list, count),
 all also grouped as ``durable workflow ...``; ``schedules`` (``durable schedule create ...
-delete``); ``retention`` (export, purge), ``replay`` and ``check``; ``common``, ``loading``
-and ``output`` are what they share.
+delete``); ``queues`` (``durable queue describe|configure``); ``retention`` (export,
+purge), ``replay`` and ``check``; ``common``, ``loading`` and ``output`` are what they share.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from .. import __version__
 from .._embedded import ENV_DSN, ENV_HOME, ENV_LISTEN_DSN
 from .._errors import DurableError
-from . import check, database, doctor, replay, retention, schedules, worker, workflows
+from . import check, database, doctor, queues, replay, retention, schedules, worker, workflows
 from .common import AddCommand, Handler
 from .output import to_jsonable
 
@@ -144,5 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schedules.add_commands(
         adder(scheduling.add_subparsers(dest="schedule_command", required=True, metavar="COMMAND"))
+    )
+    queueing = commands.add_parser(
+        "queue",
+        help="describe, configure task queues (their limits, backlog and workers)",
+        description="Task queues: the limits held across all their workers, and what they hold.",
+    )
+    queues.add_commands(
+        adder(queueing.add_subparsers(dest="queue_command", required=True, metavar="COMMAND"))
     )
     return parser

@@ -22,8 +22,9 @@ def to_jsonable(value: Any) -> Any:
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if hasattr(value, "model_dump"):  # pydantic
-        return value.model_dump(mode="json")
+    model_dump = getattr(value, "model_dump", None)  # pydantic
+    if callable(model_dump):
+        return model_dump(mode="json")
     return str(value)  # Decimal, UUID, timedelta, and anything else
 
 
@@ -33,6 +34,17 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
 
 def print_json(value: Any) -> None:
     print(dumps(value, indent=2))
+
+
+def seconds_in(value: Any) -> Any:
+    """``value`` (dicts and lists nested) with each duration as its seconds, for JSON."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {key: seconds_in(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [seconds_in(item) for item in value]
+    return value
 
 
 def short(value: Any, limit: int = 40) -> str:

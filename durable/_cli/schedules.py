@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +21,7 @@ from .common import (
     duration,
     json_value,
 )
-from .output import dumps, print_json, span, table, time
+from .output import dumps, print_json, seconds_in, span, table, time
 
 # the options of create and update that are create_schedule's keywords of the same name
 _KEYWORDS = (
@@ -341,16 +340,8 @@ def _done(args: argparse.Namespace, action: str, text: str) -> None:
 # ---------------------------------------------------------------------------- printing
 def schedule_json(desc: ScheduleDescription) -> dict[str, Any]:
     """A description as JSON values: durations in seconds."""
-    plain: dict[str, Any] = _seconds(dataclasses.asdict(desc))
+    plain: dict[str, Any] = seconds_in(dataclasses.asdict(desc))
     return plain
-
-
-def _seconds(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return {key: _seconds(item) for key, item in value.items()}
-    return value
 
 
 def print_description(desc: ScheduleDescription) -> None:

@@ -56,6 +56,7 @@ def _add_talking(command: AddCommand) -> None:
         metavar="DURATION",
         help="with --debounce: begin it at the latest this long after the first (e.g. 1m)",
     )
+    _add_priority(start)
     start.add_argument("--wait", action="store_true", help="wait for the result and print it")
     start.add_argument(
         "--timeout", type=float, help="with --wait: give up after S seconds", metavar="S"
@@ -73,6 +74,7 @@ def _add_talking(command: AddCommand) -> None:
     with_start.add_argument("--signal", required=True, metavar="NAME", help="the signal's name")
     _add_signal_args(with_start, "an argument of the signal")
     with_start.add_argument("--task-queue", help="task queue, if it starts")
+    _add_priority(with_start)
     _add_request_id(with_start)
 
     signal = command("signal", _signal, "Send a signal to a running workflow.")
@@ -154,6 +156,16 @@ def _add_signal_args(parser: argparse.ArgumentParser, what: str) -> None:
         type=json_value,
         metavar="JSON",
         help=f"{what}, parsed as JSON (repeatable; @PATH: from a file, @-: from stdin)",
+    )
+
+
+def _add_priority(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="1 (highest) to 5 (lowest), default 3 (or the workflow's): its tasks, activities "
+        "and children are claimed in priority order, then oldest first",
     )
 
 
@@ -292,6 +304,7 @@ async def _start(args: argparse.Namespace) -> int:
             task_queue=args.task_queue,
             debounce=args.debounce,
             debounce_max=args.debounce_max,
+            priority=args.priority,
         )
         out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
         if args.wait:
@@ -316,6 +329,7 @@ async def _signal_with_start(args: argparse.Namespace) -> int:
             signal_args=tuple(args.signal_args),
             task_queue=args.task_queue,
             request_id=args.request_id,
+            priority=args.priority,
         )
     out = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
     if args.json:
