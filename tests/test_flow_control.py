@@ -98,6 +98,7 @@ async def test_activities_and_children_inherit_the_run_priority(client: durable.
         assert await child.result(timeout=30) == "child"
     explicit = await client.start(noted.with_options(priority=4), "own")
     assert (await _priority_of(client, explicit.workflow_id)) == 4
+    assert (await explicit.describe()).priority == 4 and (await child.describe()).priority == 2
 
 
 async def _child_of(client: durable.Client, parent_id: str) -> str | None:

@@ -114,6 +114,7 @@ def _print_description(
         ("reset from", _reset_from(desc)),
         ("next run", desc.next_run_id or "-"),
         ("build", desc.build_id or "-"),
+        ("priority", str(desc.priority)),
         ("history", f"{desc.history_length} events"),
         ("attributes", dumps(desc.attributes) if desc.attributes else "-"),
         ("last error", desc.last_error or "-"),

@@ -77,6 +77,7 @@ class WorkflowDescription:
     reset_from: tuple[str, int] | None = None  # (run id, seq): a reset or fork started it there
     next_run_id: str | None = None  # the run it continued as new as, or a reset of it started
     build_id: str | None = None  # the build it is pinned to (Worker(build_id=...)), if any
+    priority: int = 3  # 1 highest .. 5 lowest: how its tasks are claimed
     # the reason given to cancel(), once the run took the request in (or was cancelled
     # before it began); describe() reads it for cancelled and open runs, list() does not
     cancel_reason: str | None = None
@@ -166,6 +167,7 @@ def description(
         reset_from=row.reset_from,
         next_run_id=row.continued_run_id,
         build_id=row.build_id,
+        priority=row.priority,
         cancel_reason=cancel_reason,
     )
 

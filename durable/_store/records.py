@@ -245,6 +245,7 @@ class RunRow:
     pause_reason: str | None = None
     reset_from: tuple[str, int] | None = None  # (run id, seq) a reset or fork started it from
     build_id: str | None = None  # the build it is pinned to
+    priority: int = DEFAULT_PRIORITY
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> RunRow:
@@ -271,6 +272,7 @@ class RunRow:
             if row["reset_from_run"] is None
             else (str(row["reset_from_run"]), row["reset_from_seq"]),
             build_id=row["build_id"],
+            priority=row["priority"],
         )
 
 
