@@ -59,7 +59,8 @@ class PgBouncer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [BINARY, str(self._config)]
+        # -q: no log line to stderr besides the logfile (a full stderr pipe would block it)
+        argv = [BINARY, "-q", str(self._config)]
         user = _server_user()
         if user is not None:  # it refuses to run as root: as the server's user then
             os.chown(self.folder, user.pw_uid, user.pw_gid)
@@ -67,9 +68,10 @@ class PgBouncer:
                 os.chown(path, user.pw_uid, user.pw_gid)
             self.folder.chmod(0o755)
             argv[1:1] = ["-u", user.pw_name]
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        with (self.folder / "stderr.txt").open("wb") as stderr:  # what it says before it logs
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with (
@@ -80,7 +82,8 @@ class PgBouncer:
             if self._process.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"pgbouncer did not start:\n{self.log_tail()}")
+        said = (self.folder / "stderr.txt").read_text(errors="replace")
+        raise RuntimeError(f"pgbouncer did not start:\n{said}{self.log_tail()}")
 
     async def reconnect(self) -> None:
         """Have it reopen its server connections (as each is next free), on its console."""

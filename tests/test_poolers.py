@@ -256,3 +256,22 @@ async def test_doctor_finds_the_pooler_and_says_what_to_fix(
     assert {f["status"] for f in found.values()} == {"ok"}, found
     code, found = await _doctor("--dsn", server.dsn(database))
     assert code == 0 and found["pooler"]["detail"] == "none: a direct connection", found
+
+
+async def test_the_suites_pgbouncer_answers_however_much_it_logged(server: PostgresServer) -> None:
+    """It writes each log line to stderr too: a pipe nobody read filled up after 64 KiB and
+    PgBouncer, blocked on the write, answered nobody (the chaos runs through it hung)."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+
+        async def show_version() -> None:
+            conn = await asyncpg.connect(bouncer.dsn("pgbouncer"), statement_cache_size=0)
+            try:
+                await conn.execute("SHOW VERSION")
+            finally:
+                await conn.close()
+
+        while (logged := bouncer.log.stat().st_size) < 128 * 1024:  # a login logs 2 lines
+            try:
+                await asyncio.wait_for(show_version(), 10)
+            except TimeoutError:
+                pytest.fail(f"PgBouncer stopped answering once it had logged {logged} bytes")
