@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -94,6 +95,16 @@ class PgBouncer:
             await console.execute("RECONNECT")
         finally:
             await console.close()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stopped (SIGSTOP) meanwhile: a pooler that answers nobody, as a blocked one does."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
 
     def dsn(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

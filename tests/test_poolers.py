@@ -10,7 +10,8 @@ import itertools
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 import durable
 from durable import WorkflowContext, activity, workflow
+from durable._store import Store
 
 from .chaos.server import PostgresServer, running_server
 from .chaos.server import unavailable as no_server
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.skipif(
     bool(no_server() or no_pgbouncer()), reason=str(no_server() or no_pgbouncer())
 )
 SLOW_POLL = timedelta(seconds=30)  # a wake-up by the poll would time the test out
+HUNG_AFTER = 60.0  # seconds after which a call that should have ended is taken for hung
 _databases = itertools.count()
 
 
@@ -275,3 +278,37 @@ async def test_the_suites_pgbouncer_answers_however_much_it_logged(server: Postg
                 await asyncio.wait_for(show_version(), 10)
             except TimeoutError:
                 pytest.fail(f"PgBouncer stopped answering once it had logged {logged} bytes")
+
+
+async def _raised(call: Coroutine[Any, Any, Any]) -> BaseException | None:
+    """What ``call`` raised (None: it returned); the test fails if it has not ended within
+    HUNG_AFTER seconds."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait([task], timeout=HUNG_AFTER)
+    if not done:
+        task.cancel()
+        pytest.fail(f"{call.__qualname__} had not ended after {HUNG_AFTER:g} s")
+    return task.exception()
+
+
+async def test_a_statement_through_a_pooler_that_stopped_answering_fails_as_on_a_lost_connection(
+    server: PostgresServer, database: str
+) -> None:
+    """With no deadline a statement waited for ever for the answer of a blocked pooler (the
+    chaos workers' lease renewals and polls did): it fails with a TimeoutError, an OSError
+    as a lost connection's, which the worker's paths retry; and once the pooler answers
+    again, so does the store."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+        store = await Store.connect(
+            bouncer.dsn(database),
+            listen_dsn=server.dsn(database),
+            prepared_statements=False,
+            command_timeout=0.5,
+        )
+        try:
+            with bouncer.frozen():
+                failure = await _raised(store.renew_worker(str(uuid.uuid4()), 10.0))
+            assert isinstance(failure, TimeoutError), repr(failure)
+            assert await store.renew_worker(str(uuid.uuid4()), 10.0) is False
+        finally:
+            await store.close()

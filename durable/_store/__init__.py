@@ -28,12 +28,18 @@ from .activity_tasks import ActivityTasks
 from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
-from .connection import _Connection, _ConnectionSetup, _keep_session, _make_role_settings
+from .connection import (
+    COMMAND_TIMEOUT,
+    _Connection,
+    _ConnectionSetup,
+    _keep_session,
+    _make_role_settings,
+)
 from .controls import BATCH_ACTIONS, Controls
 from .diagnosis import Finding, diagnose
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import CHANNEL, Listener, NotificationKeys, wait_notified
-from .migrations import apply_migrations, migrate
+from .migrations import apply_migrations, apply_migrations_at, migrate, migrations_pending
 from .records import (
     NO_BUILD,
     ActivityTask,
@@ -133,6 +139,7 @@ class Store(
         *,
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self.pool = pool
         self.connection_setup = setup
@@ -142,7 +149,7 @@ class Store(
         self.prepared_statements = prepared_statements
         self.codecs = codecs
         self.clock = setup.clock
-        self.listener = Listener(listen_dsn or dsn, self._probe_notifications)
+        self.listener = Listener(listen_dsn or dsn, self._probe_notifications, command_timeout)
         budget = InFlightBudget(pool.get_max_size() // 2)  # claims and reads keep the rest
         self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
         self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
@@ -164,10 +171,13 @@ class Store(
         clock: Clock = SYSTEM_CLOCK,
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> Store:
         """A pool on ``dsn`` (a pooler in transaction mode needs ``prepared_statements=False``
         unless it keeps them, as PgBouncer >= 1.21 does), notifications on ``listen_dsn``
-        (a session: direct, or through a pooler in session mode; default: ``dsn``)."""
+        (a session: direct, or through a pooler in session mode; default: ``dsn``); no
+        statement waits longer than ``command_timeout`` seconds for its answer (see
+        COMMAND_TIMEOUT), except migrations."""
         pooled = listen_dsn is not None or not prepared_statements  # a pooler in between
         setup = _ConnectionSetup(codecs, clock, pooled=pooled)
         pool = await asyncpg.create_pool(
@@ -179,6 +189,7 @@ class Store(
             reset=_keep_session,
             timeout=connect_timeout,
             statement_cache_size=100 if prepared_statements else 0,
+            command_timeout=command_timeout,
         )
         store = cls(
             pool,
@@ -187,11 +198,14 @@ class Store(
             setup,
             listen_dsn=listen_dsn,
             prepared_statements=prepared_statements,
+            command_timeout=command_timeout,
         )
+        pending = False
         if migrate or pooled:
             async with pool.acquire() as conn:
-                if migrate:
-                    await apply_migrations(conn)
+                pending = migrate and await migrations_pending(conn)
                 if pooled:
                     await _make_role_settings(conn)
+        if pending:
+            await apply_migrations_at(dsn, connect_timeout)
         return store

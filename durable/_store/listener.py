@@ -73,8 +73,11 @@ class Listener:
     LISTEN lands on a pooled server connection whose notifications the pooler drops, and
     everything would wake by polling, silently. It says so once, with the fix."""
 
-    def __init__(self, dsn: str, notify: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, dsn: str, notify: Callable[[str], Awaitable[None]], command_timeout: float
+    ) -> None:
         self._dsn = dsn
+        self._command_timeout = command_timeout
         self._notify = notify
         self._conn: asyncpg.Connection | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -99,7 +102,9 @@ class Listener:
             if self._conn is not None and not self._conn.is_closed():
                 return
             try:
-                conn = await asyncpg.connect(self._dsn, statement_cache_size=0)
+                conn = await asyncpg.connect(
+                    self._dsn, statement_cache_size=0, command_timeout=self._command_timeout
+                )
                 await conn.add_listener(CHANNEL, self._on_notification)
                 conn.add_termination_listener(self._on_lost)
                 self._conn = conn
