@@ -6,6 +6,7 @@ scenarios as on a direct connection; notifications wake workflows (the workers p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -312,3 +313,36 @@ async def test_a_statement_through_a_pooler_that_stopped_answering_fails_as_on_a
             assert await store.renew_worker(str(uuid.uuid4()), 10.0) is False
         finally:
             await store.close()
+
+
+async def test_a_worker_stops_on_request_and_its_client_closes_while_the_pooler_answers_nothing(
+    server: PostgresServer, database: str
+) -> None:
+    """The statements of its pollers, cancelled as the worker stopped, waited in their
+    connections' release for asyncpg's cancel request, itself waiting for the pooler: the
+    worker never stopped (the chaos workers did not within 18 s of SIGTERM), nor did the
+    client close."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+        client = await durable.Client.connect(
+            bouncer.dsn(database), listen_dsn=server.dsn(database), prepared_statements=False
+        )
+        pool = client.store.pool
+        try:
+            worker = durable.Worker(
+                client,
+                workflows=[plus_one],
+                poll_interval=timedelta(milliseconds=50),
+                shutdown_grace=timedelta(0),
+            )
+            await worker.__aenter__()
+            assert await client.store.listener.notifications_arrive()  # (its probe ended)
+            async with contextlib.AsyncExitStack() as held:  # a connection for each loop
+                for _ in range(4):
+                    await held.enter_async_context(pool.acquire())
+            with bouncer.frozen():
+                # the statements of the two pollers and of the lease wait for an answer
+                await wait_for(lambda: pool.get_size() - pool.get_idle_size() >= 3)
+                assert await _raised(worker.shutdown()) is None
+                assert await _raised(client.close()) is None
+        finally:
+            await client.close()

@@ -65,6 +65,7 @@ from .retention import Retention
 from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .sql.client_ops import _NOTIFY_SQL
+from .stalled import UNWIND, end_within
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
 from .workflow_tasks import WorkflowTasks
@@ -80,6 +81,7 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
+    "UNWIND",
     "ActivityRoute",
     "ActivityTask",
     "BatchPage",
@@ -107,6 +109,7 @@ __all__ = [
     "apply_migrations",
     "diagnose",
     "drop_test_database",
+    "end_within",
     "migrate",
     "new_test_database",
     "wait_notified",

@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from .stalled import UNWIND, end_within
+
 _log = logging.getLogger("durable.store")
 
 CHANNEL = "durable"
@@ -161,8 +163,7 @@ class Listener:
     async def close(self) -> None:
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe  # (it may be opening a pool connection: let it clean up)
+            await end_within([self._probe], UNWIND)  # (it may be using a pool connection)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)
