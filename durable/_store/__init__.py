@@ -12,7 +12,8 @@ Invariants kept here:
 
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
-runs), batching, listener, migrations; the Store class is made of base, workers,
+runs), batching, listener, migrations, stalled (ending tasks that wait on a database that
+stopped answering); the Store class is made of base, workers,
 routing, client_ops, controls, workflow_tasks and activity_tasks.
 """
 
