@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -59,7 +60,8 @@ class PgBouncer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [BINARY, str(self._config)]
+        # -q: no log line to stderr besides the logfile (a full stderr pipe would block it)
+        argv = [BINARY, "-q", str(self._config)]
         user = _server_user()
         if user is not None:  # it refuses to run as root: as the server's user then
             os.chown(self.folder, user.pw_uid, user.pw_gid)
@@ -67,9 +69,10 @@ class PgBouncer:
                 os.chown(path, user.pw_uid, user.pw_gid)
             self.folder.chmod(0o755)
             argv[1:1] = ["-u", user.pw_name]
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        with (self.folder / "stderr.txt").open("wb") as stderr:  # what it says before it logs
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with (
@@ -80,7 +83,8 @@ class PgBouncer:
             if self._process.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"pgbouncer did not start:\n{self.log_tail()}")
+        said = (self.folder / "stderr.txt").read_text(errors="replace")
+        raise RuntimeError(f"pgbouncer did not start:\n{said}{self.log_tail()}")
 
     async def reconnect(self) -> None:
         """Have it reopen its server connections (as each is next free), on its console."""
@@ -91,6 +95,16 @@ class PgBouncer:
             await console.execute("RECONNECT")
         finally:
             await console.close()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stopped (SIGSTOP) meanwhile: a pooler that answers nobody, as a blocked one does."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
 
     def dsn(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

@@ -18,7 +18,8 @@ import pytest
 
 import durable
 from durable import WorkflowContext, workflow
-from durable._store import apply_migrations
+from durable._store import Store, apply_migrations
+from durable._store.migrations import _MIGRATION_LOCK
 
 from .chaos.server import PostgresServer, unavailable
 from .conftest import wait_for
@@ -253,3 +254,38 @@ async def _inbox_signals(client: durable.Client, workflow_id: str) -> int:
 
     await wait_for(count)
     return await count()
+
+
+async def test_a_migration_waits_for_another_process_past_the_statement_deadline(
+    server: PostgresServer,
+) -> None:
+    """No statement of the store's pool waits longer than its command_timeout for an answer;
+    a migration, which waits for the one another process is applying (and may itself take
+    long on a big table), runs on a connection of its own, without that deadline."""
+    admin = await asyncpg.connect(server.dsn())
+    try:
+        await admin.execute('CREATE DATABASE "migrating_behind_another"')
+    finally:
+        await admin.close()
+    dsn = server.dsn("migrating_behind_another")
+    other = await asyncpg.connect(dsn)  # another process, in the middle of a migration
+    try:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            connecting = asyncio.create_task(Store.connect(dsn, command_timeout=0.2))
+            await wait_for(lambda: _waiting_for_the_migration_lock(other))
+            await asyncio.sleep(1.0)  # five deadlines
+            assert not connecting.done(), connecting
+        store = await asyncio.wait_for(connecting, 30)
+        await store.close()
+        assert await other.fetchval("SELECT count(*) FROM durable.schema_migrations") > 0
+    finally:
+        await other.close()
+
+
+async def _waiting_for_the_migration_lock(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        )
+    )

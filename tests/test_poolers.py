@@ -6,11 +6,13 @@ scenarios as on a direct connection; notifications wake workflows (the workers p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 
 import durable
 from durable import WorkflowContext, activity, workflow
+from durable._store import Store
 
 from .chaos.server import PostgresServer, running_server
 from .chaos.server import unavailable as no_server
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.skipif(
     bool(no_server() or no_pgbouncer()), reason=str(no_server() or no_pgbouncer())
 )
 SLOW_POLL = timedelta(seconds=30)  # a wake-up by the poll would time the test out
+HUNG_AFTER = 60.0  # seconds after which a call that should have ended is taken for hung
 _databases = itertools.count()
 
 
@@ -256,3 +260,89 @@ async def test_doctor_finds_the_pooler_and_says_what_to_fix(
     assert {f["status"] for f in found.values()} == {"ok"}, found
     code, found = await _doctor("--dsn", server.dsn(database))
     assert code == 0 and found["pooler"]["detail"] == "none: a direct connection", found
+
+
+async def test_the_suites_pgbouncer_answers_however_much_it_logged(server: PostgresServer) -> None:
+    """It writes each log line to stderr too: a pipe nobody read filled up after 64 KiB and
+    PgBouncer, blocked on the write, answered nobody (the chaos runs through it hung)."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+
+        async def show_version() -> None:
+            conn = await asyncpg.connect(bouncer.dsn("pgbouncer"), statement_cache_size=0)
+            try:
+                await conn.execute("SHOW VERSION")
+            finally:
+                await conn.close()
+
+        while (logged := bouncer.log.stat().st_size) < 128 * 1024:  # a login logs 2 lines
+            try:
+                await asyncio.wait_for(show_version(), 10)
+            except TimeoutError:
+                pytest.fail(f"PgBouncer stopped answering once it had logged {logged} bytes")
+
+
+async def _raised(call: Coroutine[Any, Any, Any]) -> BaseException | None:
+    """What ``call`` raised (None: it returned); the test fails if it has not ended within
+    HUNG_AFTER seconds."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait([task], timeout=HUNG_AFTER)
+    if not done:
+        task.cancel()
+        pytest.fail(f"{call.__qualname__} had not ended after {HUNG_AFTER:g} s")
+    return task.exception()
+
+
+async def test_a_statement_through_a_pooler_that_stopped_answering_fails_as_on_a_lost_connection(
+    server: PostgresServer, database: str
+) -> None:
+    """With no deadline a statement waited for ever for the answer of a blocked pooler (the
+    chaos workers' lease renewals and polls did): it fails with a TimeoutError, an OSError
+    as a lost connection's, which the worker's paths retry; and once the pooler answers
+    again, so does the store."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+        store = await Store.connect(
+            bouncer.dsn(database),
+            listen_dsn=server.dsn(database),
+            prepared_statements=False,
+            command_timeout=0.5,
+        )
+        try:
+            with bouncer.frozen():
+                failure = await _raised(store.renew_worker(str(uuid.uuid4()), 10.0))
+            assert isinstance(failure, TimeoutError), repr(failure)
+            assert await store.renew_worker(str(uuid.uuid4()), 10.0) is False
+        finally:
+            await store.close()
+
+
+async def test_a_worker_stops_on_request_and_its_client_closes_while_the_pooler_answers_nothing(
+    server: PostgresServer, database: str
+) -> None:
+    """The statements of its pollers, cancelled as the worker stopped, waited in their
+    connections' release for asyncpg's cancel request, itself waiting for the pooler: the
+    worker never stopped (the chaos workers did not within 18 s of SIGTERM), nor did the
+    client close."""
+    with running_pgbouncer(server.port, "transaction") as bouncer:
+        client = await durable.Client.connect(
+            bouncer.dsn(database), listen_dsn=server.dsn(database), prepared_statements=False
+        )
+        pool = client.store.pool
+        try:
+            worker = durable.Worker(
+                client,
+                workflows=[plus_one],
+                poll_interval=timedelta(milliseconds=50),
+                shutdown_grace=timedelta(0),
+            )
+            await worker.__aenter__()
+            assert await client.store.listener.notifications_arrive()  # (its probe ended)
+            async with contextlib.AsyncExitStack() as held:  # a connection for each loop
+                for _ in range(4):
+                    await held.enter_async_context(pool.acquire())
+            with bouncer.frozen():
+                # the statements of the two pollers and of the lease wait for an answer
+                await wait_for(lambda: pool.get_size() - pool.get_idle_size() >= 3)
+                assert await _raised(worker.shutdown()) is None
+                assert await _raised(client.close()) is None
+        finally:
+            await client.close()

@@ -12,9 +12,9 @@ Invariants kept here:
 
 Its parts: records (what leaves the store), sql (static statements), commit (the commit
 statement builder), closing (the rules for closing a run), runs (posting to and starting
-runs), batching, listener, migrations; the Store class is made of base, workers,
-routing, client_ops, controls, resets, retention, schedules, task_queues, workflow_tasks
-and activity_tasks.
+runs), batching, listener, migrations, stalled (ending tasks that wait on a database that
+stopped answering); the Store class is made of base, workers, routing, client_ops,
+controls, resets, retention, schedules, task_queues, workflow_tasks and activity_tasks.
 """
 
 from __future__ import annotations
@@ -29,12 +29,18 @@ from .activity_tasks import ActivityTasks
 from .batching import InFlightBudget, _Batcher
 from .client_ops import ClientOps
 from .closing import TERMINAL_STATUS
-from .connection import _Connection, _ConnectionSetup, _keep_session, _make_role_settings
+from .connection import (
+    COMMAND_TIMEOUT,
+    _Connection,
+    _ConnectionSetup,
+    _keep_session,
+    _make_role_settings,
+)
 from .controls import BATCH_ACTIONS, Controls
 from .diagnosis import Finding, diagnose
 from .errors import CONNECT_FAILED, NEVER_SENT, UNAVAILABLE, LostOwnership, MissedMessages
 from .listener import CHANNEL, Listener, NotificationKeys, wait_notified
-from .migrations import apply_migrations, migrate
+from .migrations import apply_migrations, apply_migrations_at, migrate, migrations_pending
 from .records import (
     NO_BUILD,
     ActivityClaim,
@@ -62,6 +68,7 @@ from .routing import ACTIVITY_OPTIONS, ActivityRoute, Routing, UnservedWork
 from .runs import KIND_QUERY, KIND_UPDATE, REQUESTS_KEPT
 from .schedules import FiredSlot, RecentSlot, ScheduleRecord, Schedules, run_id_of
 from .sql.client_ops import _NOTIFY_SQL
+from .stalled import UNWIND, end_within
 from .task_queues import QueueState, QueueWorkerRow, TaskQueues
 from .test_databases import TimeSkipping, drop_test_database, new_test_database
 from .workers import WorkerRecords
@@ -78,6 +85,7 @@ __all__ = [
     "REQUESTS_KEPT",
     "TERMINAL_STATUS",
     "UNAVAILABLE",
+    "UNWIND",
     "ActivityClaim",
     "ActivityRoute",
     "ActivityTask",
@@ -111,6 +119,7 @@ __all__ = [
     "apply_migrations",
     "diagnose",
     "drop_test_database",
+    "end_within",
     "migrate",
     "new_test_database",
     "run_id_of",
@@ -146,6 +155,7 @@ class Store(
         *,
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self.pool = pool
         self.connection_setup = setup
@@ -155,7 +165,7 @@ class Store(
         self.prepared_statements = prepared_statements
         self.codecs = codecs
         self.clock = setup.clock
-        self.listener = Listener(listen_dsn or dsn, self._probe_notifications)
+        self.listener = Listener(listen_dsn or dsn, self._probe_notifications, command_timeout)
         budget = InFlightBudget(pool.get_max_size() // 2)  # claims and reads keep the rest
         self._group_commit = _Batcher(budget, self._commit_steps, lambda step: step[0].run_id)
         self._group_start = _Batcher(budget, self._insert_runs, lambda start: start[1])
@@ -178,10 +188,13 @@ class Store(
         clock: Clock = SYSTEM_CLOCK,
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> Store:
         """A pool on ``dsn`` (a pooler in transaction mode needs ``prepared_statements=False``
         unless it keeps them, as PgBouncer >= 1.21 does), notifications on ``listen_dsn``
-        (a session: direct, or through a pooler in session mode; default: ``dsn``)."""
+        (a session: direct, or through a pooler in session mode; default: ``dsn``); no
+        statement waits longer than ``command_timeout`` seconds for its answer (see
+        COMMAND_TIMEOUT), except migrations."""
         pooled = listen_dsn is not None or not prepared_statements  # a pooler in between
         setup = _ConnectionSetup(codecs, clock, pooled=pooled)
         pool = await asyncpg.create_pool(
@@ -193,6 +206,7 @@ class Store(
             reset=_keep_session,
             timeout=connect_timeout,
             statement_cache_size=100 if prepared_statements else 0,
+            command_timeout=command_timeout,
         )
         store = cls(
             pool,
@@ -201,11 +215,14 @@ class Store(
             setup,
             listen_dsn=listen_dsn,
             prepared_statements=prepared_statements,
+            command_timeout=command_timeout,
         )
+        pending = False
         if migrate or pooled:
             async with pool.acquire() as conn:
-                if migrate:
-                    await apply_migrations(conn)
+                pending = migrate and await migrations_pending(conn)
                 if pooled:
                     await _make_role_settings(conn)
+        if pending:
+            await apply_migrations_at(dsn, connect_timeout)
         return store

@@ -15,7 +15,7 @@ from .._codecs import Codecs
 from .._errors import PayloadError
 from .._failures import Failure
 from .batching import _Batcher
-from .connection import _ConnectionSetup, _unpack
+from .connection import CLOSE_TIMEOUT, _ConnectionSetup, _unpack
 from .errors import _RETRYABLE, _request_race
 from .listener import Listener
 from .records import (
@@ -48,7 +48,11 @@ class StoreBase:
 
     async def close(self) -> None:
         await self.listener.close()
-        await self.pool.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.pool.close()
+        except TimeoutError:  # connections in use, or a server that does not see us off
+            self.pool.terminate()
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -26,6 +26,18 @@ from .sql.connections import (
 
 _log = logging.getLogger("durable.store")
 
+# Seconds a statement may wait for its answer (asyncpg's command_timeout, on the pool's and
+# the listener's connections): far above what any statement durable runs takes (claims and
+# commits take milliseconds, a page of a listing or a purge batch at most seconds), it ends
+# only the wait on a server or pooler that stopped answering (one blocked, a connection that
+# died without a reset); the statement fails as on a lost connection, and so does the cancel
+# request asyncpg sends after it (which the connection's release waits for) if that gets no
+# answer either. Migrations run on a connection of their own, without it.
+COMMAND_TIMEOUT = 60.0
+# Seconds closing the store waits for the connections in use and for the server to see the
+# others off, before it aborts them.
+CLOSE_TIMEOUT = 5.0
+
 
 def _now(conn: asyncpg.Connection) -> datetime:
     """Now on the store's clock (see durable/_clock.py)."""

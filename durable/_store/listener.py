@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from .stalled import UNWIND, end_within
+
 _log = logging.getLogger("durable.store")
 
 CHANNEL = "durable"
@@ -78,8 +80,11 @@ class Listener:
     LISTEN lands on a pooled server connection whose notifications the pooler drops, and
     everything would wake by polling, silently. It says so once, with the fix."""
 
-    def __init__(self, dsn: str, notify: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, dsn: str, notify: Callable[[str], Awaitable[None]], command_timeout: float
+    ) -> None:
         self._dsn = dsn
+        self._command_timeout = command_timeout
         self._notify = notify
         self._conn: asyncpg.Connection | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -104,7 +109,9 @@ class Listener:
             if self._conn is not None and not self._conn.is_closed():
                 return
             try:
-                conn = await asyncpg.connect(self._dsn, statement_cache_size=0)
+                conn = await asyncpg.connect(
+                    self._dsn, statement_cache_size=0, command_timeout=self._command_timeout
+                )
                 await conn.add_listener(CHANNEL, self._on_notification)
                 conn.add_termination_listener(self._on_lost)
                 self._conn = conn
@@ -161,8 +168,7 @@ class Listener:
     async def close(self) -> None:
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._probe  # (it may be opening a pool connection: let it clean up)
+            await end_within([self._probe], UNWIND)  # (it may be using a pool connection)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)

@@ -28,6 +28,11 @@ async def _applied_migrations(conn: asyncpg.Connection) -> set[int]:
     return {r["version"] for r in await conn.fetch(_APPLIED_MIGRATIONS_SQL)}
 
 
+async def migrations_pending(conn: asyncpg.Connection) -> bool:
+    """Whether some migration is not applied yet (read without DDL or locks)."""
+    return not {version for version, _ in _migration_files()} <= await _applied_migrations(conn)
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     """Apply the numbered migrations not yet applied; safe to run from many processes at once.
 
@@ -37,11 +42,10 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     it meanwhile): nothing is held between transactions, so it works as well through a
     connection pooler in transaction mode.
     """
-    wanted = _migration_files()
-    if {version for version, _ in wanted} <= await _applied_migrations(conn):
+    if not await migrations_pending(conn):
         return []
     done = []
-    for version, sql in wanted:
+    for version, sql in _migration_files():
         async with conn.transaction():
             await conn.execute(_MIGRATION_LOCK_SQL, _MIGRATION_LOCK)
             await conn.execute(_CREATE_MIGRATIONS_TABLE_SQL)
@@ -53,14 +57,30 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     return done
 
 
+async def apply_migrations_at(dsn: str, connect_timeout: float) -> list[int]:
+    """Apply the migrations not applied yet to the database at ``dsn``, on a connection of
+    their own (see _connect_alone); the versions applied."""
+    return await _apply_then_close(await _connect_alone(dsn, connect_timeout))
+
+
 async def migrate(dsn: str, shown_as: str) -> list[int]:
     """Apply the migrations not applied yet to the database at ``dsn`` (``shown_as`` is
     how errors name it: without its password); the versions applied."""
     try:
-        # (no prepared statement outlives its transaction: a pooler may sit in between)
-        conn = await asyncpg.connect(dsn, statement_cache_size=0)
+        conn = await _connect_alone(dsn, 60.0)
     except CONNECT_FAILED as exc:
         raise DurableError(f"cannot connect to Postgres at {shown_as}: {exc}") from exc
+    return await _apply_then_close(conn)
+
+
+async def _connect_alone(dsn: str, connect_timeout: float) -> asyncpg.Connection:
+    """A connection for migrations: no deadline on its statements (a migration takes as long
+    as it takes on a big table, and waits for another process's migration to end), and no
+    prepared statement that outlives its transaction (a pooler may sit in between)."""
+    return await asyncpg.connect(dsn, statement_cache_size=0, timeout=connect_timeout)
+
+
+async def _apply_then_close(conn: asyncpg.Connection) -> list[int]:
     try:
         return await apply_migrations(conn)
     finally:

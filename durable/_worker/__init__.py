@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import os
@@ -35,7 +34,7 @@ from .._definitions import (
     WorkflowDefinition,
 )
 from .._serialization import positional_range
-from .._store import REQUESTS_KEPT, Builds, NotificationKeys, Store
+from .._store import REQUESTS_KEPT, UNWIND, Builds, NotificationKeys, Store, end_within
 from .._validate import check_duration, check_name
 from .activities import ActivityTasks
 from .collector import collector
@@ -286,7 +285,7 @@ class Worker:
                 self._stopping.set()
                 for task in loops:
                     task.cancel()
-                await asyncio.gather(*loops, return_exceptions=True)
+                await end_within(loops, UNWIND)
                 await self._drain()
                 await self._stopped()
 
@@ -294,8 +293,10 @@ class Worker:
         for key, wake in self._wakeups():
             self._store.listener.unsubscribe(key, wake.event)
         self.client.telemetry.metrics.stop_reporting(self)
-        with contextlib.suppress(Exception):
-            await self._store.unregister_worker(self.worker_id)
+        # (its lease lapses if it cannot: a database that does not answer does not hold it)
+        await end_within(
+            [asyncio.create_task(self._store.unregister_worker(self.worker_id))], UNWIND
+        )
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._workflow_tasks.let_go_of_cache()
         _log.info("worker %s stopped", self.identity)
@@ -309,7 +310,7 @@ class Worker:
             if loop.time() >= deadline:
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await end_within(pending, UNWIND)
                 return
             await asyncio.wait(
                 pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED

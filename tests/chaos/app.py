@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import sys
 import zlib
 from dataclasses import dataclass, field, replace
@@ -440,8 +441,26 @@ async def _run_worker(client: durable.Client, attempts: int = 120) -> None:
             await asyncio.sleep(0.25)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: where each asyncio task of the worker waits, to its log (what the harness
+    asks of a worker that does not stop)."""
+    lines = [f"pid={os.getpid()} asyncio tasks:"]
+    for task in asyncio.all_tasks():
+        lines.append(f"  {task.get_name()}:")
+        awaited: object = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                lines.append(f"    awaits {awaited!r}")
+                break
+            lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 async def serve(dsn: str) -> None:
     os.environ[DSN_ENV] = dsn
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
     client = await _connect(dsn)
     try:
         await _run_worker(client)

@@ -128,6 +128,8 @@ class WorkerPool:
             try:
                 code = worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                worker.proc.send_signal(signal.SIGUSR1)  # its asyncio tasks to its log
+                time.sleep(1.0)
                 worker.proc.kill()
                 worker.proc.wait(timeout=10)
                 problems.append(

@@ -583,8 +583,8 @@ def run_chaos(profile: Profile, log: Callable[[str], None] = print) -> Report:
     with running_server() as server, contextlib.ExitStack() as stack:
         pool = WorkerPool(server.dsn(DATABASE), server.folder)
         if profile.pooler:  # the workers' pools through it, their LISTEN and the harness direct
-            log = server.folder / "pgbouncer.log"  # kept with the others (_keep_logs)
-            bouncer = stack.enter_context(running_pgbouncer(server.port, "transaction", 60, log))
+            kept = server.folder / "pgbouncer.log"  # with the others (_keep_logs)
+            bouncer = stack.enter_context(running_pgbouncer(server.port, "transaction", 60, kept))
             listen = {"DURABLE_LISTEN_DATABASE_URL": server.dsn(DATABASE), PREPARED_ENV: "0"}
             pool = WorkerPool(bouncer.dsn(DATABASE), server.folder, listen)
         completed = False
