@@ -12,7 +12,7 @@ import pytest
 
 import durable
 from durable import WorkflowContext, workflow
-from durable._client.client import _BATCH_CHUNK
+from durable._client.operations import _BATCH_CHUNK
 
 from .conftest import wait_for
 
