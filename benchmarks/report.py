@@ -50,6 +50,10 @@ TARGETS = [
         Target("W8", f"ms_per_workflow_{n}_slots", f"backlog, {n} slots: ms/wf", "<=", 10, "L")
         for n in (1, 2, 100)
     ),
+    Target("S1", "p99_lateness_s", "p99 fire lateness s", "<=", 1),
+    Target("S1", "duplicates", "slots fired twice", "<=", 0),
+    Target("S1", "missing", "slots not fired", "<=", 0),
+    Target("S1", "early", "runs before their slot", "<=", 0),
 ]
 
 

@@ -13,12 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from durable import ScheduleError
+from durable._schedules import ScheduleSpec
+
 from . import baselines
 from .database import benchmark_database, migrate, reset, server_version
 from .report import evaluate, table, write_json
 from .runtime import PREPARED_ENV, THROUGH_ENV, progress, run
+from .schedules import SCHEDULE_WORKLOADS
 from .stats import median
-from .workloads import WORKLOADS, Env, Run
+from .workloads import WORKLOADS as TIMED_WORKLOADS
+from .workloads import Env, Run, ScheduleLoad
+
+WORKLOADS = {**TIMED_WORKLOADS, **SCHEDULE_WORKLOADS}
+# what runs without --only: not the schedule workloads, which wait for the clock (minutes)
+DEFAULT_WORKLOADS = list(TIMED_WORKLOADS)
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 RUN_TIMEOUT = 900  # seconds; a run taking longer is reported as an ERROR
@@ -34,8 +43,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per workload (median)")
     parser.add_argument(
-        "--only", default="", help=f"comma-separated subset of {','.join(WORKLOADS)}"
+        "--only",
+        default="",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all but "
+        f"{','.join(SCHEDULE_WORKLOADS)})",
     )
+    parser.add_argument(
+        "--schedules", type=int, help="S1: schedules defined (default 10,000 times --scale)"
+    )
+    parser.add_argument(
+        "--schedule-every", type=float, default=60.0, help="S1: their interval, seconds"
+    )
+    parser.add_argument("--schedule-cron", help="S1: a cron expression instead (e.g. '* * * * *')")
+    parser.add_argument("--schedule-slots", type=int, default=3, help="S1: slots measured per run")
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"report path (default {DEFAULT_JSON})"
     )
@@ -64,12 +84,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.through:
         os.environ[THROUGH_ENV] = args.through
         os.environ[PREPARED_ENV] = "1" if args.prepared_statements else "0"
-    args.only = [name.strip() for name in args.only.split(",") if name.strip()] or list(WORKLOADS)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    args.only = args.only or DEFAULT_WORKLOADS
     unknown = [name for name in args.only if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     if args.runs < 1 or args.scale <= 0:
         parser.error("--runs must be >= 1 and --scale > 0")
+    if (args.schedules is not None and args.schedules < 1) or args.schedule_slots < 1:
+        parser.error("--schedules and --schedule-slots must be >= 1")
+    if args.schedule_every < 1 or args.schedule_every % 1:
+        parser.error("--schedule-every must be a whole number of seconds, at least 1")
+    if args.schedule_cron is not None:
+        try:
+            ScheduleSpec.build(cron=args.schedule_cron)
+        except ScheduleError as exc:
+            parser.error(f"--schedule-cron: {exc}")
     return args
 
 
@@ -161,7 +191,10 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "database": "given" if args.dsn else ("server" if args.server else "embedded"),
         }
         measured = await measure_baselines(dsn, args.scale)
-        env = Env(dsn, args.scale)
+        load = ScheduleLoad(
+            args.schedules, args.schedule_every, args.schedule_cron, args.schedule_slots
+        )
+        env = Env(dsn, args.scale, schedules=load)
         workloads = {name: await run_workload(env, name, args.runs) for name in args.only}
     meta["seconds"] = time.perf_counter() - began
     return {

@@ -126,6 +126,11 @@ async def long_history(ctx: WorkflowContext, steps: int, filler: int) -> int:
     return total
 
 
+@workflow
+async def scheduled(ctx: WorkflowContext) -> None:
+    """S1: what each schedule starts, at each of its slots: returns at once."""
+
+
 WORKFLOWS: list[WorkflowDefinition[Any, Any]] = [
     activity_steps,
     local_activity_steps,
@@ -137,5 +142,6 @@ WORKFLOWS: list[WorkflowDefinition[Any, Any]] = [
     parked,
     timer_at,
     long_history,
+    scheduled,
 ]
 ACTIVITIES: list[ActivityDefinition[Any, Any]] = [tick, stamp, echo, wall_clock, lateness]

@@ -34,6 +34,18 @@ WORKER_OPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class ScheduleLoad:
+    """What S1 defines (runner.py's --schedules, --schedule-every, --schedule-cron,
+    --schedule-slots): ``count`` schedules (None: 10,000 times the scale) firing every
+    ``every`` seconds, or by ``cron``, measured over ``slots`` slots."""
+
+    count: int | None = None
+    every: float = 60.0
+    cron: str | None = None
+    slots: int = 3
+
+
 @dataclass
 class Env:
     """What every workload gets: the database, the scale, and a cache across runs."""
@@ -41,6 +53,7 @@ class Env:
     dsn: str
     scale: float
     cache: dict[Any, Any] = field(default_factory=dict)
+    schedules: ScheduleLoad = field(default_factory=ScheduleLoad)
 
     def size(self, full: int, minimum: int = 1) -> int:
         return max(minimum, round(full * self.scale))
@@ -153,15 +166,22 @@ async def wait_count(
         await asyncio.sleep(0.02)
 
 
-async def wait_closed(client: durable.Client, queue: str, count: int, stall: float = 30) -> None:
-    """Wait until ``count`` workflows (distinct ids) of ``queue`` closed: those closed when it
-    is called, then those the engine's closing notifications name. Counting rows every few ms instead
-    would load the server while it is measured (~2 ms of server CPU per count of 10,000)."""
+async def wait_closed(
+    client: durable.Client,
+    queue: str,
+    count: int,
+    stall: float = 30,
+    counted: Callable[[str], bool] = lambda workflow_id: True,
+) -> None:
+    """Wait until ``count`` workflows (distinct ids, those ``counted`` accepts) of ``queue``
+    closed: those closed when it is called, then those the engine's closing notifications
+    name (their ids begin with the queue's name). Counting rows every few ms instead would
+    load the server while it is measured (~2 ms of server CPU per count of 10,000)."""
     closed: set[str] = set()
     enough = asyncio.Event()
 
     def on_closing(conn: Any, pid: int, channel: str, payload: str) -> None:
-        if payload.startswith("c" + queue):
+        if payload.startswith("c" + queue) and counted(payload[1:]):
             closed.add(payload[1:])
             if len(closed) >= count:
                 enough.set()
@@ -174,7 +194,7 @@ async def wait_closed(client: durable.Client, queue: str, count: int, stall: flo
             " WHERE task_queue = $1 AND closed_at IS NOT NULL",
             queue,
         )
-        closed.update(r["workflow_id"] for r in rows)
+        closed.update(r["workflow_id"] for r in rows if counted(r["workflow_id"]))
         watch = StallWatch("closing", count, stall)
         while len(closed) < count:
             watch.check(len(closed))
@@ -315,10 +335,12 @@ async def fan_in_throughput(
     telemetry: int = 0,
     beside: Callable[[durable.Client, str], Awaitable[dict[str, Any]]] | None = None,
     build_id: str | None = None,
+    begin_at: float | None = None,
 ) -> Run:
     """``telemetry``: 0 none, 1 metrics, 2 metrics and traces (see worker_proc). ``beside``
     runs while the workflows run (given the client and their queue); its figures join the
-    run's. ``build_id``: the workers' build (every run is pinned to it)."""
+    run's. ``build_id``: the workers' build (every run is pinned to it). ``begin_at``: the
+    Unix time the measured phase begins at, its worker ready before (none: when ready)."""
     count, steps = env.size(1000, minimum=4), 10
     queue = new_queue(f"W2x{processes}t{telemetry}")
     options: dict[str, int | str] = {**WORKER_OPTIONS, "telemetry": telemetry}
@@ -329,6 +351,8 @@ async def fan_in_throughput(
         connect(env.dsn) as client,
     ):
         await analyze(client)
+        if begin_at is not None:
+            await asyncio.sleep(max(0.0, begin_at - time.time()))
         async with cpu_split(env.dsn, [p.pid for p in procs]) as cpu:
             began = time.perf_counter()
             ids = await start_all(client, wf.echo_steps, [steps], queue, count)

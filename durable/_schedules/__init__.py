@@ -15,7 +15,7 @@ from .config import (
     public_options,
     stored_options,
 )
-from .plan import OVERLAP_POLICIES, apply_overlap, due_slots, next_look
+from .plan import OVERLAP_POLICIES, DueSlots, apply_overlap, due_slots, next_look
 from .spec import ScheduleSpec, slot_label
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "RESERVED_ATTRIBUTES",
     "TIMETABLE",
     "WORKFLOW_OPTIONS",
+    "DueSlots",
     "ScheduleConfig",
     "ScheduleSpec",
     "apply_overlap",

@@ -7,6 +7,7 @@ the same slot waits the same."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ class ScheduleSpec:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # (a burst of fires labels the same few slots)
 def slot_label(slot: datetime) -> str:
     """A slot as workflow ids carry it: ISO 8601 in UTC, to the second (to the millisecond
     when it has a fraction, as a trigger's may)."""

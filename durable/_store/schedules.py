@@ -22,6 +22,7 @@ import asyncpg
 from .._errors import ScheduleError
 from .._flow import DEFAULT_PRIORITY
 from .._schedules import (
+    DueSlots,
     ScheduleConfig,
     ScheduleSpec,
     apply_overlap,
@@ -199,12 +200,19 @@ class Schedules(StoreBase):
 
         async def work(conn: asyncpg.Connection) -> tuple[int, list[FiredSlot]]:
             rows = await conn.fetch(_DUE_SCHEDULES_SQL, task_queue, limit)
+            specs = [_spec_of(row) for row in rows]
+            dues = [_due_of(row, spec) for row, spec in zip(rows, specs, strict=True)]
+            ids = [
+                run_id_of(r["schedule_id"], s)
+                for r, d in zip(rows, dues, strict=True)
+                for s in d.fire
+            ]
+            used = await _used_ids(conn, ids)  # (one statement for the whole batch)
             handled = []
-            for row in rows:
-                spec = _spec_of(row)
-                window = timedelta(seconds=row["catchup_window"])
-                due = due_slots(spec, row["schedule_id"], row["next_slot"], window, row["now"])
-                decided = await self._decide(conn, row, spec, due.fire, due.next_slot, due.more)
+            for row, spec, due in zip(rows, specs, dues, strict=True):
+                decided = await self._decide(
+                    conn, row, spec, due.fire, due.next_slot, used, due.more
+                )
                 decided.missed = due.missed
                 handled.append(decided)
             return len(rows), await self._record_handled(conn, handled)
@@ -223,7 +231,9 @@ class Schedules(StoreBase):
             while await conn.fetchval(_USED_IDS_SQL, [run_id_of(schedule_id, slot)]):
                 slot += timedelta(milliseconds=1)  # (two triggers within a millisecond)
             spec = _spec_of(row)
-            decided = await self._decide(conn, row, spec, [slot], row["next_slot"], overlap=overlap)
+            decided = await self._decide(
+                conn, row, spec, [slot], row["next_slot"], set(), overlap=overlap
+            )
             await self._record_handled(conn, [decided])
 
         await self._retrying(work)
@@ -239,7 +249,10 @@ class Schedules(StoreBase):
             row = await self._locked(conn, schedule_id)
             spec = _spec_of(row)
             slots = _slots_between(spec, start, end)
-            decided = await self._decide(conn, row, spec, slots, row["next_slot"], overlap=overlap)
+            used = await _used_ids(conn, [run_id_of(schedule_id, slot) for slot in slots])
+            decided = await self._decide(
+                conn, row, spec, slots, row["next_slot"], used, overlap=overlap
+            )
             await self._record_handled(conn, [decided])
             return len(slots)
 
@@ -253,16 +266,15 @@ class Schedules(StoreBase):
         spec: ScheduleSpec,
         slots: Sequence[datetime],
         next_slot: datetime | None,
+        used: set[str],
         more: bool = False,
         *,
         overlap: str | None = None,
     ) -> _Handled:
-        """What the slots do by the overlap policy (a slot whose run id was used is left
+        """What the slots do by the overlap policy (a slot whose run id is ``used`` is left
         out); cancels or terminates the schedule's open run if the policy says so."""
         schedule_id = row["schedule_id"]
-        ids = [run_id_of(schedule_id, slot) for slot in slots]
-        used = {r["workflow_id"] for r in await conn.fetch(_USED_IDS_SQL, ids)}
-        fresh = [slot for slot, id_ in zip(slots, ids, strict=True) if id_ not in used]
+        fresh = [slot for slot in slots if run_id_of(schedule_id, slot) not in used]
         waiting = [datetime.fromisoformat(s) for s in row["buffered"]]
         outcome = apply_overlap(overlap or row["overlap"], fresh, waiting, row["running"])
         if outcome.cancel_open or outcome.terminate_open:
@@ -290,7 +302,7 @@ class Schedules(StoreBase):
             await _insert_runs(conn, starts)
         columns: list[list[Any]] = [[] for _ in range(9)]
         for h in handled:
-            kept = [*_recent_from_json(h.row["recent"]), *h.recent][-RECENT_KEPT:]
+            kept = [*h.row["recent"], *map(_recent_to_json, h.recent)][-RECENT_KEPT:]
             last = run_id_of(h.schedule_id, h.starts[-1]) if h.starts else None
             values = (
                 h.schedule_id,
@@ -298,7 +310,7 @@ class Schedules(StoreBase):
                 h.due_at,
                 json.dumps([slot.isoformat() for slot in h.buffered]),
                 last,
-                json.dumps([_recent_to_json(r) for r in kept]),
+                json.dumps(kept),
                 len(h.starts),
                 h.skipped,
                 h.missed,
@@ -385,6 +397,16 @@ def run_id_of(schedule_id: str, slot: datetime) -> str:
 
 def _spec_of(row: asyncpg.Record) -> ScheduleSpec:
     return ScheduleSpec.from_json(row["spec"])
+
+
+def _due_of(row: asyncpg.Record, spec: ScheduleSpec) -> DueSlots:
+    window = timedelta(seconds=row["catchup_window"])
+    return due_slots(spec, row["schedule_id"], row["next_slot"], window, row["now"])
+
+
+async def _used_ids(conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+    """Which of the workflow ids were used already."""
+    return {r["workflow_id"] for r in await conn.fetch(_USED_IDS_SQL, ids)} if ids else set()
 
 
 def _first_slot(spec: ScheduleSpec, now: datetime) -> datetime | None:
