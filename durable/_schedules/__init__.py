@@ -15,13 +15,23 @@ from .config import (
     public_options,
     stored_options,
 )
-from .plan import OVERLAP_POLICIES, DueSlots, apply_overlap, due_slots, next_look
+from .plan import (
+    OVERLAP_POLICIES,
+    SLOTS_AT_LEAST,
+    SLOTS_PER_PASS,
+    DueSlots,
+    apply_overlap,
+    due_slots,
+    next_look,
+)
 from .spec import ScheduleSpec, slot_label
 
 __all__ = [
     "DEFAULT_CATCHUP",
     "OVERLAP_POLICIES",
     "RESERVED_ATTRIBUTES",
+    "SLOTS_AT_LEAST",
+    "SLOTS_PER_PASS",
     "TIMETABLE",
     "WORKFLOW_OPTIONS",
     "DueSlots",

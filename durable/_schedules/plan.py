@@ -29,7 +29,10 @@ OVERLAP_POLICIES = (
     "terminate_other",
 )
 RECHECK = timedelta(seconds=1)  # how often a schedule with waiting slots looks at its open run
-SLOTS_PER_PASS = 1000  # slots one transaction handles (a long outage is worked off in passes)
+# slots a fire transaction handles, over all its schedules, at most (a long outage is worked
+# off in passes; each schedule gets its share, at least SLOTS_AT_LEAST)
+SLOTS_PER_PASS = 1000
+SLOTS_AT_LEAST = 10
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class DueSlots:
     fire: list[datetime]  # inside the catch-up window, in order
     missed: int  # older than the catch-up window: dropped and counted
     next_slot: datetime | None  # the first slot not due yet (None: the timetable ended)
-    more: bool  # SLOTS_PER_PASS reached: more are due
+    more: bool  # its share of SLOTS_PER_PASS reached: more are due
 
 
 def due_slots(
@@ -48,13 +51,15 @@ def due_slots(
     next_slot: datetime | None,
     catchup_window: timedelta,
     now: datetime,
+    share: int = SLOTS_PER_PASS,
 ) -> DueSlots:
+    """The slots due by ``now`` from ``next_slot`` on, at most ``share`` of them."""
     fire: list[datetime] = []
     missed = 0
     if next_slot is None:
         return DueSlots(fire, missed, None, False)
     slots = spec.slots_after(next_slot - timedelta(microseconds=1))
-    for slot in itertools.islice(slots, SLOTS_PER_PASS):
+    for slot in itertools.islice(slots, share):
         due = slot + spec.jitter_for(schedule_id, slot)
         if due > now:
             return DueSlots(fire, missed, slot, False)

@@ -22,6 +22,8 @@ import asyncpg
 from .._errors import ScheduleError
 from .._flow import DEFAULT_PRIORITY
 from .._schedules import (
+    SLOTS_AT_LEAST,
+    SLOTS_PER_PASS,
     DueSlots,
     ScheduleConfig,
     ScheduleSpec,
@@ -201,7 +203,8 @@ class Schedules(StoreBase):
         async def work(conn: asyncpg.Connection) -> tuple[int, list[FiredSlot]]:
             rows = await conn.fetch(_DUE_SCHEDULES_SQL, task_queue, limit)
             specs = [_spec_of(row) for row in rows]
-            dues = [_due_of(row, spec) for row, spec in zip(rows, specs, strict=True)]
+            share = max(SLOTS_AT_LEAST, SLOTS_PER_PASS // max(1, len(rows)))
+            dues = [_due_of(row, spec, share) for row, spec in zip(rows, specs, strict=True)]
             ids = [
                 run_id_of(r["schedule_id"], s)
                 for r, d in zip(rows, dues, strict=True)
@@ -399,9 +402,12 @@ def _spec_of(row: asyncpg.Record) -> ScheduleSpec:
     return ScheduleSpec.from_json(row["spec"])
 
 
-def _due_of(row: asyncpg.Record, spec: ScheduleSpec) -> DueSlots:
+def _due_of(row: asyncpg.Record, spec: ScheduleSpec, share: int) -> DueSlots:
+    """A schedule's due slots, at most its ``share`` of the transaction's (SLOTS_PER_PASS
+    over the schedules it fires: an outage of many frequent schedules is worked off in
+    transactions of bounded size)."""
     window = timedelta(seconds=row["catchup_window"])
-    return due_slots(spec, row["schedule_id"], row["next_slot"], window, row["now"])
+    return due_slots(spec, row["schedule_id"], row["next_slot"], window, row["now"], share)
 
 
 async def _used_ids(conn: asyncpg.Connection, ids: list[str]) -> set[str]:

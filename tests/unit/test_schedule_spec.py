@@ -249,3 +249,11 @@ def test_a_schedule_with_waiting_slots_looks_again_soon() -> None:
     assert next_look(spec, "s", nxt, [], False, now) == nxt
     assert next_look(spec, "s", nxt, [T[0]], False, now) == now + timedelta(seconds=1)
     assert next_look(spec, "s", None, [], False, now) is None
+
+
+def test_a_transaction_of_many_schedules_takes_a_share_of_their_missed_slots() -> None:
+    spec = ScheduleSpec.build(every=timedelta(seconds=1))
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    now = since + timedelta(hours=1)
+    due = due_slots(spec, "s", since, timedelta(hours=2), now, share=4)
+    assert len(due.fire) == 4 and due.more and due.next_slot == since + timedelta(seconds=4)
