@@ -363,3 +363,17 @@ async def test_a_schedule_runs_on_the_time_skipping_clock(server_dsn: str) -> No
         runs = await runs_of(client, "hourly")
         assert {r.status for r in runs} == {"completed"}
         assert all(slot_of(r).minute == 0 and r.started_at >= slot_of(r) for r in runs)
+
+
+async def test_a_trigger_or_delete_sent_again_applies_once(client: durable.Client) -> None:
+    """A call the client sends again (its reply was lost) does not fire twice, nor fail
+    because its first attempt deleted the schedule."""
+    handle = await client.create_schedule("again", tick, "x", cron="0 0 1 1 *", overlap="allow_all")
+    await handle.trigger(request_id="t-1")
+    await handle.trigger(request_id="t-1")  # the same request: applied once
+    await handle.trigger()
+    assert (await handle.describe()).fired == 2
+    await client.store.delete_schedule("again")
+    await client.store.delete_schedule("again", again=True)  # its reply was lost: no error
+    with pytest.raises(durable.ScheduleError, match="no schedule"):
+        await client.store.delete_schedule("again")

@@ -27,6 +27,7 @@ from .._serialization import decode, encode_args
 from .._store import ScheduleRecord, Store
 from .._validate import check_attributes, check_name
 from .base import ClientBase
+from .requests import request_id_of
 
 if TYPE_CHECKING:
     from .client import Client
@@ -117,11 +118,14 @@ class ScheduleHandle:
         )
         await self._call("pause_schedule" if paused else "unpause_schedule", pause, writes=True)
 
-    async def trigger(self, *, overlap: str | None = None) -> None:
+    async def trigger(self, *, overlap: str | None = None, request_id: str | None = None) -> None:
         """Fire now (a slot at the database's time), as the overlap policy allows
-        (``overlap``: this once, another policy than the schedule's)."""
+        (``overlap``: this once, another policy than the schedule's); once per
+        ``request_id`` (default: a new one), however often it is sent again."""
         policy = None if overlap is None else check_overlap(overlap)
-        trigger = functools.partial(self._store.trigger_schedule, self.schedule_id, policy)
+        trigger = functools.partial(
+            self._store.trigger_schedule, self.schedule_id, request_id_of(request_id), policy
+        )
         await self._call("trigger_schedule", trigger, writes=True)
 
     async def backfill(self, start: datetime, end: datetime, *, overlap: str | None = None) -> None:
@@ -159,7 +163,13 @@ class ScheduleHandle:
 
     async def delete(self) -> None:
         """Delete the schedule; runs it started are left alone."""
-        delete = functools.partial(self._store.delete_schedule, self.schedule_id)
+        attempts = 0
+
+        async def delete() -> None:
+            nonlocal attempts
+            attempts += 1
+            await self._store.delete_schedule(self.schedule_id, again=attempts > 1)
+
         await self._call("delete_schedule", delete, writes=True)
 
 

@@ -105,10 +105,10 @@ class SyncScheduleHandle:
         """Fire again."""
         self.client._call(self.handle.unpause(note))
 
-    def trigger(self, *, overlap: str | None = None) -> None:
+    def trigger(self, *, overlap: str | None = None, request_id: str | None = None) -> None:
         """Fire now (a slot at the database's time), as the overlap policy (or ``overlap``,
         this once) allows."""
-        self.client._call(self.handle.trigger(overlap=overlap))
+        self.client._call(self.handle.trigger(overlap=overlap, request_id=request_id))
 
     def backfill(self, start: datetime, end: datetime, *, overlap: str | None = None) -> None:
         """Fire every slot of the timetable in [start, end), as the overlap policy (or

@@ -35,7 +35,7 @@ from .._schedules import (
 from .base import StoreBase
 from .closing import _cancel_runs, _terminate_run
 from .records import StartRequest
-from .runs import _insert_runs, _latest_run
+from .runs import _first_time, _insert_runs, _latest_run
 from .sql.schedules import (
     _DELETE_SCHEDULE_SQL,
     _DUE_SCHEDULES_SQL,
@@ -191,8 +191,10 @@ class Schedules(StoreBase):
         if done is None:
             raise _no_schedule(schedule_id)
 
-    async def delete_schedule(self, schedule_id: str) -> None:
-        if not await self.pool.fetchval(_DELETE_SCHEDULE_SQL, schedule_id):
+    async def delete_schedule(self, schedule_id: str, *, again: bool = False) -> None:
+        """Delete a schedule; ``again``: an earlier attempt may have deleted it (its reply
+        was lost), so finding none is no error."""
+        if not await self.pool.fetchval(_DELETE_SCHEDULE_SQL, schedule_id) and not again:
             raise _no_schedule(schedule_id)
 
     # ------------------------------------------------------------------ handling slots
@@ -223,12 +225,16 @@ class Schedules(StoreBase):
         result: tuple[int, list[FiredSlot]] = await self._retrying(work)
         return result
 
-    async def trigger_schedule(self, schedule_id: str, overlap: str | None = None) -> None:
+    async def trigger_schedule(
+        self, schedule_id: str, request_id: str, overlap: str | None = None
+    ) -> None:
         """Handle a slot at the database's now (to the millisecond), by the overlap policy
-        (``overlap``, else the schedule's)."""
+        (``overlap``, else the schedule's), once per ``request_id``."""
 
         async def work(conn: asyncpg.Connection) -> None:
             row = await self._locked(conn, schedule_id)
+            if not await _first_time(conn, f"{schedule_id}@trigger", request_id):
+                return
             now: datetime = row["now"]
             slot = now.replace(microsecond=now.microsecond // 1000 * 1000)
             while await conn.fetchval(_USED_IDS_SQL, [run_id_of(schedule_id, slot)]):
