@@ -52,13 +52,10 @@ async def _start_all(
     ]
 
 
-async def test_higher_priority_runs_and_their_activities_are_claimed_first(
-    client: durable.Client,
+async def _one_at_a_time(
+    client: durable.Client, handles: list[durable.WorkflowHandle[str]]
 ) -> None:
-    order.clear()
-    low = {f"low-{i}": 5 for i in range(6)}
-    high = {f"high-{i}": 1 for i in range(3)}
-    handles = await _start_all(client, low) + await _start_all(client, high)
+    """Run the runs started with a worker of one slot of each kind: in claim order."""
     async with durable.Worker(
         client,
         "prio",
@@ -69,6 +66,16 @@ async def test_higher_priority_runs_and_their_activities_are_claimed_first(
     ):
         for handle in handles:
             await handle.result(timeout=30)
+
+
+async def test_higher_priority_runs_and_their_activities_are_claimed_first(
+    client: durable.Client,
+) -> None:
+    order.clear()
+    low = {f"low-{i}": 5 for i in range(6)}
+    high = {f"high-{i}": 1 for i in range(3)}
+    handles = await _start_all(client, low) + await _start_all(client, high)
+    await _one_at_a_time(client, handles)
     assert order[:3] == ["high-0", "high-1", "high-2"]  # then the older low ones, in order
     assert order[3:] == [f"low-{i}" for i in range(6)]
 
@@ -123,16 +130,7 @@ async def test_with_aging_a_long_waiting_low_priority_task_goes_first(
     old = await _start_all(client, {"old-low": 5})
     await asyncio.sleep(1.0)  # ten agings: it is now above priority 1
     new = await _start_all(client, {"new-high": 1})
-    async with durable.Worker(
-        client,
-        "prio",
-        workflows=[noted],
-        activities=[note],
-        max_concurrent_workflow_tasks=1,
-        max_concurrent_activities=1,
-    ):
-        for handle in old + new:
-            await handle.result(timeout=30)
+    await _one_at_a_time(client, old + new)
     assert order == ["old-low", "new-high"]
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import durable
+from durable._schedules import SLOTS_PER_PASS
 from durable.testing import WorkflowEnvironment
 from tests.conftest import wait_for
 
@@ -377,3 +378,44 @@ async def test_a_trigger_or_delete_sent_again_applies_once(client: durable.Clien
     await client.store.delete_schedule("again", again=True)  # its reply was lost: no error
     with pytest.raises(durable.ScheduleError, match="no schedule"):
         await client.store.delete_schedule("again")
+
+
+async def test_one_fire_transaction_handles_a_bounded_share_of_an_outage(
+    client: durable.Client,
+) -> None:
+    """Two every-second schedules an hour behind: one fire transaction handles at most
+    SLOTS_PER_PASS slots over both (each its share), not a thousand each."""
+    for name in ("o1", "o2"):
+        await client.create_schedule(
+            name,
+            tick,
+            name,
+            every=SECOND,
+            overlap="allow_all",
+            catchup_window=timedelta(hours=2),
+        )
+    await client.store.pool.execute(
+        "UPDATE durable.schedules SET next_slot = next_slot - interval '1 hour',"
+        " due_at = due_at - interval '1 hour'"
+    )
+    handled, fired = await client.store.fire_schedules("default", 10)
+    assert handled == 2 and len(fired) == SLOTS_PER_PASS
+    assert collections.Counter(f.schedule_id for f in fired) == {
+        "o1": SLOTS_PER_PASS // 2,
+        "o2": SLOTS_PER_PASS // 2,
+    }
+
+
+async def test_the_time_skipping_clock_ignores_schedules_of_a_queue_nobody_serves(
+    server_dsn: str,
+) -> None:
+    async with WorkflowEnvironment.start_time_skipping(workflows=[tick], dsn=server_dsn) as env:
+        await env.client.create_schedule(
+            "unserved", tick, "u", every=SECOND, task_queue="nobody-serves-this"
+        )
+        served = await env.client.create_schedule(
+            "served", tick, "s", cron="0 * * * *", task_queue=env.task_queue
+        )
+        # a due schedule no worker fires kept the environment busy for ever
+        await asyncio.wait_for(env.sleep(timedelta(hours=2)), timeout=60)
+        assert (await served.describe()).fired == 2

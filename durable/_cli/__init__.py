@@ -131,26 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (database, worker, workflows, retention, replay, check, doctor):
         group.add_commands(adder(commands))
     # the commands on workflows, also as "durable workflow COMMAND" (as in API.md)
-    grouped = commands.add_parser(
-        "workflow", help="the workflow commands (start ... list) as one group"
-    )
-    workflows.add_commands(
-        adder(grouped.add_subparsers(dest="workflow_command", required=True, metavar="COMMAND"))
-    )
-    scheduling = commands.add_parser(
-        "schedule",
-        help="create, list, describe, pause, unpause, trigger, backfill, update, delete schedules",
-        description="Schedules: start a workflow at each slot of a cron or interval timetable.",
-    )
-    schedules.add_commands(
-        adder(scheduling.add_subparsers(dest="schedule_command", required=True, metavar="COMMAND"))
-    )
-    queueing = commands.add_parser(
-        "queue",
-        help="describe, configure task queues (their limits, backlog and workers)",
-        description="Task queues: the limits held across all their workers, and what they hold.",
-    )
-    queues.add_commands(
-        adder(queueing.add_subparsers(dest="queue_command", required=True, metavar="COMMAND"))
-    )
+    for name, group, help, description in (
+        ("workflow", workflows, "the workflow commands (start ... list) as one group", None),
+        (
+            "schedule",
+            schedules,
+            "create, list, describe, pause, unpause, trigger, backfill, update, delete schedules",
+            "Schedules: start a workflow at each slot of a cron or interval timetable.",
+        ),
+        (
+            "queue",
+            queues,
+            "describe, configure task queues (their limits, backlog and workers)",
+            "Task queues: the limits held across all their workers, and what they hold.",
+        ),
+    ):
+        grouped = commands.add_parser(name, help=help, description=description)
+        group.add_commands(
+            adder(grouped.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND"))
+        )
     return parser

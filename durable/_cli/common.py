@@ -146,6 +146,19 @@ def attribute(text: str) -> tuple[str, Any]:
     return key, json_value(value)
 
 
+def add_attribute_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--attr KEY=JSON`` (repeatable), read by :func:`attribute` into ``args.attribute``."""
+    parser.add_argument(
+        "--attr",
+        "--attribute",
+        dest="attribute",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help=help,
+    )
+
+
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """The run a per-run command acts on: a workflow id, and optionally one of its runs."""
     parser.add_argument("id", help="workflow id")

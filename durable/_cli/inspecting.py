@@ -12,7 +12,14 @@ from .._client import HistoryEvent, WorkflowDescription, WorkflowHandle
 from .._errors import QueryError
 from .._errors import TimeoutError as DurableTimeoutError
 from .._replayer import WAITS_QUERY
-from .common import AddCommand, add_run_args, attribute, connect, run_handle
+from .common import (
+    AddCommand,
+    add_attribute_option,
+    add_run_args,
+    attribute,
+    connect,
+    run_handle,
+)
 from .output import dumps, print_json, short, table, time
 
 # history fields that hold a time as epoch seconds, and those that hold a duration in seconds
@@ -57,15 +64,7 @@ def add_filter_args(parser: argparse.ArgumentParser, what: str) -> None:
     """The filters of client.list, as options."""
     parser.add_argument("--status", type=str.lower, help=f"only {what} with this status (any case)")
     parser.add_argument("--name", help=f"only {what} of this workflow name")
-    parser.add_argument(
-        "--attr",
-        "--attribute",
-        dest="attribute",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help=f"only {what} with this attribute value (repeatable)",
-    )
+    add_attribute_option(parser, f"only {what} with this attribute value (repeatable)")
 
 
 def filter_attributes(args: argparse.Namespace) -> dict[str, Any] | None:

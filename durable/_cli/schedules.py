@@ -13,6 +13,7 @@ from .._schedules import OVERLAP_POLICIES
 from .common import (
     AddCommand,
     Handler,
+    add_attribute_option,
     add_json_args,
     age,
     attribute,
@@ -193,14 +194,8 @@ def _add_settings(parser: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="DURATION",
         help="each run's execution timeout (e.g. 1h)",
     )
-    parser.add_argument(
-        "--attr",
-        "--attribute",
-        dest="attribute",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="an attribute of each run (repeatable), besides schedule_id and scheduled_at",
+    add_attribute_option(
+        parser, "an attribute of each run (repeatable), besides schedule_id and scheduled_at"
     )
 
 

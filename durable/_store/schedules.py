@@ -155,7 +155,7 @@ class Schedules(StoreBase):
             else r
             for r in record.recent
         )
-        return _replace_recent(record, recent)
+        return dataclasses.replace(record, recent=recent)
 
     async def list_schedules(self, after: str, limit: int) -> list[ScheduleRecord]:
         rows = await self.pool.fetch(_LIST_SCHEDULES_SQL, after, limit)
@@ -476,7 +476,3 @@ def _recent_from_json(entries: list[dict[str, str]]) -> list[RecentSlot]:
         RecentSlot(datetime.fromisoformat(e["slot"]), e["workflow_id"], e["action"])
         for e in entries
     ]
-
-
-def _replace_recent(record: ScheduleRecord, recent: tuple[RecentSlot, ...]) -> ScheduleRecord:
-    return dataclasses.replace(record, recent=recent)
